@@ -1,0 +1,1 @@
+"""Classifiers: training, evaluation, the registry and the inference engine."""

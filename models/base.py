@@ -1,0 +1,60 @@
+"""The contract between the pipeline and the classifiers.
+
+A scorer turns a batch of model inputs into one prediction per input, in order. Text domains
+(news, tickets) take strings; sensors take readings. Predictions are plain dicts whose keys
+match the columns of the domain's ``*_scores`` ClickHouse table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, TypedDict
+
+from signalyard.settings import Domain
+
+
+class SensorReading(TypedDict):
+    machine_type: str  # L, M or H
+    air_temp_k: float
+    process_temp_k: float
+    rpm: float
+    torque_nm: float
+    tool_wear_min: float
+
+
+class NewsPrediction(TypedDict):
+    label: str  # negative, neutral or positive
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+    sentiment: float  # p_positive - p_negative, in [-1, 1]
+
+
+class TicketPrediction(TypedDict):
+    intent: str
+    top_intents: list[str]
+    top_probabilities: list[float]
+    risk_score: float  # in [0, 1]
+    risk_level: str  # low, medium or high
+
+
+class SensorPrediction(TypedDict):
+    failure_probability: float
+    failure_mode: str  # none, TWF, HDF, PWF, OSF or RNF
+    defect: bool
+
+
+Prediction = NewsPrediction | TicketPrediction | SensorPrediction
+ModelInput = str | SensorReading
+
+
+class Scorer(Protocol):
+    """A loaded model version of one domain, ready to score batches."""
+
+    domain: Domain
+    model_name: str
+    version: str
+
+    def score(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
+        """Score a batch; blocking, so callers run it off the event loop."""
+        ...

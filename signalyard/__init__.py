@@ -1,0 +1,1 @@
+"""Signalyard: streaming analytics on Kafka with fine-tuned language models."""

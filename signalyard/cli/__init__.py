@@ -1,0 +1,39 @@
+"""The ``signalyard`` command. Each group of subcommands lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from signalyard.cli.errors import USER_ERRORS, fail
+from signalyard.cli.provision import demo, init
+from signalyard.cli.stack import stack
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Streaming analytics on Kafka with fine-tuned language models."""
+
+
+cli.add_command(stack)
+cli.add_command(init)
+cli.add_command(demo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors and bad arguments end in one line on stderr and a non-zero exit."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        args = ["--help"]
+    try:
+        # Without standalone mode click returns the code of an Exit instead of raising it.
+        code = cli.main(args=args, prog_name="signalyard", standalone_mode=False)
+    except click.UsageError as error:
+        fail(error.format_message(), code=2)
+    except click.Abort:
+        fail("aborted", code=130)
+    except USER_ERRORS as error:
+        fail(str(error))
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -1,0 +1,17 @@
+"""The errors a user can cause or fix, and how the CLI reports them: one line, non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from signalyard.settings import SettingsError
+from signalyard.stack.local_kafka import StackError
+
+USER_ERRORS: tuple[type[Exception], ...] = (SettingsError, StackError, FileNotFoundError)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"signalyard: error: {first_line}", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,48 @@
+"""``signalyard init`` (topics and tables) and ``signalyard demo``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from signalyard.settings import Settings, load_settings
+from signalyard.stack import local_kafka
+from sinks.clickhouse import connect
+from sinks.clickhouse_schema import create_tables
+from streams.topics import provision_topics
+
+console = Console()
+
+
+def provision(settings: Settings) -> None:
+    """Create every topic and table the system reads or writes; safe to run again."""
+    states = asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    table = Table("topic", "partitions", "action", title="Kafka topics")
+    for state in states:
+        table.add_row(state.name, str(state.partitions), state.action)
+    console.print(table)
+    client = connect(settings.clickhouse_dsn)
+    try:
+        tables = create_tables(client)
+    finally:
+        client.close()
+    console.print(f"ClickHouse tables ready: {', '.join(tables)}")
+
+
+@click.command()
+def init() -> None:
+    """Provision every Kafka topic and ClickHouse table (idempotent)."""
+    provision(load_settings())
+
+
+@click.command()
+def demo() -> None:
+    """Start the local broker and provision topics and tables on the embedded defaults."""
+    settings = load_settings()
+    with console.status("starting Kafka"):
+        state = local_kafka.up(settings.home_dir, settings.stack)
+    console.print(f"Kafka is up on {state.address}")
+    provision(settings)

@@ -1,0 +1,203 @@
+"""The one typed settings object.
+
+Defaults live in ``config/signalyard.toml`` (or the file named by ``SIGNALYARD_CONFIG``);
+every value can be overridden from the environment as ``SIGNALYARD_<SECTION>__<KEY>``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SIGNALYARD_"
+ENV_NESTED_DELIMITER = "__"
+REPO_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "signalyard.toml"
+
+Domain = Literal["news", "tickets", "sensors"]
+DOMAINS: tuple[Domain, ...] = ("news", "tickets", "sensors")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+class Section(BaseModel):
+    """A settings section; unknown keys are refused so that a typo cannot pass unnoticed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field(min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    client_id: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _credentials_for_sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs "
+                f"{ENV_PREFIX}KAFKA__SASL_USERNAME and {ENV_PREFIX}KAFKA__SASL_PASSWORD"
+            )
+        return self
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+
+class ClickHouseSettings(Section):
+    dsn: str = ""
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> ClickHouseSettings:
+        if self.dsn and not self.dsn.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("dsn must start with chdb://, http:// or https://")
+        return self
+
+
+class BatchingSettings(Section):
+    max_batch_size: int = Field(gt=0, le=4096)
+    max_wait_ms: int = Field(ge=0, le=60_000)
+
+
+class InferenceSettings(Section):
+    device: Literal["auto", "cpu", "cuda"]
+    max_seq_length: int = Field(gt=0, le=8192)
+
+
+class StackSettings(Section):
+    kafka_version: str = Field(pattern=r"^4\.\d+\.\d+$")
+    port: int = Field(gt=0, lt=65536)
+    controller_port: int = Field(gt=0, lt=65536)
+    start_timeout_s: float = Field(gt=0)
+
+
+class TopicSettings(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    partitions: int = Field(gt=0, le=1000)
+    replication_factor: int = Field(default=1, gt=0)
+    retention_ms: int = Field(default=604_800_000, ge=-1)
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+
+
+class TopicsSettings(Section):
+    news_raw: TopicSettings
+    tickets_raw: TopicSettings
+    sensors_raw: TopicSettings
+    news_scored: TopicSettings
+    tickets_scored: TopicSettings
+    sensors_scored: TopicSettings
+    deadletter: TopicSettings
+    alerts: TopicSettings
+    feedback_labels: TopicSettings
+    retrain_requests: TopicSettings
+    model_updates: TopicSettings
+
+    def all(self) -> list[TopicSettings]:
+        return [getattr(self, field) for field in type(self).model_fields]
+
+    def raw(self, domain: Domain) -> TopicSettings:
+        return getattr(self, f"{domain}_raw")
+
+    def scored(self, domain: Domain) -> TopicSettings:
+        return getattr(self, f"{domain}_scored")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Path("~/.signalyard")
+    registry_dir: Path | None = None
+    kafka: KafkaSettings
+    clickhouse: ClickHouseSettings
+    batching: BatchingSettings
+    inference: InferenceSettings
+    stack: StackSettings
+    topics: TopicsSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
+        )
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return (self.registry_dir or self.home_dir / "models").expanduser().resolve()
+
+    @cached_property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse.dsn or f"chdb://{self.home_dir / 'clickhouse'}"
+
+
+def config_file() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG", REPO_CONFIG_FILE)).expanduser()
+
+
+def _setting_name(location: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in location)
+
+
+def setting_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every environment variable name that sets a value, e.g. SIGNALYARD_KAFKA__CLIENT_ID."""
+    names: set[str] = set()
+    for field, info in model.model_fields.items():
+        name = prefix + field.upper()
+        names.add(name)
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= setting_names(annotation, name + ENV_NESTED_DELIMITER)
+    return names
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings from the config file and the environment, or raise SettingsError."""
+    path = config_file()
+    if not path.is_file():
+        raise SettingsError(f"config file {path} not found (set {ENV_PREFIX}CONFIG)")
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = _setting_name(first["loc"]) if first["loc"] else ENV_PREFIX + "*"
+        value = first.get("input")
+        hidden = isinstance(value, dict) or value is None or "PASSWORD" in name
+        shown = "" if hidden else f"={value!r}"
+        raise SettingsError(f"invalid setting {name}{shown}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""The local stack: a real single-node Kafka broker run from Maven-fetched jars."""

@@ -1,0 +1,151 @@
+"""The ClickHouse tables, one DDL each.
+
+Every table is a ReplacingMergeTree whose sorting key ends in the row's identity (event id,
+alert id, ...), so a replayed row collapses into the one already written; queries that need
+exact counts before a merge use ``FINAL``. Sorting keys start with the entity and time, which
+is what the dashboards filter on.
+"""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+TABLES: dict[str, str] = {
+    "news_events": """
+        CREATE TABLE IF NOT EXISTS news_events (
+            event_id String,
+            ts DateTime64(3, 'UTC'),
+            ticker LowCardinality(String),
+            tickers Array(String),
+            source LowCardinality(String),
+            headline String,
+            body String,
+            ingested_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(ingested_at)
+        ORDER BY (ticker, ts, event_id)
+    """,
+    "news_scores": """
+        CREATE TABLE IF NOT EXISTS news_scores (
+            event_id String,
+            ts DateTime64(3, 'UTC'),
+            ticker LowCardinality(String),
+            label LowCardinality(String),
+            p_negative Float32,
+            p_neutral Float32,
+            p_positive Float32,
+            sentiment Float32,
+            model_name LowCardinality(String),
+            model_version LowCardinality(String),
+            batch_size UInt32,
+            latency_ms Float64,
+            scored_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(scored_at)
+        ORDER BY (ticker, ts, event_id)
+    """,
+    "tickets_events": """
+        CREATE TABLE IF NOT EXISTS tickets_events (
+            event_id String,
+            ts DateTime64(3, 'UTC'),
+            customer_id String,
+            channel LowCardinality(String),
+            subject String,
+            text String,
+            ingested_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(ingested_at)
+        ORDER BY (customer_id, ts, event_id)
+    """,
+    "tickets_scores": """
+        CREATE TABLE IF NOT EXISTS tickets_scores (
+            event_id String,
+            ts DateTime64(3, 'UTC'),
+            customer_id String,
+            intent LowCardinality(String),
+            top_intents Array(String),
+            top_probabilities Array(Float32),
+            risk_score Float32,
+            risk_level LowCardinality(String),
+            model_name LowCardinality(String),
+            model_version LowCardinality(String),
+            batch_size UInt32,
+            latency_ms Float64,
+            scored_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(scored_at)
+        ORDER BY (customer_id, ts, event_id)
+    """,
+    "sensors_events": """
+        CREATE TABLE IF NOT EXISTS sensors_events (
+            event_id String,
+            ts DateTime64(3, 'UTC'),
+            machine_id String,
+            machine_type LowCardinality(String),
+            air_temp_k Float32,
+            process_temp_k Float32,
+            rpm Float32,
+            torque_nm Float32,
+            tool_wear_min Float32,
+            message String,
+            ingested_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(ingested_at)
+        ORDER BY (machine_id, ts, event_id)
+    """,
+    "sensors_scores": """
+        CREATE TABLE IF NOT EXISTS sensors_scores (
+            event_id String,
+            ts DateTime64(3, 'UTC'),
+            machine_id String,
+            failure_probability Float32,
+            failure_mode LowCardinality(String),
+            defect Bool,
+            model_name LowCardinality(String),
+            model_version LowCardinality(String),
+            batch_size UInt32,
+            latency_ms Float64,
+            scored_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(scored_at)
+        ORDER BY (machine_id, ts, event_id)
+    """,
+    "alerts": """
+        CREATE TABLE IF NOT EXISTS alerts (
+            alert_id String,
+            ts DateTime64(3, 'UTC'),
+            domain LowCardinality(String),
+            entity String,
+            rule LowCardinality(String),
+            severity LowCardinality(String),
+            evidence String,
+            model_version LowCardinality(String),
+            written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at)
+        ORDER BY (domain, entity, ts, alert_id)
+    """,
+    "feedback": """
+        CREATE TABLE IF NOT EXISTS feedback (
+            event_id String,
+            domain LowCardinality(String),
+            label LowCardinality(String),
+            labeler String,
+            ts DateTime64(3, 'UTC'),
+            written_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(written_at)
+        ORDER BY (domain, event_id, labeler)
+    """,
+    "deadletter": """
+        CREATE TABLE IF NOT EXISTS deadletter (
+            source_topic LowCardinality(String),
+            partition UInt32,
+            offset UInt64,
+            reason String,
+            payload String,
+            ts DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(ts)
+        ORDER BY (source_topic, partition, offset)
+    """,
+}
+
+
+def create_tables(client: Client) -> list[str]:
+    """Create every missing table; return the names of the tables that exist afterwards."""
+    for ddl in TABLES.values():
+        client.command(ddl)
+    existing = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    return [name for name in TABLES if name in existing]

@@ -1,0 +1,1 @@
+"""Kafka side: connection options, topic provisioning, the Faust app, agents and schemas."""

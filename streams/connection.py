@@ -1,0 +1,28 @@
+"""Keyword arguments that connect aiokafka clients with the configured security."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.helpers import create_ssl_context
+
+from signalyard.settings import KafkaSettings
+
+
+def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Options shared by aiokafka producers, consumers and admin clients."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_list,
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile
+        )
+    if kafka.security_protocol.startswith("SASL"):
+        assert kafka.sasl_username is not None and kafka.sasl_password is not None
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return options

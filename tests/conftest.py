@@ -1,0 +1,45 @@
+"""Shared fixtures.
+
+Tests that need Kafka use the broker that ``signalyard stack up`` started (``.ci/run`` does
+that); they fail, not skip, when it is down. Each test gets its own ``SIGNALYARD_HOME``
+(so its embedded ClickHouse is private) and topic names with a unique suffix, so tests and
+concurrent runs never see each other's records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from signalyard.settings import Settings, load_settings
+from signalyard.stack.local_kafka import port_answers
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def isolated_settings(home: Path, **overrides: object) -> Settings:
+    """Settings on a private home, with every topic renamed to a name unique to this call."""
+    base = load_settings()
+    suffix = uuid.uuid4().hex[:8]
+    topics = {
+        field: topic.model_copy(update={"name": f"{topic.name}.{suffix}"}).model_dump()
+        for field, topic in base.topics
+    }
+    return load_settings(home=home, topics=topics, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return isolated_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def kafka(settings: Settings) -> Iterator[Settings]:
+    """Settings whose broker answers; the test fails with a hint when it does not."""
+    host, _, port = settings.kafka.bootstrap_list[0].rpartition(":")
+    if not port_answers(int(port), host):
+        pytest.fail(f"no Kafka broker on {host}:{port}: run `signalyard stack up` first")
+    yield settings
