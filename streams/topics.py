@@ -8,6 +8,7 @@ policy brought in line with the settings.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -51,6 +52,7 @@ async def _provision(admin: AIOKafkaAdminClient, topic: TopicSettings) -> TopicS
             ]
         )
         _raise_on_topic_errors(response.topic_errors, allowed={36})  # 36: already exists
+        await _wait_until_visible(admin, topic.name)
         return TopicState(topic.name, topic.partitions, "created")
     action = "unchanged"
     if current < topic.partitions:
@@ -74,10 +76,26 @@ async def partition_count(admin: AIOKafkaAdminClient, name: str) -> int | None:
     return len(description["partitions"])
 
 
+async def _wait_until_visible(admin: AIOKafkaAdminClient, name: str, timeout_s: float = 15) -> None:
+    # A new topic reaches the broker's metadata and config cache a moment after creation;
+    # callers of init expect to use it right away.
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if await partition_count(admin, name) is not None and await topic_config(admin, name):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {name} was created but did not become visible in {timeout_s:g}s")
+
+
 async def topic_config(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
+    """The topic's effective configuration; empty while the broker does not know it yet."""
     responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
-    resources = responses[0].resources
-    return {entry[0]: entry[1] for entry in resources[0][4]}
+    error_code, message, _, _, entries = responses[0].resources[0]
+    if error_code == 3:  # UNKNOWN_TOPIC_OR_PARTITION
+        return {}
+    if error_code != 0:
+        raise RuntimeError(f"describing the configuration of {name} failed: {message}")
+    return {entry[0]: entry[1] for entry in entries}
 
 
 async def _configs_differ(admin: AIOKafkaAdminClient, topic: TopicSettings) -> bool:

@@ -10,7 +10,7 @@ from rich.console import Console
 from signalyard.settings import load_settings
 from signalyard.stack import local_kafka
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 @click.group()

@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make demo   sets everything up and runs the main job on embedded defaults
+#   make test   sets everything up, starts a broker of its own, runs lint and tests, stops it
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The test broker has its own home and ports, so it never meets a demo broker on 9092.
+TEST_ENV := SIGNALYARD_HOME=$(CURDIR)/.test-home \
+	SIGNALYARD_STACK__PORT=39092 SIGNALYARD_STACK__CONTROLLER_PORT=39093 \
+	SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:39092
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/signalyard demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(TEST_ENV) $(BIN)/signalyard stack up
+	status=0; $(TEST_ENV) $(BIN)/pytest -q -p no:cacheprovider || status=$$?; \
+		$(TEST_ENV) $(BIN)/signalyard stack down; exit $$status
+
+clean:
+	-$(TEST_ENV) $(BIN)/signalyard stack down
+	rm -rf $(VENV) .test-home

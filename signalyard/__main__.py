@@ -1,0 +1,3 @@
+from signalyard.cli import main
+
+main()

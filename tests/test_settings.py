@@ -1,0 +1,95 @@
+"""Settings come from the config file, are overridden by the environment, and fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signalyard.settings import SettingsError, load_settings, setting_names
+
+
+def test_defaults_come_from_the_config_file() -> None:
+    settings = load_settings()
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.topics.news_raw.name == "news.raw"
+    assert settings.topics.model_updates.cleanup_policy == "compact"
+    assert settings.batching.max_batch_size == 32
+
+
+def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path))
+    monkeypatch.setenv("SIGNALYARD_BATCHING__MAX_BATCH_SIZE", "64")
+    monkeypatch.setenv("SIGNALYARD_TOPICS__NEWS_RAW__PARTITIONS", "12")
+    monkeypatch.setenv("SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS", "a:9092, b:9092")
+    settings = load_settings()
+    assert settings.batching.max_batch_size == 64
+    assert settings.topics.news_raw.partitions == 12
+    assert settings.topics.news_raw.name == "news.raw"  # the rest of the section stays
+    assert settings.kafka.bootstrap_list == ["a:9092", "b:9092"]
+    assert settings.clickhouse_dsn == f"chdb://{tmp_path.resolve() / 'clickhouse'}"
+    assert settings.models_dir == tmp_path.resolve() / "models"
+
+
+def test_another_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    original = Path(__file__).resolve().parents[1] / "config" / "signalyard.toml"
+    changed = tmp_path / "site.toml"
+    changed.write_text(original.read_text().replace("max_wait_ms = 50", "max_wait_ms = 7"))
+    monkeypatch.setenv("SIGNALYARD_CONFIG", str(changed))
+    assert load_settings().batching.max_wait_ms == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("SIGNALYARD_BATCHING__MAX_BATCH_SIZE", "abc", "SIGNALYARD_BATCHING__MAX_BATCH_SIZE='abc'"),
+        ("SIGNALYARD_BATCHING__MAX_WAIT_MS", "-1", "SIGNALYARD_BATCHING__MAX_WAIT_MS"),
+        ("SIGNALYARD_INFERENCE__DEVICE", "tpu", "SIGNALYARD_INFERENCE__DEVICE='tpu'"),
+        ("SIGNALYARD_KAFKA__SECURITY_PROTOCOL", "SASL_SSL", "SASL_USERNAME"),
+        ("SIGNALYARD_CLICKHOUSE__DSN", "mysql://x", "SIGNALYARD_CLICKHOUSE__DSN"),
+        ("SIGNALYARD_TOPICS__ALERTS__CLEANUP_POLICY", "forever", "SIGNALYARD_TOPICS__ALERTS"),
+    ],
+)
+def test_invalid_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_sasl_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SASL_USERNAME", "svc")
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SASL_PASSWORD", "s3cret")
+    kafka = load_settings().kafka
+    assert kafka.sasl_password is not None
+    assert kafka.sasl_password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(kafka)
+
+
+def test_missing_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIGNALYARD_CONFIG", str(tmp_path / "absent.toml"))
+    with pytest.raises(SettingsError, match=r"absent\.toml"):
+        load_settings()
+
+
+def test_unknown_key_in_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    original = Path(__file__).resolve().parents[1] / "config" / "signalyard.toml"
+    typo = tmp_path / "typo.toml"
+    typo.write_text(original.read_text().replace("max_wait_ms", "max_wiat_ms"))
+    monkeypatch.setenv("SIGNALYARD_CONFIG", str(typo))
+    with pytest.raises(SettingsError, match="MAX_WIAT_MS"):
+        load_settings()
+
+
+def test_setting_names_cover_nested_fields() -> None:
+    names = setting_names()
+    assert "SIGNALYARD_KAFKA__SASL_PASSWORD" in names
+    assert "SIGNALYARD_TOPICS__MODEL_UPDATES__CLEANUP_POLICY" in names
+    assert "SIGNALYARD_HOME" in names
+    assert "SIGNALYARD_KAFKA__PASSWORD" not in names
