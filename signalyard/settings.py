@@ -11,7 +11,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,11 +76,12 @@ class KafkaSettings(Section):
 class ClickHouseSettings(Section):
     dsn: str = ""
 
-    @model_validator(mode="after")
-    def _known_scheme(self) -> ClickHouseSettings:
-        if self.dsn and not self.dsn.startswith(("chdb://", "http://", "https://")):
+    @field_validator("dsn")
+    @classmethod
+    def _known_scheme(cls, dsn: str) -> str:
+        if dsn and not dsn.startswith(("chdb://", "http://", "https://")):
             raise ValueError("dsn must start with chdb://, http:// or https://")
-        return self
+        return dsn
 
 
 class BatchingSettings(Section):
@@ -79,9 +89,27 @@ class BatchingSettings(Section):
     max_wait_ms: int = Field(ge=0, le=60_000)
 
 
+class SinkSettings(Section):
+    max_batch_rows: int = Field(gt=0, le=1_000_000)
+    max_delay_ms: int = Field(ge=0, le=60_000)
+    max_pending_rows: int = Field(gt=0)
+    retry_initial_ms: int = Field(gt=0, le=60_000)
+    retry_max_ms: int = Field(gt=0, le=600_000)
+    max_attempts_on_permanent_error: int = Field(gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SinkSettings:
+        if self.max_pending_rows < self.max_batch_rows:
+            raise ValueError("max_pending_rows must be at least max_batch_rows")
+        if self.retry_max_ms < self.retry_initial_ms:
+            raise ValueError("retry_max_ms must be at least retry_initial_ms")
+        return self
+
+
 class InferenceSettings(Section):
     device: Literal["auto", "cpu", "cuda"]
     max_seq_length: int = Field(gt=0, le=8192)
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 
 class StackSettings(Section):
@@ -135,6 +163,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings
     clickhouse: ClickHouseSettings
     batching: BatchingSettings
+    sink: SinkSettings
     inference: InferenceSettings
     stack: StackSettings
     topics: TopicsSettings
@@ -195,9 +224,13 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        first = error.errors()[0]
-        name = _setting_name(first["loc"]) if first["loc"] else ENV_PREFIX + "*"
-        value = first.get("input")
-        hidden = isinstance(value, dict) or value is None or "PASSWORD" in name
-        shown = "" if hidden else f"={value!r}"
-        raise SettingsError(f"invalid setting {name}{shown}: {first['msg']}") from None
+        problems = "; ".join(_describe(problem) for problem in error.errors())
+        raise SettingsError(f"invalid setting {problems}") from None
+
+
+def _describe(problem: ErrorDetails) -> str:
+    name = _setting_name(problem["loc"]) if problem["loc"] else ENV_PREFIX + "*"
+    value = problem.get("input")
+    hidden = isinstance(value, dict) or value is None or "PASSWORD" in name
+    shown = "" if hidden else f"={value!r}"
+    return f"{name}{shown}: {problem['msg']}"
