@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from signalyard.settings import SettingsError, load_settings, setting_names
+from signalyard.settings import ENV_PREFIX, SettingsError, load_settings, setting_names
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    # make test points the suite at its own broker through the environment; these tests
+    # are about the file's defaults and must not see that.
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
 
 
 def test_defaults_come_from_the_config_file() -> None:
