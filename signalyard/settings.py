@@ -106,6 +106,13 @@ class SinkSettings(Section):
         return self
 
 
+class PipelineSettings(Section):
+    app_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")  # Faust app id = consumer group
+    max_payload_bytes: int = Field(gt=0, le=16_777_216)
+    max_batches_in_flight: int = Field(gt=0, le=4096)
+    web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
+
+
 class InferenceSettings(Section):
     device: Literal["auto", "cpu", "cuda"]
     max_seq_length: int = Field(gt=0, le=8192)
@@ -164,6 +171,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings
     batching: BatchingSettings
     sink: SinkSettings
+    pipeline: PipelineSettings
     inference: InferenceSettings
     stack: StackSettings
     topics: TopicsSettings

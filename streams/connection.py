@@ -1,10 +1,12 @@
-"""Keyword arguments that connect aiokafka clients with the configured security."""
+"""Connection options for aiokafka clients and Faust apps, with the configured security."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiokafka.helpers import create_ssl_context
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.types.auth import CredentialsT as Credentials
 
 from signalyard.settings import KafkaSettings
 
@@ -26,3 +28,17 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = kafka.sasl_username
         options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
     return options
+
+
+def faust_credentials(kafka: KafkaSettings) -> Credentials | None:
+    """The same security for a Faust app (``broker_credentials``); None for PLAINTEXT."""
+    options = aiokafka_options(kafka)
+    context = options.get("ssl_context")
+    if kafka.security_protocol.startswith("SASL"):
+        return SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    return SSLCredentials(context) if context is not None else None

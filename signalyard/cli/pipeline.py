@@ -1,0 +1,71 @@
+"""``signalyard worker`` (score the raw topics) and ``signalyard produce`` (send events)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from signalyard.cli.provision import provision
+from signalyard.settings import DOMAINS, Domain, load_settings
+from streams.producer import file_format, produce, read_records
+from streams.topics import provision_topics
+
+
+@click.command()
+@click.option(
+    "--domain",
+    "domains",
+    type=click.Choice(DOMAINS),
+    multiple=True,
+    help="A domain to score (repeatable); default: all three.",
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def worker(domains: tuple[Domain, ...], loglevel: str) -> None:
+    """Score the raw topics with the registry's live models until stopped (Ctrl-C, SIGTERM).
+
+    Workers with the same SIGNALYARD_PIPELINE__APP_ID split the partitions between them.
+    """
+    # Imported here so that other commands start without loading torch and Faust.
+    from models.loading import load_live_scorer
+    from streams.app import run_worker
+
+    settings = load_settings()
+    chosen = domains or DOMAINS
+    scorers = {domain: load_live_scorer(settings, domain) for domain in chosen}
+    provision(settings)
+    run_worker(settings, scorers, loglevel)
+
+
+@click.command(name="produce")
+@click.argument("domain", type=click.Choice(DOMAINS))
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Events as CSV (a header row of field names) or JSONL (one JSON object a line).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Events per second; default: as fast as the broker takes them.",
+)
+def produce_file(domain: Domain, path: Path, rate: float | None) -> None:
+    """Send the events of a file to DOMAIN's raw topic (the worker validates them)."""
+    try:
+        file_format(path)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--file") from None
+    settings = load_settings()
+    topic = settings.topics.raw(domain)
+    asyncio.run(provision_topics(settings.kafka, [topic]))
+    sent = asyncio.run(produce(settings.kafka, topic.name, read_records(domain, path), rate))
+    click.echo(f"sent {sent} events to {topic.name}")

@@ -1,0 +1,188 @@
+"""Scoring one micro-batch: validate, score off the event loop, then deliver.
+
+``prepare`` turns a batch of raw records into results and dead letters: each record is
+validated (a bad one becomes a dead letter with its reason), the valid events are scored by
+the domain's current model in a dedicated thread, so the event loop keeps serving heartbeats,
+fetches and the other agents while the model runs. ``deliver`` sends every result to the scored
+topic and every dead letter to the dead-letter topic, writes the event, score and dead-letter
+rows to ClickHouse, and returns only when all of that is acknowledged: the caller acks the
+batch's Kafka offsets after that, never before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from models.base import ModelInput, Prediction, Scorer
+from signalyard.settings import Domain
+from streams.deadletter import DeadLetter
+from streams.results import ENTITY_COLUMNS, event_row, model_input, scored_result
+from streams.schemas import Event, ScoredResult
+from streams.validation import Rejected, parse_event
+
+log = logging.getLogger(__name__)
+
+# Schedules one record and returns the future of its broker acknowledgement
+# (the shape of aiokafka's and Faust's ``producer.send``).
+Send = Callable[
+    [str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[Awaitable[Any]]
+]
+
+
+class Sink(Protocol):
+    async def write(self, table: str, rows: Sequence[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """A consumed Kafka record, as far as scoring needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float  # seconds since the epoch: when the record reached Kafka
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class ScorerHolder:
+    """The domain's live scorer; each batch reads it once, so it can be swapped between batches."""
+
+    current: Scorer
+
+
+@dataclass
+class PreparedBatch:
+    results: list[ScoredResult] = field(default_factory=list)
+    event_rows: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    scored_topic: str
+    deadletter_topic: str
+    events_table: str
+    scores_table: str
+    deadletter_table: str = "deadletter"
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        domain: Domain,
+        scorer: ScorerHolder,
+        executor: Executor,
+        send: Send,
+        sink: Sink,
+        destinations: Destinations,
+        max_payload_bytes: int,
+    ) -> None:
+        self.domain = domain
+        self.scorer = scorer
+        self.executor = executor
+        self.send = send
+        self.sink = sink
+        self.destinations = destinations
+        self.max_payload_bytes = max_payload_bytes
+
+    async def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
+        batch = PreparedBatch()
+        valid: list[tuple[SourceRecord, Event, datetime]] = []
+        for record in records:
+            ingested_at = _kafka_time(record.timestamp)
+            try:
+                event = parse_event(self.domain, record.value, self.max_payload_bytes)
+            except Rejected as rejected:
+                batch.dead_letters.append(_dead_letter(record, str(rejected), ingested_at))
+                continue
+            valid.append((record, event, ingested_at))
+        if not valid:
+            return batch
+        scorer = self.scorer.current
+        outcomes = await self._predict(scorer, [model_input(self.domain, e) for _, e, _ in valid])
+        scored_at = datetime.now(UTC)
+        for (record, event, ingested_at), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, Rejected):
+                batch.dead_letters.append(_dead_letter(record, str(outcome), ingested_at))
+                continue
+            batch.event_rows.append(event_row(self.domain, event, ingested_at))
+            batch.results.append(
+                scored_result(
+                    self.domain, event, outcome, scorer, len(valid), ingested_at, scored_at
+                )
+            )
+        return batch
+
+    async def deliver(self, batch: PreparedBatch) -> None:
+        """Publish and store the batch; returns once Kafka and ClickHouse both have it."""
+        where = self.destinations
+        acks = [
+            await self.send(
+                where.scored_topic,
+                getattr(result, ENTITY_COLUMNS[self.domain]).encode(),
+                result.model_dump_json().encode(),
+                None,
+            )
+            for result in batch.results
+        ]
+        acks += [
+            await self.send(where.deadletter_topic, letter.key, letter.payload, letter.headers())
+            for letter in batch.dead_letters
+        ]
+        await asyncio.gather(
+            *acks,
+            self.sink.write(where.events_table, batch.event_rows),
+            self.sink.write(where.scores_table, [result.model_dump() for result in batch.results]),
+            self.sink.write(where.deadletter_table, [dl.row() for dl in batch.dead_letters]),
+        )
+
+    async def _predict(
+        self, scorer: Scorer, inputs: list[ModelInput]
+    ) -> list[Prediction | Rejected]:
+        """Predictions in input order; when the batch fails, each input is retried alone so
+        that one input the model cannot handle is dead-lettered instead of the whole batch."""
+        try:
+            return await self._score(scorer, inputs)
+        except Exception as error:
+            log.warning(
+                "%s batch of %d failed (%s); scoring one by one", self.domain, len(inputs), error
+            )
+        outcomes: list[Prediction | Rejected] = []
+        for item in inputs:
+            try:
+                outcomes.extend(await self._score(scorer, [item]))
+            except Exception as error:
+                outcomes.append(Rejected(f"scoring failed: {error}"))
+        return outcomes
+
+    async def _score(self, scorer: Scorer, inputs: list[ModelInput]) -> list[Prediction]:
+        loop = asyncio.get_running_loop()
+        predictions = await loop.run_in_executor(self.executor, scorer.score, inputs)
+        if len(predictions) != len(inputs):
+            raise RuntimeError(f"{len(predictions)} predictions for {len(inputs)} inputs")
+        return predictions
+
+
+def _kafka_time(timestamp: float) -> datetime:
+    # A record without a broker timestamp (-1) counts as arriving now.
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp > 0 else datetime.now(UTC)
+
+
+def _dead_letter(record: SourceRecord, reason: str, at: datetime) -> DeadLetter:
+    return DeadLetter(
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason=reason,
+        key=record.key,
+        payload=record.value or b"",
+        ts=at,
+    )
