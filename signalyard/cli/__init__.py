@@ -7,6 +7,7 @@ import sys
 import click
 
 from signalyard.cli.errors import USER_ERRORS, fail
+from signalyard.cli.models import evaluate_command, models, train
 from signalyard.cli.provision import demo, init
 from signalyard.cli.stack import stack
 
@@ -19,6 +20,9 @@ def cli() -> None:
 cli.add_command(stack)
 cli.add_command(init)
 cli.add_command(demo)
+cli.add_command(train)
+cli.add_command(evaluate_command)
+cli.add_command(models)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+from models.errors import DataError, RegistryError
 from signalyard.settings import SettingsError
 from signalyard.stack.local_kafka import StackError
 
-USER_ERRORS: tuple[type[Exception], ...] = (SettingsError, StackError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    SettingsError,
+    StackError,
+    FileNotFoundError,
+    RegistryError,  # and its ModelNotFoundError
+    DataError,
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -1,0 +1,123 @@
+"""Reading the labeled CSV files of ``../shared/data`` into validated, typed rows.
+
+Every check a user can trip (an empty file, a missing column, an unknown label, a value that
+is not a number) raises :class:`DataError` naming the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.base import SensorReading
+from models.errors import DataError
+from signalyard.settings import Domain
+
+NEWS_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+FAILURE_MODES: tuple[str, ...] = ("TWF", "HDF", "PWF", "OSF", "RNF")
+MACHINE_TYPES: tuple[str, ...] = ("L", "M", "H")
+
+SENSOR_COLUMNS: dict[str, str] = {
+    "air_temp_k": "Air temperature [K]",
+    "process_temp_k": "Process temperature [K]",
+    "rpm": "Rotational speed [rpm]",
+    "torque_nm": "Torque [Nm]",
+    "tool_wear_min": "Tool wear [min]",
+}
+TEXT_COLUMNS: dict[str, tuple[str, str]] = {
+    "news": ("text", "label"),
+    "tickets": ("text", "intent"),
+}
+
+
+@dataclass(frozen=True)
+class TextData:
+    texts: list[str]
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class SensorData:
+    readings: list[SensorReading]
+    failure: list[int]  # the ``Machine failure`` column
+    modes: list[tuple[str, ...]]  # the failure-mode flags set on each row, in FAILURE_MODES order
+
+
+def fingerprint(path: Path) -> str:
+    """The SHA-256 of a file's bytes: which data a model was trained on."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} not found")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in reader.fieldnames or []]
+        if not header:
+            raise DataError(f"{path} is empty: expected a header row with {', '.join(required)}")
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise DataError(
+                f"{path} lacks column(s) {', '.join(missing)}; it has {', '.join(header)}"
+            )
+        reader.fieldnames = header
+        rows = list(reader)
+    if not rows:
+        raise DataError(f"{path} has a header but no rows")
+    return rows
+
+
+def read_text(path: Path, domain: Domain, known_labels: tuple[str, ...]) -> TextData:
+    """Read a news ``text,label`` or tickets ``text,intent`` file; labels must be known."""
+    text_column, label_column = TEXT_COLUMNS[domain]
+    rows = _read_rows(path, (text_column, label_column))
+    known = set(known_labels)
+    texts: list[str] = []
+    labels: list[str] = []
+    for line, row in enumerate(rows, start=2):
+        text, label = (row[text_column] or "").strip(), (row[label_column] or "").strip()
+        if not text:
+            raise DataError(f"{path}:{line}: empty {text_column}")
+        if label not in known:
+            raise DataError(f"{path}:{line}: unknown {label_column} {label!r}")
+        texts.append(text)
+        labels.append(label)
+    return TextData(texts, labels)
+
+
+def _number(path: Path, line: int, column: str, value: str | None) -> float:
+    try:
+        return float(value or "")
+    except ValueError:
+        raise DataError(f"{path}:{line}: {column} is not a number: {value!r}") from None
+
+
+def _flag(path: Path, line: int, column: str, value: str | None) -> int:
+    if (value or "").strip() not in ("0", "1"):
+        raise DataError(f"{path}:{line}: {column} must be 0 or 1, not {value!r}")
+    return int(value or "0")
+
+
+def read_sensors(path: Path) -> SensorData:
+    """Read an AI4I 2020 file (its original column names) into readings and labels."""
+    required = ("Type", *SENSOR_COLUMNS.values(), "Machine failure", *FAILURE_MODES)
+    rows = _read_rows(path, required)
+    readings: list[SensorReading] = []
+    failure: list[int] = []
+    modes: list[tuple[str, ...]] = []
+    for line, row in enumerate(rows, start=2):
+        machine_type = (row["Type"] or "").strip()
+        if machine_type not in MACHINE_TYPES:
+            raise DataError(f"{path}:{line}: unknown Type {machine_type!r} (expected L, M or H)")
+        values = {key: _number(path, line, col, row[col]) for key, col in SENSOR_COLUMNS.items()}
+        readings.append(SensorReading(machine_type=machine_type, **values))
+        failure.append(_flag(path, line, "Machine failure", row["Machine failure"]))
+        modes.append(tuple(m for m in FAILURE_MODES if _flag(path, line, m, row[m])))
+    return SensorData(readings, failure, modes)

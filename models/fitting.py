@@ -1,0 +1,98 @@
+"""One training loop for every model: AdamW, linear warm-up and decay, early stopping.
+
+The caller supplies how to get an epoch's batches, the loss of a batch and the validation
+score (higher is better); the loop keeps the weights of the best epoch and restores them.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.progress import progress_bar
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def class_weights(label_ids: list[int], num_labels: int, scheme: str) -> torch.Tensor | None:
+    """Loss weights against imbalance: ``balanced`` is n / (k * count), ``sqrt`` its root."""
+    if scheme == "none":
+        return None
+    counts = np.bincount(label_ids, minlength=num_labels).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_labels)
+    weights[present] = len(label_ids) / (present.sum() * counts[present])
+    if scheme == "sqrt":
+        weights = np.sqrt(weights)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best_score: float
+    best_epoch: int
+    epochs_run: int
+    history: list[float]
+
+
+def fit(
+    model: nn.Module,
+    parameter_groups: list[dict],
+    batches: Callable[[int], Iterable[object]],
+    steps_per_epoch: int,
+    loss: Callable[[object], torch.Tensor],
+    validate: Callable[[], float],
+    epochs: int,
+    patience: int,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.1,
+    max_grad_norm: float = 1.0,
+    show_progress: bool = True,
+    description: str = "training",
+) -> FitResult:
+    groups = [group for group in parameter_groups if group["params"]]
+    optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
+    total = max(1, epochs * steps_per_epoch)
+    warmup = int(warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            step / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+        ),
+    )
+    trainable = [p for group in groups for p in group["params"]]
+    best_score, best_epoch, best_state, history = -np.inf, 0, None, []
+    with progress_bar(show_progress) as progress:
+        task = progress.add_task(description, total=total)
+        for epoch in range(1, epochs + 1):
+            model.train()
+            for batch in batches(epoch):
+                value = loss(batch)
+                value.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                progress.update(task, advance=1, description=f"{description} epoch {epoch}")
+            model.eval()
+            score = validate()
+            history.append(score)
+            progress.console.log(f"{description}: epoch {epoch} validation {score:.4f}")
+            if score > best_score:
+                best_score, best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(float(best_score), best_epoch, len(history), history)

@@ -1,0 +1,126 @@
+"""The inference engine: batched, padded per sub-batch, under ``torch.inference_mode``.
+
+Texts are tokenized once without padding, sorted by length and cut into sub-batches, so each
+sub-batch is padded only to its own longest text (length bucketing within a batch); results
+go back in input order. Precision: on CUDA, bf16 autocast where the GPU supports it and fp16
+otherwise; on CPU fp32, or dynamic int8 quantization of the linear layers when asked for
+(``precision="int8"``; ``benchmarks/bench_inference.py`` measures its speed and accuracy cost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from models.base import SensorReading
+from models.sensor_model import SensorNet, features
+from models.text_model import TextClassifier
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+
+
+def resolve_device(device: DeviceName | str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def resolve_precision(device: torch.device, precision: Precision | str) -> str:
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError("int8 dynamic quantization runs on the CPU only")
+    if precision in ("bf16", "fp16") and device.type != "cuda":
+        raise ValueError(f"{precision} autocast is for CUDA; use fp32 or int8 on the CPU")
+    return precision
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose linear layers run in dynamic int8 (CPU only)."""
+    with warnings.catch_warnings():
+        # torch points eager quantization users to torchao; the eager API still works.
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
+class TextEngine:
+    """Class probabilities for texts from a :class:`TextClassifier`."""
+
+    def __init__(
+        self,
+        model: TextClassifier,
+        tokenizer: PreTrainedTokenizerBase,
+        device: DeviceName | str = "auto",
+        max_seq_length: int = 128,
+        batch_size: int = 64,
+        precision: Precision | str = "auto",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(self.device, precision)
+        model = model.eval()
+        self.num_labels = model.head.out_features
+        self.model = quantize_int8(model) if self.precision == "int8" else model.to(self.device)
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type="cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    def sub_batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict]]:
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_seq_length, padding=False
+        )["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            padded = self.tokenizer.pad(
+                {"input_ids": [encoded[i] for i in chunk]}, padding=True, return_tensors="pt"
+            )
+            yield chunk, padded
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.num_labels), dtype=np.float32)
+        if not texts:
+            return out
+        with torch.inference_mode(), self._autocast():
+            for chunk, batch in self.sub_batches(texts):
+                logits = self.model(
+                    batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+                )
+                out[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+
+class SensorEngine:
+    """Failure probabilities and failure-mode probabilities for sensor readings."""
+
+    def __init__(self, model: SensorNet, device: DeviceName | str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.threshold = model.threshold
+
+    def predict_proba(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            failure, mode = self.model(features(readings).to(self.device))
+            return (
+                torch.sigmoid(failure).cpu().numpy(),
+                torch.softmax(mode, dim=-1).cpu().numpy(),
+            )

@@ -1,0 +1,70 @@
+"""Loading a model folder, or a domain's live registry version, as a ready :class:`Scorer`.
+
+    from models.loading import load_scorer, load_live_scorer, ModelNotFoundError
+
+    load_scorer(model_dir: Path, device: str = "auto", max_seq_length: int = 128,
+                precision: str = "auto", batch_size: int = 64) -> Scorer
+    load_live_scorer(settings: Settings, domain: Domain) -> Scorer
+
+Only JSON and safetensors are read (never pickles) and nothing is downloaded. The scorer's
+``version`` is the name of the folder it came from (``v3`` for registry versions).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.errors import ModelNotFoundError
+from models.inference import SensorEngine, TextEngine
+from models.registry import METADATA_FILE, Registry
+from models.scorers import NewsScorer, SensorScorer, TicketScorer
+from models.sensor_model import load_sensor_net
+from models.taxonomy import RiskTaxonomy
+from models.text_model import load_text_classifier
+from signalyard.settings import Domain, Settings
+
+TAXONOMY_FILE = "taxonomy.json"
+
+__all__ = ["ModelNotFoundError", "Scorer", "load_live_scorer", "load_scorer"]
+
+Scorer = NewsScorer | TicketScorer | SensorScorer
+
+
+def read_metadata(model_dir: Path) -> dict:
+    path = Path(model_dir) / METADATA_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(f"{model_dir} is not a model folder: it has no {METADATA_FILE}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_scorer(
+    model_dir: Path,
+    device: str = "auto",
+    max_seq_length: int = 128,
+    precision: str = "auto",
+    batch_size: int = 64,
+) -> Scorer:
+    model_dir = Path(model_dir)
+    metadata = read_metadata(model_dir)
+    domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
+    if domain == "sensors":
+        return SensorScorer(SensorEngine(load_sensor_net(model_dir), device), name, version)
+    model, tokenizer, labels = load_text_classifier(model_dir)
+    engine = TextEngine(model, tokenizer, device, max_seq_length, batch_size, precision)
+    if domain == "news":
+        return NewsScorer(engine, labels, name, version)
+    taxonomy = RiskTaxonomy.load(model_dir / TAXONOMY_FILE)
+    return TicketScorer(engine, labels, taxonomy, name, version)
+
+
+def load_live_scorer(settings: Settings, domain: Domain) -> Scorer:
+    """The live version of ``domain`` from the registry at ``settings.models_dir``."""
+    model_dir = Registry(settings.models_dir).live_dir(domain)
+    return load_scorer(
+        model_dir,
+        settings.inference.device,
+        settings.inference.max_seq_length,
+        settings.inference.precision,
+        settings.batching.max_batch_size,
+    )

@@ -1,0 +1,76 @@
+"""The quality figures of each domain, computed the same way in training and in ``eval``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+from models.taxonomy import RiskTaxonomy
+
+# The figure early stopping watches, per domain.
+PRIMARY_METRIC = {"news": "accuracy", "tickets": "intent_accuracy", "sensors": "f1"}
+
+
+def news_metrics(probabilities: np.ndarray, labels: Sequence[str], truth: Sequence[str]) -> dict:
+    """``probabilities`` has one column per entry of ``labels``."""
+    predicted = [labels[i] for i in probabilities.argmax(1)]
+    return {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, labels=list(labels), average="macro")),
+        "n": len(truth),
+    }
+
+
+def ticket_metrics(
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    truth: Sequence[str],
+    taxonomy: RiskTaxonomy,
+) -> dict:
+    predicted = [labels[i] for i in probabilities.argmax(1)]
+    levels = list(taxonomy.weights)
+    true_levels = [taxonomy.level_of_intent(t) for t in truth]
+    predicted_levels = [
+        taxonomy.level_of_score(taxonomy.risk_score(labels, row.tolist())) for row in probabilities
+    ]
+    return {
+        "intent_accuracy": float(accuracy_score(truth, predicted)),
+        "intent_macro_f1": float(
+            f1_score(truth, predicted, labels=sorted(set(truth)), average="macro")
+        ),
+        "risk_accuracy": float(accuracy_score(true_levels, predicted_levels)),
+        "risk_macro_f1": float(
+            f1_score(true_levels, predicted_levels, labels=levels, average="macro")
+        ),
+        "n": len(truth),
+    }
+
+
+def sensor_metrics(failure_probability: np.ndarray, threshold: float, truth: Sequence[int]) -> dict:
+    predicted = (failure_probability >= threshold).astype(int)
+    both_classes = len(set(truth)) == 2
+    return {
+        "f1": float(f1_score(truth, predicted, zero_division=0)),
+        "precision": float(precision_score(truth, predicted, zero_division=0)),
+        "recall": float(recall_score(truth, predicted, zero_division=0)),
+        "roc_auc": float(roc_auc_score(truth, failure_probability)) if both_classes else None,
+        "threshold": threshold,
+        "n": len(truth),
+    }
+
+
+def best_f1_threshold(failure_probability: np.ndarray, truth: Sequence[int]) -> float:
+    """The decision threshold with the highest F1 on these rows, midway between two scores."""
+    order = np.argsort(-failure_probability, kind="stable")
+    ranked = failure_probability[order]
+    hits = np.cumsum(np.asarray(truth)[order])
+    positives = hits[-1] if len(hits) else 0
+    if positives == 0 or len(ranked) < 2:
+        return 0.5
+    # Flagging the top k rows gives F1 = 2 TP / (k + P); only cuts between distinct scores count.
+    f1 = 2 * hits / (np.arange(1, len(ranked) + 1) + positives)
+    cuttable = np.append(ranked[:-1] > ranked[1:], True)
+    k = int(np.argmax(np.where(cuttable, f1, -1.0)))
+    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k] / 2)

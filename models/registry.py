@@ -1,0 +1,167 @@
+"""A model registry on the local filesystem.
+
+Layout under the root (``settings.models_dir``, by default ``$SIGNALYARD_HOME/models``)::
+
+    <domain>/versions/v1/       a finished model folder (config.json, *.safetensors,
+    <domain>/versions/v2/       tokenizer files, labels.json, metrics.json, metadata.json)
+    <domain>/live.json          {"version": "v2", "history": ["v1", "v2"]}
+
+A version folder appears by one ``os.rename`` of a fully written staging folder, so readers
+never see half a model. The live pointer is rewritten through a temporary file and
+``os.replace``, so switching versions is atomic too; ``history`` is the order in which
+versions went live, which is what ``rollback`` walks back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.errors import ModelNotFoundError, RegistryError
+from signalyard.settings import DOMAINS, Domain
+
+LIVE_FILE = "live.json"
+METADATA_FILE = "metadata.json"
+METRICS_FILE = "metrics.json"
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    domain: Domain
+    version: str
+    path: Path
+    live: bool
+    metadata: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(payload, out, indent=2, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; the pointer is for every reader
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class Registry:
+    """Versioned model folders per domain, with exactly one live version each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser()
+
+    def _domain_dir(self, domain: Domain) -> Path:
+        if domain not in DOMAINS:
+            raise RegistryError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
+        return self.root / domain
+
+    def _pointer(self, domain: Domain) -> dict[str, Any]:
+        return _read_json(self._domain_dir(domain) / LIVE_FILE)
+
+    def version_dir(self, domain: Domain, version: str) -> Path:
+        return self._domain_dir(domain) / "versions" / version
+
+    def version_ids(self, domain: Domain) -> list[str]:
+        """Registered versions, oldest first."""
+        folder = self._domain_dir(domain) / "versions"
+        found = (
+            [p.name for p in folder.iterdir() if _VERSION.match(p.name)] if folder.is_dir() else []
+        )
+        return sorted(found, key=lambda name: int(name[1:]))
+
+    def live_version(self, domain: Domain) -> str | None:
+        return self._pointer(domain).get("version")
+
+    def live_dir(self, domain: Domain) -> Path:
+        """The live version's folder, or ModelNotFoundError naming how to get one."""
+        version = self.live_version(domain)
+        if version is None:
+            raise ModelNotFoundError(
+                f"no live {domain} model in {self.root} (train one: signalyard train {domain})"
+            )
+        return self.version_dir(domain, version)
+
+    def versions(self, domain: Domain) -> list[VersionInfo]:
+        live = self.live_version(domain)
+        return [
+            VersionInfo(
+                domain=domain,
+                version=version,
+                path=self.version_dir(domain, version),
+                live=version == live,
+                metadata=_read_json(self.version_dir(domain, version) / METADATA_FILE),
+                metrics=_read_json(self.version_dir(domain, version) / METRICS_FILE),
+            )
+            for version in self.version_ids(domain)
+        ]
+
+    def register(self, domain: Domain, folder: Path, promote: bool = True) -> str:
+        """Copy a finished model folder in as the next version; return its id."""
+        folder = Path(folder)
+        if not (folder / METADATA_FILE).is_file():
+            raise RegistryError(f"{folder} is not a model folder: it has no {METADATA_FILE}")
+        versions = self._domain_dir(domain) / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        staging = self._domain_dir(domain) / f".staging-{uuid.uuid4().hex}"
+        shutil.copytree(folder, staging)
+        try:
+            while True:
+                existing = self.version_ids(domain)
+                version = f"v{int(existing[-1][1:]) + 1 if existing else 1}"
+                try:
+                    # Renaming onto an existing folder fails, so two concurrent
+                    # registrations can never claim the same id.
+                    os.rename(staging, versions / version)
+                    break
+                except OSError:
+                    if not (versions / version).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if promote:
+            self.promote(domain, version)
+        return version
+
+    def promote(self, domain: Domain, version: str) -> None:
+        """Make ``version`` the live one."""
+        if not (self.version_dir(domain, version) / METADATA_FILE).is_file():
+            known = ", ".join(self.version_ids(domain)) or "none"
+            raise RegistryError(f"{domain} has no version {version!r} (registered: {known})")
+        pointer = self._pointer(domain)
+        history = [v for v in pointer.get("history", []) if v != version] + [version]
+        write_json_atomic(
+            self._domain_dir(domain) / LIVE_FILE, {"version": version, "history": history}
+        )
+
+    def rollback(self, domain: Domain) -> str:
+        """Make the version that was live before the current one live again; return it."""
+        pointer = self._pointer(domain)
+        history = [v for v in pointer.get("history", []) if self.version_dir(domain, v).is_dir()]
+        if len(history) < 2:
+            raise RegistryError(f"{domain} has no earlier live version to roll back to")
+        previous = history[-2]
+        write_json_atomic(
+            self._domain_dir(domain) / LIVE_FILE,
+            {"version": previous, "history": history[:-1]},
+        )
+        return previous

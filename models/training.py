@@ -1,0 +1,168 @@
+"""Training a model of a domain and registering it: the entry point of ``signalyard train``.
+
+    from models.training import TrainOptions, train_model
+    from models.registry import Registry
+
+    train_model(domain: Domain, data: Path, registry: Registry, options: TrainOptions,
+                promote: bool = True) -> str   # the new version id, e.g. "v3"
+
+``domain`` is "news" (CSV ``text,label``), "tickets" (``text,intent``; ``options.taxonomy``
+names the risk taxonomy JSON) or "sensors" (the AI4I 2020 columns). A stratified, seeded
+``options.validation_fraction`` of the rows is held out for early stopping (and, for sensors,
+the decision threshold); the model's figures on it are stored as ``metrics.json``.
+``TrainOptions(mode="head")`` trains a linear head on frozen embeddings: a few hundred rows
+train in seconds on a CPU, which is what a demo needs to bootstrap an empty registry.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from sklearn.model_selection import train_test_split
+
+from models.data import NEWS_LABELS, SensorData, TextData, fingerprint, read_sensors, read_text
+from models.errors import DataError
+from models.fitting import seed_everything
+from models.loading import TAXONOMY_FILE
+from models.options import TrainOptions
+from models.registry import METADATA_FILE, METRICS_FILE, Registry
+from models.sensor_model import save_sensor_net
+from models.taxonomy import RiskTaxonomy
+from models.text_model import save_text_classifier
+from signalyard.settings import Domain
+
+__all__ = ["TrainOptions", "train_model"]
+
+
+def split_indices(strata: list[Any], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Train and validation row indices, stratified when every class has two rows or more."""
+    indices = list(range(len(strata)))
+    if len(indices) < 4:
+        raise DataError(f"{len(indices)} rows are too few to hold out a validation split")
+    stratify = strata if min(Counter(strata).values()) >= 2 else None
+    try:
+        train, validation = train_test_split(
+            indices, test_size=fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError:
+        # Too small a split to hold one row of every class: fall back to a plain random cut.
+        train, validation = train_test_split(indices, test_size=fraction, random_state=seed)
+    return sorted(train), sorted(validation)
+
+
+def _subset_text(data: TextData, rows: list[int]) -> TextData:
+    return TextData([data.texts[i] for i in rows], [data.labels[i] for i in rows])
+
+
+def _subset_sensors(data: SensorData, rows: list[int]) -> SensorData:
+    return SensorData(
+        [data.readings[i] for i in rows],
+        [data.failure[i] for i in rows],
+        [data.modes[i] for i in rows],
+    )
+
+
+def _default_name(domain: Domain, base: str) -> str:
+    if domain == "sensors":
+        return "sensors-mlp"
+    base_path = Path(base)
+    # The bundled encoder lives in a folder called "model"; name it after its package instead.
+    name = "all-MiniLM-L6-v2" if base_path.name == "model" else base_path.name
+    return f"{domain}-{name}"
+
+
+def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path) -> dict:
+    """Train and save a model folder; return its metadata."""
+    from models.train_sensors import train_sensors
+    from models.train_text import base_model_path, train_text
+
+    started = time.monotonic()
+    if domain == "sensors":
+        sensors = read_sensors(data)
+        train_rows, val_rows = split_indices(
+            sensors.failure, options.validation_fraction, options.seed
+        )
+        trained = train_sensors(
+            _subset_sensors(sensors, train_rows), _subset_sensors(sensors, val_rows), options
+        )
+        save_sensor_net(trained.model, folder)
+        kind, base, metrics, result = "sensor-mlp", None, trained.metrics, trained.fit
+    else:
+        taxonomy = None
+        if domain == "tickets":
+            if options.taxonomy is None:
+                raise DataError("tickets need a risk taxonomy file (--taxonomy PATH)")
+            taxonomy = RiskTaxonomy.load(options.taxonomy)
+            labels = list(taxonomy.intents)
+        else:
+            labels = list(NEWS_LABELS)
+        text = read_text(data, domain, tuple(labels))
+        train_rows, val_rows = split_indices(text.labels, options.validation_fraction, options.seed)
+        trained_text = train_text(
+            domain,
+            _subset_text(text, train_rows),
+            _subset_text(text, val_rows),
+            labels,
+            taxonomy,
+            options,
+        )
+        save_text_classifier(trained_text.model, trained_text.tokenizer, labels, folder)
+        if taxonomy is not None:
+            (folder / TAXONOMY_FILE).write_text(taxonomy.to_json(), encoding="utf-8")
+        kind, base = "text-classifier", str(base_model_path(options))
+        metrics, result = trained_text.metrics, trained_text.fit
+    return {
+        "domain": domain,
+        "kind": kind,
+        "model_name": options.model_name or _default_name(domain, base or ""),
+        "base_model": base,
+        "mode": options.mode if domain != "sensors" else "full",
+        "data": {
+            "path": str(data.resolve()),
+            "sha256": fingerprint(data),
+            "rows": len(train_rows) + len(val_rows),
+            "train_rows": len(train_rows),
+            "validation_rows": len(val_rows),
+        },
+        "options": options.model_dump(mode="json"),
+        "training": {
+            "seconds": round(time.monotonic() - started, 1),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "validation_history": result.history,
+            "device": options.device,
+        },
+        "metrics": metrics,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+    }
+
+
+def train_model(
+    domain: Domain, data: Path, registry: Registry, options: TrainOptions, promote: bool = True
+) -> str:
+    """Train a model of ``domain`` on the CSV at ``data``, register it; return the version."""
+    options = options.resolved(domain)
+    seed_everything(options.seed)
+    staging = Path(tempfile.mkdtemp(prefix=f"signalyard-{domain}-"))
+    try:
+        metadata = _train_into(domain, Path(data), options, staging)
+        (staging / METRICS_FILE).write_text(json.dumps(metadata["metrics"], indent=2), "utf-8")
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+        return registry.register(domain, staging, promote=promote)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

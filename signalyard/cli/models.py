@@ -1,0 +1,164 @@
+"""``signalyard train``, ``signalyard eval`` and ``signalyard models list|show|promote|rollback``.
+
+Heavy imports (torch, transformers) happen inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from models.options import TrainOptions
+from models.registry import Registry
+from signalyard.settings import DOMAINS, Domain, load_settings
+
+console = Console(stderr=True)
+HEADLINE_METRICS = {
+    "news": ("accuracy", "macro_f1"),
+    "tickets": ("intent_accuracy", "risk_macro_f1"),
+    "sensors": ("f1", "roc_auc"),
+}
+domain_argument = click.argument("domain", type=click.Choice(DOMAINS))
+existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _registry() -> Registry:
+    return Registry(load_settings().models_dir)
+
+
+@click.command()
+@domain_argument
+@click.option("--data", required=True, type=existing_file, help="Labeled CSV of the domain.")
+@click.option("--base", "base_model", help="Encoder folder or cached model id (text domains).")
+@click.option(
+    "--mode", type=click.Choice(["full", "lora", "head"]), default="full", show_default=True
+)
+@click.option("--taxonomy", type=existing_file, help="Risk taxonomy JSON (tickets).")
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True))
+@click.option("--head-lr", "head_learning_rate", type=click.FloatRange(min=0, min_open=True))
+@click.option("--patience", type=click.IntRange(min=1), help="Epochs without improvement.")
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option("--max-seq-length", type=click.IntRange(min=8), default=128, show_default=True)
+@click.option(
+    "--validation-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+)
+@click.option(
+    "--class-weight",
+    type=click.Choice(["none", "sqrt", "balanced"]),
+    default="sqrt",
+    show_default=True,
+)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--name", "model_name", help="Model name (default: <domain>-<base model>).")
+@click.option(
+    "--promote/--no-promote", default=True, show_default=True, help="Make the new version live."
+)
+def train(domain: Domain, data: Path, promote: bool, **options: object) -> None:
+    """Train a DOMAIN model on a labeled CSV and register it as a new version."""
+    from models.training import train_model
+
+    if domain == "tickets" and options["taxonomy"] is None:
+        raise click.UsageError(
+            "tickets need --taxonomy PATH (e.g. ../shared/data/banking77/risk_levels.json)"
+        )
+    settable = {key: value for key, value in options.items() if value is not None}
+    registry = _registry()
+    version = train_model(domain, data, registry, TrainOptions(**settable), promote=promote)
+    metrics = json.loads((registry.version_dir(domain, version) / "metrics.json").read_text())
+    state = "live" if promote else "not promoted"
+    console.print(f"registered {domain} {version} ({state}) in {registry.root}")
+    click.echo(json.dumps({"domain": domain, "version": version, "validation": metrics}))
+
+
+@click.command(name="eval")
+@domain_argument
+@click.option("--data", required=True, type=existing_file, help="Labeled CSV of the domain.")
+@click.option("--version", help="Registry version (default: the live one).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]))
+def evaluate_command(
+    domain: Domain, data: Path, version: str | None, precision: str | None
+) -> None:
+    """Evaluate a registered DOMAIN model on a labeled CSV; the last line is JSON metrics."""
+    from models.evaluation import evaluate
+    from models.loading import load_scorer
+
+    settings = load_settings()
+    registry = Registry(settings.models_dir)
+    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
+    scorer = load_scorer(
+        folder,
+        settings.inference.device,
+        settings.inference.max_seq_length,
+        precision or settings.inference.precision,
+    )
+    click.echo(json.dumps(evaluate(scorer, data)))
+
+
+@click.group()
+def models() -> None:
+    """The model registry: list, show, promote and roll back versions."""
+
+
+@models.command(name="list")
+@click.argument("domain", type=click.Choice(DOMAINS), required=False)
+def list_versions(domain: Domain | None) -> None:
+    """Registered versions of every domain (or of DOMAIN); * marks the live one."""
+    registry = _registry()
+    table = Table("domain", "version", "live", "model", "mode", "created", "validation")
+    for name in [domain] if domain else DOMAINS:
+        for info in registry.versions(name):
+            figures = " ".join(
+                f"{key}={info.metrics[key]:.3f}"
+                for key in HEADLINE_METRICS[name]
+                if isinstance(info.metrics.get(key), float)
+            )
+            table.add_row(
+                name,
+                info.version,
+                "*" if info.live else "",
+                info.metadata.get("model_name", "?"),
+                info.metadata.get("mode", "?"),
+                info.metadata.get("created_at", "?")[:16],
+                figures,
+            )
+    Console().print(table)
+
+
+@models.command()
+@domain_argument
+@click.argument("version", required=False)
+def show(domain: Domain, version: str | None) -> None:
+    """The metadata of a version (default: the live one), as JSON."""
+    registry = _registry()
+    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
+    metadata = next((i.metadata for i in registry.versions(domain) if i.path == folder), None)
+    if metadata is None:
+        raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
+    click.echo(json.dumps({"version": folder.name, "path": str(folder), **metadata}, indent=2))
+
+
+@models.command()
+@domain_argument
+@click.argument("version")
+def promote(domain: Domain, version: str) -> None:
+    """Make VERSION the live model of DOMAIN."""
+    _registry().promote(domain, version)
+    console.print(f"{domain} {version} is live")
+
+
+@models.command()
+@domain_argument
+def rollback(domain: Domain) -> None:
+    """Make the previously live version of DOMAIN live again."""
+    version = _registry().rollback(domain)
+    console.print(f"{domain} rolled back to {version}")
