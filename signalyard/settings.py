@@ -113,6 +113,11 @@ class PipelineSettings(Section):
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
 
 
+class AlertsSettings(Section):
+    # A relative path is taken from the folder of the config file (see ``rules_path``).
+    rules_file: Path
+
+
 class InferenceSettings(Section):
     device: Literal["auto", "cpu", "cuda"]
     max_seq_length: int = Field(gt=0, le=8192)
@@ -172,6 +177,7 @@ class Settings(BaseSettings):
     batching: BatchingSettings
     sink: SinkSettings
     pipeline: PipelineSettings
+    alerts: AlertsSettings
     inference: InferenceSettings
     stack: StackSettings
     topics: TopicsSettings
@@ -202,6 +208,12 @@ class Settings(BaseSettings):
     @cached_property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse.dsn or f"chdb://{self.home_dir / 'clickhouse'}"
+
+    @cached_property
+    def rules_path(self) -> Path:
+        """The alert rules file; relative to the config file's folder so that a site's config
+        and rules travel together."""
+        return (config_file().parent / self.alerts.rules_file.expanduser()).resolve()
 
 
 def config_file() -> Path:

@@ -1,0 +1,1 @@
+"""Alerting: windowed rules per entity over the scored topics, published to ``alerts``."""
