@@ -104,7 +104,8 @@ class ClickHouseSink:
         """Return once the rows are inserted; wait first while too many rows are pending.
 
         All rows of one call must have the same keys, the table's column names.
-        Raises SinkError when the insert fails in a way retrying cannot fix.
+        Raises SinkError when the insert fails in a way retrying cannot fix; every writer
+        whose rows shared that insert gets it.
         """
         if not rows:
             return
