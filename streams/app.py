@@ -69,6 +69,8 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=pipeline.session_timeout_s,
+        broker_heartbeat_interval=pipeline.session_timeout_s / 10,
         # The leader topic only serves on_leader timers, which this app has none of.
         topic_disable_leader=True,
         web_enabled=pipeline.web_port > 0,

@@ -8,6 +8,7 @@ import click
 
 from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.models import evaluate_command, models, train
+from signalyard.cli.pipeline import produce_file, worker
 from signalyard.cli.provision import demo, init
 from signalyard.cli.stack import stack
 
@@ -23,6 +24,8 @@ cli.add_command(demo)
 cli.add_command(train)
 cli.add_command(evaluate_command)
 cli.add_command(models)
+cli.add_command(worker)
+cli.add_command(produce_file)
 
 
 def main(argv: list[str] | None = None) -> None:
