@@ -1,0 +1,368 @@
+"""The scoring pipeline end to end: real broker, worker processes, real models, embedded ClickHouse.
+
+Models are tiny ones trained once per session from the synthetic world (``ensure_models``).
+Every worker is a ``signalyard worker`` subprocess configured through SIGNALYARD_* variables
+with this test's private home, topics and consumer group; each is killed at the end even when
+the test fails. The embedded ClickHouse allows one process per data directory, so a store is
+read only after its worker has exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from conftest import isolated_settings
+
+from models.registry import Registry
+from signalyard.settings import DOMAINS, Domain, Settings, load_settings
+from sinks.clickhouse import connect
+from streams.bootstrap import BootstrapSize, ensure_models
+from streams.connection import aiokafka_options
+from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
+from streams.producer import produce
+from streams.synthetic import World, events
+from streams.topics import provision_topics
+
+pytestmark = pytest.mark.kafka
+
+TINY = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_epochs=15)
+WAIT_S = 90
+
+
+@pytest.fixture(scope="session")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    settings = isolated_settings(tmp_path_factory.mktemp("registry"))
+    ensure_models(settings, DOMAINS, TINY)
+    return settings.models_dir
+
+
+class Worker:
+    """One ``signalyard worker`` process with the settings of a test."""
+
+    def __init__(self, settings: Settings, registry: Path, app_id: str, log: Path) -> None:
+        self.settings = settings
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALYARD_")}
+        self.env |= {
+            "SIGNALYARD_HOME": str(settings.home_dir),
+            "SIGNALYARD_REGISTRY_DIR": str(registry),
+            "SIGNALYARD_PIPELINE__APP_ID": app_id,
+            # The restarted worker waits this long for the killed one's partitions.
+            "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
+            **{
+                f"SIGNALYARD_TOPICS__{field.upper()}__NAME": topic.name
+                for field, topic in settings.topics
+            },
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *domains: Domain) -> Worker:
+        options = [part for domain in domains for part in ("--domain", domain)]
+        command = [sys.executable, "-m", "signalyard", "worker", "--loglevel", "info", *options]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM, a graceful stop; the exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> int:
+        assert self.process is not None
+        self.process.kill()
+        return self.process.wait(timeout=30)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+@pytest.fixture
+def workers(tmp_path: Path, registry_dir: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.cleanup()
+
+
+def new_worker(
+    started: list[Worker], settings: Settings, registry: Path, app_id: str, name: str
+) -> Worker:
+    worker = Worker(settings, registry, app_id, settings.home_dir.parent / f"{name}.log")
+    started.append(worker)
+    return worker
+
+
+class Scored:
+    """What the scored and dead-letter topics hold, read from the start."""
+
+    def __init__(self) -> None:
+        self.ids: dict[Domain, Counter[str]] = {domain: Counter() for domain in DOMAINS}
+        self.results: dict[str, dict] = {}
+        self.dead: list[tuple[bytes, dict[str, bytes]]] = []
+
+
+async def read_until(
+    settings: Settings,
+    done: Callable[[Scored], bool],
+    domains: tuple[Domain, ...] = DOMAINS,
+    timeout: float = WAIT_S,
+) -> Scored:
+    topics = {settings.topics.scored(domain).name: domain for domain in domains}
+    consumer = AIOKafkaConsumer(
+        *topics,
+        settings.topics.deadletter.name,
+        **aiokafka_options(settings.kafka),
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    scored = Scored()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not done(scored) and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    if tp.topic in topics:
+                        result = json.loads(record.value)
+                        scored.ids[topics[tp.topic]][result["event_id"]] += 1
+                        scored.results[result["event_id"]] = result
+                    else:
+                        scored.dead.append((record.value, dict(record.headers)))
+    finally:
+        await consumer.stop()
+    return scored
+
+
+def synthetic(domain: Domain, count: int, seed: int) -> list[tuple[bytes, bytes]]:
+    return list(islice(events(World(seed=seed), domain), count))
+
+
+def ids_of(records: list[tuple[bytes, bytes]]) -> set[str]:
+    return {json.loads(value)["id"] for _, value in records}
+
+
+def query(settings: Settings, sql: str) -> list[tuple]:
+    client = connect(settings.clickhouse_dsn)
+    try:
+        return client.query(sql).result_rows
+    finally:
+        client.close()
+
+
+async def send(
+    settings: Settings, domain: Domain, records: list, rate: float | None = None
+) -> None:
+    await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
+
+
+def provision(settings: Settings) -> None:
+    asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+
+
+MALFORMED: list[tuple[bytes, str]] = [
+    (b'{"id": "bad-1", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL"', "not JSON"),
+    (b'{"id": "bad-2", "headline": "\xff\xfe broken"}', "invalid UTF-8"),
+    (
+        b'{"id": "bad-3", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL"}',
+        "missing field headline",
+    ),
+    (
+        b'{"id": "bad-4", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
+        b'"headline": 42}',
+        "field headline",
+    ),
+    (
+        b'{"id": "bad-5", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
+        b'"headline": "   "}',
+        "at least 1 character",
+    ),
+    (
+        b'{"id": "bad-6", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
+        b'"headline": "' + b"a" * 70_000 + b'"}',
+        "exceeds the limit of 65536",
+    ),
+    (
+        b'{"id": "bad-7", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
+        b'"headline": "h", "domain": "weather"}',
+        "unknown domain 'weather'",
+    ),
+]
+
+
+def test_every_event_scored_once_and_malformed_events_dead_lettered(
+    kafka: Settings, registry_dir: Path, workers: list[Worker]
+) -> None:
+    settings = kafka
+    provision(settings)
+    batches = {domain: synthetic(domain, 40, seed=n) for n, domain in enumerate(DOMAINS)}
+    # Bad news arrive between good news: the agent must keep scoring after each of them.
+    news = batches["news"]
+    mixed = news[:10] + [(b"AAPL", bad) for bad, _ in MALFORMED] + news[10:]
+    asyncio.run(send(settings, "news", mixed))
+    for domain in ("tickets", "sensors"):
+        asyncio.run(send(settings, domain, batches[domain]))
+    expected = {domain: ids_of(records) for domain, records in batches.items()}
+
+    worker = new_worker(workers, settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", "w").start()
+    scored = asyncio.run(
+        read_until(
+            settings,
+            lambda s: (
+                all(len(s.ids[d]) >= len(expected[d]) for d in DOMAINS)
+                and len(s.dead) >= len(MALFORMED)
+            ),
+        )
+    )
+    assert worker.stop() == 0, worker.tail()
+
+    registry = Registry(registry_dir)
+    for domain in DOMAINS:
+        assert set(scored.ids[domain]) == expected[domain], worker.tail()
+        assert set(scored.ids[domain].values()) == {1}
+        for event_id in expected[domain]:
+            result = scored.results[event_id]
+            assert result["model_version"] == registry.live_version(domain)
+            assert result["model_name"]
+            assert 1 <= result["batch_size"] <= settings.batching.max_batch_size
+            assert result["latency_ms"] >= 0
+    assert {scored.results[i]["label"] for i in expected["news"]} <= {
+        "negative",
+        "neutral",
+        "positive",
+    }
+
+    # Each dead letter is the original bytes, with its origin and reason in the headers.
+    assert len(scored.dead) == len(MALFORMED)
+    by_payload = {payload: headers for payload, headers in scored.dead}
+    for payload, reason in MALFORMED:
+        headers = by_payload[payload]
+        assert reason in headers[HEADER_REASON].decode()
+        assert headers[HEADER_TOPIC].decode() == settings.topics.news_raw.name
+        assert int(headers[HEADER_PARTITION]) >= 0 and int(headers[HEADER_OFFSET]) >= 0
+
+    for domain in DOMAINS:
+        for table in (f"{domain}_events", f"{domain}_scores"):
+            rows = query(settings, f"SELECT event_id, count() FROM {table} FINAL GROUP BY event_id")
+            assert dict(rows) == dict.fromkeys(expected[domain], 1), table
+    dead_rows = query(settings, "SELECT source_topic, reason, hex(payload) FROM deadletter FINAL")
+    assert {row[0] for row in dead_rows} == {settings.topics.news_raw.name}
+    stored = {row[2]: row[1] for row in dead_rows}
+    assert len(stored) == len(MALFORMED)
+    for payload, reason in MALFORMED:
+        assert reason in stored[payload.hex().upper()]
+
+
+def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
+    kafka: Settings, registry_dir: Path, workers: list[Worker]
+) -> None:
+    settings = kafka
+    provision(settings)
+    records = synthetic("sensors", 4000, seed=21)
+    expected = ids_of(records)
+    app_id = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def feed_and_kill() -> tuple[int, int]:
+        first = new_worker(workers, settings, registry_dir, app_id, "first").start("sensors")
+        feeding = asyncio.create_task(send(settings, "sensors", records, rate=800))
+        progress = await read_until(
+            settings, lambda s: len(s.ids["sensors"]) >= 1000, domains=("sensors",)
+        )
+        status = first.kill()
+        await feeding
+        return len(progress.ids["sensors"]), status
+
+    scored_before_kill, status = asyncio.run(feed_and_kill())
+    assert status == -signal.SIGKILL
+    assert 1000 <= scored_before_kill < len(expected), "the kill must come mid-stream"
+
+    second = new_worker(workers, settings, registry_dir, app_id, "second").start("sensors")
+    scored = asyncio.run(
+        read_until(settings, lambda s: len(s.ids["sensors"]) >= len(expected), ("sensors",))
+    )
+    assert second.stop() == 0, second.tail()
+    # At least once on the topic (a replayed batch may be published twice) ...
+    assert set(scored.ids["sensors"]) == expected, second.tail()
+    # ... and exactly once in ClickHouse.
+    for table in ("sensors_events", "sensors_scores"):
+        rows = query(settings, f"SELECT event_id, count() FROM {table} FINAL GROUP BY event_id")
+        assert dict(rows) == dict.fromkeys(expected, 1), table
+
+
+async def group_members(settings: Settings, group: str) -> tuple[str, int]:
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings.kafka))
+    await admin.start()
+    try:
+        response = (await admin.describe_consumer_groups([group]))[0]
+        _, _, state, _, _, members = response.groups[0][:6]
+        return state, len(members)
+    finally:
+        await admin.close()
+
+
+def wait_for_group(settings: Settings, group: str, members: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if asyncio.run(group_members(settings, group)) == ("Stable", members):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"group {group} never became stable with {members} members")
+
+
+def test_two_workers_split_the_partitions_and_score_every_event_once(
+    kafka: Settings, registry_dir: Path, workers: list[Worker], tmp_path: Path
+) -> None:
+    """Embedded ClickHouse: each worker has its own home and store (one process per data
+    directory); with a ClickHouse server both would write one store."""
+    settings = kafka
+    provision(settings)
+    app_id = f"t-{uuid.uuid4().hex[:8]}"
+    homes = [
+        load_settings(home=tmp_path / name, topics=settings.topics.model_dump())
+        for name in ("one", "two")
+    ]
+    pair = [
+        new_worker(workers, home, registry_dir, app_id, name).start("sensors")
+        for home, name in zip(homes, ("one", "two"), strict=True)
+    ]
+    wait_for_group(settings, app_id, members=2)
+
+    records = synthetic("sensors", 3000, seed=33)
+    expected = ids_of(records)
+    asyncio.run(send(settings, "sensors", records))
+    scored = asyncio.run(
+        read_until(settings, lambda s: len(s.ids["sensors"]) >= len(expected), ("sensors",))
+    )
+    for worker in pair:
+        assert worker.stop() == 0, worker.tail()
+
+    assert set(scored.ids["sensors"]) == expected
+    assert set(scored.ids["sensors"].values()) == {1}
+    shares = [
+        {row[0] for row in query(home, "SELECT event_id FROM sensors_scores FINAL")}
+        for home in homes
+    ]
+    assert all(len(share) >= len(expected) // 10 for share in shares), [len(s) for s in shares]
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == expected
