@@ -12,27 +12,35 @@ MAX_REASONS = 3
 
 
 class Rejected(ValueError):
-    """The message cannot be scored; ``str(error)`` is the reason recorded in the dead letter."""
+    """The message cannot be scored; ``str(error)`` is the reason recorded in the dead letter,
+    ``kind`` the short class of problem that summaries count by."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def parse_event(domain: Domain, payload: bytes | None, max_bytes: int) -> Event:
     """Validate one message of the domain's raw topic, or raise Rejected with the reason."""
     if not payload:
-        raise Rejected("empty message")
+        raise Rejected("empty", "empty message")
     if len(payload) > max_bytes:
-        raise Rejected(f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}")
+        raise Rejected(
+            "too large", f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}"
+        )
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise Rejected(f"invalid UTF-8 at byte {error.start}") from None
+        raise Rejected("invalid UTF-8", f"invalid UTF-8 at byte {error.start}") from None
     try:
         event = EVENT_SCHEMAS[domain].model_validate_json(text)
     except ValidationError as error:
-        raise Rejected(describe(error)) from None
+        kind = "not JSON" if error.errors()[0]["type"] == "json_invalid" else "invalid event"
+        raise Rejected(kind, describe(error)) from None
     if event.domain is not None and event.domain != domain:
         if event.domain not in DOMAINS:
-            raise Rejected(f"unknown domain {event.domain!r}")
-        raise Rejected(f"a {event.domain} event on the {domain} topic")
+            raise Rejected("wrong domain", f"unknown domain {event.domain!r}")
+        raise Rejected("wrong domain", f"a {event.domain} event on the {domain} topic")
     return event  # type: ignore[return-value]
 
 

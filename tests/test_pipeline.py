@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from conftest import isolated_settings
 
 from models.registry import Registry
@@ -33,6 +32,7 @@ from sinks.clickhouse import connect
 from streams.bootstrap import BootstrapSize, ensure_models
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
+from streams.groups import wait_until_stable
 from streams.producer import produce
 from streams.synthetic import World, events
 from streams.topics import provision_topics
@@ -310,26 +310,6 @@ def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         assert dict(rows) == dict.fromkeys(expected, 1), table
 
 
-async def group_members(settings: Settings, group: str) -> tuple[str, int]:
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings.kafka))
-    await admin.start()
-    try:
-        response = (await admin.describe_consumer_groups([group]))[0]
-        _, _, state, _, _, members = response.groups[0][:6]
-        return state, len(members)
-    finally:
-        await admin.close()
-
-
-def wait_for_group(settings: Settings, group: str, members: int) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if asyncio.run(group_members(settings, group)) == ("Stable", members):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"group {group} never became stable with {members} members")
-
-
 def test_two_workers_split_the_partitions_and_score_every_event_once(
     kafka: Settings, registry_dir: Path, workers: list[Worker], tmp_path: Path
 ) -> None:
@@ -346,7 +326,7 @@ def test_two_workers_split_the_partitions_and_score_every_event_once(
         new_worker(workers, home, registry_dir, app_id, name).start("sensors")
         for home, name in zip(homes, ("one", "two"), strict=True)
     ]
-    wait_for_group(settings, app_id, members=2)
+    assert asyncio.run(wait_until_stable(settings.kafka, app_id, members=2, timeout_s=WAIT_S))
 
     records = synthetic("sensors", 3000, seed=33)
     expected = ids_of(records)

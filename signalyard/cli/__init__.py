@@ -6,10 +6,11 @@ import sys
 
 import click
 
+from signalyard.cli.demo import demo
 from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.models import evaluate_command, models, train
 from signalyard.cli.pipeline import produce_file, worker
-from signalyard.cli.provision import demo, init
+from signalyard.cli.provision import init
 from signalyard.cli.stack import stack
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+import click
+
 from models.errors import DataError, RegistryError
 from signalyard.settings import SettingsError
 from signalyard.stack.local_kafka import StackError
@@ -15,6 +17,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     FileNotFoundError,
     RegistryError,  # and its ModelNotFoundError
     DataError,
+    click.ClickException,  # a command's own one-line error
 )
 
 

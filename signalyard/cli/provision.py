@@ -1,4 +1,4 @@
-"""``signalyard init`` (topics and tables) and ``signalyard demo``."""
+"""``signalyard init``: topics and tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from signalyard.settings import Settings, load_settings
-from signalyard.stack import local_kafka
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from streams.topics import provision_topics
@@ -36,13 +35,3 @@ def provision(settings: Settings) -> None:
 def init() -> None:
     """Provision every Kafka topic and ClickHouse table (idempotent)."""
     provision(load_settings())
-
-
-@click.command()
-def demo() -> None:
-    """Start the local broker and provision topics and tables on the embedded defaults."""
-    settings = load_settings()
-    with console.status("starting Kafka"):
-        state = local_kafka.up(settings.home_dir, settings.stack)
-    console.print(f"Kafka is up on {state.address}")
-    provision(settings)
