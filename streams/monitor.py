@@ -77,7 +77,8 @@ class LiveStats:
             while stats.recent and stats.recent[0][0] < now - self.window_s:
                 stats.recent.popleft()
             latencies = [latency for _, latency in stats.recent]
-            span = min(self.window_s, now - self.started_at) if self.started_at else 0.0
+            started = self.started_at
+            span = min(self.window_s, now - started) if started is not None else 0.0
             domains[domain] = DomainSummary(
                 scored=stats.scored,
                 per_second=len(latencies) / span if span > 0 else 0.0,

@@ -1,0 +1,156 @@
+"""Event validation: what is scored, and the reason for everything that is not."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from signalyard.settings import Domain
+from streams.deadletter import HEADER_KIND, HEADER_REASON, DeadLetter, kind_from_headers
+from streams.results import event_row, model_input
+from streams.schemas import NewsEvent, SensorEvent, TicketEvent
+from streams.validation import Rejected, parse_event
+
+LIMIT = 65536
+NEWS = {
+    "id": "n-1",
+    "ts": "2024-05-01T10:00:00Z",
+    "source": "reuters",
+    "ticker": "NOK",
+    "headline": "Nokia raises outlook",
+    "body": "Shares rose.",
+}
+TICKET = {
+    "id": "t-1",
+    "ts": "2024-05-01T10:00:00+02:00",
+    "customer_id": "C1",
+    "channel": "email",
+    "subject": "Card",
+    "text": "my card was stolen",
+}
+SENSOR = {
+    "id": "s-1",
+    "ts": "2024-05-01T10:00:00",
+    "machine_id": "M1",
+    "type": "L",
+    "air_temp_k": 298.1,
+    "process_temp_k": 308.6,
+    "rpm": 1551,
+    "torque_nm": 42.8,
+    "tool_wear_min": 0,
+}
+VALID: dict[Domain, dict] = {"news": NEWS, "tickets": TICKET, "sensors": SENSOR}
+
+
+def encode(event: dict) -> bytes:
+    return json.dumps(event).encode()
+
+
+def rejected(domain: Domain, payload: bytes, limit: int = LIMIT) -> Rejected:
+    with pytest.raises(Rejected) as caught:
+        parse_event(domain, payload, limit)
+    return caught.value
+
+
+def test_valid_events_parse_with_utc_times_and_entities() -> None:
+    news = parse_event("news", encode(NEWS), LIMIT)
+    ticket = parse_event("tickets", encode(TICKET), LIMIT)
+    sensor = parse_event("sensors", encode(SENSOR), LIMIT)
+    assert isinstance(news, NewsEvent) and news.entity == "NOK" and news.all_tickers == ["NOK"]
+    assert isinstance(ticket, TicketEvent) and ticket.ts == datetime(2024, 5, 1, 8, tzinfo=UTC)
+    assert isinstance(sensor, SensorEvent) and sensor.ts.tzinfo == UTC
+    assert sensor.machine_type == "L" and sensor.rpm == 1551.0
+
+
+def test_model_inputs_are_the_texts_and_readings_the_models_expect() -> None:
+    news = parse_event("news", encode(NEWS), LIMIT)
+    ticket = parse_event("tickets", encode(TICKET), LIMIT)
+    sensor = parse_event("sensors", encode(SENSOR), LIMIT)
+    assert model_input("news", news) == "Nokia raises outlook Shares rose."
+    assert model_input("tickets", ticket) == "Card. my card was stolen"
+    assert model_input("sensors", sensor) == {
+        "machine_type": "L",
+        "air_temp_k": 298.1,
+        "process_temp_k": 308.6,
+        "rpm": 1551.0,
+        "torque_nm": 42.8,
+        "tool_wear_min": 0.0,
+    }
+    untitled = parse_event("tickets", encode({**TICKET, "subject": None}), LIMIT)
+    assert model_input("tickets", untitled) == "my card was stolen"
+
+
+def test_event_rows_have_the_clickhouse_columns() -> None:
+    from sinks.clickhouse_schema import TABLES
+
+    now = datetime.now(UTC)
+    for domain, event in VALID.items():
+        row = event_row(domain, parse_event(domain, encode(event), LIMIT), now)
+        ddl = TABLES[f"{domain}_events"]
+        assert all(f"\n            {column} " in ddl for column in row), (domain, row)
+        assert row["event_id"] == event["id"] and row["ingested_at"] == now
+
+
+@pytest.mark.parametrize(
+    ("domain", "payload", "kind", "reason"),
+    [
+        ("news", b"", "empty", "empty message"),
+        ("news", b'{"id": "x", "headline": "\xff\xfe"}', "invalid UTF-8", "invalid UTF-8 at byte"),
+        ("news", b'{"id": "x",', "not JSON", "not JSON"),
+        ("news", b"[1, 2]", "invalid event", "not a JSON object"),
+        ("news", encode({**NEWS, "headline": "  "}), "invalid event", "field headline"),
+        ("news", encode({k: v for k, v in NEWS.items() if k != "ts"}), "invalid event", "ts"),
+        ("news", encode({**NEWS, "ticker": None}), "invalid event", "needs ticker or tickers"),
+        ("news", encode({**NEWS, "ts": "yesterday"}), "invalid event", "field ts"),
+        ("tickets", encode({**TICKET, "text": ""}), "invalid event", "field text"),
+        ("tickets", encode({**TICKET, "customer_id": 42}), "invalid event", "customer_id"),
+        ("sensors", encode({**SENSOR, "rpm": "1551"}), "invalid event", "field rpm"),
+        ("sensors", encode({**SENSOR, "type": "X"}), "invalid event", "field type"),
+        ("sensors", encode({**SENSOR, "tool_wear_min": -1}), "invalid event", "tool_wear_min"),
+        ("sensors", encode(SENSOR).replace(b"298.1", b"NaN"), "invalid event", "air_temp_k"),
+        ("news", encode({**NEWS, "domain": "weather"}), "wrong domain", "unknown domain"),
+        ("tickets", encode({**TICKET, "domain": "news"}), "wrong domain", "news event on the"),
+    ],
+)
+def test_bad_events_are_rejected_with_a_reason(
+    domain: Domain, payload: bytes, kind: str, reason: str
+) -> None:
+    error = rejected(domain, payload)
+    assert error.kind == kind
+    assert reason in str(error)
+    assert "\n" not in str(error)
+
+
+def test_payloads_over_the_limit_are_rejected_unread() -> None:
+    payload = encode({**NEWS, "body": "x" * 2000})
+    assert parse_event("news", payload, len(payload)).id == "n-1"
+    error = rejected("news", payload, limit=len(payload) - 1)
+    assert error.kind == "too large"
+    assert str(error) == f"payload of {len(payload)} bytes exceeds the limit of {len(payload) - 1}"
+
+
+def test_unknown_fields_are_ignored_and_a_matching_domain_is_accepted() -> None:
+    event = parse_event("news", encode({**NEWS, "domain": "news", "sector": "tech"}), LIMIT)
+    assert event.id == "n-1"
+
+
+def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None:
+    letter = DeadLetter(
+        source_topic="news.raw",
+        partition=2,
+        offset=41,
+        kind="not JSON",
+        reason="not JSON: EOF",
+        key=b"NOK",
+        payload=b'{"id": ',
+        ts=datetime(2024, 5, 1, tzinfo=UTC),
+    )
+    headers = dict(letter.headers())
+    assert headers["__connect.errors.topic"] == b"news.raw"
+    assert headers["__connect.errors.partition"] == b"2"
+    assert headers["__connect.errors.offset"] == b"41"
+    assert headers[HEADER_REASON] == b"not JSON: EOF" and headers[HEADER_KIND] == b"not JSON"
+    assert kind_from_headers(letter.headers()) == "not JSON"
+    assert letter.row()["payload"] == b'{"id": ' and letter.row()["offset"] == 41
