@@ -61,10 +61,10 @@ def ticket(event_id: str, minute: float, risk: str, customer: str = "c-1") -> Ti
     )
 
 
-def reading(event_id: str, minute: float, probability: float) -> SensorScore:
+def reading(event_id: str, minute: float, probability: float, machine: str = "M-1") -> SensorScore:
     return SensorScore(
         **_common(event_id, minute),
-        machine_id="M-1",
+        machine_id=machine,
         failure_probability=probability,
         failure_mode="none",
         defect=probability > 0.5,
@@ -173,8 +173,8 @@ def test_mean_rule_needs_min_count_in_the_window_and_respects_the_cooldown() -> 
     assert alerts[1].evidence["event_ids"] == [f"n{i}" for i in range(7, 12)]
 
 
-def test_count_rule_counts_per_customer_across_clock_boundaries_window_end_excluded() -> None:
-    stream = [
+def ticket_stream() -> list[TicketScore]:
+    return [
         ticket("a1", 50, "high"),
         ticket("b1", 0, "high", "c-2"),
         ticket("a2", 55, "low"),
@@ -187,6 +187,10 @@ def test_count_rule_counts_per_customer_across_clock_boundaries_window_end_exclu
         ticket("a7", 165, "high"),  # four in the hour, still cooling (56 min)
         ticket("a8", 170, "high"),  # 61 min after a4: a6, a7, a8 -> fires again
     ]
+
+
+def test_count_rule_counts_per_customer_across_clock_boundaries_window_end_excluded() -> None:
+    stream = ticket_stream()
     alerts = Folder(HIGH_RISK).fold(stream)
     assert triggers(alerts) == [("risky", "c-1", "a4"), ("risky", "c-1", "a8")]
     assert alerts[0].evidence["event_ids"] == ["a1", "a3", "a4"]
@@ -195,14 +199,18 @@ def test_count_rule_counts_per_customer_across_clock_boundaries_window_end_exclu
     assert alerts[1].evidence["event_ids"] == ["a6", "a7", "a8"]
 
 
-def test_consecutive_and_share_rules_on_one_machine() -> None:
-    stream = [
+def reading_stream() -> list[SensorScore]:
+    return [
         reading("r0", 0, 0.9),
         reading("r1", 1, 0.3),  # breaks the streak
         reading("r2", 2, 0.85),
         reading("r3", 3, 0.95),  # two in a row: streak fires; defects 3 of 4: rate fires
         reading("r4", 4, 0.99),  # both cooling
     ]
+
+
+def test_consecutive_and_share_rules_on_one_machine() -> None:
+    stream = reading_stream()
     alerts = Folder(STREAK).fold(stream)
     assert triggers(alerts) == [("streak", "M-1", "r3"), ("failure-rate", "M-1", "r3")]
     streak, rate = alerts

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from signalyard.cli.alerts import alerts
 from signalyard.cli.demo import demo
 from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.models import evaluate_command, models, train
@@ -20,6 +21,7 @@ def cli() -> None:
 
 
 cli.add_command(stack)
+cli.add_command(alerts)
 cli.add_command(init)
 cli.add_command(demo)
 cli.add_command(train)

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from signalyard.settings import Domain
+from signalyard.settings import Domain, SettingsError
 from streams.schemas import SCORE_SCHEMAS
 
 Severity = Literal["info", "warning", "critical"]
@@ -42,7 +42,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class RulesError(Exception):
+class RulesError(SettingsError):
     """The rules file is missing or invalid; the message is one line naming the problem."""
 
 

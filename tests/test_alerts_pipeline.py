@@ -1,0 +1,319 @@
+"""Alert agents end to end: real broker, alert worker processes, embedded ClickHouse.
+
+No models: crafted scored results with known event times go straight onto the scored topics,
+and the alerts they must fire are known in advance (``tests/test_alert_rules.py`` proves the
+rule logic itself). The workers are the pipeline tests' ``Worker`` running the alert agents
+only; a store is read only after its worker has exited (one process per embedded ClickHouse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from test_alert_rules import (
+    HIGH_RISK,
+    SENTIMENT,
+    STREAK,
+    Folder,
+    reading,
+    reading_stream,
+    sentiment_stream,
+    ticket_stream,
+)
+from test_pipeline import Worker, provision, query
+
+from signalyard.settings import DOMAINS, Settings, TopicSettings
+from streams.alerting.alert import alert_id
+from streams.connection import aiokafka_options
+from streams.deadletter import HEADER_REASON, kind_from_headers
+from streams.producer import produce
+from streams.results import ENTITY_COLUMNS
+from streams.schemas import ScoredResult
+
+pytestmark = pytest.mark.kafka
+
+WAIT_S = 60
+
+
+class AlertWorker(Worker):
+    """A ``signalyard alerts worker``: the pipeline's worker process, alert agents only."""
+
+    def __init__(self, settings: Settings, rules: Path, app_id: str, log: Path) -> None:
+        super().__init__(settings, settings.models_dir, app_id, log)
+        self.app_id = app_id
+        # Alerts are published one result at a time; a short sink delay keeps the tests quick.
+        self.env |= {
+            "SIGNALYARD_ALERTS__RULES_FILE": str(rules),
+            "SIGNALYARD_SINK__MAX_DELAY_MS": "10",
+        }
+
+    def start(self) -> AlertWorker:  # type: ignore[override]
+        command = [sys.executable, "-m", "signalyard", "alerts", "worker", "--loglevel", "info"]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        return self
+
+
+StartWorker = Callable[[str], AlertWorker]
+
+
+@pytest.fixture
+def alert_workers(kafka: Settings, tmp_path: Path) -> Iterator[StartWorker]:
+    """Starts alert workers of one app id (consumer group) on the test's settings."""
+    started: list[AlertWorker] = []
+    app_id = f"alerts-{uuid.uuid4().hex[:8]}"
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(SENTIMENT + HIGH_RISK + STREAK)
+
+    def start(name: str) -> AlertWorker:
+        worker = AlertWorker(kafka, rules, app_id, tmp_path / f"{name}.log").start()
+        started.append(worker)
+        return worker
+
+    provision(kafka)
+    yield start
+    for worker in started:
+        worker.cleanup()
+
+
+def record(domain: str, result: ScoredResult) -> tuple[bytes, bytes]:
+    return getattr(result, ENTITY_COLUMNS[domain]).encode(), result.model_dump_json().encode()
+
+
+async def send(settings: Settings, domain: str, results: list, rate: float | None = None) -> None:
+    records = [r if isinstance(r, tuple) else record(domain, r) for r in results]
+    await produce(settings.kafka, settings.topics.scored(domain).name, records, rate)
+
+
+async def _lag(settings: Settings, group: str) -> int:
+    """Scored results not yet committed by the group (all of them before its first commit)."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings.kafka))
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka))
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [
+            TopicPartition(settings.topics.scored(domain).name, p)
+            for domain in DOMAINS
+            for p in range(settings.topics.scored(domain).partitions)
+        ]
+        ends = await consumer.end_offsets(partitions)
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_until_consumed(settings: Settings, worker: AlertWorker) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while asyncio.run(_lag(settings, worker.app_id)) > 0:
+        assert worker.process.poll() is None, worker.tail()
+        assert time.monotonic() < deadline, f"results left unconsumed\n{worker.tail()}"
+        time.sleep(0.5)
+
+
+async def read_topic(settings: Settings, topic: TopicSettings, at_least: int = 0) -> list:
+    """Every record of the topic, from the start to its current end (or to ``at_least``)."""
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records = []
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            ends = await consumer.end_offsets(partitions)
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            if len(records) >= at_least and all(positions[tp] >= ends[tp] for tp in partitions):
+                break
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def alerts_on_topic(settings: Settings, at_least: int = 0) -> list[dict]:
+    records = asyncio.run(read_topic(settings, settings.topics.alerts, at_least))
+    alerts = [json.loads(r.value) for r in records]
+    assert all(r.key.decode() == a["entity"] for r, a in zip(records, alerts, strict=True))
+    return alerts
+
+
+def alerts_in_clickhouse(settings: Settings) -> dict[str, tuple]:
+    rows = query(
+        settings,
+        "SELECT alert_id, count(), any(rule), any(entity), any(evidence), any(model_version) "
+        "FROM alerts FINAL GROUP BY alert_id",
+    )
+    assert all(row[1] == 1 for row in rows)
+    return {row[0]: row[2:] for row in rows}
+
+
+def tail(worker: AlertWorker, *options: str, lines: int) -> list[str]:
+    """The first ``lines`` lines of ``signalyard alerts tail --from-beginning``, and any that
+    follow within a second."""
+    command = [sys.executable, "-m", "signalyard", "alerts", "tail", "--from-beginning", *options]
+    process = subprocess.Popen(command, env=worker.env, stdout=subprocess.PIPE, text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(output) < lines and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        reader.join(timeout=10)
+    return output
+
+
+EXPECTED = {
+    ("drop", "news", "ACME", "n5"),
+    ("drop", "news", "ACME", "n11"),
+    ("risky", "tickets", "c-1", "a4"),
+    ("risky", "tickets", "c-1", "a8"),
+    ("streak", "sensors", "M-1", "r3"),
+    ("failure-rate", "sensors", "M-1", "r3"),
+}
+
+
+def test_a_crafted_stream_fires_exactly_the_expected_alerts(
+    kafka: Settings, alert_workers: StartWorker
+) -> None:
+    settings = kafka
+    asyncio.run(send(settings, "news", sentiment_stream()))
+    asyncio.run(send(settings, "tickets", [*ticket_stream()[:4], (b"c-1", b'{"event_id": "x"}')]))
+    asyncio.run(send(settings, "tickets", ticket_stream()[4:]))
+    asyncio.run(send(settings, "sensors", reading_stream()))
+
+    worker = alert_workers("one")
+    wait_until_consumed(settings, worker)
+    on_topic = alerts_on_topic(settings, at_least=len(EXPECTED))
+    assert worker.stop() == 0, worker.tail()
+
+    found = {
+        (a["rule"], a["domain"], a["entity"], a["evidence"]["trigger_event_id"]) for a in on_topic
+    }
+    assert found == EXPECTED and len(on_topic) == len(EXPECTED), worker.tail()
+    by_trigger = {(a["rule"], a["evidence"]["trigger_event_id"]): a for a in on_topic}
+    risky = by_trigger[("risky", "a4")]
+    assert risky["alert_id"] == alert_id("tickets", "risky", "c-1", "a4")
+    assert risky["evidence"]["event_ids"] == ["a1", "a3", "a4"]
+    assert (risky["severity"], risky["model_version"]) == ("critical", "v7")
+    assert risky["ts"].startswith("2026-03-02T10:49:00")
+    assert by_trigger[("drop", "n5")]["evidence"]["count"] == 6
+    # One entity's alerts keep their order: the cool-down's second alert comes second.
+    assert [a["evidence"]["trigger_event_id"] for a in on_topic if a["entity"] == "c-1"] == [
+        "a4",
+        "a8",
+    ]
+
+    stored = alerts_in_clickhouse(settings)
+    assert set(stored) == {a["alert_id"] for a in on_topic}
+    assert json.loads(stored[risky["alert_id"]][2]) == risky["evidence"]
+
+    letters = asyncio.run(read_topic(settings, settings.topics.deadletter, at_least=1))
+    assert [letter.value for letter in letters] == [b'{"event_id": "x"}']
+    assert kind_from_headers(letters[0].headers) == "invalid scored result"
+    reason = dict(letters[0].headers)[HEADER_REASON].decode()
+    assert reason.startswith("not a tickets scored result: missing field ts")
+
+    critical = tail(worker, "--json", "--severity", "critical", lines=3)
+    assert sorted((json.loads(line)["rule"], json.loads(line)["entity"]) for line in critical) == [
+        ("risky", "c-1"),
+        ("risky", "c-1"),
+        ("streak", "M-1"),
+    ]
+    news = tail(worker, "--domain", "news", lines=2)
+    assert len(news) == 2 and all("ACME" in line and "drop" in line for line in news), news
+
+
+def machine_streams(machines: int, minutes: range, seed: int) -> dict[str, list]:
+    rng = random.Random(seed)
+    return {
+        f"M-{m}": [
+            reading(f"M-{m}-{t}", t, rng.choice([0.1, 0.3, 0.6, 0.85, 0.95]), f"M-{m}")
+            for t in minutes
+        ]
+        for m in range(machines)
+    }
+
+
+def interleave(streams: dict[str, list]) -> list:
+    return [result for step in zip(*streams.values(), strict=True) for result in step]
+
+
+def test_restarts_neither_lose_nor_repeat_alerts(
+    kafka: Settings, alert_workers: StartWorker
+) -> None:
+    """SIGKILL mid-stream, then SIGTERM: every alert arrives, each under one id, once in
+    ClickHouse; cool-downs and windows carry over the restarts through the changelog."""
+    settings = kafka
+    first = machine_streams(24, range(0, 50), seed=5)
+    second = machine_streams(24, range(50, 70), seed=6)
+    for m, results in second.items():
+        # A streak that spans the SIGTERM restart: only a recovered window sees it.
+        first[m][-1] = reading(f"{m}-49", 49, 0.97, m)
+        first[m][-2] = reading(f"{m}-48", 48, 0.2, m)
+        results[0] = reading(f"{m}-50", 50, 0.97, m)
+    expected: dict[str, tuple] = {}
+    folder = Folder(STREAK)
+    for results in (interleave(first), interleave(second)):
+        expected |= {a.alert_id: (a.rule, a.entity) for a in folder.fold(results)}
+    spanning = {a for a, (rule, _) in expected.items() if rule == "streak"} & {
+        alert_id("sensors", "streak", m, f"{m}-50") for m in second
+    }
+    assert spanning, "the data must have streaks across the restart"
+
+    async def feed_and_kill(worker_name: str) -> tuple[int, AlertWorker]:
+        worker = alert_workers(worker_name)
+        feeding = asyncio.create_task(send(settings, "sensors", interleave(first), rate=300))
+        deadline = time.monotonic() + WAIT_S
+        seen = 0
+        while seen < len(expected) // 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            seen = len(await read_topic(settings, settings.topics.alerts))
+        worker.kill()
+        await feeding
+        return seen, worker
+
+    seen, killed = asyncio.run(feed_and_kill("killed"))
+    assert len(expected) // 4 <= seen < len(expected), (seen, len(expected), killed.tail())
+
+    restarted = alert_workers("restarted")
+    wait_until_consumed(settings, restarted)
+    assert restarted.stop() == 0, restarted.tail()
+
+    asyncio.run(send(settings, "sensors", interleave(second)))
+    last = alert_workers("last")
+    wait_until_consumed(settings, last)
+    on_topic = alerts_on_topic(settings, at_least=len(expected))
+    assert last.stop() == 0, last.tail()
+
+    counts = Counter(a["alert_id"] for a in on_topic)
+    assert set(counts) == set(expected), (len(counts), len(expected))  # none lost, none new
+    repeated = {a for a, n in counts.items() if n > 1}
+    print(f"{len(expected)} alerts, {len(repeated)} sent twice across the SIGKILL")
+    assert {a["alert_id"]: (a["rule"], a["entity"]) for a in on_topic} == expected
+    assert set(alerts_in_clickhouse(settings)) == set(expected)
