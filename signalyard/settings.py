@@ -111,13 +111,13 @@ class PipelineSettings(Section):
     max_payload_bytes: int = Field(gt=0, le=16_777_216)
     max_batches_in_flight: int = Field(gt=0, le=4096)
     session_timeout_s: float = Field(ge=6, le=300)  # the broker's default bounds: 6 s to 5 min
+    torch_threads: int = Field(ge=0, le=1024)  # per worker; 0: torch's default, one per core
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
 
 
 class AlertsSettings(Section):
     # A relative path is taken from the folder of the config file (see ``rules_path``).
     rules_file: Path
-    in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs the alert agents
 
 
 class InferenceSettings(Section):

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import torch
 from faust.types import StreamT
 from mode import Service
 
@@ -27,7 +28,6 @@ from models.base import Scorer
 from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from streams.agents import ScoringAgent
-from streams.alerting.agent import add_alert_agents
 from streams.connection import faust_credentials
 from streams.processor import BatchProcessor, Destinations, ScorerHolder
 
@@ -80,7 +80,6 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
     )
     for domain in runtime.scorers:
         _add_agent(app, settings, runtime, domain)
-    add_alert_agents(app, settings, runtime)
     return app
 
 
@@ -117,6 +116,14 @@ def _add_agent(app: faust.App, settings: Settings, runtime: ScoringRuntime, doma
 
 def run_worker(settings: Settings, scorers: Mapping[Domain, Scorer], loglevel: str) -> None:
     """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
+    if settings.pipeline.torch_threads:
+        # Torch's threads spin while they wait for work; on a busy machine more threads than
+        # free cores make small batches many times slower, not faster.
+        torch.set_num_threads(settings.pipeline.torch_threads)
     runtime = ScoringRuntime(ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers)
     app = create_app(settings, runtime)
-    faust.Worker(app, runtime, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, runtime, loglevel=loglevel, quiet=True)
+    # Faust's progress spinner sets the root logger to DEBUG to spin on every record: that
+    # turns each message's debug line in aiokafka into a formatted log record.
+    worker.spinner = None
+    worker.execute_from_commandline()
