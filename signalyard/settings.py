@@ -118,6 +118,7 @@ class PipelineSettings(Section):
 class AlertsSettings(Section):
     # A relative path is taken from the folder of the config file (see ``rules_path``).
     rules_file: Path
+    in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs the alert agents
 
 
 class InferenceSettings(Section):

@@ -28,6 +28,7 @@ from models.base import Scorer
 from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from streams.agents import ScoringAgent
+from streams.alerting.agent import add_alert_agents
 from streams.connection import faust_credentials
 from streams.processor import BatchProcessor, Destinations, ScorerHolder
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
     )
     for domain in runtime.scorers:
         _add_agent(app, settings, runtime, domain)
+    add_alert_agents(app, settings, runtime)
     return app
 
 
