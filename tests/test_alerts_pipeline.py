@@ -46,7 +46,7 @@ from streams.schemas import ScoredResult
 
 pytestmark = pytest.mark.kafka
 
-WAIT_S = 60
+WAIT_S = 90
 
 
 class AlertWorker(Worker):
@@ -55,10 +55,12 @@ class AlertWorker(Worker):
     def __init__(self, settings: Settings, rules: Path, app_id: str, log: Path) -> None:
         super().__init__(settings, settings.models_dir, app_id, log)
         self.app_id = app_id
-        # Alerts are published one result at a time; a short sink delay keeps the tests quick.
         self.env |= {
             "SIGNALYARD_ALERTS__RULES_FILE": str(rules),
+            # Alerts are published one result at a time; a short sink delay keeps tests quick.
             "SIGNALYARD_SINK__MAX_DELAY_MS": "10",
+            # A killed worker's partitions move to its successor once its session expires.
+            "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "10",
         }
 
     def start(self) -> AlertWorker:  # type: ignore[override]
