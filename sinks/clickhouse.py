@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import clickhouse_connect
@@ -10,11 +12,43 @@ from clickhouse_connect.driver.client import Client
 CHDB_SCHEME = "chdb://"
 
 
+class ClickHouseInUseError(RuntimeError):
+    """Another process has the embedded ClickHouse directory open."""
+
+
 def connect(dsn: str) -> Client:
     """Open a client for the DSN; the embedded engine's directory is created when missing.
 
-    Only one process may open an embedded data directory at a time.
+    Only one process may open an embedded data directory at a time; opening one that another
+    process holds raises ClickHouseInUseError.
     """
-    if dsn.startswith(CHDB_SCHEME):
-        Path(dsn.removeprefix(CHDB_SCHEME)).mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(dsn=dsn)
+    if not dsn.startswith(CHDB_SCHEME):
+        return clickhouse_connect.get_client(dsn=dsn)
+    folder = Path(dsn.removeprefix(CHDB_SCHEME))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(dsn=dsn)
+    except Exception as error:
+        # chdb only says "Error initializing EmbeddedServer"; the lock on its status file
+        # tells whether another process is the reason.
+        if _locked(folder / "status"):
+            raise ClickHouseInUseError(
+                f"the embedded ClickHouse in {folder} is open in another process (a worker "
+                "with the same SIGNALYARD_HOME?); stop it, or use a ClickHouse server "
+                "(SIGNALYARD_CLICKHOUSE__DSN=http://...)"
+            ) from error
+        raise
+
+
+def _locked(status_file: Path) -> bool:
+    try:
+        handle = os.open(status_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)  # closing releases a lock taken here
+    return False

@@ -10,6 +10,7 @@ import click
 from models.errors import DataError, RegistryError
 from signalyard.settings import SettingsError
 from signalyard.stack.local_kafka import StackError
+from sinks.clickhouse import ClickHouseInUseError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     SettingsError,
@@ -17,6 +18,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     FileNotFoundError,
     RegistryError,  # and its ModelNotFoundError
     DataError,
+    ClickHouseInUseError,
     click.ClickException,  # a command's own one-line error
 )
 
