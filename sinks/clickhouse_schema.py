@@ -140,6 +140,42 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(ts)
         ORDER BY (source_topic, partition, offset)
     """,
+    # One row per replay (``signalyard replay``); the scores of a run are in the tables below.
+    "backtest_runs": """
+        CREATE TABLE IF NOT EXISTS backtest_runs (
+            run_id String,
+            domain LowCardinality(String),
+            topic String,
+            from_ts DateTime64(3, 'UTC'),
+            to_ts DateTime64(3, 'UTC'),
+            model_name LowCardinality(String),
+            model_version LowCardinality(String),
+            batch_size UInt32,
+            records UInt64,
+            skipped UInt64,
+            events UInt64,
+            dead UInt64,
+            dead_kinds Map(String, UInt64),
+            started_at DateTime64(3, 'UTC'),
+            finished_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(finished_at)
+        ORDER BY run_id
+    """,
+    # A backtest's scores have the live table's columns behind the run id, so a run compares
+    # with the live scores column for column and replaying one run id again collapses.
+    **{
+        f"backtest_{domain}_scores": f"""
+            CREATE TABLE IF NOT EXISTS backtest_{domain}_scores
+            ENGINE = ReplacingMergeTree(scored_at)
+            ORDER BY (run_id, {entity}, ts, event_id)
+            EMPTY AS SELECT CAST('' AS String) AS run_id, * FROM {domain}_scores
+        """
+        for domain, entity in (
+            ("news", "ticker"),
+            ("tickets", "customer_id"),
+            ("sensors", "machine_id"),
+        )
+    },
 }
 
 
