@@ -107,7 +107,8 @@ class BatchProcessor:
         if not valid:
             return batch
         scorer = self.scorer.current
-        outcomes = await self._predict(scorer, [model_input(self.domain, e) for _, e, _ in valid])
+        inputs = [model_input(self.domain, event) for _, event, _ in valid]
+        outcomes = await predict(self.executor, scorer, inputs, self.domain)
         scored_at = datetime.now(UTC)
         for (record, event, ingested_at), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, Rejected):
@@ -144,31 +145,31 @@ class BatchProcessor:
             self.sink.write(where.deadletter_table, [dl.row() for dl in batch.dead_letters]),
         )
 
-    async def _predict(
-        self, scorer: Scorer, inputs: list[ModelInput]
-    ) -> list[Prediction | Rejected]:
-        """Predictions in input order; when the batch fails, each input is retried alone so
-        that one input the model cannot handle is dead-lettered instead of the whole batch."""
-        try:
-            return await self._score(scorer, inputs)
-        except Exception as error:
-            log.warning(
-                "%s batch of %d failed (%s); scoring one by one", self.domain, len(inputs), error
-            )
-        outcomes: list[Prediction | Rejected] = []
-        for item in inputs:
-            try:
-                outcomes.extend(await self._score(scorer, [item]))
-            except Exception as error:
-                outcomes.append(Rejected("scoring failed", f"scoring failed: {error}"))
-        return outcomes
 
-    async def _score(self, scorer: Scorer, inputs: list[ModelInput]) -> list[Prediction]:
-        loop = asyncio.get_running_loop()
-        predictions = await loop.run_in_executor(self.executor, scorer.score, inputs)
-        if len(predictions) != len(inputs):
-            raise RuntimeError(f"{len(predictions)} predictions for {len(inputs)} inputs")
-        return predictions
+async def predict(
+    executor: Executor, scorer: Scorer, inputs: list[ModelInput], domain: Domain
+) -> list[Prediction | Rejected]:
+    """Predictions in input order, computed on ``executor``; when the batch fails, each input is
+    retried alone so that one input the model cannot handle is rejected instead of the batch."""
+    try:
+        return await _score(executor, scorer, inputs)
+    except Exception as error:
+        log.warning("%s batch of %d failed (%s); scoring one by one", domain, len(inputs), error)
+    outcomes: list[Prediction | Rejected] = []
+    for item in inputs:
+        try:
+            outcomes.extend(await _score(executor, scorer, [item]))
+        except Exception as error:
+            outcomes.append(Rejected("scoring failed", f"scoring failed: {error}"))
+    return outcomes
+
+
+async def _score(executor: Executor, scorer: Scorer, inputs: list[ModelInput]) -> list[Prediction]:
+    loop = asyncio.get_running_loop()
+    predictions = await loop.run_in_executor(executor, scorer.score, inputs)
+    if len(predictions) != len(inputs):
+        raise RuntimeError(f"{len(predictions)} predictions for {len(inputs)} inputs")
+    return predictions
 
 
 def _kafka_time(timestamp: float) -> datetime:
