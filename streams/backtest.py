@@ -1,0 +1,364 @@
+"""Backtests: a time range of a raw topic scored again, by any model version, as a run of its own.
+
+``replay`` reads the range (``streams.replay``), validates every record as the worker does
+(a malformed one is counted by the kind of problem, not scored), scores the valid events and
+writes the results to ``backtest_<domain>_scores`` under the run id, then the run's row to
+``backtest_runs``. It never writes live tables or topics and never joins a consumer group.
+Writing a run id again replaces the run (ReplacingMergeTree; read with ``FINAL``).
+
+Determinism: an event's scores depend on the batch it is scored with (a text batch is padded to
+its longest text, and matrix kernels may add up in another order for another batch shape), so
+the batches are the same every time: the valid events in (partition, offset) order, cut into
+batches of ``batch_size``. Inference runs under ``torch.inference_mode`` in eval mode
+(``models/inference.py``), so one range, one version and one batch size give the same scores.
+
+``compare`` puts two runs side by side (pure): counts by label, how often the two agree on the
+events both scored, accuracy and macro F1 against feedback labels on those events, and the
+alerts each run would have fired under the configured rules, folded per entity in event-time
+order by the alert engine itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from sklearn.metrics import accuracy_score, f1_score
+
+from models.base import Scorer
+from signalyard.settings import Domain, Settings
+from streams.alerting.alert import Alert
+from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.rules import Rule
+from streams.processor import SourceRecord, predict
+from streams.replay import RangeReader, TimeRange, format_time
+from streams.results import ENTITY_COLUMNS, model_input, scored_result
+from streams.schemas import LABEL_FIELDS, SCORE_SCHEMAS, Event, ScoredResult
+from streams.validation import Rejected, parse_event
+
+LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
+RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+RUNS_TABLE = "backtest_runs"
+MAX_DEAD_EXAMPLES = 5
+# The figure whose mean absolute change a comparison reports.
+SCORE_FIELDS: dict[Domain, str] = {
+    "news": "sentiment",
+    "tickets": "risk_score",
+    "sensors": "failure_probability",
+}
+# The field a feedback label is the truth for: what analysts label (and models train on).
+FEEDBACK_FIELDS: dict[Domain, str] = {
+    "news": "label",
+    "tickets": "intent",
+    "sensors": "failure_mode",
+}
+
+Progress = Callable[[int, int], None]  # (offsets read, offsets in the range)
+
+
+def scores_table(domain: Domain) -> str:
+    return f"backtest_{domain}_scores"
+
+
+def check_run_id(run_id: str) -> str:
+    if run_id == LIVE or not RUN_ID.match(run_id):
+        raise ValueError(
+            f"run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-', and not {LIVE!r}"
+        )
+    return run_id
+
+
+def default_run_id(domain: Domain, version: str, time_range: TimeRange) -> str:
+    """Named after what it replays, so replaying the same thing again replaces it."""
+    start, end = (
+        format_time(ms).replace("-", "").replace(":", "")
+        for ms in (time_range.start_ms, time_range.end_ms)
+    )
+    return f"{domain}-{version}-{start}-{end}"
+
+
+@dataclass
+class RunReport:
+    """What a replay did; ``row`` is its row of ``backtest_runs``."""
+
+    run_id: str
+    domain: Domain
+    topic: str
+    time_range: TimeRange
+    model_name: str
+    model_version: str
+    batch_size: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    records: int = 0  # offsets read
+    skipped: int = 0  # records whose own timestamp is outside the range
+    events: int = 0  # scored
+    dead: Counter[str] = field(default_factory=Counter)  # by kind of problem
+    dead_examples: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "domain": self.domain,
+            "topic": self.topic,
+            "from_ts": self.time_range.start,
+            "to_ts": self.time_range.end,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "batch_size": self.batch_size,
+            "records": self.records,
+            "skipped": self.skipped,
+            "events": self.events,
+            "dead": self.dead.total(),
+            "dead_kinds": dict(self.dead),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+    def reject(self, record: SourceRecord, rejected: Rejected) -> None:
+        self.dead[rejected.kind] += 1
+        if len(self.dead_examples) < MAX_DEAD_EXAMPLES:
+            self.dead_examples.append(
+                f"partition {record.partition} offset {record.offset}: {rejected}"
+            )
+
+
+async def replay(
+    settings: Settings,
+    client: Client,
+    domain: Domain,
+    time_range: TimeRange,
+    scorer: Scorer,
+    run_id: str,
+    batch_size: int,
+    on_progress: Progress | None = None,
+) -> RunReport:
+    """Score the range of ``domain``'s raw topic with ``scorer`` into run ``run_id``."""
+    topic = settings.topics.raw(domain).name
+    report = RunReport(
+        run_id=check_run_id(run_id),
+        domain=domain,
+        topic=topic,
+        time_range=time_range,
+        model_name=scorer.model_name,
+        model_version=scorer.version,
+        batch_size=batch_size,
+        started_at=datetime.now(UTC),
+    )
+    table = scores_table(domain)
+    pending: list[tuple[SourceRecord, Event]] = []
+    rows: list[dict[str, Any]] = []
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backtest")
+
+    async def score(batch: list[tuple[SourceRecord, Event]]) -> None:
+        started = datetime.now(UTC)
+        inputs = [model_input(domain, event) for _, event in batch]
+        outcomes = await predict(executor, scorer, inputs, domain)
+        scored_at = datetime.now(UTC)
+        for (record, event), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Rejected):
+                report.reject(record, outcome)
+                continue
+            # In a replay the record's age says nothing: latency is the batch's scoring time.
+            result = scored_result(domain, event, outcome, scorer, len(batch), started, scored_at)
+            rows.append({"run_id": run_id, **result.model_dump()})
+            report.events += 1
+        if len(rows) >= settings.sink.max_batch_rows:
+            insert(client, table, rows)
+            rows.clear()
+
+    try:
+        async with RangeReader(settings.kafka, topic, time_range) as reader:
+            async for fetched in reader.fetch():
+                for record in fetched.records:
+                    try:
+                        event = parse_event(
+                            domain, record.value, settings.pipeline.max_payload_bytes
+                        )
+                    except Rejected as rejected:
+                        report.reject(record, rejected)
+                        continue
+                    pending.append((record, event))
+                while len(pending) >= batch_size:
+                    await score(pending[:batch_size])
+                    del pending[:batch_size]
+                report.records += fetched.consumed
+                report.skipped += fetched.skipped
+                if on_progress is not None:
+                    on_progress(report.records, reader.total)
+            if pending:
+                await score(pending)
+    finally:
+        executor.shutdown(wait=False)
+    insert(client, table, rows)
+    report.finished_at = datetime.now(UTC)
+    insert(client, RUNS_TABLE, [report.row()])
+    return report
+
+
+def insert(client: Client, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        columns = list(rows[0])
+        client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
+
+
+# Comparing runs
+
+
+@dataclass(frozen=True)
+class Side:
+    """One run of a comparison, summed up."""
+
+    name: str  # the run id, or "live"
+    versions: list[str]  # the model versions that scored its events
+    events: int
+    labels: dict[str, int]  # events by label (sentiment, risk level or defect flag)
+    metrics: dict[str, float] | None  # against feedback, on the events both runs scored
+    alerts: dict[str, int]  # rule name -> alerts it would have fired
+
+
+@dataclass(frozen=True)
+class Comparison:
+    domain: Domain
+    a: Side
+    b: Side
+    common: int  # events both runs scored
+    agreement: float | None  # share of the common events with the same label
+    score_field: str
+    mean_abs_score_change: float | None  # on the common events
+    feedback: int  # common events with a feedback label
+
+    def metric_deltas(self) -> dict[str, float]:
+        if self.a.metrics is None or self.b.metrics is None:
+            return {}
+        return {name: self.b.metrics[name] - self.a.metrics[name] for name in self.a.metrics}
+
+
+def label_of(domain: Domain, result: ScoredResult) -> str:
+    value = getattr(result, LABEL_FIELDS[domain])
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def compare(
+    domain: Domain,
+    a: tuple[str, Sequence[ScoredResult]],
+    b: tuple[str, Sequence[ScoredResult]],
+    feedback: Mapping[str, str],
+    rules: Sequence[Rule],
+) -> Comparison:
+    """Two named runs' results side by side; ``feedback`` maps event ids to true labels."""
+    by_id = [{r.event_id: r for r in results} for _, results in (a, b)]
+    common = sorted(by_id[0].keys() & by_id[1].keys())
+    pairs = [(by_id[0][i], by_id[1][i]) for i in common]
+    agreeing = sum(label_of(domain, x) == label_of(domain, y) for x, y in pairs)
+    score = SCORE_FIELDS[domain]
+    change = [abs(getattr(x, score) - getattr(y, score)) for x, y in pairs]
+    labeled = [i for i in common if i in feedback]
+    sides = [
+        Side(
+            name=name,
+            versions=sorted({r.model_version for r in results}),
+            events=len(by_id[n]),
+            labels=dict(sorted(Counter(label_of(domain, r) for r in by_id[n].values()).items())),
+            metrics=feedback_metrics(domain, [by_id[n][i] for i in labeled], feedback),
+            alerts=dict(Counter(alert.rule for alert in would_fire(domain, rules, results))),
+        )
+        for n, (name, results) in enumerate((a, b))
+    ]
+    return Comparison(
+        domain=domain,
+        a=sides[0],
+        b=sides[1],
+        common=len(common),
+        agreement=agreeing / len(common) if common else None,
+        score_field=score,
+        mean_abs_score_change=sum(change) / len(change) if change else None,
+        feedback=len(labeled),
+    )
+
+
+def feedback_metrics(
+    domain: Domain, results: Sequence[ScoredResult], feedback: Mapping[str, str]
+) -> dict[str, float] | None:
+    """Accuracy and macro F1 (over the classes present) of the results against feedback."""
+    if not results:
+        return None
+    predicted = [str(getattr(r, FEEDBACK_FIELDS[domain])) for r in results]
+    truth = [feedback[r.event_id] for r in results]
+    return {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+    }
+
+
+def would_fire(
+    domain: Domain, rules: Sequence[Rule], results: Sequence[ScoredResult]
+) -> list[Alert]:
+    """The alerts the rules fire on these results, folded per entity in event-time order."""
+    if not rules:
+        return []
+    states: dict[str, EntityState] = {}
+    alerts: list[Alert] = []
+    for result in sorted(results, key=lambda r: (_utc(r.ts), r.event_id)):
+        entity = getattr(result, ENTITY_COLUMNS[domain])
+        outcome = evaluate(domain, rules, states.get(entity, EntityState()), result)
+        states[entity] = outcome.state
+        alerts.extend(outcome.alerts)
+    return alerts
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+# Reading runs back
+
+
+def load_run(client: Client, run_id: str) -> dict[str, Any] | None:
+    """The run's row of ``backtest_runs``, or None."""
+    query = client.query(
+        f"SELECT * FROM {RUNS_TABLE} FINAL WHERE run_id = {{run_id:String}}",
+        parameters={"run_id": run_id},
+    )
+    rows = query.result_rows
+    return dict(zip(query.column_names, rows[0], strict=True)) if rows else None
+
+
+def load_results(
+    client: Client, domain: Domain, run_id: str, events_of: str | None = None
+) -> list[ScoredResult]:
+    """The results of run ``run_id``; for ``live``, the live results of run ``events_of``'s
+    events."""
+    if run_id == LIVE:
+        sql = (
+            f"SELECT * FROM {domain}_scores FINAL WHERE event_id IN "
+            f"(SELECT event_id FROM {scores_table(domain)} WHERE run_id = {{run_id:String}})"
+        )
+        run_id = events_of or ""
+    else:
+        sql = (
+            f"SELECT * EXCEPT run_id FROM {scores_table(domain)} FINAL "
+            "WHERE run_id = {run_id:String}"
+        )
+    query = client.query(sql, parameters={"run_id": run_id})
+    schema = SCORE_SCHEMAS[domain]
+    return [
+        schema.model_construct(**dict(zip(query.column_names, row, strict=True)))
+        for row in query.result_rows
+    ]
+
+
+def load_feedback(client: Client, domain: Domain) -> dict[str, str]:
+    """The latest feedback label of each event of ``domain``."""
+    query = client.query(
+        "SELECT event_id, argMax(label, ts) FROM feedback FINAL "
+        "WHERE domain = {domain:String} GROUP BY event_id",
+        parameters={"domain": domain},
+    )
+    return dict(query.result_rows)
