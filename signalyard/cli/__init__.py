@@ -7,6 +7,7 @@ import sys
 import click
 
 from signalyard.cli.alerts import alerts
+from signalyard.cli.backtest import backtest, replay
 from signalyard.cli.demo import demo
 from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.models import evaluate_command, models, train
@@ -29,6 +30,8 @@ cli.add_command(evaluate_command)
 cli.add_command(models)
 cli.add_command(worker)
 cli.add_command(produce_file)
+cli.add_command(replay)
+cli.add_command(backtest)
 
 
 def main(argv: list[str] | None = None) -> None:

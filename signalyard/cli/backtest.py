@@ -1,0 +1,215 @@
+"""``signalyard replay`` (score a time range again into a backtest run) and
+``signalyard backtest compare`` (two runs, or a run and the live scores, side by side)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from models.registry import Registry
+from signalyard.settings import DOMAINS, Domain, load_settings
+from sinks.clickhouse import connect
+from sinks.clickhouse_schema import create_tables
+from streams.replay import TimeRange, format_time, parse_time
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _time(value: str, option: str) -> int:
+    try:
+        return parse_time(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=option) from None
+
+
+@click.command()
+@click.argument("domain", type=click.Choice(DOMAINS))
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    help="First Kafka timestamp to include: 2026-11-28T10:00:00Z, 2026-11-28 or epoch ms.",
+)
+@click.option("--to", "end", required=True, help="First Kafka timestamp to leave out.")
+@click.option("--version", help="Model version from the registry; default: the live one.")
+@click.option(
+    "--run-id",
+    help="Name of the run; default: DOMAIN-VERSION-FROM-TO. Replaying into a run id again "
+    "replaces that run.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=4096),
+    default=64,
+    show_default=True,
+    help="Events per scoring batch. Identical scores need the same batch size.",
+)
+def replay(
+    domain: Domain, start: str, end: str, version: str | None, run_id: str | None, batch_size: int
+) -> None:
+    """Score DOMAIN's raw events with Kafka timestamps in [FROM, TO) again, into a backtest run.
+
+    Reads every partition of the raw topic from the first record at or after FROM to the first
+    at or after TO, without a consumer group (live workers and their offsets are untouched),
+    scores the valid events with the chosen model version and writes them to the ClickHouse
+    table backtest_DOMAIN_scores under the run id, and the run to backtest_runs. Malformed
+    events are counted, not scored. The same range, version and batch size give the same scores.
+
+    The embedded ClickHouse (the default) opens in one process at a time: stop the workers of
+    this SIGNALYARD_HOME first, or use a ClickHouse server (SIGNALYARD_CLICKHOUSE__DSN).
+    """
+    from streams.backtest import check_run_id, default_run_id
+    from streams.backtest import replay as run_replay
+
+    try:
+        time_range = TimeRange(_time(start, "--from"), _time(end, "--to"))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--from/--to") from None
+    if run_id is not None:
+        try:
+            check_run_id(run_id)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--run-id") from None
+    settings = load_settings()
+    registry = Registry(settings.models_dir)
+    version = version or registry.live_dir(domain).name
+    if version not in registry.version_ids(domain):
+        known = ", ".join(registry.version_ids(domain)) or "none"
+        raise click.BadParameter(
+            f"{domain} has no version {version!r} (registered: {known})", param_hint="--version"
+        )
+    run_id = run_id or default_run_id(domain, version, time_range)
+    client = connect(settings.clickhouse_dsn)  # before loading the model: a busy store fails fast
+    try:
+        create_tables(client)
+        from models.loading import load_scorer  # loads torch: once the store is known to open
+
+        with console.status(f"loading {domain} {version}"):
+            scorer = load_scorer(
+                registry.version_dir(domain, version),
+                settings.inference.device,
+                settings.inference.max_seq_length,
+                settings.inference.precision,
+                batch_size,
+            )
+        with Progress(
+            TextColumn(f"replaying {settings.topics.raw(domain).name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("replay", total=None)
+            report = asyncio.run(
+                run_replay(
+                    settings,
+                    client,
+                    domain,
+                    time_range,
+                    scorer,
+                    run_id,
+                    batch_size,
+                    lambda done, total: progress.update(task, completed=done, total=total),
+                )
+            )
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        client.close()
+    dead = ", ".join(f"{kind} {count}" for kind, count in report.dead.most_common())
+    console.print(
+        f"run {report.run_id}: {report.events} {domain} events scored by {version} "
+        f"from {format_time(time_range.start_ms)} to {format_time(time_range.end_ms)}; "
+        f"{report.records} records read, {report.skipped} outside the range by timestamp, "
+        f"{report.dead.total()} malformed" + (f" ({dead})" if dead else "")
+    )
+    for example in report.dead_examples:
+        console.print(f"  {example}")
+    click.echo(report.run_id)
+
+
+@click.group()
+def backtest() -> None:
+    """Backtest runs written by ``signalyard replay``."""
+
+
+@backtest.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
+def compare(run_a: str, run_b: str, as_json: bool) -> None:
+    """Compare two runs side by side; either may be ``live`` (the live scores of the other
+    run's events).
+
+    Shows events by label, how often the two runs give an event the same label, accuracy and
+    macro F1 against feedback labels where analysts gave some, and the alerts each run would
+    have fired under the configured rules.
+    """
+    from streams.alerting.rules import load_rules
+    from streams.backtest import LIVE, compare, load_feedback, load_results, load_run
+
+    if run_a == LIVE and run_b == LIVE:
+        raise click.BadParameter("at most one side may be live", param_hint="RUN_A RUN_B")
+    settings = load_settings()
+    rules = load_rules(settings.rules_path)
+    client = connect(settings.clickhouse_dsn)
+    try:
+        create_tables(client)
+        runs = {name: load_run(client, name) for name in (run_a, run_b) if name != LIVE}
+        for name, run in runs.items():
+            if run is None:
+                raise click.BadParameter(f"no backtest run {name!r}", param_hint="RUN")
+        domains = {run["domain"] for run in runs.values() if run is not None}
+        if len(domains) > 1:
+            raise click.BadParameter(
+                f"{run_a} and {run_b} are runs of different domains", param_hint="RUN"
+            )
+        domain: Domain = domains.pop()
+        other = {run_a: run_b, run_b: run_a}
+        results = {name: load_results(client, domain, name, other[name]) for name in other}
+        comparison = compare(
+            domain,
+            (run_a, results[run_a]),
+            (run_b, results[run_b]),
+            load_feedback(client, domain),
+            rules.for_domain(domain),
+        )
+    finally:
+        client.close()
+    if as_json:
+        click.echo(json.dumps({**asdict(comparison), "metric_deltas": comparison.metric_deltas()}))
+        return
+    severities = {rule.name: rule.severity for rule in rules.for_domain(domain)}
+    table = Table("", run_a, run_b, f"{run_b} - {run_a}", title=f"{domain} backtest")
+    table.columns[3].justify = table.columns[1].justify = table.columns[2].justify = "right"
+    a, b = comparison.a, comparison.b
+    table.add_row("model version", ", ".join(a.versions), ", ".join(b.versions), "")
+    table.add_row("events", str(a.events), str(b.events), f"{b.events - a.events:+d}")
+    for label in sorted(a.labels.keys() | b.labels.keys()):
+        x, y = a.labels.get(label, 0), b.labels.get(label, 0)
+        table.add_row(f"  {label}", str(x), str(y), f"{y - x:+d}")
+    deltas = comparison.metric_deltas()
+    for name, delta in deltas.items():
+        assert a.metrics is not None and b.metrics is not None
+        row = f"{name} ({comparison.feedback} labeled)"
+        table.add_row(row, f"{a.metrics[name]:.3f}", f"{b.metrics[name]:.3f}", f"{delta:+.3f}")
+    for rule in sorted(a.alerts.keys() | b.alerts.keys() | severities.keys()):
+        x, y = a.alerts.get(rule, 0), b.alerts.get(rule, 0)
+        table.add_row(f"alerts {rule} ({severities.get(rule, '?')})", str(x), str(y), f"{y - x:+d}")
+    out = Console(highlight=False, width=max(Console().width, 100))
+    out.print(table)
+    if comparison.agreement is None:
+        out.print("agreement: no event was scored by both runs")
+    else:
+        out.print(
+            f"agreement: {comparison.agreement:.1%} of {comparison.common} events scored by both; "
+            f"mean |change| of {comparison.score_field}: {comparison.mean_abs_score_change:.4f}"
+        )
+    if not deltas:
+        out.print("feedback: no labels for the events both runs scored")
