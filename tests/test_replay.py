@@ -1,0 +1,512 @@
+"""Replays and backtests: time parsing, range arithmetic and comparisons (pure), then replays on
+the real broker with events produced at known Kafka timestamps, into the embedded ClickHouse.
+
+Models are tiny ones trained once for this module: two sensor versions (different seeds and
+widths) and one news version, whose text batches are padded, for determinism.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from click.testing import CliRunner, Result
+from conftest import isolated_settings
+
+from models.options import TrainOptions
+from models.registry import Registry
+from models.training import train_model
+from signalyard.cli import cli
+from signalyard.settings import Domain, Settings
+from sinks.clickhouse import ClickHouseInUseError, connect
+from streams.alerting.rules import RuleBook
+from streams.backtest import (
+    check_run_id,
+    compare,
+    default_run_id,
+    feedback_metrics,
+    would_fire,
+)
+from streams.bootstrap import BootstrapSize, ensure_models
+from streams.connection import aiokafka_options
+from streams.replay import Span, TimeRange, format_time, parse_time, spans
+from streams.schemas import SensorScore
+from streams.synthetic import World, events
+from streams.topics import provision_topics
+
+TINY = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_epochs=15)
+MINUTE_MS = 60_000
+
+
+# Pure logic
+
+
+def test_times_parse_as_iso_8601_dates_or_epoch_milliseconds() -> None:
+    assert parse_time("2026-11-28T10:00:00Z") == 1_795_860_000_000
+    assert parse_time("2026-11-28T10:00:00") == 1_795_860_000_000  # no zone: UTC
+    assert parse_time("2026-11-28T12:00:00+02:00") == 1_795_860_000_000
+    assert parse_time("2026-11-28T10:00:00.250Z") == 1_795_860_000_250
+    assert parse_time("2026-11-28") == 1_795_824_000_000  # midnight UTC
+    assert parse_time(" 1795860000000 ") == 1_795_860_000_000
+    for bad in ("yesterday", "2026-13-01", "", "-5", "1.5"):
+        with pytest.raises(ValueError, match="not an ISO 8601 time"):
+            parse_time(bad)
+    assert format_time(1_795_860_000_000) == "2026-11-28T10:00:00Z"
+    assert format_time(1_795_860_000_250) == "2026-11-28T10:00:00.250Z"
+
+
+def test_a_range_holds_its_start_and_not_its_end() -> None:
+    window = TimeRange(1000, 2000)
+    assert 1000 in window and 1999 in window
+    assert 999 not in window and 2000 not in window
+    assert window.start == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    for start, end in ((2000, 2000), (2001, 2000)):
+        with pytest.raises(ValueError, match="empty range"):
+            TimeRange(start, end)
+
+
+def test_spans_run_from_the_first_offset_at_t1_to_the_first_at_t2() -> None:
+    log_end = {0: 10, 1: 10, 2: 10, 3: 0}
+    first = {0: 2, 1: None, 2: 0, 3: None}  # None: no record at or after T1
+    after = {0: 7, 1: None, 2: None, 3: None}  # None: no record at or after T2
+    assert spans(first, after, log_end) == [
+        Span(0, 2, 7),
+        Span(1, 10, 10),  # everything is older than T1: nothing to read
+        Span(2, 0, 10),  # up to the end at the time the replay started
+        Span(3, 0, 0),
+    ]
+
+
+def test_run_ids() -> None:
+    window = TimeRange(parse_time("2026-11-28T10:00:00Z"), parse_time("2026-11-28T11:00:00.5Z"))
+    run_id = default_run_id("news", "v3", window)
+    assert run_id == "news-v3-20261128T100000Z-20261128T110000.500Z"
+    assert check_run_id(run_id) == run_id
+    for bad in ("live", "", "a b", "x" * 129, "semi;colon"):
+        with pytest.raises(ValueError):
+            check_run_id(bad)
+
+
+def sensor_score(event_id: str, minute: int, probability: float, version: str) -> SensorScore:
+    return SensorScore(
+        event_id=event_id,
+        ts=datetime(2026, 11, 28, 10, tzinfo=UTC) + timedelta(minutes=minute),
+        machine_id="m-1" if event_id < "e5" else "m-2",
+        failure_probability=probability,
+        failure_mode="HDF" if probability >= 0.5 else "none",
+        defect=probability >= 0.5,
+        model_name="sensors-mlp",
+        model_version=version,
+        batch_size=4,
+        latency_ms=1.0,
+        scored_at=datetime.now(UTC),
+    )
+
+
+STREAK = RuleBook.model_validate(
+    {
+        "rules": [
+            {
+                "name": "streak",
+                "domain": "sensors",
+                "kind": "consecutive",
+                "when": {"field": "failure_probability", "above": 0.8},
+                "at_least": 2,
+                "window": "1h",
+                "cooldown": "30m",
+                "severity": "critical",
+            }
+        ]
+    }
+).for_domain("sensors")
+
+
+def test_comparison_counts_agreement_feedback_metrics_and_alerts() -> None:
+    # m-1 (e1..e4) at minutes 0..3; m-2 (e5..e7). Run b sees two failures in a row on m-1.
+    a = [
+        sensor_score("e1", 0, 0.1, "v1"),
+        sensor_score("e2", 1, 0.9, "v1"),
+        sensor_score("e3", 2, 0.2, "v1"),
+        sensor_score("e4", 3, 0.95, "v1"),
+        sensor_score("e5", 0, 0.1, "v1"),
+        sensor_score("e6", 1, 0.1, "v1"),
+    ]
+    b = [
+        sensor_score("e1", 0, 0.1, "v2"),
+        sensor_score("e2", 1, 0.9, "v2"),
+        sensor_score("e3", 2, 0.85, "v2"),  # the only disagreement among the common events
+        sensor_score("e4", 3, 0.95, "v2"),
+        sensor_score("e5", 0, 0.2, "v2"),
+        sensor_score("e7", 2, 0.1, "v2"),  # not in a
+    ]
+    feedback = {"e2": "HDF", "e3": "HDF", "e5": "none", "e7": "none"}
+    result = compare("sensors", ("a", a), ("b", b), feedback, STREAK)
+    assert (result.a.events, result.b.events, result.common) == (6, 6, 5)
+    assert result.a.labels == {"false": 4, "true": 2}
+    assert result.b.labels == {"false": 3, "true": 3}
+    assert result.agreement == pytest.approx(4 / 5)
+    assert result.mean_abs_score_change == pytest.approx((0.65 + 0.1) / 5)
+    # Feedback on the common events e2, e3, e5: a gets e3 wrong, b gets all three right.
+    assert result.feedback == 3
+    assert result.a.metrics == {"accuracy": pytest.approx(2 / 3), "macro_f1": pytest.approx(2 / 3)}
+    assert result.b.metrics == {"accuracy": 1.0, "macro_f1": 1.0}
+    assert result.metric_deltas() == pytest.approx({"accuracy": 1 / 3, "macro_f1": 1 / 3})
+    assert result.a.alerts == {} and result.b.alerts == {"streak": 1}
+    assert result.a.versions == ["v1"] and result.b.versions == ["v2"]
+
+    empty = compare("sensors", ("a", a), ("c", []), {}, STREAK)
+    assert empty.agreement is None and empty.metric_deltas() == {} and empty.common == 0
+
+
+def test_alerts_are_folded_in_event_time_order_whatever_order_the_rows_come_in() -> None:
+    results = [
+        sensor_score("e3", 2, 0.9, "v1"),
+        sensor_score("e1", 0, 0.9, "v1"),
+        sensor_score("e2", 1, 0.1, "v1"),
+    ]
+    # In event time: 0.9, 0.1, 0.9, so no two in a row; in the given order it would fire.
+    assert would_fire("sensors", STREAK, results) == []
+    assert would_fire("sensors", [], results) == []
+    assert len(would_fire("sensors", STREAK, [*results, sensor_score("e4", 3, 0.9, "v1")])) == 1
+
+
+def test_feedback_metrics_need_labeled_events() -> None:
+    assert feedback_metrics("sensors", [], {}) is None
+    scores = [sensor_score("e1", 0, 0.9, "v1"), sensor_score("e2", 1, 0.1, "v1")]
+    assert feedback_metrics("sensors", scores, {"e1": "HDF", "e2": "HDF"}) == {
+        "accuracy": 0.5,
+        "macro_f1": pytest.approx(1 / 3),
+    }
+
+
+# Against the real broker
+
+kafka_test = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sensors v1 (live) and v2 (another seed and width), news v1."""
+    settings = isolated_settings(tmp_path_factory.mktemp("replay-registry"))
+    ensure_models(settings, ("sensors", "news"), TINY)
+    options = TrainOptions(epochs=5, seed=99, hidden=16, device="cpu", show_progress=False)
+    data = settings.home_dir / "bootstrap" / "sensors.csv"
+    train_model("sensors", data, Registry(settings.models_dir), options, promote=False)
+    return settings.models_dir
+
+
+def run_cli(settings: Settings, registry: Path, *args: str) -> Result:
+    """The command in this process, configured as a user would, through SIGNALYARD_*."""
+    env = {name: None for name in os.environ if name.startswith("SIGNALYARD_")}
+    env |= {
+        "SIGNALYARD_HOME": str(settings.home_dir),
+        "SIGNALYARD_REGISTRY_DIR": str(registry),
+        "SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "SIGNALYARD_INFERENCE__DEVICE": "cpu",
+        **{
+            f"SIGNALYARD_TOPICS__{field.upper()}__NAME": topic.name
+            for field, topic in settings.topics
+        },
+    }
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def produce_at(settings: Settings, domain: Domain, records: list[tuple[int, int, bytes]]) -> None:
+    """Send (partition, Kafka timestamp ms, value) records, in this order."""
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**aiokafka_options(settings.kafka), acks="all")
+        await producer.start()
+        try:
+            topic = settings.topics.raw(domain).name
+            for partition, timestamp, value in records:
+                await producer.send(topic, value, partition=partition, timestamp_ms=timestamp)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def synthetic(domain: Domain, count: int, seed: int) -> list[bytes]:
+    return [value for _, value in islice(events(World(seed=seed), domain), count)]
+
+
+def event_id(value: bytes) -> str:
+    return json.loads(value)["id"]
+
+
+def query(settings: Settings, sql: str) -> list[tuple]:
+    client = connect(settings.clickhouse_dsn)
+    try:
+        return client.query(sql).result_rows
+    finally:
+        client.close()
+
+
+def recent_minute() -> int:
+    """A whole minute an hour ago: within the broker's accepted timestamps, clear of now."""
+    return (time.time_ns() // 1_000_000 // MINUTE_MS - 60) * MINUTE_MS
+
+
+async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings.kafka))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
+async def live_group_commits(settings: Settings, group: str, offset: int) -> None:
+    """A live consumer group that has read the first ``offset`` records of each partition."""
+    topic = settings.topics.sensors_raw.name
+    consumer = AIOKafkaConsumer(
+        topic,
+        **aiokafka_options(settings.kafka),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        while len(consumer.assignment()) < settings.topics.sensors_raw.partitions:
+            await consumer.getmany(timeout_ms=200)
+        await consumer.commit({tp: offset for tp in consumer.assignment()})
+    finally:
+        await consumer.stop()
+
+
+@kafka_test
+def test_replay_takes_exactly_the_range_and_leaves_live_consumers_and_tables_alone(
+    kafka: Settings, registry_dir: Path
+) -> None:
+    settings = kafka
+    asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    t1 = recent_minute()
+    t2 = t1 + 10 * MINUTE_MS
+    values = iter(synthetic("sensors", 200, seed=5))
+    plan: list[tuple[int, int, bytes]] = []
+    expected: set[str] = set()
+    malformed = {
+        2: b'{"id": "broken", "machine_id": "m"',
+        3: b'{"id": "no-rpm", "ts": "2026-11-28T10:00:00Z"}',
+    }
+    for partition in range(settings.topics.sensors_raw.partitions):
+        stamps = [t1 - MINUTE_MS, t1 - 1, t1, t1 + 1 + partition, t1 + 5 * MINUTE_MS]
+        stamps += [t1 - 5, t1 + 6 * MINUTE_MS]  # out of order: the first is before T1
+        stamps += [t2 - 1, t2, t2 + 1, t2 + MINUTE_MS]
+        for stamp in stamps:
+            value = next(values)
+            plan.append((partition, stamp, value))
+            if t1 <= stamp < t2:
+                expected.add(event_id(value))
+            if stamp == t1 and partition in malformed:
+                plan.append((partition, t1 + 2 * MINUTE_MS, malformed[partition]))
+    produce_at(settings, "sensors", plan)
+    group = f"live-{uuid.uuid4().hex[:8]}"
+    asyncio.run(live_group_commits(settings, group, offset=3))
+    before = asyncio.run(committed(settings, group))
+
+    result = run_cli(
+        settings,
+        registry_dir,
+        *("replay", "sensors", "--from", format_time(t1), "--to", str(t2), "--run-id", "r1"),
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "r1"
+    assert "2 malformed (not JSON 1, invalid event 1)" in result.stderr
+
+    scored = {row[0] for row in query(settings, "SELECT event_id FROM backtest_sensors_scores")}
+    assert scored == expected
+    [run] = query(
+        settings,
+        "SELECT domain, model_version, from_ts, to_ts, records, skipped, events, dead, "
+        "dead_kinds FROM backtest_runs FINAL WHERE run_id = 'r1'",
+    )
+    partitions = settings.topics.sensors_raw.partitions
+    # Per partition: from the record at T1 to the one at T2, that is 6 records (5 in the range
+    # and the out-of-order one before T1), and the 2 malformed ones.
+    assert len(expected) == 5 * partitions
+    assert run[:2] == ("sensors", "v1")
+    assert [run[2].timestamp() * 1000, run[3].timestamp() * 1000] == [t1, t2]
+    assert run[4:] == (
+        6 * partitions + 2,
+        partitions,
+        len(expected),
+        2,
+        {"not JSON": 1, "invalid event": 1},
+    )
+
+    assert asyncio.run(committed(settings, group)) == before
+    assert set(before.values()) == {3}
+    for table in ("sensors_scores", "sensors_events", "deadletter"):
+        assert query(settings, f"SELECT count() FROM {table}") == [(0,)], table
+
+
+@kafka_test
+def test_two_versions_compared_with_each_other_and_with_live(
+    kafka: Settings, registry_dir: Path
+) -> None:
+    settings = kafka
+    asyncio.run(provision_topics(settings.kafka, [settings.topics.sensors_raw]))
+    t1 = recent_minute()
+    values = synthetic("sensors", 300, seed=8)
+    partitions = settings.topics.sensors_raw.partitions
+    produce_at(settings, "sensors", [(n % partitions, t1 + n, v) for n, v in enumerate(values)])
+    window = ("--from", str(t1), "--to", str(t1 + len(values)))
+    for run, version in (("a", "v1"), ("b", "v2")):
+        replayed = run_cli(
+            settings,
+            registry_dir,
+            "replay",
+            "sensors",
+            *window,
+            "--version",
+            version,
+            "--run-id",
+            run,
+        )
+        assert replayed.exit_code == 0, replayed.output
+
+    # Live scores of these events, as a worker on v1 would have written them; and feedback.
+    client = connect(settings.clickhouse_dsn)
+    try:
+        client.command(
+            "INSERT INTO sensors_scores SELECT * EXCEPT run_id "
+            "FROM backtest_sensors_scores FINAL WHERE run_id = 'a'"
+        )
+        labeled = [event_id(v) for v in values[:40]]
+        client.insert(
+            "feedback",
+            [[i, "sensors", "none", "ana", datetime.now(UTC), datetime.now(UTC)] for i in labeled],
+            column_names=["event_id", "domain", "label", "labeler", "ts", "written_at"],
+        )
+        rows = client.query(
+            "SELECT run_id, event_id, defect FROM backtest_sensors_scores FINAL"
+        ).result_rows
+    finally:
+        client.close()
+    flags = {(run, i): defect for run, i, defect in rows}
+    ids = [event_id(v) for v in values]
+    agree = sum(flags[("a", i)] == flags[("b", i)] for i in ids) / len(ids)
+
+    compared = run_cli(settings, registry_dir, "backtest", "compare", "a", "b", "--json")
+    assert compared.exit_code == 0, compared.output
+    figures = json.loads(compared.stdout)
+    assert (figures["a"]["events"], figures["b"]["events"], figures["common"]) == (300, 300, 300)
+    for side, run in (("a", "a"), ("b", "b")):
+        defects = sum(flags[(run, i)] for i in ids)
+        assert figures[side]["labels"] == {
+            k: v for k, v in {"false": 300 - defects, "true": defects}.items() if v
+        }
+        assert figures[side]["versions"] == ["v1" if run == "a" else "v2"]
+        assert figures[side]["metrics"]["accuracy"] >= 0
+        assert set(figures[side]["alerts"]) <= {"machine-defect-streak", "machine-failure-rate"}
+    assert figures["agreement"] == pytest.approx(agree)
+    assert figures["feedback"] == 40
+    assert set(figures["metric_deltas"]) == {"accuracy", "macro_f1"}
+
+    against_live = run_cli(settings, registry_dir, "backtest", "compare", "live", "b", "--json")
+    assert against_live.exit_code == 0, against_live.output
+    live = json.loads(against_live.stdout)
+    assert live["a"] == {**figures["a"], "name": "live"}
+    assert live["agreement"] == figures["agreement"]
+
+    table = run_cli(settings, registry_dir, "backtest", "compare", "a", "b")
+    assert table.exit_code == 0, table.output
+    assert f"agreement: {agree:.1%} of 300 events scored by both" in table.stdout
+    assert "alerts machine-defect-streak (critical)" in table.stdout
+    assert "accuracy (40 labeled)" in table.stdout
+
+    missing = run_cli(settings, registry_dir, "backtest", "compare", "a", "nope")
+    assert missing.exit_code != 0 and "no backtest run 'nope'" in missing.output
+
+
+@kafka_test
+def test_replaying_one_range_twice_gives_identical_scores(
+    kafka: Settings, registry_dir: Path
+) -> None:
+    """News: text batches are padded to their longest text, so this is where batch composition
+    could change scores. Compared exactly, as stored (Float32)."""
+    settings = kafka
+    asyncio.run(provision_topics(settings.kafka, [settings.topics.news_raw]))
+    t1 = recent_minute()
+    values = synthetic("news", 150, seed=3)
+    partitions = settings.topics.news_raw.partitions
+    produce_at(settings, "news", [(n % partitions, t1 + n, v) for n, v in enumerate(values)])
+    for run in ("first", "second"):
+        replayed = run_cli(
+            settings,
+            registry_dir,
+            "replay",
+            "news",
+            "--from",
+            str(t1),
+            "--to",
+            str(t1 + len(values)),
+            "--run-id",
+            run,
+            "--batch-size",
+            "16",
+        )
+        assert replayed.exit_code == 0, replayed.output
+    columns = "event_id, label, p_negative, p_neutral, p_positive, sentiment, model_version"
+    runs = [
+        query(
+            settings,
+            f"SELECT {columns} FROM backtest_news_scores FINAL "
+            f"WHERE run_id = '{run}' ORDER BY event_id",
+        )
+        for run in ("first", "second")
+    ]
+    assert len(runs[0]) == len(values)
+    assert runs[0] == runs[1]
+
+
+@kafka_test
+def test_replay_refuses_an_embedded_store_that_a_worker_holds(
+    kafka: Settings, registry_dir: Path
+) -> None:
+    settings = kafka
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from sinks.clickhouse import connect; "
+            f"c = connect({settings.clickhouse_dsn!r}); "
+            "print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
+        result = run_cli(
+            settings,
+            registry_dir,
+            "replay",
+            "sensors",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-02",
+        )
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert isinstance(result.exception, ClickHouseInUseError)
+    assert "is open in another process" in str(result.exception)
