@@ -70,25 +70,24 @@ class AlertWorker(Worker):
         return self
 
 
-StartWorker = Callable[[str], AlertWorker]
+NewWorker = Callable[[str], AlertWorker]
 
 
 @pytest.fixture
-def alert_workers(kafka: Settings, tmp_path: Path) -> Iterator[StartWorker]:
-    """Starts alert workers of one app id (consumer group) on the test's settings."""
-    started: list[AlertWorker] = []
+def alert_workers(kafka: Settings, tmp_path: Path) -> Iterator[NewWorker]:
+    """Makes alert workers of one app id (consumer group) on the test's settings."""
+    made: list[AlertWorker] = []
     app_id = f"alerts-{uuid.uuid4().hex[:8]}"
     rules = tmp_path / "alerts.toml"
     rules.write_text(SENTIMENT + HIGH_RISK + STREAK)
 
-    def start(name: str) -> AlertWorker:
-        worker = AlertWorker(kafka, rules, app_id, tmp_path / f"{name}.log").start()
-        started.append(worker)
-        return worker
+    def new(name: str) -> AlertWorker:
+        made.append(AlertWorker(kafka, rules, app_id, tmp_path / f"{name}.log"))
+        return made[-1]
 
     provision(kafka)
-    yield start
-    for worker in started:
+    yield new
+    for worker in made:
         worker.cleanup()
 
 
@@ -170,24 +169,36 @@ def alerts_in_clickhouse(settings: Settings) -> dict[str, tuple]:
     return {row[0]: row[2:] for row in rows}
 
 
-def tail(worker: AlertWorker, *options: str, lines: int) -> list[str]:
-    """The first ``lines`` lines of ``signalyard alerts tail --from-beginning``, and any that
-    follow within a second."""
-    command = [sys.executable, "-m", "signalyard", "alerts", "tail", "--from-beginning", *options]
-    process = subprocess.Popen(command, env=worker.env, stdout=subprocess.PIPE, text=True)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, "")))
-    reader.start()
-    try:
+class Tail:
+    """A ``signalyard alerts tail`` process; its lines are collected as they are printed."""
+
+    def __init__(self, env: dict[str, str], *options: str) -> None:
+        command = [sys.executable, "-m", "signalyard", "alerts", "tail", *options]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(
+            target=lambda: self.lines.extend(iter(self.process.stdout.readline, ""))
+        )
+        self.reader.start()
+        ready = self.process.stderr.readline()  # once positioned, every later alert shows
+        assert ready.startswith("tailing "), ready + self.process.stderr.read()
+
+    def stop(self, lines: int) -> list[str]:
+        """The first ``lines`` lines, and any that follow within a second; then Ctrl-C."""
         deadline = time.monotonic() + 30
-        while len(output) < lines and time.monotonic() < deadline:
+        while len(self.lines) < lines and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1)
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-        reader.join(timeout=10)
-    return output
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=10) == 0
+        self.reader.join(timeout=10)
+        return self.lines
+
+
+def by_id(alert: dict) -> str:
+    return alert["alert_id"]
 
 
 EXPECTED = {
@@ -201,7 +212,7 @@ EXPECTED = {
 
 
 def test_a_crafted_stream_fires_exactly_the_expected_alerts(
-    kafka: Settings, alert_workers: StartWorker
+    kafka: Settings, alert_workers: NewWorker
 ) -> None:
     settings = kafka
     asyncio.run(send(settings, "news", sentiment_stream()))
@@ -210,9 +221,14 @@ def test_a_crafted_stream_fires_exactly_the_expected_alerts(
     asyncio.run(send(settings, "sensors", reading_stream()))
 
     worker = alert_workers("one")
+    live = Tail(worker.env, "--json")
+    worker.start()
     wait_until_consumed(settings, worker)
     on_topic = alerts_on_topic(settings, at_least=len(EXPECTED))
     assert worker.stop() == 0, worker.tail()
+    # A subscriber that was there before the first alert saw each one as it arrived.
+    seen_live = [json.loads(line) for line in live.stop(lines=len(EXPECTED))]
+    assert sorted(seen_live, key=by_id) == sorted(on_topic, key=by_id)
 
     found = {
         (a["rule"], a["domain"], a["entity"], a["evidence"]["trigger_event_id"]) for a in on_topic
@@ -241,13 +257,11 @@ def test_a_crafted_stream_fires_exactly_the_expected_alerts(
     reason = dict(letters[0].headers)[HEADER_REASON].decode()
     assert reason.startswith("not a tickets scored result: missing field ts")
 
-    critical = tail(worker, "--json", "--severity", "critical", lines=3)
-    assert sorted((json.loads(line)["rule"], json.loads(line)["entity"]) for line in critical) == [
-        ("risky", "c-1"),
-        ("risky", "c-1"),
-        ("streak", "M-1"),
-    ]
-    news = tail(worker, "--domain", "news", lines=2)
+    critical = Tail(worker.env, "--from-beginning", "--json", "--severity", "critical")
+    assert sorted(
+        (json.loads(line)["rule"], json.loads(line)["entity"]) for line in critical.stop(lines=3)
+    ) == [("risky", "c-1"), ("risky", "c-1"), ("streak", "M-1")]
+    news = Tail(worker.env, "--from-beginning", "--domain", "news").stop(lines=2)
     assert len(news) == 2 and all("ACME" in line and "drop" in line for line in news), news
 
 
@@ -266,9 +280,7 @@ def interleave(streams: dict[str, list]) -> list:
     return [result for step in zip(*streams.values(), strict=True) for result in step]
 
 
-def test_restarts_neither_lose_nor_repeat_alerts(
-    kafka: Settings, alert_workers: StartWorker
-) -> None:
+def test_restarts_neither_lose_nor_repeat_alerts(kafka: Settings, alert_workers: NewWorker) -> None:
     """SIGKILL mid-stream, then SIGTERM: every alert arrives, each under one id, once in
     ClickHouse; cool-downs and windows carry over the restarts through the changelog."""
     settings = kafka
@@ -289,7 +301,7 @@ def test_restarts_neither_lose_nor_repeat_alerts(
     assert spanning, "the data must have streaks across the restart"
 
     async def feed_and_kill(worker_name: str) -> tuple[int, AlertWorker]:
-        worker = alert_workers(worker_name)
+        worker = alert_workers(worker_name).start()
         feeding = asyncio.create_task(send(settings, "sensors", interleave(first), rate=300))
         deadline = time.monotonic() + WAIT_S
         seen = 0
@@ -303,12 +315,12 @@ def test_restarts_neither_lose_nor_repeat_alerts(
     seen, killed = asyncio.run(feed_and_kill("killed"))
     assert len(expected) // 4 <= seen < len(expected), (seen, len(expected), killed.tail())
 
-    restarted = alert_workers("restarted")
+    restarted = alert_workers("restarted").start()
     wait_until_consumed(settings, restarted)
     assert restarted.stop() == 0, restarted.tail()
 
     asyncio.run(send(settings, "sensors", interleave(second)))
-    last = alert_workers("last")
+    last = alert_workers("last").start()
     wait_until_consumed(settings, last)
     on_topic = alerts_on_topic(settings, at_least=len(expected))
     assert last.stop() == 0, last.tail()

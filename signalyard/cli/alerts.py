@@ -8,7 +8,7 @@ import json
 import sys
 
 import click
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.markup import escape
 
@@ -16,6 +16,7 @@ from signalyard.cli.provision import provision
 from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from streams.alerting.rules import SEVERITIES, Severity, load_rules
 from streams.connection import aiokafka_options
+from streams.topics import provision_topics
 
 SEVERITY_STYLES = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
@@ -51,17 +52,22 @@ async def _tail(
     from_beginning: bool,
     as_json: bool,
 ) -> None:
+    # Provisioned like `produce` does, so a tail may start before the first worker does.
+    [topic] = await provision_topics(settings.kafka, [settings.topics.alerts])
+    partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
     # No group: a reader that commits nothing and never takes partitions from anyone.
-    consumer = AIOKafkaConsumer(
-        settings.topics.alerts.name,
-        **aiokafka_options(settings.kafka),
-        group_id=None,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False,
-    )
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka), enable_auto_commit=False)
     console = Console(highlight=False, soft_wrap=True)
     await consumer.start()
     try:
+        consumer.assign(partitions)
+        if from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            await consumer.position(partition)  # resolved now: every later alert is shown
+        print(f"tailing {topic.name} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         async for record in consumer:
             alert = json.loads(record.value)
             if (domain and alert["domain"] != domain) or alert["severity"] not in severities:
