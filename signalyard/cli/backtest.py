@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,6 +19,7 @@ from signalyard.settings import DOMAINS, Domain, load_settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from streams.replay import TimeRange, format_time, parse_time
+from streams.schemas import LABEL_FIELDS
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -187,13 +190,14 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
         return
     severities = {rule.name: rule.severity for rule in rules.for_domain(domain)}
     table = Table("", run_a, run_b, f"{run_b} - {run_a}", title=f"{domain} backtest")
+    table.columns[0].no_wrap = True
     table.columns[3].justify = table.columns[1].justify = table.columns[2].justify = "right"
     a, b = comparison.a, comparison.b
     table.add_row("model version", ", ".join(a.versions), ", ".join(b.versions), "")
     table.add_row("events", str(a.events), str(b.events), f"{b.events - a.events:+d}")
     for label in sorted(a.labels.keys() | b.labels.keys()):
         x, y = a.labels.get(label, 0), b.labels.get(label, 0)
-        table.add_row(f"  {label}", str(x), str(y), f"{y - x:+d}")
+        table.add_row(f"  {LABEL_FIELDS[domain]} {label}", str(x), str(y), f"{y - x:+d}")
     deltas = comparison.metric_deltas()
     for name, delta in deltas.items():
         assert a.metrics is not None and b.metrics is not None
@@ -203,6 +207,8 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
         x, y = a.alerts.get(rule, 0), b.alerts.get(rule, 0)
         table.add_row(f"alerts {rule} ({severities.get(rule, '?')})", str(x), str(y), f"{y - x:+d}")
     out = Console(highlight=False, width=max(Console().width, 100))
+    for name in (run_a, run_b):
+        out.print(_describe(name, runs.get(name), other[name], domain))
     out.print(table)
     if comparison.agreement is None:
         out.print("agreement: no event was scored by both runs")
@@ -213,3 +219,17 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
         )
     if not deltas:
         out.print("feedback: no labels for the events both runs scored")
+
+
+def _describe(name: str, run: dict[str, Any] | None, other: str, domain: Domain) -> str:
+    if run is None:
+        return f"{name}: the live {domain}_scores of the events of {other}"
+    return (
+        f"{name}: {_iso(run['from_ts'])} to {_iso(run['to_ts'])} scored by "
+        f"{run['model_version']}, {run['dead']} malformed"
+    )
+
+
+def _iso(value: datetime) -> str:
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat(timespec="seconds").replace("+00:00", "Z")
