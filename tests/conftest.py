@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from signalyard.settings import Settings, load_settings
+from signalyard.settings import DOMAINS, Settings, load_settings
 from signalyard.stack.local_kafka import port_answers
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -43,3 +43,15 @@ def kafka(settings: Settings) -> Iterator[Settings]:
     if not port_answers(int(port), host):
         pytest.fail(f"no Kafka broker on {host}:{port}: run `signalyard stack up` first")
     yield settings
+
+
+@pytest.fixture(scope="session")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with a tiny live model of every domain, trained once per session; tests that
+    add versions work on a copy."""
+    from streams.bootstrap import BootstrapSize, ensure_models  # torch: only when needed
+
+    tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_epochs=15)
+    settings = isolated_settings(tmp_path_factory.mktemp("registry"))
+    ensure_models(settings, DOMAINS, tiny)
+    return settings.models_dir

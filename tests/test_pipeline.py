@@ -1,10 +1,10 @@
 """The scoring pipeline end to end: real broker, worker processes, real models, embedded ClickHouse.
 
-Models are tiny ones trained once per session from the synthetic world (``ensure_models``).
-Every worker is a ``signalyard worker`` subprocess configured through SIGNALYARD_* variables
-with this test's private home, topics and consumer group; each is killed at the end even when
-the test fails. The embedded ClickHouse allows one process per data directory, so a store is
-read only after its worker has exited.
+Models are tiny ones trained once per session from the synthetic world (``registry_dir`` of
+conftest.py). Every worker is a ``signalyard worker`` subprocess configured through
+SIGNALYARD_* variables with this test's private home, topics and consumer group; each is killed
+at the end even when the test fails. The embedded ClickHouse allows one process per data
+directory, so a store is read only after its worker has exited.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from conftest import isolated_settings
 
 from models.registry import Registry
 from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from sinks.clickhouse import connect
-from streams.bootstrap import BootstrapSize, ensure_models
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from streams.groups import wait_until_stable
@@ -39,15 +37,7 @@ from streams.topics import provision_topics
 
 pytestmark = pytest.mark.kafka
 
-TINY = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_epochs=15)
 WAIT_S = 90
-
-
-@pytest.fixture(scope="session")
-def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    settings = isolated_settings(tmp_path_factory.mktemp("registry"))
-    ensure_models(settings, DOMAINS, TINY)
-    return settings.models_dir
 
 
 class Worker:
@@ -62,6 +52,8 @@ class Worker:
             "SIGNALYARD_PIPELINE__APP_ID": app_id,
             # The restarted worker waits this long for the killed one's partitions.
             "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
+            # The scoring stage alone: the alert agents have tests of their own.
+            "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
             **{
                 f"SIGNALYARD_TOPICS__{field.upper()}__NAME": topic.name
                 for field, topic in settings.topics

@@ -1,8 +1,8 @@
 """Replays and backtests: time parsing, range arithmetic and comparisons (pure), then replays on
 the real broker with events produced at known Kafka timestamps, into the embedded ClickHouse.
 
-Models are tiny ones trained once for this module: two sensor versions (different seeds and
-widths) and one news version, whose text batches are padded, for determinism.
+Models: the session's tiny registry (conftest.py) and a second sensors version (another seed
+and width); news, whose text batches are padded, is the domain for determinism.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner, Result
-from conftest import isolated_settings
 
 from models.options import TrainOptions
 from models.registry import Registry
@@ -38,14 +38,12 @@ from streams.backtest import (
     feedback_metrics,
     would_fire,
 )
-from streams.bootstrap import BootstrapSize, ensure_models
 from streams.connection import aiokafka_options
 from streams.replay import Span, TimeRange, format_time, parse_time, spans
 from streams.schemas import SensorScore
-from streams.synthetic import World, events
+from streams.synthetic import World, events, write_training_csv
 from streams.topics import provision_topics
 
-TINY = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_epochs=15)
 MINUTE_MS = 60_000
 
 
@@ -196,14 +194,14 @@ kafka_test = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
-def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """sensors v1 (live) and v2 (another seed and width), news v1."""
-    settings = isolated_settings(tmp_path_factory.mktemp("replay-registry"))
-    ensure_models(settings, ("sensors", "news"), TINY)
+def registry(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's registry (every domain's v1 live) plus sensors v2: another seed and width."""
+    models = tmp_path_factory.mktemp("replay") / "models"
+    shutil.copytree(registry_dir, models)
+    data = write_training_csv("sensors", models.parent / "sensors.csv", 600)
     options = TrainOptions(epochs=5, seed=99, hidden=16, device="cpu", show_progress=False)
-    data = settings.home_dir / "bootstrap" / "sensors.csv"
-    train_model("sensors", data, Registry(settings.models_dir), options, promote=False)
-    return settings.models_dir
+    train_model("sensors", data, Registry(models), options, promote=False)
+    return models
 
 
 def run_cli(settings: Settings, registry: Path, *args: str) -> Result:
@@ -291,7 +289,7 @@ async def live_group_commits(settings: Settings, group: str, offset: int) -> Non
 
 @kafka_test
 def test_replay_takes_exactly_the_range_and_leaves_live_consumers_and_tables_alone(
-    kafka: Settings, registry_dir: Path
+    kafka: Settings, registry: Path
 ) -> None:
     settings = kafka
     asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
@@ -322,7 +320,7 @@ def test_replay_takes_exactly_the_range_and_leaves_live_consumers_and_tables_alo
 
     result = run_cli(
         settings,
-        registry_dir,
+        registry,
         *("replay", "sensors", "--from", format_time(t1), "--to", str(t2), "--run-id", "r1"),
     )
     assert result.exit_code == 0, result.output
@@ -358,7 +356,7 @@ def test_replay_takes_exactly_the_range_and_leaves_live_consumers_and_tables_alo
 
 @kafka_test
 def test_two_versions_compared_with_each_other_and_with_live(
-    kafka: Settings, registry_dir: Path
+    kafka: Settings, registry: Path
 ) -> None:
     settings = kafka
     asyncio.run(provision_topics(settings.kafka, [settings.topics.sensors_raw]))
@@ -370,7 +368,7 @@ def test_two_versions_compared_with_each_other_and_with_live(
     for run, version in (("a", "v1"), ("b", "v2")):
         replayed = run_cli(
             settings,
-            registry_dir,
+            registry,
             "replay",
             "sensors",
             *window,
@@ -403,7 +401,7 @@ def test_two_versions_compared_with_each_other_and_with_live(
     ids = [event_id(v) for v in values]
     agree = sum(flags[("a", i)] == flags[("b", i)] for i in ids) / len(ids)
 
-    compared = run_cli(settings, registry_dir, "backtest", "compare", "a", "b", "--json")
+    compared = run_cli(settings, registry, "backtest", "compare", "a", "b", "--json")
     assert compared.exit_code == 0, compared.output
     figures = json.loads(compared.stdout)
     assert (figures["a"]["events"], figures["b"]["events"], figures["common"]) == (300, 300, 300)
@@ -419,26 +417,24 @@ def test_two_versions_compared_with_each_other_and_with_live(
     assert figures["feedback"] == 40
     assert set(figures["metric_deltas"]) == {"accuracy", "macro_f1"}
 
-    against_live = run_cli(settings, registry_dir, "backtest", "compare", "live", "b", "--json")
+    against_live = run_cli(settings, registry, "backtest", "compare", "live", "b", "--json")
     assert against_live.exit_code == 0, against_live.output
     live = json.loads(against_live.stdout)
     assert live["a"] == {**figures["a"], "name": "live"}
     assert live["agreement"] == figures["agreement"]
 
-    table = run_cli(settings, registry_dir, "backtest", "compare", "a", "b")
+    table = run_cli(settings, registry, "backtest", "compare", "a", "b")
     assert table.exit_code == 0, table.output
     assert f"agreement: {agree:.1%} of 300 events scored by both" in table.stdout
     assert "alerts machine-defect-streak (critical)" in table.stdout
     assert "accuracy (40 labeled)" in table.stdout
 
-    missing = run_cli(settings, registry_dir, "backtest", "compare", "a", "nope")
+    missing = run_cli(settings, registry, "backtest", "compare", "a", "nope")
     assert missing.exit_code != 0 and "no backtest run 'nope'" in missing.output
 
 
 @kafka_test
-def test_replaying_one_range_twice_gives_identical_scores(
-    kafka: Settings, registry_dir: Path
-) -> None:
+def test_replaying_one_range_twice_gives_identical_scores(kafka: Settings, registry: Path) -> None:
     """News: text batches are padded to their longest text, so this is where batch composition
     could change scores. Compared exactly, as stored (Float32)."""
     settings = kafka
@@ -450,7 +446,7 @@ def test_replaying_one_range_twice_gives_identical_scores(
     for run in ("first", "second"):
         replayed = run_cli(
             settings,
-            registry_dir,
+            registry,
             "replay",
             "news",
             "--from",
@@ -478,7 +474,7 @@ def test_replaying_one_range_twice_gives_identical_scores(
 
 @kafka_test
 def test_replay_refuses_an_embedded_store_that_a_worker_holds(
-    kafka: Settings, registry_dir: Path
+    kafka: Settings, registry: Path
 ) -> None:
     settings = kafka
     holder = subprocess.Popen(
@@ -497,7 +493,7 @@ def test_replay_refuses_an_embedded_store_that_a_worker_holds(
         assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
         result = run_cli(
             settings,
-            registry_dir,
+            registry,
             "replay",
             "sensors",
             "--from",
