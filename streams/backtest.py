@@ -4,7 +4,7 @@
 (a malformed one is counted by the kind of problem, not scored), scores the valid events and
 writes the results to ``backtest_<domain>_scores`` under the run id, then the run's row to
 ``backtest_runs``. It never writes live tables or topics and never joins a consumer group.
-Writing a run id again replaces the run (ReplacingMergeTree; read with ``FINAL``).
+Replaying into a run id again first deletes what that run id held, so it names one replay.
 
 Determinism: an event's scores depend on the batch it is scored with (a text batch is padded to
 its longest text, and matrix kernels may add up in another order for another batch shape), so
@@ -32,7 +32,7 @@ from clickhouse_connect.driver.client import Client
 from sklearn.metrics import accuracy_score, f1_score
 
 from models.base import Scorer
-from signalyard.settings import Domain, Settings
+from signalyard.settings import DOMAINS, Domain, Settings
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule
@@ -173,6 +173,7 @@ async def replay(
             insert(client, table, rows)
             rows.clear()
 
+    forget(client, run_id)
     try:
         async with RangeReader(settings.kafka, topic, time_range) as reader:
             async for fetched in reader.fetch():
@@ -200,6 +201,15 @@ async def replay(
     report.finished_at = datetime.now(UTC)
     insert(client, RUNS_TABLE, [report.row()])
     return report
+
+
+def forget(client: Client, run_id: str) -> None:
+    """Delete what an earlier replay wrote under ``run_id``, of whichever domain and range, so
+    that the run id stands for this replay alone."""
+    for table in (RUNS_TABLE, *(scores_table(domain) for domain in DOMAINS)):
+        client.command(
+            f"DELETE FROM {table} WHERE run_id = {{run_id:String}}", parameters={"run_id": run_id}
+        )
 
 
 def insert(client: Client, table: str, rows: Sequence[Mapping[str, Any]]) -> None:

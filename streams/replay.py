@@ -33,6 +33,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FETCH_MAX_RECORDS = 1000
 
 
+class UnknownTopicError(Exception):
+    """The topic to replay does not exist."""
+
+
 def parse_time(text: str) -> int:
     """Epoch milliseconds of an ISO 8601 time (``2026-11-28T10:00:00Z``; UTC when it has no
     zone), a date (``2026-11-28``, midnight UTC) or epoch milliseconds (``1795860000000``)."""
@@ -169,7 +173,7 @@ class RangeReader:
         finally:
             await admin.close()
         if partitions is None:
-            raise LookupError(f"topic {self.topic} does not exist")
+            raise UnknownTopicError(f"topic {self.topic} does not exist")
         tps = [TopicPartition(self.topic, p) for p in range(partitions)]
         log_end = await self._consumer.end_offsets(tps)
         first = await self._consumer.offsets_for_times(dict.fromkeys(tps, self.time_range.start_ms))

@@ -353,6 +353,26 @@ def test_replay_takes_exactly_the_range_and_leaves_live_consumers_and_tables_alo
     for table in ("sensors_scores", "sensors_events", "deadletter"):
         assert query(settings, f"SELECT count() FROM {table}") == [(0,)], table
 
+    # The same run id again, a millisecond later: the events at T1 leave the run.
+    at_t1 = {event_id(value) for _, stamp, value in plan if stamp == t1}
+    again = run_cli(
+        settings,
+        registry,
+        "replay",
+        "sensors",
+        "--from",
+        str(t1 + 1),
+        "--to",
+        str(t2),
+        "--run-id",
+        "r1",
+    )
+    assert again.exit_code == 0, again.output
+    scored = {row[0] for row in query(settings, "SELECT event_id FROM backtest_sensors_scores")}
+    assert scored == expected - at_t1 and len(at_t1) == partitions
+    runs = query(settings, "SELECT events FROM backtest_runs FINAL WHERE run_id = 'r1'")
+    assert runs == [(len(expected) - partitions,)]
+
 
 @kafka_test
 def test_two_versions_compared_with_each_other_and_with_live(

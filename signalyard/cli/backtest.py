@@ -18,7 +18,7 @@ from models.registry import Registry
 from signalyard.settings import DOMAINS, Domain, load_settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
-from streams.replay import TimeRange, format_time, parse_time
+from streams.replay import TimeRange, UnknownTopicError, format_time, parse_time
 from streams.schemas import LABEL_FIELDS
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -121,7 +121,7 @@ def replay(
                     lambda done, total: progress.update(task, completed=done, total=total),
                 )
             )
-    except LookupError as error:
+    except UnknownTopicError as error:
         raise click.ClickException(str(error)) from None
     finally:
         client.close()
