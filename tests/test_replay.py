@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -39,10 +40,12 @@ from streams.backtest import (
     would_fire,
 )
 from streams.connection import aiokafka_options
+from streams.processor import predict
 from streams.replay import Span, TimeRange, format_time, parse_time, spans
 from streams.schemas import SensorScore
 from streams.synthetic import World, events, write_training_csv
 from streams.topics import provision_topics
+from streams.validation import Rejected
 
 MINUTE_MS = 60_000
 
@@ -186,6 +189,27 @@ def test_feedback_metrics_need_labeled_events() -> None:
         "accuracy": 0.5,
         "macro_f1": pytest.approx(1 / 3),
     }
+
+
+class FailsOnNegativeRpm:
+    """A scorer that cannot handle one kind of input, as a model might fail on one text."""
+
+    domain = "sensors"
+    model_name = "picky"
+    version = "v0"
+
+    def score(self, inputs: list[dict]) -> list[dict]:
+        if any(reading["rpm"] < 0 for reading in inputs):
+            raise ValueError("negative rpm")
+        return [{"failure_probability": 0.0, "failure_mode": "none", "defect": False}] * len(inputs)
+
+
+def test_an_input_the_model_cannot_score_is_rejected_alone() -> None:
+    inputs = [{"rpm": 1500.0}, {"rpm": -1.0}, {"rpm": 1200.0}]
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        outcomes = asyncio.run(predict(executor, FailsOnNegativeRpm(), inputs, "sensors"))
+    assert [isinstance(outcome, Rejected) for outcome in outcomes] == [False, True, False]
+    assert outcomes[1].kind == "scoring failed" and "negative rpm" in str(outcomes[1])
 
 
 # Against the real broker
