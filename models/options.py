@@ -19,11 +19,11 @@ _TEXT_DEFAULTS: dict[str, dict[str, float | int]] = {
     "head": {"epochs": 200, "learning_rate": 1e-2, "head_learning_rate": 1e-2, "patience": 15},
 }
 _SENSOR_DEFAULTS: dict[str, float | int] = {
-    "epochs": 300,
+    "epochs": 400,
     "learning_rate": 3e-3,
     "head_learning_rate": 3e-3,
-    "patience": 40,
-    "batch_size": 128,
+    "patience": 60,
+    "batch_size": 256,
 }
 
 
@@ -49,7 +49,9 @@ class TrainOptions(BaseModel):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     lora_r: int = Field(default=8, gt=0)
     lora_alpha: int = Field(default=16, gt=0)
-    hidden: int = Field(default=64, gt=0)  # sensors: width of the MLP
+    hidden: int = Field(default=128, gt=0)  # sensors: width of each MLP
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    members: int = Field(default=5, gt=0)  # sensors: MLPs in the averaged ensemble
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_name: str | None = None  # None: "<domain>-<base model name>" or "sensors-mlp"
     show_progress: bool = True

@@ -86,7 +86,7 @@ def train_text(
     assert options.epochs and options.batch_size and options.learning_rate and options.patience
     device = resolve_device(options.device)
     encoder, tokenizer = load_encoder(base_model_path(options))
-    model = TextClassifier(encoder, len(labels)).to(device)
+    model = TextClassifier(encoder, len(labels), options.dropout).to(device)
     engine = TextEngine(model, tokenizer, device, options.max_seq_length, 128, "fp32")
     index = {label: i for i, label in enumerate(labels)}
     y = torch.tensor([index[label] for label in train.labels])
