@@ -338,3 +338,16 @@ def test_two_workers_split_the_partitions_and_score_every_event_once(
     assert all(len(share) >= len(expected) // 10 for share in shares), [len(s) for s in shares]
     assert not shares[0] & shares[1]
     assert shares[0] | shares[1] == expected
+
+
+def test_a_worker_without_a_live_model_stops_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from signalyard.cli import main
+
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path))
+    monkeypatch.delenv("SIGNALYARD_REGISTRY_DIR", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["worker", "--domain", "sensors"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.startswith("signalyard: error: no live sensors model in ")
