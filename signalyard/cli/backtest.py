@@ -139,7 +139,7 @@ def replay(
 
 @click.group()
 def backtest() -> None:
-    """Backtest runs written by ``signalyard replay``."""
+    """Backtest runs written by signalyard replay."""
 
 
 @backtest.command()
@@ -147,12 +147,12 @@ def backtest() -> None:
 @click.argument("run_b")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as one JSON object.")
 def compare(run_a: str, run_b: str, as_json: bool) -> None:
-    """Compare two runs side by side; either may be ``live`` (the live scores of the other
-    run's events).
+    """Compare two runs side by side; either may be "live".
 
     Shows events by label, how often the two runs give an event the same label, accuracy and
     macro F1 against feedback labels where analysts gave some, and the alerts each run would
-    have fired under the configured rules.
+    have fired under the configured rules. "live" stands for the live scores of the other
+    run's events.
     """
     from streams.alerting.rules import load_rules
     from streams.backtest import LIVE, compare, load_feedback, load_results, load_run
