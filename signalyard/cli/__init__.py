@@ -13,6 +13,7 @@ from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.models import evaluate_command, models, train
 from signalyard.cli.pipeline import produce_file, worker
 from signalyard.cli.provision import init
+from signalyard.cli.sql import sql
 from signalyard.cli.stack import stack
 
 
@@ -32,6 +33,7 @@ cli.add_command(worker)
 cli.add_command(produce_file)
 cli.add_command(replay)
 cli.add_command(backtest)
+cli.add_command(sql)
 
 
 def main(argv: list[str] | None = None) -> None:
