@@ -91,6 +91,11 @@ class ClickHouseSink:
         """Successful insert statements, since start."""
         return self._inserts
 
+    @property
+    def connected(self) -> bool:
+        """Whether the client is open and rows are being inserted (readiness)."""
+        return self._client is not None and self._running()
+
     async def start(self) -> None:
         """Open the client (retrying while the server is unavailable) and start flushing."""
         hint = " (only one process may open an embedded ClickHouse directory)"

@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 
 from faust.types import EventT, StreamT
 
 from streams.batching import MicroBatcher
+from streams.observability.metrics import PipelineMetrics
 from streams.processor import BatchProcessor, PreparedBatch, SourceRecord
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ class ScoringAgent:
         max_batch_size: int,
         max_wait_s: float,
         max_batches_in_flight: int,
+        metrics: PipelineMetrics,
     ) -> None:
         self.processor = processor
+        self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_batches_in_flight = max_batches_in_flight
@@ -70,7 +74,9 @@ class ScoringAgent:
             while True:
                 events = await batcher.next_batch()
                 await slots.acquire()
+                started = time.perf_counter()
                 prepared = await self.processor.prepare([_record(event) for event in events])
+                self.metrics.scored(self.domain, len(events), time.perf_counter() - started)
                 task = asyncio.create_task(self._deliver(prepared, events, stream, slots))
                 task.add_done_callback(_exit_on_failure)
                 deliveries.add(task)
@@ -89,6 +95,7 @@ class ScoringAgent:
     ) -> None:
         try:
             await self.processor.deliver(prepared)
+            self.metrics.delivered(self.domain, prepared)
             for event in events:
                 await stream.ack(event)
         finally:

@@ -30,6 +30,8 @@ from sinks.clickhouse_sink import ClickHouseSink
 from streams.agents import ScoringAgent
 from streams.alerting.agent import add_alert_agents
 from streams.connection import faust_credentials
+from streams.observability.metrics import PipelineMetrics
+from streams.observability.web import add_web_views
 from streams.processor import BatchProcessor, Destinations, ScorerHolder
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class ScoringRuntime(Service):
     def __init__(self, sink: ClickHouseSink, scorers: Mapping[Domain, Scorer], **kwargs: Any):
         super().__init__(**kwargs)
         self.sink = sink
+        self.metrics = PipelineMetrics()
         self.scorers = {domain: ScorerHolder(scorer) for domain, scorer in scorers.items()}
         # One thread per domain: a model is called by one thread at a time, and a slow model
         # of one domain does not hold up the others.
@@ -82,6 +85,7 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
     for domain in runtime.scorers:
         _add_agent(app, settings, runtime, domain)
     add_alert_agents(app, settings, runtime)
+    add_web_views(app, settings.clickhouse_dsn, runtime)
     return app
 
 
@@ -107,6 +111,7 @@ def _add_agent(app: faust.App, settings: Settings, runtime: ScoringRuntime, doma
         max_batch_size=settings.batching.max_batch_size,
         max_wait_s=settings.batching.max_wait_ms / 1000,
         max_batches_in_flight=settings.pipeline.max_batches_in_flight,
+        metrics=runtime.metrics,
     )
     topic = app.topic(settings.topics.raw(domain).name, key_type=bytes, value_type=bytes)
 

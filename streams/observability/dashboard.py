@@ -1,0 +1,70 @@
+"""The data behind the dashboard page: fixed read-only queries over the last minutes.
+
+Every panel is one query on the live tables (``FINAL``, so replayed events count once),
+bucketed by event time; the page (``dashboard.html``) draws whatever the queries return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.resources import files
+from typing import Any
+
+from sinks.readonly import ReadOnlyStore
+
+WINDOW = "INTERVAL 15 MINUTE"
+BUCKET = "toStartOfInterval(ts, INTERVAL 10 SECOND)"
+
+PANELS: dict[str, str] = {
+    # The eight tickers with the most news in the window.
+    "sentiment": f"""
+        SELECT {BUCKET} AS t, ticker, avg(sentiment) AS sentiment, count() AS events
+        FROM news_scores FINAL
+        WHERE ts >= now() - {WINDOW} AND ticker IN (
+            SELECT ticker FROM news_scores FINAL WHERE ts >= now() - {WINDOW}
+            GROUP BY ticker ORDER BY count() DESC LIMIT 8)
+        GROUP BY t, ticker ORDER BY t, ticker""",
+    "risk": f"""
+        SELECT {BUCKET} AS t, avg(risk_level = 'high') AS high_risk_share,
+            avg(risk_score) AS mean_risk, count() AS events
+        FROM tickets_scores FINAL WHERE ts >= now() - {WINDOW} GROUP BY t ORDER BY t""",
+    "defects": f"""
+        SELECT {BUCKET} AS t, avg(defect) AS defect_rate,
+            avg(failure_probability) AS mean_failure_probability, count() AS events
+        FROM sensors_scores FINAL WHERE ts >= now() - {WINDOW} GROUP BY t ORDER BY t""",
+    "throughput": f"""
+        SELECT toStartOfInterval(scored_at, INTERVAL 10 SECOND) AS t, domain,
+            count() / 10 AS events_per_s, quantile(0.5)(latency_ms) AS p50_ms,
+            quantile(0.95)(latency_ms) AS p95_ms
+        FROM (
+            SELECT 'news' AS domain, scored_at, latency_ms FROM news_scores FINAL
+            WHERE scored_at >= now() - {WINDOW}
+            UNION ALL SELECT 'tickets', scored_at, latency_ms FROM tickets_scores FINAL
+            WHERE scored_at >= now() - {WINDOW}
+            UNION ALL SELECT 'sensors', scored_at, latency_ms FROM sensors_scores FINAL
+            WHERE scored_at >= now() - {WINDOW})
+        GROUP BY t, domain ORDER BY t, domain""",
+    "versions": f"""
+        SELECT domain, model_version, count() AS events FROM (
+            SELECT 'news' AS domain, model_version FROM news_scores FINAL
+            WHERE ts >= now() - {WINDOW}
+            UNION ALL SELECT 'tickets', model_version FROM tickets_scores FINAL
+            WHERE ts >= now() - {WINDOW}
+            UNION ALL SELECT 'sensors', model_version FROM sensors_scores FINAL
+            WHERE ts >= now() - {WINDOW})
+        GROUP BY domain, model_version ORDER BY domain, model_version""",
+    "alerts": """
+        SELECT ts, domain, entity, rule, severity, model_version
+        FROM alerts FINAL ORDER BY ts DESC LIMIT 20""",
+}
+
+
+def page() -> str:
+    """The dashboard page: one self-contained HTML file, nothing fetched from elsewhere."""
+    return files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
+
+
+async def panel_data(store: ReadOnlyStore) -> dict[str, Any]:
+    """Every panel's columns and rows, keyed by panel name."""
+    results = await asyncio.gather(*(store.query(sql) for sql in PANELS.values()))
+    return {name: result.to_json() for name, result in zip(PANELS, results, strict=True)}

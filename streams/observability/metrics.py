@@ -1,0 +1,153 @@
+"""The worker's Prometheus metrics.
+
+Counters and histograms are updated once per micro-batch by the scoring agents (cheap calls
+on the hot path); everything that already has a live value elsewhere (consumer lag, model
+versions, the sink's queue) is read at scrape time by ``WorkerCollector`` instead of being
+copied on every event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import faust
+from faust.exceptions import ConsumerNotStarted
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from streams.processor import PreparedBatch
+
+if TYPE_CHECKING:  # the runtime owns the metrics
+    from streams.app import ScoringRuntime
+
+# Micro-batches hold 1 to max_batch_size (at most 4096) events.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class PipelineMetrics:
+    """The counters and histograms of one worker, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        by_domain = {"labelnames": ["domain"], "registry": self.registry}
+        self.events_in = Counter(
+            "signalyard_events_in", "Raw events consumed into micro-batches", **by_domain
+        )
+        self.events_out = Counter(
+            "signalyard_events_out",
+            "Scored results delivered to the scored topic and ClickHouse",
+            **by_domain,
+        )
+        self.events_dead = Counter(
+            "signalyard_events_deadlettered",
+            "Events delivered to the dead-letter topic",
+            **by_domain,
+        )
+        self.batch_size = Histogram(
+            "signalyard_batch_size",
+            "Events per micro-batch",
+            buckets=BATCH_SIZE_BUCKETS,
+            **by_domain,
+        )
+        self.scoring_seconds = Histogram(
+            "signalyard_batch_scoring_seconds",
+            "Validating and scoring one micro-batch; the model call, off the event loop, dominates",
+            buckets=SECONDS_BUCKETS,
+            **by_domain,
+        )
+        self.end_to_end_seconds = Histogram(
+            "signalyard_end_to_end_latency_seconds",
+            "From an event's Kafka timestamp to its result acknowledged by Kafka and ClickHouse",
+            buckets=SECONDS_BUCKETS,
+            **by_domain,
+        )
+
+    def scored(self, domain: str, events: int, seconds: float) -> None:
+        """A micro-batch of ``events`` raw events was validated and scored in ``seconds``."""
+        self.events_in.labels(domain).inc(events)
+        self.batch_size.labels(domain).observe(events)
+        self.scoring_seconds.labels(domain).observe(seconds)
+
+    def delivered(self, domain: str, batch: PreparedBatch) -> None:
+        """The batch's results and dead letters are acknowledged by Kafka and ClickHouse."""
+        self.events_out.labels(domain).inc(len(batch.results))
+        self.events_dead.labels(domain).inc(len(batch.dead_letters))
+        if not batch.results:
+            return
+        # A batch's results share scored_at; each one's latency_ms runs from its Kafka timestamp
+        # to scored_at, so delivery adds the same delay to all of them.
+        since_scored = time.time() - batch.results[0].scored_at.timestamp()
+        observe = self.end_to_end_seconds.labels(domain).observe
+        for result in batch.results:
+            observe(since_scored + result.latency_ms / 1000)
+
+
+class WorkerCollector:
+    """Gauges read at scrape time from the Faust app and the runtime."""
+
+    def __init__(self, app: faust.App, runtime: ScoringRuntime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._lag()
+        versions = GaugeMetricFamily(
+            "signalyard_model_info",
+            "The live model of each domain (value 1)",
+            labels=["domain", "model_name", "version"],
+        )
+        for domain, holder in self.runtime.scorers.items():
+            versions.add_metric([domain, holder.current.model_name, holder.current.version], 1)
+        yield versions
+        sink = self.runtime.sink
+        yield GaugeMetricFamily(
+            "signalyard_sink_pending_rows",
+            "Rows accepted by the ClickHouse sink and not yet inserted (queue depth)",
+            value=sink.pending_rows,
+        )
+        yield CounterMetricFamily(
+            "signalyard_sink_retries", "Failed ClickHouse calls that were retried", sink.retries
+        )
+        yield CounterMetricFamily(
+            "signalyard_sink_inserts", "Insert statements ClickHouse accepted", sink.inserts
+        )
+        yield GaugeMetricFamily(
+            "signalyard_ready",
+            "1 once partitions are assigned and the sink is connected",
+            value=float(is_ready(self.app, self.runtime)),
+        )
+
+    def _lag(self) -> Metric:
+        """Per assigned partition: the end offset last fetched minus the committed offset.
+
+        Faust's monitor keeps both (the end offset from each fetch response, the committed
+        offset from each commit), so a scrape costs no broker round trip. A partition shows
+        once the worker has fetched from it; before its first commit the whole of it counts.
+        """
+        lag = GaugeMetricFamily(
+            "signalyard_consumer_lag",
+            "Records of a partition not yet committed by this worker's group",
+            labels=["topic", "partition"],
+        )
+        monitor = self.app.monitor
+        for tp in assigned(self.app):
+            end = monitor.tp_end_offsets.get(tp)
+            if end is not None:
+                committed = monitor.tp_committed_offsets.get(tp) or 0
+                lag.add_metric([tp.topic, str(tp.partition)], max(0, end - committed))
+        return lag
+
+
+def assigned(app: faust.App) -> Sequence[faust.types.TP]:
+    """The partitions assigned to this worker; none before its consumer has started."""
+    try:
+        return sorted(app.consumer.assignment())
+    except ConsumerNotStarted:
+        return []
+
+
+def is_ready(app: faust.App, runtime: ScoringRuntime) -> bool:
+    return runtime.sink.connected and bool(assigned(app))

@@ -1,0 +1,82 @@
+"""The worker's web endpoints, on Faust's web server (``pipeline.web_port``):
+
+* ``/metrics``: Prometheus metrics (``metrics.py``);
+* ``/healthz``: 200 while the process runs its event loop (the answer itself shows that);
+* ``/readyz``: 200 once the worker has partitions assigned and its sink is connected, else 503;
+* ``/dashboard``: the live dashboard page, fed by ``/dashboard/data``;
+* ``/sql`` (POST, the query as the body; loopback clients only): one read-only query on the
+  worker's ClickHouse as JSON. ``signalyard sql`` uses it for an embedded store, which only
+  this process may open.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from typing import TYPE_CHECKING
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sinks.readonly import QueryError, ReadOnlyStore
+from streams.observability.dashboard import page, panel_data
+from streams.observability.metrics import WorkerCollector, assigned, is_ready
+
+if TYPE_CHECKING:
+    from streams.app import ScoringRuntime
+
+SQL_PATH = "/sql"
+
+
+def add_web_views(app: faust.App, dsn: str, runtime: ScoringRuntime) -> None:
+    registry = runtime.metrics.registry
+    registry.register(WorkerCollector(app, runtime))
+    store = ReadOnlyStore(dsn)
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        # aiohttp refuses a charset in content_type; Prometheus wants it in the header.
+        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        ready = is_ready(app, runtime)
+        state = {
+            "ready": ready,
+            "partitions": len(assigned(app)),
+            "sink_connected": runtime.sink.connected,
+        }
+        return self.json(state, status=200 if ready else 503)
+
+    @app.page("/dashboard")
+    async def dashboard(self: View, request: Request) -> Response:
+        return self.html(page())
+
+    @app.page("/dashboard/data")
+    async def dashboard_data(self: View, request: Request) -> Response:
+        try:
+            panels = await panel_data(store)
+        except QueryError as error:
+            return self.json({"error": str(error)}, status=500)
+        live = {
+            domain: {"model_name": holder.current.model_name, "version": holder.current.version}
+            for domain, holder in runtime.scorers.items()
+        }
+        return self.json({"panels": panels, "live_models": live})
+
+    class Sql(View):
+        async def post(self, request: Request) -> Response:
+            if not ip_address(request.remote or "0.0.0.0").is_loopback:
+                return self.json({"error": "SQL is only served to local clients"}, status=403)
+            sql = (await self.read_request_content(request)).decode("utf-8", "replace")
+            try:
+                result = await store.query(sql)
+            except QueryError as error:
+                return self.json({"error": str(error)}, status=400)
+            return self.json(result.to_json())
+
+    app.page(SQL_PATH)(Sql)

@@ -1,0 +1,235 @@
+"""What a running worker shows: metrics, health and readiness, ``signalyard sql`` and the dashboard.
+
+One ``signalyard worker`` (real broker, tiny real models, embedded ClickHouse) with its web port
+on serves every test of this module; it scores a known set of events, malformed ones included,
+before the first test looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import isolated_settings
+from prometheus_client.parser import text_string_to_metric_families
+from test_pipeline import MALFORMED, Worker, ids_of, provision, send, synthetic
+
+from models.registry import Registry
+from signalyard.cli import main
+from signalyard.settings import DOMAINS, Domain, Settings
+from signalyard.stack.local_kafka import port_answers
+
+pytestmark = pytest.mark.kafka
+
+EVENTS = 40  # per domain
+BAD = MALFORMED[:3]  # news that are dead-lettered
+WAIT_S = 90
+
+
+@dataclass
+class Live:
+    settings: Settings
+    worker: Worker
+    url: str
+    expected: dict[Domain, set[str]]
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics by name and labels."""
+        status, body = self.get("/metrics")
+        assert status == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(what: str, check: callable, worker: Worker, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert worker.process.poll() is None, f"the worker exited\n{worker.tail()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{worker.tail()}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterator[Live]:
+    settings = isolated_settings(tmp_path_factory.mktemp("observed") / "home")
+    host, _, port = settings.kafka.bootstrap_list[0].rpartition(":")
+    if not port_answers(int(port), host):
+        pytest.fail(f"no Kafka broker on {host}:{port}: run `signalyard stack up` first")
+    provision(settings)
+    web_port = free_port()
+    log = settings.home_dir.parent / "worker.log"
+    worker = Worker(settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", log)
+    worker.env["SIGNALYARD_PIPELINE__WEB_PORT"] = str(web_port)
+    worker.start()
+    live = Live(settings, worker, f"http://127.0.0.1:{web_port}", {})
+    try:
+        wait_for("readiness", lambda: _answers(live, "/readyz") == 200, worker)
+        batches = {domain: synthetic(domain, EVENTS, seed=n) for n, domain in enumerate(DOMAINS)}
+        batches["news"] += [(b"AAPL", bad) for bad, _ in BAD]
+        for domain, records in batches.items():
+            asyncio.run(send(settings, domain, records))
+        live.expected = {domain: ids_of(batches[domain][:EVENTS]) for domain in DOMAINS}
+
+        def all_out() -> bool:
+            samples = live.metrics()
+            return all(
+                samples.get(("signalyard_events_out_total", (("domain", d),)), 0) >= EVENTS
+                for d in DOMAINS
+            )
+
+        wait_for("every event scored", all_out, worker)
+        yield live
+    finally:
+        worker.cleanup()
+
+
+def _answers(live: Live, path: str) -> int | None:
+    try:
+        return live.get(path)[0]
+    except OSError:
+        return None  # not listening yet
+
+
+def test_metrics_count_what_the_worker_did(live: Live) -> None:
+    samples = live.metrics()
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
+    for domain in DOMAINS:
+        dead = len(BAD) if domain == "news" else 0
+        assert value("signalyard_events_in_total", domain=domain) == EVENTS + dead
+        assert value("signalyard_events_out_total", domain=domain) == EVENTS
+        assert value("signalyard_events_deadlettered_total", domain=domain) == dead
+        batches = value("signalyard_batch_size_count", domain=domain)
+        assert 1 <= batches <= EVENTS + dead
+        assert value("signalyard_batch_size_sum", domain=domain) == EVENTS + dead
+        assert value("signalyard_batch_scoring_seconds_count", domain=domain) == batches
+        assert value("signalyard_batch_scoring_seconds_sum", domain=domain) > 0
+        assert value("signalyard_end_to_end_latency_seconds_count", domain=domain) == EVENTS
+        # Every event was delivered after it reached Kafka, and within the test's wait.
+        total = value("signalyard_end_to_end_latency_seconds_sum", domain=domain)
+        assert 0 < total / EVENTS < WAIT_S
+        model = [
+            labels
+            for (name, labels), sample in samples.items()
+            if name == "signalyard_model_info" and ("domain", domain) in labels and sample == 1
+        ]
+        assert len(model) == 1 and ("version", registry.live_version(domain)) in model[0]
+    assert value("signalyard_sink_inserts_total") > 0
+    assert value("signalyard_sink_retries_total") == 0
+    assert value("signalyard_ready") == 1
+
+
+def test_consumer_lag_per_partition_drops_to_zero_once_committed(live: Live) -> None:
+    raw = {live.settings.topics.raw(domain).name: domain for domain in DOMAINS}
+
+    def lags() -> dict[tuple[str, str], float]:
+        return {
+            (labels[1][1], labels[0][1]): sample
+            for (name, labels), sample in live.metrics().items()
+            if name == "signalyard_consumer_lag" and dict(labels)["topic"] in raw
+        }
+
+    # Every raw partition that received events shows, and Faust commits within seconds.
+    wait_for("lag 0 on every partition", lambda: set(lags().values()) == {0}, live.worker)
+    partitions = {topic for topic, _ in lags()}
+    assert partitions == set(raw), lags()
+
+
+def test_health_and_readiness(live: Live) -> None:
+    status, body = live.get("/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    status, body = live.get("/readyz")
+    state = json.loads(body)
+    assert status == 200 and state["ready"] and state["sink_connected"]
+    raw_partitions = sum(live.settings.topics.raw(domain).partitions for domain in DOMAINS)
+    assert state["partitions"] >= raw_partitions
+
+
+def sql(live: Live, monkeypatch: pytest.MonkeyPatch, *args: str, web: bool = True) -> None:
+    """``signalyard sql`` in this process, configured like the worker through SIGNALYARD_*."""
+    for name, value in live.worker.env.items():
+        if name.startswith("SIGNALYARD_"):
+            monkeypatch.setenv(name, value)
+    if not web:
+        monkeypatch.setenv("SIGNALYARD_PIPELINE__WEB_PORT", "0")
+    main(["sql", *args])
+
+
+def refused(live: Live, monkeypatch, capsys, *args: str, web: bool = True) -> str:
+    """The one line of a refused ``signalyard sql``, which must exit non-zero."""
+    with pytest.raises(SystemExit) as exit_:
+        sql(live, monkeypatch, *args, web=web)
+    assert exit_.value.code not in (0, None)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("signalyard: error: "), err
+    return err
+
+
+def test_sql_reads_the_workers_store_through_its_endpoint(
+    live: Live, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sql(live, monkeypatch, "SELECT event_id FROM sensors_scores FINAL", "--format", "json")
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["event_id"] for row in rows} == live.expected["sensors"]
+
+    sql(live, monkeypatch, "SELECT count() AS n FROM news_scores FINAL;", "--format", "csv")
+    assert capsys.readouterr().out == f"n\n{EVENTS}\n"
+
+    query = "SELECT source_topic, count() AS dead FROM deadletter FINAL GROUP BY source_topic"
+    sql(live, monkeypatch, query)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["source_topic", "dead"]
+    assert lines[2].split() == [live.settings.topics.news_raw.name, str(len(BAD))]
+    assert lines[-1] == "(1 row)"
+
+
+def test_sql_refuses_writes_and_reports_bad_sql_in_one_line(
+    live: Live, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(live, monkeypatch, capsys, "INSERT INTO alerts (alert_id) VALUES ('x')")
+    assert "only reads are allowed" in err
+    assert "only reads" in refused(live, monkeypatch, capsys, "DROP TABLE news_scores")
+    # Past the first word, ClickHouse itself refuses: every query runs with readonly=1.
+    err = refused(live, monkeypatch, capsys, "SELECT 1 SETTINGS readonly = 0")
+    assert "readonly" in err
+    err = refused(live, monkeypatch, capsys, "SELECT * FROM no_such_table")
+    assert "no_such_table" in err
+    sql(live, monkeypatch, "SELECT count() AS n FROM alerts FINAL WHERE alert_id = 'x'")
+    assert capsys.readouterr().out.splitlines()[2] == "0"
+    sql(live, monkeypatch, "EXISTS TABLE news_scores", "--format", "csv")
+    assert capsys.readouterr().out.splitlines()[1] == "1"
+
+
+def test_sql_without_the_workers_endpoint_names_the_way_in(
+    live: Live, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(live, monkeypatch, capsys, "SELECT 1", web=False)
+    assert "open in another process" in err and "SIGNALYARD_PIPELINE__WEB_PORT" in err
