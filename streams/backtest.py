@@ -173,9 +173,9 @@ async def replay(
             insert(client, table, rows)
             rows.clear()
 
-    forget(client, run_id)
     try:
         async with RangeReader(settings.kafka, topic, time_range) as reader:
+            forget(client, run_id)  # once the range is found: a failed start keeps the old run
             async for fetched in reader.fetch():
                 for record in fetched.records:
                     try:
