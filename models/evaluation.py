@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.data import NEWS_LABELS, read_sensors, read_text
-from models.loading import Scorer
+from models.loading import LoadedScorer
 from models.metrics import news_metrics, sensor_metrics, ticket_metrics
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
 
 
-def evaluate(scorer: Scorer, data: Path) -> dict:
+def evaluate(scorer: LoadedScorer, data: Path) -> dict:
     """The scorer's figures on ``data`` (news: accuracy, macro_f1; tickets: intent_accuracy,
     risk_macro_f1; sensors: f1, precision, recall, roc_auc), plus model name and version."""
     if isinstance(scorer, SensorScorer):

@@ -87,8 +87,10 @@ def fit(
             model.eval()
             score = validate()
             history.append(score)
-            progress.console.log(f"{description}: epoch {epoch} validation {score:.4f}")
-            if score > best_score:
+            improved = score > best_score
+            if improved or epochs <= 20:  # long runs (sensors) log only their progress
+                progress.console.log(f"{description}: epoch {epoch} validation {score:.4f}")
+            if improved:
                 best_score, best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
             elif epoch - best_epoch >= patience:

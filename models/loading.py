@@ -7,7 +7,8 @@
     load_live_scorer(settings: Settings, domain: Domain) -> Scorer
 
 Only JSON and safetensors are read (never pickles) and nothing is downloaded. The scorer's
-``version`` is the name of the folder it came from (``v3`` for registry versions).
+``version`` is the name of the folder it came from (``v3`` for registry versions). Each
+returned class satisfies the :class:`models.base.Scorer` protocol.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from signalyard.settings import Domain, Settings
 
 TAXONOMY_FILE = "taxonomy.json"
 
-__all__ = ["ModelNotFoundError", "Scorer", "load_live_scorer", "load_scorer"]
+__all__ = ["LoadedScorer", "ModelNotFoundError", "load_live_scorer", "load_scorer"]
 
-Scorer = NewsScorer | TicketScorer | SensorScorer
+LoadedScorer = NewsScorer | TicketScorer | SensorScorer
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -44,7 +45,7 @@ def load_scorer(
     max_seq_length: int = 128,
     precision: str = "auto",
     batch_size: int = 64,
-) -> Scorer:
+) -> LoadedScorer:
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
@@ -58,7 +59,7 @@ def load_scorer(
     return TicketScorer(engine, labels, taxonomy, name, version)
 
 
-def load_live_scorer(settings: Settings, domain: Domain) -> Scorer:
+def load_live_scorer(settings: Settings, domain: Domain) -> LoadedScorer:
     """The live version of ``domain`` from the registry at ``settings.models_dir``."""
     model_dir = Registry(settings.models_dir).live_dir(domain)
     return load_scorer(
