@@ -9,9 +9,14 @@ TEST_ENV := SIGNALYARD_HOME=$(CURDIR)/.test-home \
 	SIGNALYARD_STACK__PORT=39092 SIGNALYARD_STACK__CONTROLLER_PORT=39093 \
 	SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:39092
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# The dashboard test drives Debian's headless Chromium through its chromedriver; installed once.
+browser:
+	test -x /usr/bin/chromedriver || { $$(test "$$(id -u)" = 0 || echo sudo) apt-get update -q && \
+		$$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y -q chromium chromium-driver; }
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

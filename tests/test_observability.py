@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,22 @@ pytestmark = pytest.mark.kafka
 EVENTS = 40  # per domain
 BAD = MALFORMED[:3]  # news that are dead-lettered
 WAIT_S = 90
+SPREAD = timedelta(seconds=6)  # between two events' times
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"  # explicit, so that selenium never downloads a driver
+# Without the background-networking flags Chromium dials out, which a closed network refuses.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1500",
+)
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 @dataclass
@@ -41,6 +58,7 @@ class Live:
     worker: Worker
     url: str
     expected: dict[Domain, set[str]]
+    tickers: set[str]
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -86,14 +104,17 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
     worker = Worker(settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", log)
     worker.env["SIGNALYARD_PIPELINE__WEB_PORT"] = str(web_port)
     worker.start()
-    live = Live(settings, worker, f"http://127.0.0.1:{web_port}", {})
+    live = Live(settings, worker, f"http://127.0.0.1:{web_port}", {}, set())
     try:
         wait_for("readiness", lambda: _answers(live, "/readyz") == 200, worker)
-        batches = {domain: synthetic(domain, EVENTS, seed=n) for n, domain in enumerate(DOMAINS)}
+        batches = {
+            domain: spread(synthetic(domain, EVENTS, seed=n)) for n, domain in enumerate(DOMAINS)
+        }
         batches["news"] += [(b"AAPL", bad) for bad, _ in BAD]
         for domain, records in batches.items():
             asyncio.run(send(settings, domain, records))
         live.expected = {domain: ids_of(batches[domain][:EVENTS]) for domain in DOMAINS}
+        live.tickers = {key.decode() for key, _ in batches["news"][:EVENTS]}
 
         def all_out() -> bool:
             samples = live.metrics()
@@ -106,6 +127,17 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
         yield live
     finally:
         worker.cleanup()
+
+
+def spread(records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The events with event times over the last minutes, so that charts over event time have
+    many points to draw."""
+    now = datetime.now(UTC)
+    spread = []
+    for n, (key, value) in enumerate(records):
+        event = json.loads(value) | {"ts": (now - (len(records) - n) * SPREAD).isoformat()}
+        spread.append((key, json.dumps(event).encode()))
+    return spread
 
 
 def _answers(live: Live, path: str) -> int | None:
@@ -233,3 +265,52 @@ def test_sql_without_the_workers_endpoint_names_the_way_in(
 ) -> None:
     err = refused(live, monkeypatch, capsys, "SELECT 1", web=False)
     assert "open in another process" in err and "SIGNALYARD_PIPELINE__WEB_PORT" in err
+
+
+def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        browser.get(live.url + "/dashboard")
+        # Two refreshes: the page keeps drawing after its first data.
+        WebDriverWait(browser, 30).until(
+            lambda b: int(b.execute_script("return document.body.dataset.refreshed || 0")) >= 2
+        )
+        drawn = browser.execute_script(
+            """const series = id => [...document.querySelectorAll(`#${id} path.series`)]
+                   .map(p => [p.dataset.name, Number(p.dataset.points)]);
+               return {sentiment: series("sentiment"), risk: series("risk"),
+                       defects: series("defects"), throughput: series("throughput"),
+                       latency: series("latency"),
+                       models: [...document.querySelectorAll("#models .model b")]
+                           .map(b => b.textContent),
+                       status: document.getElementById("status").textContent};"""
+        )
+        screenshot = tmp_path / "dashboard.png"
+        browser.save_screenshot(str(screenshot))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "dashboard.png").write_bytes(screenshot.read_bytes())
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    finally:
+        browser.quit()
+
+    assert drawn["status"].startswith("updated"), drawn["status"]
+    assert errors == []
+    registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
+    assert drawn["models"] == [registry.live_version(domain) for domain in DOMAINS]
+    for chart in ("sentiment", "risk", "defects"):
+        assert drawn[chart] and all(points >= 1 for _, points in drawn[chart]), drawn
+    assert {name for name, _ in drawn["throughput"]} == set(DOMAINS)
+    assert {name for name, _ in drawn["latency"]} == set(DOMAINS)
+    # Tickers come from the events sent; none is made up by the page.
+    assert {name for name, _ in drawn["sentiment"]} <= live.tickers
+    assert screenshot.stat().st_size > 10_000
