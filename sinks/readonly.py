@@ -3,7 +3,8 @@ dashboard.
 
 ClickHouse itself enforces read-only (the ``readonly=1`` setting on every query, which also
 forbids changing that setting); statements that cannot be reads are refused up front only to
-give a clearer message than the server's.
+give a clearer message than the server's; ``INTO OUTFILE`` is refused up front because the
+embedded engine writes such files even in read-only mode.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sinks.clickhouse import connect
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 READ_ONLY = {"readonly": 1}
+# The embedded engine writes INTO OUTFILE files itself, past readonly (a server refuses them).
+INTO_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 
 
 class QueryError(Exception):
@@ -49,6 +52,8 @@ def read_statement(sql: str) -> str:
         raise QueryError(
             f"only reads are allowed ({', '.join(READ_STATEMENTS)}); refused: {first or sql!r}"
         )
+    if INTO_OUTFILE.search(statement):
+        raise QueryError("INTO OUTFILE writes a file; refused")
     return statement
 
 

@@ -33,7 +33,14 @@ def test_reads_pass(sql: str) -> None:
 
 @pytest.mark.parametrize(
     "sql",
-    ["INSERT INTO alerts VALUES", "drop table alerts", "/* SELECT */ TRUNCATE alerts", "", ";"],
+    [
+        "INSERT INTO alerts VALUES",
+        "drop table alerts",
+        "/* SELECT */ TRUNCATE alerts",
+        "SELECT 1 INTO  outfile '/tmp/x.csv'",
+        "",
+        ";",
+    ],
 )
 def test_anything_else_is_refused(sql: str) -> None:
     with pytest.raises(QueryError):
