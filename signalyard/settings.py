@@ -239,6 +239,36 @@ def setting_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -
     return names
 
 
+def with_topic_suffix(settings: Settings, suffix: str) -> Settings:
+    """The same settings with every topic renamed ``<name>.<suffix>``: an isolated namespace
+    on a shared cluster, e.g. for a test or a benchmark run."""
+    topics = {
+        field: topic.model_copy(update={"name": f"{topic.name}.{suffix}"})
+        for field, topic in settings.topics
+    }
+    return settings.model_copy(update={"topics": TopicsSettings(**topics)})
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The SIGNALYARD_* variables that give a child process exactly these settings."""
+    return _flatten(settings.model_dump(), ENV_PREFIX)
+
+
+def _flatten(values: dict[str, object], prefix: str) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = prefix + key.upper()
+        if isinstance(value, dict):
+            flat |= _flatten(value, name + ENV_NESTED_DELIMITER)
+        elif isinstance(value, SecretStr):
+            flat[name] = value.get_secret_value()
+        elif isinstance(value, bool):
+            flat[name] = str(value).lower()
+        elif value is not None:
+            flat[name] = str(value)
+    return flat
+
+
 def load_settings(**overrides: object) -> Settings:
     """Load settings from the config file and the environment, or raise SettingsError."""
     path = config_file()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from signalyard.settings import DOMAINS, Settings, load_settings
+from signalyard.settings import DOMAINS, Settings, load_settings, with_topic_suffix
 from signalyard.stack.local_kafka import port_answers
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -22,13 +22,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def isolated_settings(home: Path, **overrides: object) -> Settings:
     """Settings on a private home, with every topic renamed to a name unique to this call."""
-    base = load_settings()
-    suffix = uuid.uuid4().hex[:8]
-    topics = {
-        field: topic.model_copy(update={"name": f"{topic.name}.{suffix}"}).model_dump()
-        for field, topic in base.topics
-    }
-    return load_settings(home=home, topics=topics, **overrides)
+    return with_topic_suffix(load_settings(home=home, **overrides), uuid.uuid4().hex[:8])
 
 
 @pytest.fixture

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from signalyard.settings import ENV_PREFIX, SettingsError, load_settings, setting_names
+from signalyard.settings import (
+    ENV_PREFIX,
+    SettingsError,
+    load_settings,
+    setting_names,
+    settings_environment,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +109,23 @@ def test_setting_names_cover_nested_fields() -> None:
     assert "SIGNALYARD_TOPICS__MODEL_UPDATES__CLEANUP_POLICY" in names
     assert "SIGNALYARD_HOME" in names
     assert "SIGNALYARD_KAFKA__PASSWORD" not in names
+
+
+def test_environment_of_settings_round_trips(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SASL_USERNAME", "svc")
+    monkeypatch.setenv("SIGNALYARD_KAFKA__SASL_PASSWORD", "s3cret")
+    original = load_settings(
+        home=tmp_path, topics={"alerts": {"name": "alerts.x", "partitions": 2}}
+    )
+    environment = settings_environment(original)
+    assert environment["SIGNALYARD_KAFKA__SASL_PASSWORD"] == "s3cret"
+    assert environment["SIGNALYARD_TOPICS__ALERTS__NAME"] == "alerts.x"
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == original

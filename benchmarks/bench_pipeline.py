@@ -1,0 +1,272 @@
+"""End-to-end pipeline throughput and latency on this machine, beside the model's own ceiling.
+
+One run reports:
+
+* news, model only: texts/s of the live news scorer on batches of ``max_batch_size``, in this
+  process, with the torch threads the worker will use: the ceiling on this hardware;
+* news, end to end: events/s from the first produce until every result is on the scored topic,
+  through one ``signalyard worker`` process with micro-batching; then the same with a naive
+  worker that scores one event at a time (batch size 1, one batch in flight);
+* news latency at half the measured end-to-end capacity: p50 and p99 of each result's
+  ``latency_ms`` (from the raw record's Kafka timestamp to the end of scoring);
+* sensors, end to end: events/s through one worker, whose model costs almost nothing, so this
+  is the pipeline's own overhead: Kafka in, validation, batching, Kafka out, ClickHouse.
+
+A result reaches the scored topic and ClickHouse in the same delivery step, before the worker
+acks the batch; after each phase the worker is stopped and its embedded ClickHouse store is
+checked to hold every event exactly once (FINAL), so a phase whose rows did not all land fails.
+Producer, results reader and worker share the machine's cores, as they would in a demo. The
+broker must be up (``signalyard stack up``); models are trained from the synthetic world when
+the registry at ``--registry`` has none.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--news-events 1500] [--sensor-events 30000]
+        [--latency-seconds 20] [--torch-threads 0] [--registry DIR] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
+
+from models.loading import load_live_scorer
+from signalyard.settings import Domain, Settings, load_settings, with_topic_suffix
+from sinks.clickhouse import connect
+from sinks.clickhouse_sink import count_final
+from streams.bootstrap import ensure_models
+from streams.connection import aiokafka_options
+from streams.groups import wait_until_stable
+from streams.monitor import percentile
+from streams.producer import produce
+from streams.results import model_input
+from streams.synthetic import World, events
+from streams.topics import provision_topics
+from streams.validation import parse_event
+from streams.worker_process import WorkerProcess
+
+console = Console(width=110)
+WORKER_READY_TIMEOUT_S = 240
+RESULTS_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    domain: Domain
+    events: int
+    seconds: float
+    events_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    stored: int
+
+
+def model_ceiling(settings: Settings, count: int) -> float:
+    """Texts/s of the live news scorer alone, batch after batch, after one warm-up batch."""
+    scorer = load_live_scorer(settings, "news")
+    world = World(seed=3)
+    limit = settings.pipeline.max_payload_bytes
+    texts = [
+        model_input("news", parse_event("news", json.dumps(world.news()[0]).encode(), limit))
+        for _ in range(count)
+    ]
+    size = settings.batching.max_batch_size
+    scorer.score(texts[:size])
+    started = time.perf_counter()
+    for start in range(0, count, size):
+        scorer.score(texts[start : start + size])
+    return count / (time.perf_counter() - started)
+
+
+async def read_results(
+    settings: Settings, domain: Domain, expected: int, positioned: asyncio.Event
+) -> tuple[float, list[float]]:
+    """When the ``expected``-th result arrived (loop time) and every result's latency."""
+    topic = settings.topics.scored(domain).name
+    consumer = AIOKafkaConsumer(
+        topic,
+        **aiokafka_options(settings.kafka),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    latencies: list[float] = []
+    seen: set[str] = set()
+    try:
+        while not consumer.assignment():
+            await asyncio.sleep(0.05)
+        positioned.set()
+        loop = asyncio.get_running_loop()
+        while len(seen) < expected:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in fetched.values():
+                for record in records:
+                    result = json.loads(record.value)
+                    if result["event_id"] not in seen:
+                        seen.add(result["event_id"])
+                        latencies.append(float(result["latency_ms"]))
+        return loop.time(), latencies
+    finally:
+        await consumer.stop()
+
+
+async def run_phase(
+    base: Settings,
+    name: str,
+    domain: Domain,
+    count: int,
+    rate: float | None,
+    overrides: dict[str, str],
+    scratch: Path,
+) -> Phase:
+    """One worker on fresh topics and a fresh store: produce ``count`` events, await them all."""
+    run = uuid.uuid4().hex[:8]
+    settings = with_topic_suffix(
+        load_settings(home=scratch / name, registry_dir=base.models_dir), run
+    )
+    await provision_topics(settings.kafka, settings.topics.all())
+    app_id = f"bench-{name}-{run}"
+    worker = WorkerProcess(
+        settings,
+        scratch / f"{name}.log",
+        overrides={
+            "SIGNALYARD_PIPELINE__APP_ID": app_id,
+            "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
+            **overrides,
+        },
+    ).start("--domain", domain)
+    try:
+        if not await wait_until_stable(settings.kafka, app_id, 1, WORKER_READY_TIMEOUT_S):
+            raise RuntimeError(f"the {name} worker did not start; see {worker.log}")
+        positioned = asyncio.Event()
+        reader = asyncio.create_task(read_results(settings, domain, count, positioned))
+        await positioned.wait()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        records = islice(events(World(seed=5), domain), count)
+        await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
+        finished, latencies = await asyncio.wait_for(reader, RESULTS_TIMEOUT_S)
+    finally:
+        status = worker.stop()
+    if status != 0:
+        raise RuntimeError(f"the {name} worker exited with {status}; see {worker.log}")
+    client = connect(settings.clickhouse_dsn)
+    try:
+        stored = count_final(client, f"{domain}_scores")
+    finally:
+        client.close()
+    seconds = finished - started
+    return Phase(
+        name,
+        domain,
+        count,
+        seconds,
+        count / seconds,
+        percentile(latencies, 0.50),
+        percentile(latencies, 0.99),
+        stored,
+    )
+
+
+async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, list[Phase]]:
+    base = load_settings(
+        **({"registry_dir": arguments.registry} if arguments.registry else {}),
+        home=scratch / "home",
+    )
+    ensure_models(base, ("news", "sensors"))
+    threads = {"SIGNALYARD_PIPELINE__TORCH_THREADS": str(arguments.torch_threads)}
+    if arguments.torch_threads:
+        torch.set_num_threads(arguments.torch_threads)
+    ceiling = model_ceiling(base, arguments.news_events)
+    console.print(
+        f"news model only: {ceiling:.1f} texts/s (torch threads {torch.get_num_threads()})"
+    )
+    news = arguments.news_events
+    phases = [await run_phase(base, "news-batched", "news", news, None, threads, scratch)]
+    _done(phases[-1])
+    naive = {
+        **threads,
+        "SIGNALYARD_BATCHING__MAX_BATCH_SIZE": "1",
+        "SIGNALYARD_PIPELINE__MAX_BATCHES_IN_FLIGHT": "1",
+        # Nothing to group one event's row with: insert it at once instead of waiting.
+        "SIGNALYARD_SINK__MAX_DELAY_MS": "0",
+    }
+    phases.append(await run_phase(base, "news-naive", "news", news // 3, None, naive, scratch))
+    _done(phases[-1])
+    half = phases[0].events_per_s / 2
+    paced = max(1, int(half * arguments.latency_seconds))
+    phases.append(await run_phase(base, "news-half-load", "news", paced, half, threads, scratch))
+    _done(phases[-1])
+    sensors = arguments.sensor_events
+    phases.append(await run_phase(base, "sensors-batched", "sensors", sensors, None, {}, scratch))
+    _done(phases[-1])
+    return ceiling, phases
+
+
+def _done(phase: Phase) -> None:
+    console.print(f"{phase.name}: {phase.events_per_s:.1f} events/s over {phase.seconds:.1f}s")
+
+
+def report(ceiling: float, phases: list[Phase]) -> Table:
+    table = Table(title="Signalyard pipeline benchmark", title_justify="left")
+    for column in (
+        "phase",
+        "events",
+        "seconds",
+        "events/s",
+        "vs model",
+        "p50 ms",
+        "p99 ms",
+        "stored",
+    ):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for phase in phases:
+        ratio = f"{phase.events_per_s / ceiling:.0%}" if phase.domain == "news" else "-"
+        table.add_row(
+            phase.name,
+            str(phase.events),
+            f"{phase.seconds:.1f}",
+            f"{phase.events_per_s:.1f}",
+            ratio,
+            "-" if phase.p50_ms is None else f"{phase.p50_ms:.0f}",
+            "-" if phase.p99_ms is None else f"{phase.p99_ms:.0f}",
+            str(phase.stored),
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--news-events", type=int, default=1500)
+    parser.add_argument("--sensor-events", type=int, default=30_000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: one per core")
+    parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="signalyard-bench-") as scratch:
+        ceiling, phases = asyncio.run(bench(arguments, Path(scratch)))
+    console.print(report(ceiling, phases))
+    lost = [phase.name for phase in phases if phase.stored != phase.events]
+    if lost:
+        raise SystemExit(f"ClickHouse does not hold every event once in: {', '.join(lost)}")
+    if arguments.out:
+        figures = {"news_model_texts_per_s": ceiling, "phases": [asdict(p) for p in phases]}
+        arguments.out.parent.mkdir(parents=True, exist_ok=True)
+        arguments.out.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
