@@ -25,13 +25,14 @@ from faust.types import StreamT
 from mode import Service
 
 from models.base import Scorer
-from signalyard.settings import Domain, Settings
+from signalyard.settings import DOMAINS, Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from streams.agents import ScoringAgent
 from streams.alerting.agent import add_alert_agents
 from streams.connection import faust_credentials
 from streams.observability.metrics import PipelineMetrics
 from streams.observability.web import add_web_views
+from streams.offsets import reread_uncommitted_after_rebalance
 from streams.processor import BatchProcessor, Destinations, ScorerHolder
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
         _add_agent(app, settings, runtime, domain)
     add_alert_agents(app, settings, runtime)
     add_web_views(app, settings.clickhouse_dsn, runtime)
+    topics = settings.topics
+    reread_uncommitted_after_rebalance(
+        app, {topics.raw(d).name for d in DOMAINS} | {topics.scored(d).name for d in DOMAINS}
+    )
     return app
 
 
