@@ -179,8 +179,8 @@ class RangeReader:
         first = await self._consumer.offsets_for_times(dict.fromkeys(tps, self.time_range.start_ms))
         after = await self._consumer.offsets_for_times(dict.fromkeys(tps, self.time_range.end_ms))
         return spans(
-            {tp.partition: found and found.offset for tp, found in first.items()},
-            {tp.partition: found and found.offset for tp, found in after.items()},
+            {tp.partition: None if at is None else at.offset for tp, at in first.items()},
+            {tp.partition: None if at is None else at.offset for tp, at in after.items()},
             {tp.partition: offset for tp, offset in log_end.items()},
         )
 
