@@ -29,7 +29,7 @@ from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
 from signalyard.cli import cli
-from signalyard.settings import Domain, Settings
+from signalyard.settings import Domain, Settings, settings_environment
 from sinks.clickhouse import ClickHouseInUseError, connect
 from streams.alerting.rules import RuleBook
 from streams.backtest import (
@@ -230,17 +230,11 @@ def registry(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def run_cli(settings: Settings, registry: Path, *args: str) -> Result:
     """The command in this process, configured as a user would, through SIGNALYARD_*."""
-    env = {name: None for name in os.environ if name.startswith("SIGNALYARD_")}
-    env |= {
-        "SIGNALYARD_HOME": str(settings.home_dir),
-        "SIGNALYARD_REGISTRY_DIR": str(registry),
-        "SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "SIGNALYARD_INFERENCE__DEVICE": "cpu",
-        **{
-            f"SIGNALYARD_TOPICS__{field.upper()}__NAME": topic.name
-            for field, topic in settings.topics
-        },
+    env: dict[str, str | None] = {
+        name: None for name in os.environ if name.startswith("SIGNALYARD_")
     }
+    env |= settings_environment(settings)
+    env |= {"SIGNALYARD_REGISTRY_DIR": str(registry), "SIGNALYARD_INFERENCE__DEVICE": "cpu"}
     return CliRunner().invoke(cli, list(args), env=env)
 
 
