@@ -364,11 +364,13 @@ def load_results(
     ]
 
 
-def load_feedback(client: Client, domain: Domain) -> dict[str, str]:
-    """The latest feedback label of each event of ``domain``."""
+def load_feedback(client: Client, domain: Domain, run_ids: Sequence[str]) -> dict[str, str]:
+    """The latest feedback label of each event of the runs ``run_ids``."""
     query = client.query(
         "SELECT event_id, argMax(label, ts) FROM feedback FINAL "
-        "WHERE domain = {domain:String} GROUP BY event_id",
-        parameters={"domain": domain},
+        "WHERE domain = {domain:String} AND event_id IN "
+        f"(SELECT event_id FROM {scores_table(domain)} WHERE run_id IN {{runs:Array(String)}}) "
+        "GROUP BY event_id",
+        parameters={"domain": domain, "runs": list(run_ids)},
     )
     return dict(query.result_rows)

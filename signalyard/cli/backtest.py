@@ -180,7 +180,7 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
             domain,
             (run_a, results[run_a]),
             (run_b, results[run_b]),
-            load_feedback(client, domain),
+            load_feedback(client, domain, list(runs)),
             rules.for_domain(domain),
         )
     finally:
