@@ -57,6 +57,7 @@ async def _provision(admin: AIOKafkaAdminClient, topic: TopicSettings) -> TopicS
     action = "unchanged"
     if current < topic.partitions:
         await admin.create_partitions({topic.name: NewPartitions(total_count=topic.partitions)})
+        await _wait_until_visible(admin, topic.name, partitions=topic.partitions)
         action = "grown"
     if await _configs_differ(admin, topic):
         await admin.alter_configs(
@@ -76,15 +77,18 @@ async def partition_count(admin: AIOKafkaAdminClient, name: str) -> int | None:
     return len(description["partitions"])
 
 
-async def _wait_until_visible(admin: AIOKafkaAdminClient, name: str, timeout_s: float = 15) -> None:
-    # A new topic reaches the broker's metadata and config cache a moment after creation;
-    # callers of init expect to use it right away.
+async def _wait_until_visible(
+    admin: AIOKafkaAdminClient, name: str, partitions: int = 1, timeout_s: float = 15
+) -> None:
+    # New topics and partitions reach the broker's metadata a moment after the request;
+    # callers of init expect to use them right away.
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
-        if await partition_count(admin, name) is not None and await topic_config(admin, name):
+        count = await partition_count(admin, name)
+        if count is not None and count >= partitions and await topic_config(admin, name):
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {name} was created but did not become visible in {timeout_s:g}s")
+    raise RuntimeError(f"topic {name} did not show {partitions} partitions within {timeout_s:g}s")
 
 
 async def topic_config(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
