@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,18 +22,21 @@ from pathlib import Path
 import pytest
 from conftest import isolated_settings
 from prometheus_client.parser import text_string_to_metric_families
+from test_alert_rules import reading
 from test_pipeline import MALFORMED, Worker, ids_of, provision, send, synthetic
 
 from models.registry import Registry
 from signalyard.cli import main
 from signalyard.settings import DOMAINS, Domain, Settings
 from signalyard.stack.local_kafka import port_answers
+from streams.producer import produce
 
 pytestmark = pytest.mark.kafka
 
 EVENTS = 40  # per domain
 BAD = MALFORMED[:3]  # news that are dead-lettered
 WAIT_S = 90
+ALERTED = "M-STREAK"  # a machine whose readings fire an alert
 SPREAD = timedelta(seconds=6)  # between two events' times
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"  # explicit, so that selenium never downloads a driver
@@ -84,7 +87,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(what: str, check: callable, worker: Worker, timeout: float = WAIT_S) -> None:
+def wait_for(what: str, check: Callable[[], bool], worker: Worker, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert worker.process.poll() is None, f"the worker exited\n{worker.tail()}"
@@ -103,6 +106,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
     log = settings.home_dir.parent / "worker.log"
     worker = Worker(settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", log)
     worker.env["SIGNALYARD_PIPELINE__WEB_PORT"] = str(web_port)
+    # As deployed: the alert agents run in the worker, so the dashboard has alerts to show.
+    worker.env["SIGNALYARD_ALERTS__IN_SCORING_WORKERS"] = "true"
     worker.start()
     live = Live(settings, worker, f"http://127.0.0.1:{web_port}", {}, set())
     try:
@@ -115,6 +120,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
             asyncio.run(send(settings, domain, records))
         live.expected = {domain: ids_of(batches[domain][:EVENTS]) for domain in DOMAINS}
         live.tickers = {key.decode() for key, _ in batches["news"][:EVENTS]}
+        # Two scored readings past the default rules' threshold: the worker's alert agent fires.
+        streak = [reading(f"streak-{n}", n, 0.95, machine=ALERTED) for n in range(2)]
+        scored = [(ALERTED.encode(), result.model_dump_json().encode()) for result in streak]
+        asyncio.run(produce(settings.kafka, settings.topics.sensors_scored.name, scored))
 
         def all_out() -> bool:
             samples = live.metrics()
@@ -215,7 +224,13 @@ def sql(live: Live, monkeypatch: pytest.MonkeyPatch, *args: str, web: bool = Tru
     main(["sql", *args])
 
 
-def refused(live: Live, monkeypatch, capsys, *args: str, web: bool = True) -> str:
+def refused(
+    live: Live,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *args: str,
+    web: bool = True,
+) -> str:
     """The one line of a refused ``signalyard sql``, which must exit non-zero."""
     with pytest.raises(SystemExit) as exit_:
         sql(live, monkeypatch, *args, web=web)
@@ -281,9 +296,12 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
     browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
         browser.get(live.url + "/dashboard")
-        # Two refreshes: the page keeps drawing after its first data.
+        # Two refreshes (the page keeps drawing after its first data), and the alert is in.
         WebDriverWait(browser, 30).until(
-            lambda b: int(b.execute_script("return document.body.dataset.refreshed || 0")) >= 2
+            lambda b: (
+                int(b.execute_script("return document.body.dataset.refreshed || 0")) >= 2
+                and b.execute_script("return document.querySelectorAll('#alerts tr.alert').length")
+            )
         )
         drawn = browser.execute_script(
             """const series = id => [...document.querySelectorAll(`#${id} path.series`)]
@@ -293,6 +311,8 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
                        latency: series("latency"),
                        models: [...document.querySelectorAll("#models .model b")]
                            .map(b => b.textContent),
+                       alerts: [...document.querySelectorAll("#alerts tr.alert")]
+                           .map(tr => [...tr.cells].map(td => td.textContent)),
                        status: document.getElementById("status").textContent};"""
         )
         screenshot = tmp_path / "dashboard.png"
@@ -307,6 +327,7 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
     assert errors == []
     registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
     assert drawn["models"] == [registry.live_version(domain) for domain in DOMAINS]
+    assert [ALERTED, "machine-defect-streak", "critical"] in [row[2:] for row in drawn["alerts"]]
     for chart in ("sentiment", "risk", "defects"):
         assert drawn[chart] and all(points >= 1 for _, points in drawn[chart]), drawn
     assert {name for name, _ in drawn["throughput"]} == set(DOMAINS)
