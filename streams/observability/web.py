@@ -25,10 +25,9 @@ from streams.observability.metrics import WorkerCollector, assigned, is_ready
 if TYPE_CHECKING:
     from streams.app import ScoringRuntime
 
-SQL_PATH = "/sql"
-
 
 def add_web_views(app: faust.App, dsn: str, runtime: ScoringRuntime) -> None:
+    """Register the endpoints above; they are served when the app's web server is on."""
     registry = runtime.metrics.registry
     registry.register(WorkerCollector(app, runtime))
     store = ReadOnlyStore(dsn)
@@ -79,4 +78,4 @@ def add_web_views(app: faust.App, dsn: str, runtime: ScoringRuntime) -> None:
                 return self.json({"error": str(error)}, status=400)
             return self.json(result.to_json())
 
-    app.page(SQL_PATH)(Sql)
+    app.page("/sql")(Sql)
