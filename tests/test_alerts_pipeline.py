@@ -53,7 +53,7 @@ class AlertWorker(Worker):
     """A ``signalyard alerts worker``: the pipeline's worker process, alert agents only."""
 
     def __init__(self, settings: Settings, rules: Path, app_id: str, log: Path) -> None:
-        super().__init__(settings, settings.models_dir, app_id, log)
+        super().__init__(settings, settings.models_dir, app_id, log, ("alerts", "worker"))
         self.app_id = app_id
         self.env |= {
             "SIGNALYARD_ALERTS__RULES_FILE": str(rules),
@@ -62,12 +62,6 @@ class AlertWorker(Worker):
             # A killed worker's partitions move to its successor once its session expires.
             "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "10",
         }
-
-    def start(self) -> AlertWorker:  # type: ignore[override]
-        command = [sys.executable, "-m", "signalyard", "alerts", "worker", "--loglevel", "info"]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
-        return self
 
 
 NewWorker = Callable[[str], AlertWorker]

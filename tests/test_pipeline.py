@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -34,59 +31,38 @@ from streams.groups import wait_until_stable
 from streams.producer import produce
 from streams.synthetic import World, events
 from streams.topics import provision_topics
+from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
 WAIT_S = 90
 
 
-class Worker:
-    """One ``signalyard worker`` process with the settings of a test."""
+class Worker(WorkerProcess):
+    """One ``signalyard worker`` process (or another worker command) with a test's settings."""
 
-    def __init__(self, settings: Settings, registry: Path, app_id: str, log: Path) -> None:
-        self.settings = settings
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALYARD_")}
-        self.env |= {
-            "SIGNALYARD_HOME": str(settings.home_dir),
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Path,
+        app_id: str,
+        log: Path,
+        command: tuple[str, ...] = ("worker",),
+    ) -> None:
+        overrides = {
             "SIGNALYARD_REGISTRY_DIR": str(registry),
             "SIGNALYARD_PIPELINE__APP_ID": app_id,
             # The restarted worker waits this long for the killed one's partitions.
             "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
             # The scoring stage alone: the alert agents have tests of their own.
             "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
-            **{
-                f"SIGNALYARD_TOPICS__{field.upper()}__NAME": topic.name
-                for field, topic in settings.topics
-            },
         }
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(settings, log, (*command, "--loglevel", "info"), overrides)
+        self.settings = settings
 
-    def start(self, *domains: Domain) -> Worker:
-        options = [part for domain in domains for part in ("--domain", domain)]
-        command = [sys.executable, "-m", "signalyard", "worker", "--loglevel", "info", *options]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+    def start(self, *domains: Domain) -> Worker:  # type: ignore[override]
+        super().start(*(part for domain in domains for part in ("--domain", domain)))
         return self
-
-    def stop(self) -> int:
-        """SIGTERM, a graceful stop; the exit status."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-    def kill(self) -> int:
-        assert self.process is not None
-        self.process.kill()
-        return self.process.wait(timeout=30)
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import click
 from rich.console import Console, Group
@@ -28,6 +25,7 @@ from streams.groups import wait_until_stable
 from streams.monitor import LiveStats, Summary, watch
 from streams.producer import produce
 from streams.synthetic import World, events
+from streams.worker_process import WorkerProcess
 
 console = Console()
 WORKER_START_TIMEOUT_S = 180
@@ -79,24 +77,18 @@ def demo(duration: float | None, rate: float, malformed: float, seed: int) -> No
         )
     console.print("live models: " + ", ".join(f"{d} {v}" for d, v in live.items()))
     log = settings.home_dir / "demo-worker.log"
-    with log.open("ab") as output:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "signalyard", "worker", "--loglevel", "info"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the demo, which stops the worker in order
-        )
+    worker = WorkerProcess(settings, log, ("worker", "--loglevel", "info")).start()
     try:
-        asyncio.run(_run(settings, worker, log, duration, rate, malformed, seed))
+        asyncio.run(_run(settings, worker, duration, rate, malformed, seed))
     finally:
-        _stop(worker)
+        with console.status("stopping the worker"):
+            worker.stop()
     console.print(f"worker log: {log}")
 
 
 async def _run(
     settings: Settings,
-    worker: subprocess.Popen[bytes],
-    log: Path,
+    worker: WorkerProcess,
     duration: float | None,
     rate: float,
     malformed: float,
@@ -112,13 +104,13 @@ async def _run(
             wait_until_stable(settings.kafka, group, members=1, timeout_s=WORKER_START_TIMEOUT_S)
         )
         while not started.done() and not stop.is_set():
-            _check(worker, log)
+            _check(worker)
             await asyncio.sleep(0.5)
         if stop.is_set():
             started.cancel()
             return
         if not started.result():
-            raise WorkerExited(f"the worker did not join group {group} in time; see {log}")
+            raise WorkerExited(f"the worker did not join group {group} in time; see {worker.log}")
     stats = LiveStats()
     ready = asyncio.Event()
     world = World(seed=seed)
@@ -140,7 +132,7 @@ async def _run(
     try:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             while not stop.is_set() and (duration is None or loop.time() - began < duration):
-                _check(worker, log)
+                _check(worker)
                 for task in tasks:
                     if task.done():
                         task.result()  # a feeder or the watcher failed: raise its error
@@ -177,18 +169,6 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _check(worker: subprocess.Popen[bytes], log: Path) -> None:
-    if worker.poll() is not None:
-        raise WorkerExited(f"the worker exited with status {worker.returncode}; see {log}")
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    """A graceful stop: the worker commits what it delivered before it exits."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            with console.status("stopping the worker"):
-                worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+def _check(worker: WorkerProcess) -> None:
+    if not worker.running:
+        raise WorkerExited(f"the worker stopped on its own; see {worker.log}")
