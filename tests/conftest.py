@@ -16,6 +16,7 @@ import pytest
 
 from signalyard.settings import DOMAINS, Settings, load_settings, with_topic_suffix
 from signalyard.stack.local_kafka import port_answers
+from sinks.clickhouse import connect
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -23,6 +24,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def isolated_settings(home: Path, **overrides: object) -> Settings:
     """Settings on a private home, with every topic renamed to a name unique to this call."""
     return with_topic_suffix(load_settings(home=home, **overrides), uuid.uuid4().hex[:8])
+
+
+def query(settings: Settings, sql: str) -> list[tuple]:
+    """Rows of a query on the settings' store; an embedded store only once its worker exited."""
+    client = connect(settings.clickhouse_dsn)
+    try:
+        return client.query(sql).result_rows
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from conftest import query
 from test_alert_rules import (
     HIGH_RISK,
     SENTIMENT,
@@ -34,7 +35,7 @@ from test_alert_rules import (
     sentiment_stream,
     ticket_stream,
 )
-from test_pipeline import Worker, provision, query
+from test_pipeline import Worker, provision
 
 from signalyard.settings import DOMAINS, Settings, TopicSettings
 from streams.alerting.alert import alert_id

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from conftest import query
 
 from models.registry import Registry
 from signalyard.settings import DOMAINS, Domain, Settings, load_settings
-from sinks.clickhouse import connect
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from streams.groups import wait_until_stable
@@ -129,14 +129,6 @@ def synthetic(domain: Domain, count: int, seed: int) -> list[tuple[bytes, bytes]
 
 def ids_of(records: list[tuple[bytes, bytes]]) -> set[str]:
     return {json.loads(value)["id"] for _, value in records}
-
-
-def query(settings: Settings, sql: str) -> list[tuple]:
-    client = connect(settings.clickhouse_dsn)
-    try:
-        return client.query(sql).result_rows
-    finally:
-        client.close()
 
 
 async def send(

@@ -24,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner, Result
+from conftest import query
 
 from models.options import TrainOptions
 from models.registry import Registry
@@ -261,14 +262,6 @@ def synthetic(domain: Domain, count: int, seed: int) -> list[bytes]:
 
 def event_id(value: bytes) -> str:
     return json.loads(value)["id"]
-
-
-def query(settings: Settings, sql: str) -> list[tuple]:
-    client = connect(settings.clickhouse_dsn)
-    try:
-        return client.query(sql).result_rows
-    finally:
-        client.close()
 
 
 def recent_minute() -> int:
