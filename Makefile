@@ -11,7 +11,7 @@ TEST_ENV := SIGNALYARD_HOME=$(CURDIR)/.test-home \
 
 .PHONY: setup browser demo test lint bench clean
 
-setup: $(VENV)/.installed browser
+setup: $(VENV)/.installed
 
 # The dashboard test drives Debian's headless Chromium through its chromedriver; installed once.
 browser:
@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint browser
 	$(TEST_ENV) $(BIN)/signalyard stack up
 	status=0; $(TEST_ENV) $(BIN)/pytest -q -p no:cacheprovider || status=$$?; \
 		$(TEST_ENV) $(BIN)/signalyard stack down; exit $$status
