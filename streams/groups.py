@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from signalyard.settings import KafkaSettings
 from streams.connection import aiokafka_options
+
+# A fresh broker creates its offsets topic on the first group request; until its coordinator
+# has loaded, group requests answer with one of these.
+COORDINATOR_NOT_READY = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError)
 
 
 async def group_state(kafka: KafkaSettings, group: str) -> tuple[str, int]:
@@ -30,7 +35,10 @@ async def wait_until_stable(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while loop.time() < deadline:
-        if await group_state(kafka, group) == ("Stable", members):
-            return True
+        try:
+            if await group_state(kafka, group) == ("Stable", members):
+                return True
+        except COORDINATOR_NOT_READY:
+            pass
         await asyncio.sleep(poll_s)
     return False

@@ -41,6 +41,7 @@ from signalyard.settings import DOMAINS, Settings, TopicSettings
 from streams.alerting.alert import alert_id
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_REASON, kind_from_headers
+from streams.groups import COORDINATOR_NOT_READY
 from streams.producer import produce
 from streams.results import ENTITY_COLUMNS
 from streams.schemas import ScoredResult
@@ -117,9 +118,16 @@ async def _lag(settings: Settings, group: str) -> int:
         await admin.close()
 
 
+def _lag_or_unknown(settings: Settings, group: str) -> int | None:
+    try:
+        return asyncio.run(_lag(settings, group))
+    except COORDINATOR_NOT_READY:
+        return None  # a fresh broker creates its offsets topic on the first group's request
+
+
 def wait_until_consumed(settings: Settings, worker: AlertWorker) -> None:
     deadline = time.monotonic() + WAIT_S
-    while asyncio.run(_lag(settings, worker.app_id)) > 0:
+    while _lag_or_unknown(settings, worker.app_id) != 0:
         assert worker.process.poll() is None, worker.tail()
         assert time.monotonic() < deadline, f"results left unconsumed\n{worker.tail()}"
         time.sleep(0.5)
