@@ -36,6 +36,11 @@ test: lint browser
 	status=0; $(TEST_ENV) $(BIN)/pytest -q -p no:cacheprovider || status=$$?; \
 		$(TEST_ENV) $(BIN)/signalyard stack down; exit $$status
 
+# Pipeline throughput and latency beside the model's own ceiling (minutes; not part of test).
+bench: setup
+	$(BIN)/signalyard stack up
+	$(BIN)/python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
+
 clean:
 	-$(TEST_ENV) $(BIN)/signalyard stack down
 	rm -rf $(VENV) .test-home
