@@ -264,6 +264,17 @@ def event_id(value: bytes) -> str:
     return json.loads(value)["id"]
 
 
+def produce_one_a_millisecond(
+    settings: Settings, domain: Domain, values: list[bytes]
+) -> tuple[int, int]:
+    """The values a millisecond apart, round robin over the partitions; their [T1, T2)."""
+    topic = settings.topics.raw(domain)
+    asyncio.run(provision_topics(settings.kafka, [topic]))
+    t1 = recent_minute()
+    produce_at(settings, domain, [(n % topic.partitions, t1 + n, v) for n, v in enumerate(values)])
+    return t1, t1 + len(values)
+
+
 def recent_minute() -> int:
     """A whole minute an hour ago: within the broker's accepted timestamps, clear of now."""
     return (time.time_ns() // 1_000_000 // MINUTE_MS - 60) * MINUTE_MS
@@ -390,12 +401,9 @@ def test_two_versions_compared_with_each_other_and_with_live(
     kafka: Settings, registry: Path
 ) -> None:
     settings = kafka
-    asyncio.run(provision_topics(settings.kafka, [settings.topics.sensors_raw]))
-    t1 = recent_minute()
     values = synthetic("sensors", 300, seed=8)
-    partitions = settings.topics.sensors_raw.partitions
-    produce_at(settings, "sensors", [(n % partitions, t1 + n, v) for n, v in enumerate(values)])
-    window = ("--from", str(t1), "--to", str(t1 + len(values)))
+    t1, t2 = produce_one_a_millisecond(settings, "sensors", values)
+    window = ("--from", str(t1), "--to", str(t2))
     for run, version in (("a", "v1"), ("b", "v2")):
         replayed = run_cli(
             settings,
@@ -469,11 +477,8 @@ def test_replaying_one_range_twice_gives_identical_scores(kafka: Settings, regis
     """News: text batches are padded to their longest text, so this is where batch composition
     could change scores. Compared exactly, as stored (Float32)."""
     settings = kafka
-    asyncio.run(provision_topics(settings.kafka, [settings.topics.news_raw]))
-    t1 = recent_minute()
     values = synthetic("news", 150, seed=3)
-    partitions = settings.topics.news_raw.partitions
-    produce_at(settings, "news", [(n % partitions, t1 + n, v) for n, v in enumerate(values)])
+    t1, t2 = produce_one_a_millisecond(settings, "news", values)
     for run in ("first", "second"):
         replayed = run_cli(
             settings,
@@ -483,7 +488,7 @@ def test_replaying_one_range_twice_gives_identical_scores(kafka: Settings, regis
             "--from",
             str(t1),
             "--to",
-            str(t1 + len(values)),
+            str(t2),
             "--run-id",
             run,
             "--batch-size",
