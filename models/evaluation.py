@@ -1,30 +1,39 @@
-"""Evaluating a model on a labeled CSV of its domain, with the figures of ``models.metrics``."""
+"""Evaluating a model on labeled rows of its domain, with the figures of ``models.metrics``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from models.data import NEWS_LABELS, read_sensors, read_text
+from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
 from models.loading import LoadedScorer
 from models.metrics import news_metrics, sensor_metrics, ticket_metrics
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
 
 
 def evaluate(scorer: LoadedScorer, data: Path) -> dict:
+    """The scorer's figures on the labeled CSV at ``data`` (see ``evaluate_data``)."""
+    if isinstance(scorer, SensorScorer):
+        return evaluate_data(scorer, read_sensors(data))
+    labels = scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else NEWS_LABELS
+    return evaluate_data(scorer, read_text(data, scorer.domain, tuple(labels)))
+
+
+def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
     """The scorer's figures on ``data`` (news: accuracy, macro_f1; tickets: intent_accuracy,
     risk_macro_f1; sensors: f1, precision, recall, roc_auc), plus model name and version."""
     if isinstance(scorer, SensorScorer):
-        sensors = read_sensors(data)
-        failure, _ = scorer.predict_proba(sensors.readings)
-        metrics = sensor_metrics(failure, scorer.engine.threshold, sensors.failure)
+        if not isinstance(data, SensorData):
+            raise TypeError("a sensors model is evaluated on SensorData")
+        failure, _ = scorer.predict_proba(data.readings)
+        metrics = sensor_metrics(failure, scorer.engine.threshold, data.failure)
+    elif not isinstance(data, TextData):
+        raise TypeError(f"a {scorer.domain} model is evaluated on TextData")
     elif isinstance(scorer, TicketScorer):
-        text = read_text(data, "tickets", scorer.taxonomy.intents)
-        probabilities = scorer.predict_proba(text.texts)
-        metrics = ticket_metrics(probabilities, scorer.labels, text.labels, scorer.taxonomy)
+        probabilities = scorer.predict_proba(data.texts)
+        metrics = ticket_metrics(probabilities, scorer.labels, data.labels, scorer.taxonomy)
     else:
         assert isinstance(scorer, NewsScorer)
-        text = read_text(data, "news", NEWS_LABELS)
-        metrics = news_metrics(scorer.predict_proba(text.texts), NEWS_LABELS, text.labels)
+        metrics = news_metrics(scorer.predict_proba(data.texts), NEWS_LABELS, data.labels)
     return {
         "domain": scorer.domain,
         "model": scorer.model_name,

@@ -35,15 +35,23 @@ def _mode_targets(data: SensorData) -> torch.Tensor:
 
 
 def train_sensors(
-    train: SensorData, validation: SensorData, options: TrainOptions
+    train: SensorData,
+    validation: SensorData,
+    options: TrainOptions,
+    start: SensorNet | None = None,
 ) -> TrainedSensors:
+    """Train a fresh network normalized on ``train``, or fine-tune ``start`` as it is
+    normalized (adaptation re-fits its normalization on recent readings first)."""
     assert options.epochs and options.batch_size and options.learning_rate and options.patience
     device = resolve_device(options.device)
     x, val_x = features(train.readings).to(device), features(validation.readings).to(device)
     y = torch.tensor(train.failure, dtype=torch.float32, device=device)
     modes = _mode_targets(train).to(device)
-    model = SensorNet(options.hidden, options.dropout, members=options.members).to(device)
-    model.fit_normalization(x)
+    if start is None:
+        model = SensorNet(options.hidden, options.dropout, members=options.members).to(device)
+        model.fit_normalization(x)
+    else:
+        model = start.to(device)
     positives = float(y.sum())
     pos_weight = {
         "none": 1.0,
@@ -90,6 +98,8 @@ def train_sensors(
         description="sensors",
     )
     p = validation_probability().numpy()
-    model.threshold = best_f1_threshold(p, validation.failure)
+    # Without a failure to tune on, a started model keeps its threshold and a fresh one 0.5.
+    if any(validation.failure):
+        model.threshold = best_f1_threshold(p, validation.failure)
     metrics = sensor_metrics(p, model.threshold, validation.failure)
     return TrainedSensors(model.cpu().eval(), result, metrics)

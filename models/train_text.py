@@ -82,11 +82,20 @@ def train_text(
     labels: list[str],
     taxonomy: RiskTaxonomy | None,
     options: TrainOptions,
+    start: tuple[TextClassifier, PreTrainedTokenizerBase] | None = None,
 ) -> TrainedText:
+    """Fine-tune ``start`` (a trained classifier with these labels, e.g. a live model being
+    adapted) or, when None, a fresh head on the base encoder of ``options``."""
     assert options.epochs and options.batch_size and options.learning_rate and options.patience
     device = resolve_device(options.device)
-    encoder, tokenizer = load_encoder(base_model_path(options))
-    model = TextClassifier(encoder, len(labels), options.dropout).to(device)
+    if start is None:
+        encoder, tokenizer = load_encoder(base_model_path(options))
+        model = TextClassifier(encoder, len(labels), options.dropout)
+    else:
+        model, tokenizer = start
+        if model.head.out_features != len(labels):
+            raise ValueError(f"the model has {model.head.out_features} outputs, not {len(labels)}")
+    model = model.to(device)
     engine = TextEngine(model, tokenizer, device, options.max_seq_length, 128, "fp32")
     index = {label: i for i, label in enumerate(labels)}
     y = torch.tensor([index[label] for label in train.labels])

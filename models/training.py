@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
 import transformers
@@ -41,7 +42,7 @@ from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
 from signalyard.settings import Domain
 
-__all__ = ["TrainOptions", "train_model"]
+__all__ = ["TrainOptions", "label_counts", "split_indices", "strata", "subset", "train_model"]
 
 
 def split_indices(strata: list[Any], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -60,16 +61,42 @@ def split_indices(strata: list[Any], fraction: float, seed: int) -> tuple[list[i
     return sorted(train), sorted(validation)
 
 
-def _subset_text(data: TextData, rows: list[int]) -> TextData:
+@overload
+def subset(data: TextData, rows: Sequence[int]) -> TextData: ...
+@overload
+def subset(data: SensorData, rows: Sequence[int]) -> SensorData: ...
+def subset(data: TextData | SensorData, rows: Sequence[int]) -> TextData | SensorData:
+    """The rows of ``data`` at ``rows``, in that order."""
+    if isinstance(data, SensorData):
+        return SensorData(
+            [data.readings[i] for i in rows],
+            [data.failure[i] for i in rows],
+            [data.modes[i] for i in rows],
+        )
     return TextData([data.texts[i] for i in rows], [data.labels[i] for i in rows])
 
 
-def _subset_sensors(data: SensorData, rows: list[int]) -> SensorData:
-    return SensorData(
-        [data.readings[i] for i in rows],
-        [data.failure[i] for i in rows],
-        [data.modes[i] for i in rows],
-    )
+def strata(data: TextData | SensorData) -> list[Any]:
+    """What splits are stratified on: the label, or for sensors whether the machine failed."""
+    return list(data.failure) if isinstance(data, SensorData) else list(data.labels)
+
+
+def label_counts(data: TextData | SensorData) -> dict[str, int]:
+    """Rows per label (sensors: ``ok`` and ``defect``), the distribution a drift check
+    compares the predicted labels of a stream with."""
+    if isinstance(data, SensorData):
+        defects = sum(data.failure)
+        return {"ok": len(data.failure) - defects, "defect": defects}
+    return dict(sorted(Counter(data.labels).items()))
+
+
+def software_versions() -> dict[str, str]:
+    """What a model was trained with, for its metadata."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def _default_name(domain: Domain, base: str) -> str:
@@ -90,11 +117,10 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
     if domain == "sensors":
         sensors = read_sensors(data)
         train_rows, val_rows = split_indices(
-            sensors.failure, options.validation_fraction, options.seed
+            strata(sensors), options.validation_fraction, options.seed
         )
-        trained = train_sensors(
-            _subset_sensors(sensors, train_rows), _subset_sensors(sensors, val_rows), options
-        )
+        train_data: TextData | SensorData = subset(sensors, train_rows)
+        trained = train_sensors(train_data, subset(sensors, val_rows), options)
         save_sensor_net(trained.model, folder)
         kind, base, metrics, result = "sensor-mlp", None, trained.metrics, trained.fit
     else:
@@ -107,11 +133,14 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
         else:
             labels = list(NEWS_LABELS)
         text = read_text(data, domain, tuple(labels))
-        train_rows, val_rows = split_indices(text.labels, options.validation_fraction, options.seed)
+        train_rows, val_rows = split_indices(
+            strata(text), options.validation_fraction, options.seed
+        )
+        train_data = subset(text, train_rows)
         trained_text = train_text(
             domain,
-            _subset_text(text, train_rows),
-            _subset_text(text, val_rows),
+            train_data,
+            subset(text, val_rows),
             labels,
             taxonomy,
             options,
@@ -133,6 +162,10 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
             "rows": len(train_rows) + len(val_rows),
             "train_rows": len(train_rows),
             "validation_rows": len(val_rows),
+            # The split, so that the held-out rows can be cut again (models.adaptation).
+            "seed": options.seed,
+            "validation_fraction": options.validation_fraction,
+            "label_counts": label_counts(train_data),
         },
         "options": options.model_dump(mode="json"),
         "training": {
@@ -144,11 +177,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
         },
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "software": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        },
+        "software": software_versions(),
     }
 
 

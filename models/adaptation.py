@@ -1,0 +1,351 @@
+"""Adapting a live model to its stream's own domain with labeled feedback (issue #6).
+
+    from models.adaptation import AdaptOptions, adapt_model, source_validation
+
+    adapt_model(domain: Domain, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
+                options: AdaptOptions, recent: Sequence[SensorReading] = ()) -> dict
+    source_validation(model_dir: Path) -> TextData | SensorData | None
+
+``adapt_model`` fine-tunes the live model's own weights (not the base encoder) on the labeled
+target rows, mixed with a seeded sample of the rows the live model was trained on ("replay",
+``replay_ratio`` source rows per target row) so that it does not forget the source domain.
+A seeded share of the target rows is held out for early stopping and for the figures in
+``metrics.json``. The result is a complete model folder for ``Registry.register``; its
+metadata names the version it came from (``adapted_from``) and keeps ``data`` pointing at the
+original source file and split, so that ``source_validation`` of any descendant returns the
+same source rows and every later adaptation replays the same source.
+
+Sensors: the live network's feature normalization (its bin edges) is re-fitted on ``recent``
+readings of the stream, which need no labels, before the brief fine-tune; the decision
+threshold is then re-tuned for F1 on the held-out target rows together with the source
+validation rows, since a few dozen target rows rarely hold enough failures on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.base import SensorReading
+from models.data import SensorData, TextData, fingerprint, read_sensors, read_text
+from models.errors import DataError
+from models.fitting import FitResult, seed_everything
+from models.loading import TAXONOMY_FILE, read_metadata
+from models.metrics import sensor_metrics
+from models.options import TrainOptions
+from models.registry import METADATA_FILE, METRICS_FILE
+from models.sensor_model import features, load_sensor_net, save_sensor_net
+from models.taxonomy import RiskTaxonomy
+from models.text_model import LABELS_FILE, load_text_classifier, save_text_classifier
+from models.training import label_counts, software_versions, split_indices, strata, subset
+from signalyard.settings import Domain
+
+__all__ = ["AdaptOptions", "adapt_model", "source_validation"]
+
+# Early stopping on fewer held-out rows than this follows noise; smaller labeled sets train
+# for all epochs on every row instead.
+MIN_VALIDATION_ROWS = 10
+
+# Unset options take these values. A live model is already trained on the task, so the
+# encoder learns more gently than in training from the base encoder (see benchmarks/
+# bench_adaptation.py for the figures behind the full-mode values).
+_TEXT_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "full": {"epochs": 3, "learning_rate": 3e-5, "head_learning_rate": 1e-4, "patience": 2},
+    "lora": {"epochs": 4, "learning_rate": 3e-4, "head_learning_rate": 1e-4, "patience": 2},
+    "head": {"epochs": 100, "learning_rate": 3e-3, "head_learning_rate": 3e-3, "patience": 10},
+}
+_SENSOR_DEFAULTS: dict[str, float | int] = {
+    "epochs": 40,
+    "learning_rate": 1e-3,
+    "head_learning_rate": 1e-3,
+    "patience": 10,
+    "batch_size": 64,
+}
+
+
+class AdaptOptions(BaseModel):
+    """How to adapt. ``None`` means the default for the domain and mode (see ``resolved``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["full", "lora", "head"] = "full"  # text domains; lora or head: fewer weights
+    epochs: int | None = Field(default=None, gt=0)
+    learning_rate: float | None = Field(default=None, gt=0)
+    head_learning_rate: float | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)
+    replay_ratio: float = Field(default=1.0, ge=0)  # source rows per target row; 0: no replay
+    max_seq_length: int = Field(default=64, gt=0)
+    seed: int = 13
+    validation_fraction: float = Field(default=0.15, ge=0, lt=1)  # of the target rows
+    patience: int | None = Field(default=None, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    show_progress: bool = False
+
+    def resolved(self, domain: Domain) -> AdaptOptions:
+        defaults = (
+            _SENSOR_DEFAULTS
+            if domain == "sensors"
+            else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
+        )
+        unset = {key: value for key, value in defaults.items() if getattr(self, key) is None}
+        return self.model_copy(update=unset)
+
+
+def _source_split(metadata: dict[str, Any]) -> tuple[int, float]:
+    """The seed and validation fraction the model's source data was split with. Models
+    trained before ``data`` recorded them carry them in their training options."""
+    data, options = metadata.get("data", {}), metadata.get("options", {})
+    return (
+        int(data.get("seed", options.get("seed", 13))),
+        float(data.get("validation_fraction", options.get("validation_fraction", 0.15))),
+    )
+
+
+def _read_source(
+    model_dir: Path, metadata: dict[str, Any]
+) -> tuple[TextData | SensorData, list[int], list[int]] | str:
+    """The source data a model was trained on and its train and validation rows, or why they
+    cannot be had (the file is gone or no longer the one trained on)."""
+    path = Path(metadata.get("data", {}).get("path", ""))
+    if not path.is_file():
+        return f"source data {path} not found"
+    if metadata["data"].get("sha256") not in (None, fingerprint(path)):
+        return f"source data {path} changed since the model was trained"
+    if metadata["domain"] == "sensors":
+        data: TextData | SensorData = read_sensors(path)
+    else:
+        labels = json.loads((model_dir / LABELS_FILE).read_text(encoding="utf-8"))
+        data = read_text(path, metadata["domain"], tuple(labels))
+    seed, fraction = _source_split(metadata)
+    train_rows, validation_rows = split_indices(strata(data), fraction, seed)
+    return data, train_rows, validation_rows
+
+
+def source_validation(model_dir: Path) -> TextData | SensorData | None:
+    """The held-out validation rows of the source data the model (or, for an adapted model,
+    the model it descends from) was trained on; None if that file is gone or changed."""
+    model_dir = Path(model_dir)
+    source = _read_source(model_dir, read_metadata(model_dir))
+    if isinstance(source, str):
+        return None
+    data, _, validation_rows = source
+    return subset(data, validation_rows)
+
+
+def _concat(first: TextData | SensorData, second: TextData | SensorData) -> TextData | SensorData:
+    if isinstance(first, SensorData) and isinstance(second, SensorData):
+        return SensorData(
+            first.readings + second.readings,
+            first.failure + second.failure,
+            first.modes + second.modes,
+        )
+    assert isinstance(first, TextData) and isinstance(second, TextData)
+    return TextData(first.texts + second.texts, first.labels + second.labels)
+
+
+def _train_options(live: dict[str, Any], options: AdaptOptions) -> TrainOptions:
+    """The live model's training options (class weights, dropout, LoRA rank...) with this
+    adaptation's schedule; fields an older model lacks or a newer one adds are left out."""
+    inherited = {k: v for k, v in live.get("options", {}).items() if k in TrainOptions.model_fields}
+    adapted = options.model_dump(include=set(TrainOptions.model_fields))
+    return TrainOptions.model_validate({**inherited, **adapted})
+
+
+def _check_labels(domain: Domain, labeled: TextData | SensorData, live_dir: Path) -> None:
+    if domain == "sensors":
+        if not isinstance(labeled, SensorData):
+            raise DataError("sensors are adapted with SensorData")
+        return
+    if not isinstance(labeled, TextData):
+        raise DataError(f"{domain} is adapted with TextData")
+    labels = json.loads((live_dir / LABELS_FILE).read_text(encoding="utf-8"))
+    unknown = sorted(set(labeled.labels) - set(labels))
+    if unknown:
+        raise DataError(f"labels the {domain} model does not know: {', '.join(unknown)}")
+
+
+def _fine_tune_text(
+    domain: Domain,
+    live_dir: Path,
+    train: TextData,
+    validation: TextData,
+    train_options: TrainOptions,
+    out_dir: Path,
+) -> tuple[FitResult, dict]:
+    from models.train_text import train_text
+
+    model, tokenizer, labels = load_text_classifier(live_dir)
+    model.dropout.p = train_options.dropout
+    taxonomy = None
+    if domain == "tickets":
+        taxonomy = RiskTaxonomy.load(live_dir / TAXONOMY_FILE)
+        shutil.copyfile(live_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
+    trained = train_text(
+        domain, train, validation, labels, taxonomy, train_options, start=(model, tokenizer)
+    )
+    save_text_classifier(trained.model, trained.tokenizer, labels, out_dir)
+    return trained.fit, trained.metrics
+
+
+def _fine_tune_sensors(
+    live_dir: Path,
+    train: SensorData,
+    target_validation: SensorData,
+    source: tuple[SensorData, SensorData] | None,
+    recent: Sequence[SensorReading],
+    train_options: TrainOptions,
+    out_dir: Path,
+) -> tuple[FitResult, dict, dict]:
+    """Fine-tune the live network on ``train``; ``source`` is its source training and
+    validation rows. Return the fit, the target figures and what was normalized on."""
+    from models.train_sensors import train_sensors
+
+    model = load_sensor_net(live_dir)
+    if recent:
+        normalize_on, normalized = list(recent), "recent readings"
+    else:
+        # Without unlabeled recent readings the best view of the stream is its labeled rows,
+        # with the source training rows filling in the tails that a few rows miss.
+        normalize_on = train.readings + (source[0].readings if source else [])
+        normalized = "labeled and source rows"
+    model.fit_normalization(features(normalize_on))
+    # A few held-out target rows rarely hold a failure; the source validation rows give the
+    # threshold tuning and early stopping failures to go by.
+    validation = target_validation if source is None else _concat(target_validation, source[1])
+    assert isinstance(validation, SensorData)
+    trained = train_sensors(train, validation, train_options, start=model)
+    save_sensor_net(trained.model, out_dir)
+    with torch.inference_mode():
+        probability = torch.sigmoid(trained.model(features(target_validation.readings))[0])
+    metrics = sensor_metrics(
+        probability.numpy(), trained.model.threshold, target_validation.failure
+    )
+    return trained.fit, metrics, {"from": normalized, "rows": len(normalize_on)}
+
+
+def adapt_model(
+    domain: Domain,
+    live_dir: Path,
+    labeled: TextData | SensorData,
+    out_dir: Path,
+    options: AdaptOptions,
+    recent: Sequence[SensorReading] = (),
+) -> dict:
+    """Adapt the model in ``live_dir`` to ``labeled`` target rows; write the adapted model
+    folder into ``out_dir`` and return its metadata (also in ``out_dir/metadata.json``)."""
+    started = time.monotonic()
+    live_dir, out_dir = Path(live_dir), Path(out_dir)
+    live = read_metadata(live_dir)
+    if live["domain"] != domain:
+        raise DataError(f"{live_dir} holds a {live['domain']} model, not a {domain} model")
+    options = options.resolved(domain)
+    assert options.epochs and options.patience
+    _check_labels(domain, labeled, live_dir)
+    if not strata(labeled):
+        raise DataError("no labeled rows to adapt to")
+    seed_everything(options.seed)
+
+    held_out = int(len(strata(labeled)) * options.validation_fraction) >= MIN_VALIDATION_ROWS
+    if held_out:
+        train_rows, validation_rows = split_indices(
+            strata(labeled), options.validation_fraction, options.seed
+        )
+    else:
+        train_rows, validation_rows = list(range(len(strata(labeled)))), []
+    target_train = subset(labeled, train_rows)
+    # Without held-out rows the figures come from the training rows, and no early stopping.
+    target_validation = subset(labeled, validation_rows) if held_out else target_train
+    train_options = _train_options(live, options)
+    if not held_out:
+        train_options = train_options.model_copy(update={"patience": options.epochs})
+
+    source = _read_source(live_dir, live)
+    replay: dict[str, Any] = {"rows": 0, "ratio": options.replay_ratio}
+    train = target_train
+    if isinstance(source, str):
+        replay["skipped"] = source
+    elif options.replay_ratio > 0:
+        source_data, source_train_rows, _ = source
+        wanted = min(round(options.replay_ratio * len(train_rows)), len(source_train_rows))
+        replayed = subset(
+            source_data, sorted(random.Random(options.seed).sample(source_train_rows, wanted))
+        )
+        train = _concat(target_train, replayed)
+        replay.update(rows=wanted, label_counts=label_counts(replayed))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    adaptation: dict[str, Any] = {
+        "options": options.model_dump(mode="json"),
+        "metrics_on": "target validation rows" if held_out else "target training rows",
+    }
+    if domain == "sensors":
+        assert isinstance(train, SensorData) and isinstance(target_validation, SensorData)
+        source_parts = None
+        if not isinstance(source, str):
+            source_data, source_train_rows, source_validation_rows = source
+            assert isinstance(source_data, SensorData)
+            source_parts = (
+                subset(source_data, source_train_rows),
+                subset(source_data, source_validation_rows),
+            )
+        fit, metrics, adaptation["normalization"] = _fine_tune_sensors(
+            live_dir, train, target_validation, source_parts, recent, train_options, out_dir
+        )
+    else:
+        assert isinstance(train, TextData) and isinstance(target_validation, TextData)
+        fit, metrics = _fine_tune_text(
+            domain, live_dir, train, target_validation, train_options, out_dir
+        )
+
+    seed, fraction = _source_split(live)
+    metadata = {
+        "domain": domain,
+        "kind": live["kind"],
+        "model_name": live["model_name"],
+        "base_model": live.get("base_model"),
+        "mode": options.mode if domain != "sensors" else "full",
+        "adapted_from": live_dir.name,
+        "data": {
+            **live.get("data", {}),
+            "seed": seed,
+            "validation_fraction": fraction,
+            "label_counts": label_counts(train),
+            "target": {
+                "rows": len(train_rows) + len(validation_rows),
+                "train_rows": len(train_rows),
+                "validation_rows": len(validation_rows),
+                "label_counts": label_counts(target_train),
+            },
+            "replay": replay,
+        },
+        # The training options in effect, except that seed and validation_fraction keep
+        # naming the source split; the adaptation's own are under "adaptation".
+        "options": {
+            **train_options.model_dump(mode="json"),
+            "seed": seed,
+            "validation_fraction": fraction,
+        },
+        "adaptation": adaptation,
+        "training": {
+            "seconds": round(time.monotonic() - started, 1),
+            "best_epoch": fit.best_epoch,
+            "epochs_run": fit.epochs_run,
+            "validation_history": fit.history,
+            "device": options.device,
+        },
+        "metrics": metrics,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": software_versions(),
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), "utf-8")
+    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+    return metadata

@@ -1,0 +1,194 @@
+"""Adapting live models to a target domain, on the tiny random BERT of ``test_training``.
+
+What is checked: the adapted folder registers and loads, keeps pointing at the source data,
+and learns the target (labels flipped against the source must move accuracy); sensors
+re-fit their normalization on recent readings; ``evaluate_data`` agrees with ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import test_training
+import torch
+
+from models.adaptation import AdaptOptions, adapt_model, source_validation
+from models.base import SensorReading
+from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
+from models.evaluation import evaluate, evaluate_data
+from models.loading import load_scorer
+from models.registry import Registry
+from models.sensor_model import features, load_sensor_net
+from models.training import TrainOptions, split_indices, train_model
+
+# The fixtures of test_training, shared rather than rebuilt.
+tiny_base = test_training.tiny_base
+sensors_csv = test_training.sensors_csv
+FLIPPED = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
+
+
+def news_rows(numbers: range, relabel: dict[str, str] | None = None) -> TextData:
+    rows = [
+        (f"{phrase} {i}", (relabel or {}).get(label, label))
+        for label, phrases in test_training.NEWS_WORDS.items()
+        for phrase in phrases
+        for i in numbers
+    ]
+    return TextData([text for text, _ in rows], [label for _, label in rows])
+
+
+@pytest.fixture(scope="module")
+def news_registry(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Registry:
+    """A registry whose live news model (v1) learned the source rows of ``news.csv``."""
+    folder = tmp_path_factory.mktemp("news")
+    source = news_rows(range(6))
+    csv = test_training.write_csv(
+        folder / "news.csv", ["text", "label"], list(zip(source.texts, source.labels, strict=True))
+    )
+    registry = Registry(folder / "registry")
+    options = test_training.fast(
+        tiny_base, mode="head", learning_rate=0.05, patience=100, epochs=150
+    )
+    train_model("news", csv, registry, options)
+    return registry
+
+
+def head_options(**overrides: object) -> AdaptOptions:
+    return AdaptOptions(mode="head", max_seq_length=16, device="cpu", **overrides)
+
+
+def test_adapted_model_registers_loads_and_keeps_its_source(
+    tmp_path: Path, news_registry: Registry
+) -> None:
+    live_dir = news_registry.live_dir("news")
+    live = json.loads((live_dir / "metadata.json").read_text())
+    source = read_text(Path(live["data"]["path"]), "news", NEWS_LABELS)
+    train_rows, validation_rows = split_indices(source.labels, 0.15, 13)
+    assert live["data"]["label_counts"] == {
+        label: sum(source.labels[i] == label for i in train_rows) for label in NEWS_LABELS
+    }
+    expected = [source.texts[i] for i in validation_rows]
+    assert source_validation(live_dir) == TextData(
+        expected, [source.labels[i] for i in validation_rows]
+    )
+
+    target = news_rows(range(10, 14))
+    options = AdaptOptions(epochs=1, batch_size=8, max_seq_length=16, device="cpu", seed=5)
+    metadata = adapt_model("news", live_dir, target, tmp_path / "adapted", options)
+    version = news_registry.register("news", tmp_path / "adapted", promote=False)
+    assert version == "v2" and news_registry.live_version("news") == "v1"
+    folder = news_registry.version_dir("news", version)
+    stored = json.loads((folder / "metadata.json").read_text())
+    assert stored == metadata
+    assert stored["adapted_from"] == "v1" and stored["model_name"] == live["model_name"]
+    assert stored["mode"] == "full" and stored["base_model"] == live["base_model"]
+    for key in ("path", "sha256", "seed", "validation_fraction"):
+        assert stored["data"][key] == live["data"][key]
+    # 36 target rows are too few to hold out: all train, replayed with as many source rows.
+    assert stored["data"]["target"] == {
+        "rows": 36, "train_rows": 36, "validation_rows": 0,
+        "label_counts": {"negative": 12, "neutral": 12, "positive": 12},
+    }  # fmt: skip
+    assert stored["data"]["replay"]["rows"] == 36
+    assert stored["options"]["seed"] == 13 and stored["adaptation"]["options"]["seed"] == 5
+    assert json.loads((folder / "metrics.json").read_text()) == stored["metrics"]
+    assert source_validation(folder).texts == expected  # type: ignore[union-attr]
+    scorer = load_scorer(folder, device="cpu", max_seq_length=16)
+    assert scorer.version == "v2" and len(scorer.score(["profit soars 99"])) == 1
+
+    # Adapting the adapted model still replays the original source.
+    again = adapt_model("news", folder, target, tmp_path / "again", head_options(epochs=2))
+    assert again["adapted_from"] == "v2" and again["data"]["path"] == live["data"]["path"]
+    assert again["data"]["replay"]["rows"] == 36 and again["mode"] == "head"
+
+
+def test_flipped_target_labels_move_target_accuracy(
+    tmp_path: Path, news_registry: Registry
+) -> None:
+    live_dir = news_registry.live_dir("news")
+    target, test = news_rows(range(20, 30), FLIPPED), news_rows(range(30, 34), FLIPPED)
+    options = head_options(learning_rate=0.05, epochs=150, patience=100, replay_ratio=0.0)
+    metadata = adapt_model("news", live_dir, target, tmp_path / "flipped", options)
+    assert metadata["data"]["target"]["validation_rows"] == 14  # 90 rows: enough to hold out
+    assert metadata["adaptation"]["metrics_on"] == "target validation rows"
+    before = evaluate_data(load_scorer(live_dir, device="cpu", max_seq_length=16), test)
+    after = evaluate_data(load_scorer(tmp_path / "flipped", device="cpu", max_seq_length=16), test)
+    assert before["accuracy"] < 0.5 and after["accuracy"] >= before["accuracy"] + 0.4
+    assert metadata["metrics"]["accuracy"] >= 0.8
+
+
+def test_missing_source_skips_replay(tmp_path: Path, tiny_base: Path) -> None:
+    source = news_rows(range(3))
+    csv = test_training.write_csv(
+        tmp_path / "gone.csv",
+        ["text", "label"],
+        list(zip(source.texts, source.labels, strict=True)),
+    )
+    registry = Registry(tmp_path / "registry")
+    train_model("news", csv, registry, test_training.fast(tiny_base, mode="head", epochs=3))
+    csv.unlink()
+    live_dir = registry.live_dir("news")
+    assert source_validation(live_dir) is None
+    metadata = adapt_model("news", live_dir, source, tmp_path / "out", head_options(epochs=2))
+    assert metadata["data"]["replay"]["rows"] == 0
+    assert "not found" in metadata["data"]["replay"]["skipped"]
+
+
+def reading(rng: random.Random, air: float, torque: float) -> SensorReading:
+    return SensorReading(
+        machine_type=rng.choice("LMH"), air_temp_k=air, process_temp_k=air + 10,
+        rpm=rng.uniform(1300, 1700), torque_nm=torque, tool_wear_min=rng.uniform(0, 200),
+    )  # fmt: skip
+
+
+def test_sensor_adaptation_renormalizes_on_recent_readings(
+    tmp_path: Path, sensors_csv: Path
+) -> None:
+    registry = Registry(tmp_path / "registry")
+    options = TrainOptions(epochs=40, batch_size=16, show_progress=False, device="cpu")
+    train_model("sensors", sensors_csv, registry, options)
+    live_dir = registry.live_dir("sensors")
+    assert source_validation(live_dir) is not None
+
+    # The target runs hotter and at higher torque; some defects name no failure mode.
+    rng = random.Random(8)
+    recent = [reading(rng, rng.uniform(305, 315), rng.uniform(40, 90)) for _ in range(200)]
+    labeled_readings = recent[:40]
+    failure = [int(r["torque_nm"] > 80) for r in labeled_readings]
+    modes = [("PWF",) if f and i % 2 else () for i, f in enumerate(failure)]
+    labeled = SensorData(labeled_readings, failure, modes)
+    adapt_options = AdaptOptions(epochs=5, device="cpu")
+    metadata = adapt_model("sensors", live_dir, labeled, tmp_path / "out", adapt_options, recent)
+
+    version = registry.register("sensors", tmp_path / "out", promote=False)
+    net = load_sensor_net(registry.version_dir("sensors", version))
+    x = features(recent)
+    assert torch.allclose(net.bin_edges[:, 0], x.min(0).values)
+    assert torch.allclose(net.bin_edges[:, -1], x.max(0).values)
+    assert metadata["adaptation"]["normalization"] == {"from": "recent readings", "rows": 200}
+    assert metadata["data"]["label_counts"]["defect"] >= sum(failure)
+    assert 0 < net.threshold < 1 and metadata["metrics"]["threshold"] == net.threshold
+    scorer = load_scorer(registry.version_dir("sensors", version), device="cpu")
+    assert evaluate_data(scorer, labeled)["n"] == 40
+
+
+def test_evaluate_data_equals_evaluate(
+    news_registry: Registry, sensors_csv: Path, tmp_path: Path
+) -> None:
+    news_dir = news_registry.version_dir("news", "v1")
+    news_csv = Path(json.loads((news_dir / "metadata.json").read_text())["data"]["path"])
+    scorer = load_scorer(news_dir, device="cpu", max_seq_length=16)
+    rows = read_text(news_csv, "news", NEWS_LABELS)
+    assert evaluate_data(scorer, rows) == evaluate(scorer, news_csv)
+
+    registry = Registry(tmp_path)
+    options = TrainOptions(epochs=3, batch_size=16, show_progress=False, device="cpu")
+    sensors = load_scorer(
+        registry.version_dir("sensors", train_model("sensors", sensors_csv, registry, options))
+    )
+    assert evaluate_data(sensors, read_sensors(sensors_csv)) == evaluate(sensors, sensors_csv)
+    with pytest.raises(TypeError):
+        evaluate_data(sensors, rows)
