@@ -5,6 +5,7 @@
     load_scorer(model_dir: Path, device: str = "auto", max_seq_length: int = 128,
                 precision: str = "auto", batch_size: int = 64) -> Scorer
     load_live_scorer(settings: Settings, domain: Domain) -> Scorer
+    load_version(settings: Settings, domain: Domain, version: str) -> Scorer
 
 Only JSON and safetensors are read (never pickles) and nothing is downloaded. The scorer's
 ``version`` is the name of the folder it came from (``v3`` for registry versions). Each
@@ -27,7 +28,7 @@ from signalyard.settings import Domain, Settings
 
 TAXONOMY_FILE = "taxonomy.json"
 
-__all__ = ["LoadedScorer", "ModelNotFoundError", "load_live_scorer", "load_scorer"]
+__all__ = ["LoadedScorer", "ModelNotFoundError", "load_live_scorer", "load_scorer", "load_version"]
 
 LoadedScorer = NewsScorer | TicketScorer | SensorScorer
 
@@ -61,9 +62,14 @@ def load_scorer(
 
 def load_live_scorer(settings: Settings, domain: Domain) -> LoadedScorer:
     """The live version of ``domain`` from the registry at ``settings.models_dir``."""
-    model_dir = Registry(settings.models_dir).live_dir(domain)
+    version = Registry(settings.models_dir).live_dir(domain).name
+    return load_version(settings, domain, version)
+
+
+def load_version(settings: Settings, domain: Domain, version: str) -> LoadedScorer:
+    """A registered version of ``domain``, set up for inference as the settings say."""
     return load_scorer(
-        model_dir,
+        Registry(settings.models_dir).version_dir(domain, version),
         settings.inference.device,
         settings.inference.max_seq_length,
         settings.inference.precision,

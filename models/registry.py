@@ -100,6 +100,10 @@ class Registry:
             )
         return self.version_dir(domain, version)
 
+    def metadata(self, domain: Domain, version: str) -> dict[str, Any]:
+        """The metadata of a version; empty when it has none."""
+        return _read_json(self.version_dir(domain, version) / METADATA_FILE)
+
     def versions(self, domain: Domain) -> list[VersionInfo]:
         live = self.live_version(domain)
         return [

@@ -127,6 +127,23 @@ class InferenceSettings(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 
+class AdaptationSettings(Section):
+    event_wait_s: float = Field(ge=0, le=3600)
+    check_interval_s: float = Field(gt=0, le=86_400)
+    min_new_labels: int = Field(ge=0)
+    schedule_s: float = Field(ge=0)
+    drift_threshold: float = Field(ge=0, le=1)
+    drift_window: int = Field(gt=0, le=1_000_000)
+    min_interval_s: float = Field(ge=0)
+    mode: Literal["full", "lora", "head"]
+    replay_ratio: float = Field(ge=0, le=100)
+    holdout_fraction: float = Field(gt=0, lt=1)
+    min_holdout: int = Field(gt=0)
+    gate_margin: float = Field(ge=0, le=1)
+    source_tolerance: float = Field(ge=0, le=1)
+    recent_sensor_rows: int = Field(gt=0, le=10_000_000)
+
+
 class StackSettings(Section):
     kafka_version: str = Field(pattern=r"^4\.\d+\.\d+$")
     port: int = Field(gt=0, lt=65536)
@@ -182,6 +199,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings
     alerts: AlertsSettings
     inference: InferenceSettings
+    adaptation: AdaptationSettings
     stack: StackSettings
     topics: TopicsSettings
 

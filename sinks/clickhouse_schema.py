@@ -118,6 +118,8 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(written_at)
         ORDER BY (domain, entity, ts, alert_id)
     """,
+    # A label joined to its scored event: what the model saw (``input``: the text, or the
+    # reading as JSON), what it predicted and which version did; ``ts`` is when it was labeled.
     "feedback": """
         CREATE TABLE IF NOT EXISTS feedback (
             event_id String,
@@ -125,9 +127,27 @@ TABLES: dict[str, str] = {
             label LowCardinality(String),
             labeler String,
             ts DateTime64(3, 'UTC'),
-            written_at DateTime64(3, 'UTC')
+            written_at DateTime64(3, 'UTC'),
+            predicted_label LowCardinality(String),
+            model_version LowCardinality(String),
+            input String,
+            event_ts DateTime64(3, 'UTC')
         ) ENGINE = ReplacingMergeTree(written_at)
         ORDER BY (domain, event_id, labeler)
+    """,
+    # One row per fired retrain trigger; ``labels_total`` is the domain's label count then,
+    # which the next count trigger counts from.
+    "retrain_triggers": """
+        CREATE TABLE IF NOT EXISTS retrain_triggers (
+            request_id String,
+            ts DateTime64(3, 'UTC'),
+            domain LowCardinality(String),
+            reason LowCardinality(String),
+            detail String,
+            live_version LowCardinality(String),
+            labels_total UInt64
+        ) ENGINE = ReplacingMergeTree(ts)
+        ORDER BY (domain, ts, request_id)
     """,
     "deadletter": """
         CREATE TABLE IF NOT EXISTS deadletter (
@@ -179,9 +199,23 @@ TABLES: dict[str, str] = {
 }
 
 
+# Columns added after a table first shipped, so that a store made by an older version gains them.
+ADDED_COLUMNS: dict[str, list[str]] = {
+    "feedback": [
+        "predicted_label LowCardinality(String)",
+        "model_version LowCardinality(String)",
+        "input String",
+        "event_ts DateTime64(3, 'UTC')",
+    ],
+}
+
+
 def create_tables(client: Client) -> list[str]:
-    """Create every missing table; return the names of the tables that exist afterwards."""
+    """Create every missing table and column; return the names of the tables that exist."""
     for ddl in TABLES.values():
         client.command(ddl)
+    for table, columns in ADDED_COLUMNS.items():
+        for column in columns:
+            client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
     existing = {row[0] for row in client.query("SHOW TABLES").result_rows}
     return [name for name in TABLES if name in existing]

@@ -92,6 +92,10 @@ class ClickHouseSink:
         return self._inserts
 
     @property
+    def dsn(self) -> str:
+        return self._dsn
+
+    @property
     def connected(self) -> bool:
         """Whether the client is open and rows are being inserted (readiness)."""
         return self._client is not None and self._running()

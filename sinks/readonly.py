@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,7 +22,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from sinks.clickhouse import connect
+from signalyard.settings import Settings
+from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
+
+WORKER_TIMEOUT_S = 60
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 READ_ONLY = {"readonly": 1}
@@ -87,6 +93,59 @@ class ReadOnlyStore:
         if self._client is None:
             self._client = connect(self._dsn)
         return run_read_only(self._client, sql)
+
+
+def query_store(settings: Settings, sql: str) -> QueryResult:
+    """One read-only query on the settings' store, from a process that is not its worker.
+
+    With a ClickHouse server the query goes to the server; an embedded store opens in one
+    process at a time, so while a worker holds it the query goes through that worker's SQL
+    endpoint (``pipeline.web_port``), and otherwise the store is opened here.
+    """
+    dsn = settings.clickhouse_dsn
+    if dsn.startswith(CHDB_SCHEME) and settings.pipeline.web_port:
+        try:
+            return _through_worker(settings.pipeline.web_port, sql)
+        except ConnectionRefusedError:
+            pass  # no worker serves this port: the store may be free to open here
+    try:
+        client = connect(dsn)
+    except ClickHouseInUseError as error:
+        raise QueryError(
+            f"{error}; or give that worker a web port (SIGNALYARD_PIPELINE__WEB_PORT), "
+            "through which the store is then queried"
+        ) from None
+    try:
+        return run_read_only(client, sql)
+    finally:
+        client.close()
+
+
+def _through_worker(port: int, sql: str) -> QueryResult:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/sql", data=sql.encode(), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WORKER_TIMEOUT_S) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        body = json.load(error)
+        raise QueryError(body.get("error", f"the worker answered HTTP {error.code}")) from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            raise error.reason from None
+        raise QueryError(f"worker on port {port}: {error.reason}") from None
+    return QueryResult(body["columns"], body["rows"])
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal of ``value``."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """A ClickHouse tuple of string literals, for ``IN``."""
+    return "(" + ", ".join(sql_string(value) for value in values) + ")"
 
 
 def _jsonable(value: Any) -> Any:

@@ -56,7 +56,7 @@ class ScoringAgent:
         stream = stream.noack()
         batcher: MicroBatcher[EventT] = MicroBatcher(self.max_batch_size, self.max_wait_s)
         scoring = asyncio.create_task(self._score(batcher, stream), name=f"score-{self.domain}")
-        scoring.add_done_callback(_exit_on_failure)
+        scoring.add_done_callback(exit_on_failure)
         try:
             async for event in stream.events():
                 await batcher.put(event)
@@ -75,10 +75,10 @@ class ScoringAgent:
                 events = await batcher.next_batch()
                 await slots.acquire()
                 started = time.perf_counter()
-                prepared = await self.processor.prepare([_record(event) for event in events])
+                prepared = await self.processor.prepare([source_record(event) for event in events])
                 self.metrics.scored(self.domain, len(events), time.perf_counter() - started)
                 task = asyncio.create_task(self._deliver(prepared, events, stream, slots))
-                task.add_done_callback(_exit_on_failure)
+                task.add_done_callback(exit_on_failure)
                 deliveries.add(task)
                 task.add_done_callback(deliveries.discard)
         finally:
@@ -102,7 +102,7 @@ class ScoringAgent:
             slots.release()
 
 
-def _record(event: EventT) -> SourceRecord:
+def source_record(event: EventT) -> SourceRecord:
     message = event.message
     return SourceRecord(
         topic=message.topic,
@@ -114,7 +114,7 @@ def _record(event: EventT) -> SourceRecord:
     )
 
 
-def _exit_on_failure(task: asyncio.Task[None]) -> None:
+def exit_on_failure(task: asyncio.Task[None]) -> None:
     """End the process at once when scoring or delivery fails for good.
 
     Such a failure (ClickHouse refusing rows, the broker refusing a record) would leave its

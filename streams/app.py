@@ -27,6 +27,9 @@ from mode import Service
 from models.base import Scorer
 from signalyard.settings import DOMAINS, Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
+from sinks.readonly import ReadOnlyStore
+from streams.adaptation.swap import ModelWatcher
+from streams.adaptation.wiring import add_adaptation
 from streams.agents import ScoringAgent
 from streams.alerting.agent import add_alert_agents
 from streams.connection import faust_credentials
@@ -39,13 +42,16 @@ log = logging.getLogger(__name__)
 
 
 class ScoringRuntime(Service):
-    """What the agents share in one worker process: the sink and the domains' scorers."""
+    """What the agents share in one worker process: the sink, a reader of the store, the
+    domains' scorers and the watcher that swaps them."""
 
     def __init__(self, sink: ClickHouseSink, scorers: Mapping[Domain, Scorer], **kwargs: Any):
         super().__init__(**kwargs)
         self.sink = sink
+        self.store = ReadOnlyStore(sink.dsn)
         self.metrics = PipelineMetrics()
         self.scorers = {domain: ScorerHolder(scorer) for domain, scorer in scorers.items()}
+        self.watcher: ModelWatcher | None = None
         # One thread per domain: a model is called by one thread at a time, and a slow model
         # of one domain does not hold up the others.
         self.executors = {
@@ -55,8 +61,12 @@ class ScoringRuntime(Service):
 
     async def on_start(self) -> None:
         await self.sink.start()
+        if self.watcher is not None:
+            await self.watcher.start()
 
     async def on_stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
         await self.sink.stop()
         for executor in self.executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
@@ -77,8 +87,8 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
         producer_acks=-1,
         broker_session_timeout=pipeline.session_timeout_s,
         broker_heartbeat_interval=pipeline.session_timeout_s / 10,
-        # The leader topic only serves on_leader timers, which this app has none of.
-        topic_disable_leader=True,
+        # The leader topic elects the worker that runs the retrain-trigger timer.
+        topic_disable_leader=not runtime.scorers,
         web_enabled=pipeline.web_port > 0,
         web_port=pipeline.web_port or 6066,
         datadir=str(settings.home_dir / "faust"),
@@ -86,7 +96,8 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
     for domain in runtime.scorers:
         _add_agent(app, settings, runtime, domain)
     add_alert_agents(app, settings, runtime)
-    add_web_views(app, settings.clickhouse_dsn, runtime)
+    add_adaptation(app, settings, runtime)
+    add_web_views(app, runtime)
     topics = settings.topics
     reread_uncommitted_after_rebalance(
         app, {topics.raw(d).name for d in DOMAINS} | {topics.scored(d).name for d in DOMAINS}

@@ -39,7 +39,7 @@ from streams.alerting.rules import Rule
 from streams.processor import SourceRecord, predict
 from streams.replay import RangeReader, TimeRange, format_time
 from streams.results import ENTITY_COLUMNS, model_input, scored_result
-from streams.schemas import LABEL_FIELDS, SCORE_SCHEMAS, Event, ScoredResult
+from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS, SCORE_SCHEMAS, Event, ScoredResult
 from streams.validation import Rejected, parse_event
 
 LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
@@ -51,12 +51,6 @@ SCORE_FIELDS: dict[Domain, str] = {
     "news": "sentiment",
     "tickets": "risk_score",
     "sensors": "failure_probability",
-}
-# The field a feedback label is the truth for: what analysts label (and models train on).
-FEEDBACK_FIELDS: dict[Domain, str] = {
-    "news": "label",
-    "tickets": "intent",
-    "sensors": "failure_mode",
 }
 
 Progress = Callable[[int, int], None]  # (offsets read, offsets in the range)

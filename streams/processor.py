@@ -101,7 +101,7 @@ class BatchProcessor:
             try:
                 event = parse_event(self.domain, record.value, self.max_payload_bytes)
             except Rejected as rejected:
-                batch.dead_letters.append(_dead_letter(record, rejected, ingested_at))
+                batch.dead_letters.append(dead_letter(record, rejected, ingested_at))
                 continue
             valid.append((record, event, ingested_at))
         if not valid:
@@ -112,7 +112,7 @@ class BatchProcessor:
         scored_at = datetime.now(UTC)
         for (record, event, ingested_at), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, Rejected):
-                batch.dead_letters.append(_dead_letter(record, outcome, ingested_at))
+                batch.dead_letters.append(dead_letter(record, outcome, ingested_at))
                 continue
             batch.event_rows.append(event_row(self.domain, event, ingested_at))
             batch.results.append(
@@ -177,7 +177,7 @@ def _kafka_time(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp > 0 else datetime.now(UTC)
 
 
-def _dead_letter(record: SourceRecord, rejected: Rejected, at: datetime) -> DeadLetter:
+def dead_letter(record: SourceRecord, rejected: Rejected, at: datetime) -> DeadLetter:
     return DeadLetter(
         source_topic=record.topic,
         partition=record.partition,

@@ -154,3 +154,9 @@ SCORE_SCHEMAS: dict[Domain, type[ScoredResult]] = {
 
 # The label a result is counted under in summaries: sentiment, risk level or defect flag.
 LABEL_FIELDS: dict[Domain, str] = {"news": "label", "tickets": "risk_level", "sensors": "defect"}
+# The field a feedback label is the truth for: what analysts label (and models train on).
+FEEDBACK_FIELDS: dict[Domain, str] = {
+    "news": "label",
+    "tickets": "intent",
+    "sensors": "failure_mode",
+}

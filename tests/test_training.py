@@ -188,9 +188,9 @@ def test_registry_commands(
     registry = Registry(load_settings().models_dir)
     for _ in range(2):
         train_model("news", news_csv, registry, fast(tiny_base, mode="head", epochs=3))
-    main(["models", "rollback", "news"])
+    main(["models", "rollback", "news", "--no-announce"])
     assert registry.live_version("news") == "v1"
-    main(["models", "promote", "news", "v2"])
+    main(["models", "promote", "news", "v2", "--no-announce"])
     assert registry.live_version("news") == "v2"
     capsys.readouterr()
     main(["models", "show", "news"])

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from signalyard.cli.adaptation import feedback, retrain, trainer
 from signalyard.cli.alerts import alerts
 from signalyard.cli.backtest import backtest, replay
 from signalyard.cli.demo import demo
@@ -34,6 +35,9 @@ cli.add_command(produce_file)
 cli.add_command(replay)
 cli.add_command(backtest)
 cli.add_command(sql)
+cli.add_command(feedback)
+cli.add_command(retrain)
+cli.add_command(trainer)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ Heavy imports (torch, transformers) happen inside the commands so that ``--help`
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -147,18 +148,48 @@ def show(domain: Domain, version: str | None) -> None:
     click.echo(json.dumps({"version": folder.name, "path": str(folder), **metadata}, indent=2))
 
 
+announce_option = click.option(
+    "--announce/--no-announce",
+    default=True,
+    show_default=True,
+    help="Tell running workers on model.updates (they switch between batches).",
+)
+
+
 @models.command()
 @domain_argument
 @click.argument("version")
-def promote(domain: Domain, version: str) -> None:
+@announce_option
+def promote(domain: Domain, version: str, announce: bool) -> None:
     """Make VERSION the live model of DOMAIN."""
-    _registry().promote(domain, version)
+    registry = _registry()
+    registry.promote(domain, version)
     console.print(f"{domain} {version} is live")
+    if announce:
+        _announce(registry, domain, "promote")
 
 
 @models.command()
 @domain_argument
-def rollback(domain: Domain) -> None:
+@announce_option
+def rollback(domain: Domain, announce: bool) -> None:
     """Make the previously live version of DOMAIN live again."""
-    version = _registry().rollback(domain)
+    registry = _registry()
+    version = registry.rollback(domain)
     console.print(f"{domain} rolled back to {version}")
+    if announce:
+        _announce(registry, domain, "rollback")
+
+
+def _announce(registry: Registry, domain: Domain, reason: str) -> None:
+    from streams.adaptation.announce import announce, live_update
+
+    update = live_update(registry, domain, reason)
+    try:
+        asyncio.run(announce(load_settings(), update))
+    except Exception as error:
+        raise click.ClickException(
+            f"{domain} {update.version} is live in the registry, but announcing it on "
+            f"model.updates failed ({error}); running workers switch when they restart"
+        ) from None
+    console.print(f"announced {domain} {update.version} on model.updates")

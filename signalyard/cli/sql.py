@@ -12,17 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
 
-from signalyard.settings import Settings, load_settings
-from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
-from sinks.readonly import QueryError, QueryResult, read_statement, run_read_only
-
-WORKER_TIMEOUT_S = 60
+from signalyard.settings import load_settings
+from sinks.readonly import QueryError, QueryResult, query_store, read_statement
 
 
 @click.command()
@@ -40,47 +35,10 @@ def sql(query: str, output: str) -> None:
     settings = load_settings()
     try:
         read_statement(query)  # refused before anything is opened
-        result = run(settings, query)
+        result = query_store(settings, query)
     except QueryError as error:
         raise click.ClickException(str(error)) from None
     PRINTERS[output](result)
-
-
-def run(settings: Settings, query: str) -> QueryResult:
-    dsn = settings.clickhouse_dsn
-    if dsn.startswith(CHDB_SCHEME) and settings.pipeline.web_port:
-        try:
-            return _through_worker(settings.pipeline.web_port, query)
-        except ConnectionRefusedError:
-            pass  # no worker serves this port: the store may be free to open here
-    try:
-        client = connect(dsn)
-    except ClickHouseInUseError as error:
-        raise click.ClickException(
-            f"{error}; or give that worker a web port (SIGNALYARD_PIPELINE__WEB_PORT), "
-            "through which signalyard sql then queries it"
-        ) from None
-    try:
-        return run_read_only(client, query)
-    finally:
-        client.close()
-
-
-def _through_worker(port: int, query: str) -> QueryResult:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/sql", data=query.encode(), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WORKER_TIMEOUT_S) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as error:
-        body = json.load(error)
-        raise QueryError(body.get("error", f"the worker answered HTTP {error.code}")) from None
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, ConnectionRefusedError):
-            raise error.reason from None
-        raise QueryError(f"worker on port {port}: {error.reason}") from None
-    return QueryResult(body["columns"], body["rows"])
 
 
 def _text(value: Any) -> str:

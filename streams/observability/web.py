@@ -18,7 +18,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sinks.readonly import QueryError, ReadOnlyStore
+from sinks.readonly import QueryError
 from streams.observability.dashboard import page, panel_data
 from streams.observability.metrics import WorkerCollector, assigned, is_ready
 
@@ -26,11 +26,11 @@ if TYPE_CHECKING:
     from streams.app import ScoringRuntime
 
 
-def add_web_views(app: faust.App, dsn: str, runtime: ScoringRuntime) -> None:
+def add_web_views(app: faust.App, runtime: ScoringRuntime) -> None:
     """Register the endpoints above; they are served when the app's web server is on."""
     registry = runtime.metrics.registry
     registry.register(WorkerCollector(app, runtime))
-    store = ReadOnlyStore(dsn)
+    store = runtime.store
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:

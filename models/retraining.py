@@ -1,0 +1,139 @@
+"""One retraining round of a domain: adapt the live model to its feedback, gate, register.
+
+    retrain(domain, registry, labeled, recent, settings, load, request) -> RetrainOutcome
+
+The labels are ordered by when they were given; the most recent ``holdout_fraction`` (at least
+``min_holdout``) are held out, so the gate judges the candidate on the data it will meet next,
+and the rest train it (``models.adaptation``, with replay of the source data). Every candidate
+is registered, promoted or not, with the gate's decision and both sets of metrics in its
+metadata (``signalyard models show DOMAIN VERSION``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.adaptation import AdaptOptions, adapt_model, source_validation
+from models.base import SensorReading
+from models.data import FAILURE_MODES, SensorData, TextData
+from models.evaluation import evaluate_data
+from models.gate import GateDecision, Metrics, judge
+from models.loading import LoadedScorer
+from models.registry import METADATA_FILE, Registry
+from signalyard.settings import AdaptationSettings, Domain
+
+FIGURES = ("domain", "model", "version")  # evaluate_data's labels, not metrics
+
+
+@dataclass(frozen=True)
+class LabeledRow:
+    """A feedback label joined to what the model saw: the text, or the reading as JSON."""
+
+    event_id: str
+    label: str
+    input: str
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    domain: Domain
+    live_version: str | None
+    version: str | None  # the registered candidate; None when none was trained
+    promoted: bool
+    reason: str
+    decision: GateDecision | None = None
+
+
+def labeled_data(domain: Domain, rows: Sequence[LabeledRow]) -> TextData | SensorData:
+    """Feedback rows as training data: texts, or readings whose label is "none", a failure
+    mode, or "failure" (a failure of unknown mode)."""
+    if domain != "sensors":
+        return TextData([row.input for row in rows], [row.label for row in rows])
+    return SensorData(
+        [SensorReading(**json.loads(row.input)) for row in rows],
+        [int(row.label != "none") for row in rows],
+        [(row.label,) if row.label in FAILURE_MODES else () for row in rows],
+    )
+
+
+def split_recent(count: int, settings: AdaptationSettings) -> tuple[int, int]:
+    """(training rows, held-out rows) of ``count`` labels in the order they were given."""
+    holdout = max(settings.min_holdout, math.ceil(count * settings.holdout_fraction))
+    return max(count - holdout, 0), holdout
+
+
+def retrain(
+    domain: Domain,
+    registry: Registry,
+    labeled: Sequence[LabeledRow],
+    recent: Sequence[SensorReading],
+    settings: AdaptationSettings,
+    load: Callable[[Path], LoadedScorer],
+    request: dict[str, Any],
+) -> RetrainOutcome:
+    live_version = registry.live_version(domain)
+    if live_version is None:
+        return RetrainOutcome(domain, None, None, False, f"no live {domain} model to adapt")
+    training, holdout = split_recent(len(labeled), settings)
+    if training < settings.min_holdout:
+        return RetrainOutcome(
+            domain,
+            live_version,
+            None,
+            False,
+            f"too few labels: {len(labeled)} (a candidate needs {2 * settings.min_holdout}: "
+            f"{settings.min_holdout} to hold out and as many to train on)",
+        )
+    live_dir = registry.version_dir(domain, live_version)
+    target = labeled_data(domain, labeled[training:])
+    staging = Path(tempfile.mkdtemp(prefix=f"signalyard-adapt-{domain}-"))
+    try:
+        metadata = adapt_model(
+            domain,
+            live_dir,
+            labeled_data(domain, labeled[:training]),
+            staging,
+            AdaptOptions(mode=settings.mode, replay_ratio=settings.replay_ratio),
+            recent,
+        )
+        source = source_validation(live_dir)
+        decision = judge(
+            domain,
+            _metrics(load(live_dir), target, source),
+            _metrics(load(staging), target, source),
+            settings.gate_margin,
+            settings.source_tolerance,
+        )
+        metadata["adaptation"] = {
+            **metadata.get("adaptation", {}),
+            "request": request,
+            "labels": {"train": training, "holdout": holdout},
+            "gate": decision.to_json(),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+        version = registry.register(domain, staging, promote=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not decision.promote:
+        return RetrainOutcome(domain, live_version, version, False, decision.reason, decision)
+    if registry.live_version(domain) != live_version:
+        reason = f"not promoted: the live model changed from {live_version} while {version} trained"
+        return RetrainOutcome(domain, live_version, version, False, reason, decision)
+    registry.promote(domain, version)
+    return RetrainOutcome(domain, live_version, version, True, decision.reason, decision)
+
+
+def _metrics(
+    scorer: LoadedScorer, target: TextData | SensorData, source: TextData | SensorData | None
+) -> Metrics:
+    def figures(data: TextData | SensorData) -> dict[str, Any]:
+        return {k: v for k, v in evaluate_data(scorer, data).items() if k not in FIGURES}
+
+    return Metrics(figures(target), None if source is None else figures(source))

@@ -1,0 +1,206 @@
+"""Feedback in: labels from ``feedback.labels`` joined to their scored events in ClickHouse.
+
+Each label is validated like an event (a malformed message, an unknown domain or an unknown
+label is dead-lettered with its reason), then looked up: the event's input (the text the model
+read, or the reading as JSON), the label the live model predicted and the version that did.
+A label may arrive before its event is scored and stored (``signalyard feedback import``
+publishes both at once), so a label whose event is missing is looked up again until
+``adaptation.event_wait_s`` has passed; then it is dead-lettered as an unknown event id.
+
+Labels are read in micro-batches (one store lookup per batch) and acked only after their rows
+and dead letters are written, like the scoring agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import EventT, StreamT
+from pydantic import ValidationError
+
+from signalyard.settings import Domain
+from sinks.readonly import ReadOnlyStore, sql_list
+from streams.adaptation.messages import FeedbackLabel, known_labels
+from streams.agents import exit_on_failure, source_record
+from streams.batching import MicroBatcher
+from streams.deadletter import DeadLetter
+from streams.processor import ScorerHolder, Send, Sink, SourceRecord, dead_letter
+from streams.results import model_input
+from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
+from streams.validation import Rejected, describe
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_TABLE = "feedback"
+BATCH_SIZE = 500
+BATCH_WAIT_S = 0.2
+LOOKUP_INTERVAL_S = 1.0
+
+# Event table columns, named as the event schema's fields, so a stored row parses back into the
+# event it came from and gives the model input the scoring agent computed.
+EVENT_FIELDS: dict[Domain, str] = {
+    "news": "event_id AS id, ts, source, ticker, tickers, headline, nullIf(body, '') AS body",
+    "tickets": "event_id AS id, ts, customer_id, channel, nullIf(subject, '') AS subject, text",
+    "sensors": (
+        "event_id AS id, ts, machine_id, machine_type AS type, air_temp_k, process_temp_k, rpm,"
+        " torque_nm, tool_wear_min"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    input: str  # the text, or the sensor reading as JSON
+    event_ts: str
+    predicted_label: str
+    model_version: str
+
+
+def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
+    ids = sql_list(event_ids)
+    return (
+        f"SELECT e.*, s.predicted, s.model_version FROM "
+        f"(SELECT {EVENT_FIELDS[domain]} FROM {domain}_events FINAL WHERE event_id IN {ids}) AS e "
+        f"INNER JOIN (SELECT event_id, toString({FEEDBACK_FIELDS[domain]}) AS predicted, "
+        f"model_version FROM {domain}_scores FINAL WHERE event_id IN {ids}) AS s "
+        "ON s.event_id = e.id"
+    )
+
+
+def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
+    """The joined row of ``lookup_query`` as the model's input and its prediction."""
+    event = EVENT_SCHEMAS[domain].model_validate(
+        {key: value for key, value in row.items() if value is not None}, strict=False
+    )
+    value = model_input(domain, event)  # type: ignore[arg-type]
+    return StoredEvent(
+        input=value if isinstance(value, str) else json.dumps(value, sort_keys=True),
+        event_ts=row["ts"],
+        predicted_label=row["predicted"],
+        model_version=row["model_version"],
+    )
+
+
+class FeedbackAgent:
+    def __init__(
+        self,
+        scorers: Mapping[Domain, ScorerHolder],
+        store: ReadOnlyStore,
+        send: Send,
+        sink: Sink,
+        deadletter_topic: str,
+        event_wait_s: float,
+        clock: Callable[[], float] = lambda: asyncio.get_running_loop().time(),
+    ) -> None:
+        self.scorers = scorers
+        self.store = store
+        self.send = send
+        self.sink = sink
+        self.deadletter_topic = deadletter_topic
+        self.event_wait_s = event_wait_s
+        self.clock = clock
+
+    async def run(self, stream: StreamT) -> None:
+        """The Faust agent body."""
+        stream = stream.noack()
+        batcher: MicroBatcher[EventT] = MicroBatcher(BATCH_SIZE, BATCH_WAIT_S)
+        joining = asyncio.create_task(self._join(batcher, stream), name="feedback")
+        joining.add_done_callback(exit_on_failure)
+        try:
+            async for event in stream.events():
+                await batcher.put(event)
+        finally:
+            joining.cancel()
+
+    async def _join(self, batcher: MicroBatcher[EventT], stream: StreamT) -> None:
+        while True:
+            events = await batcher.next_batch()
+            await self.handle([source_record(event) for event in events])
+            for event in events:
+                await stream.ack(event)
+
+    async def handle(self, records: Sequence[SourceRecord]) -> None:
+        """Write the batch's feedback rows and dead letters; returns once both are stored."""
+        now = datetime.now(UTC)
+        labels: list[tuple[SourceRecord, FeedbackLabel]] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            try:
+                labels.append((record, self._parse(record)))
+            except ValueError as error:
+                dead.append(dead_letter(record, Rejected("invalid feedback", str(error)), now))
+        found = await self._lookup(labels)
+        rows = []
+        for record, label in labels:
+            stored = found.get((label.domain, label.event_id))
+            if stored is None:
+                reason = (
+                    f"unknown event id: no scored {label.domain} event {label.event_id!r} "
+                    f"in the store after {self.event_wait_s:g} s"
+                )
+                dead.append(dead_letter(record, Rejected("unknown event", reason), now))
+            else:
+                rows.append(_row(label, stored, now))
+        acks = [
+            await self.send(self.deadletter_topic, letter.key, letter.payload, letter.headers())
+            for letter in dead
+        ]
+        await asyncio.gather(
+            *acks,
+            self.sink.write(FEEDBACK_TABLE, rows),
+            self.sink.write("deadletter", [letter.row() for letter in dead]),
+        )
+
+    def _parse(self, record: SourceRecord) -> FeedbackLabel:
+        try:
+            label = FeedbackLabel.model_validate_json(record.value or b"")
+        except ValidationError as error:
+            raise ValueError(f"not a feedback label: {describe(error)}") from None
+        holder = self.scorers.get(label.domain)
+        if holder is None:
+            raise ValueError(f"this worker does not score {label.domain} events")
+        allowed = known_labels(label.domain, getattr(holder.current, "labels", ()))
+        if label.label not in allowed:
+            shown = ", ".join(allowed[:10]) + (", ..." if len(allowed) > 10 else "")
+            raise ValueError(f"unknown {label.domain} label {label.label!r} (expected {shown})")
+        return label
+
+    async def _lookup(
+        self, labels: Sequence[tuple[SourceRecord, FeedbackLabel]]
+    ) -> dict[tuple[Domain, str], StoredEvent]:
+        missing = {(label.domain, label.event_id) for _, label in labels}
+        found: dict[tuple[Domain, str], StoredEvent] = {}
+        deadline = self.clock() + self.event_wait_s
+        while missing:
+            for domain in {domain for domain, _ in missing}:
+                ids = sorted(event_id for d, event_id in missing if d == domain)
+                result = await self.store.query(lookup_query(domain, ids))
+                for values in result.rows:
+                    row = dict(zip(result.columns, values, strict=True))
+                    found[(domain, row["id"])] = stored_event(domain, row)
+            missing -= found.keys()
+            if not missing or self.clock() >= deadline:
+                break
+            await asyncio.sleep(LOOKUP_INTERVAL_S)
+        return found
+
+
+def _row(label: FeedbackLabel, stored: StoredEvent, written_at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": label.event_id,
+        "domain": label.domain,
+        "label": label.label,
+        "labeler": label.labeler,
+        "ts": label.ts,
+        "written_at": written_at,
+        "predicted_label": stored.predicted_label,
+        "model_version": stored.model_version,
+        "input": stored.input,
+        "event_ts": datetime.fromisoformat(stored.event_ts),
+    }

@@ -1,0 +1,173 @@
+"""The trainer: a process of its own that turns retrain requests into gated candidates.
+
+It consumes ``retrain.requests`` in its own consumer group (``<app_id>-trainer``), one request
+at a time; training runs on a thread, off the event loop, so the consumer keeps its group
+membership. For each request it reads the domain's feedback (and, for sensors, the recent
+readings) from the store, runs ``models.retraining.retrain``, announces a promotion on
+``model.updates``, and only then commits the request's offset: a trainer that crashes mid-way
+trains the request again. A request older than the last one this trainer finished for the same
+domain is skipped as superseded: that round already used its labels. A malformed request is
+dead-lettered with its reason.
+
+The store is read through ``sinks.readonly.query_store``: a ClickHouse server directly, an
+embedded store through its worker's SQL endpoint (so set ``pipeline.web_port``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+
+from models.base import SensorReading
+from models.loading import LoadedScorer, load_scorer
+from models.registry import Registry
+from models.retraining import LabeledRow, RetrainOutcome, retrain
+from signalyard.settings import Domain, Settings
+from sinks.readonly import query_store, sql_string
+from streams.adaptation.announce import announce, live_update
+from streams.adaptation.messages import RetrainRequest
+from streams.connection import aiokafka_options
+from streams.deadletter import DeadLetter
+from streams.validation import describe
+
+log = logging.getLogger(__name__)
+
+# Training a large model can take an hour; the group must not give the request away meanwhile.
+MAX_POLL_INTERVAL_MS = 4 * 3600 * 1000
+READING_COLUMNS = (
+    "machine_type",
+    "air_temp_k",
+    "process_temp_k",
+    "rpm",
+    "torque_nm",
+    "tool_wear_min",
+)
+
+
+def feedback_query(domain: Domain) -> str:
+    """Each labeled event once, with its latest label, oldest label first."""
+    return (
+        "SELECT event_id, argMax(label, ts) AS label, argMax(input, ts) AS input, "
+        f"max(ts) AS labeled_at FROM feedback FINAL WHERE domain = {sql_string(domain)} "
+        "GROUP BY event_id ORDER BY labeled_at, event_id"
+    )
+
+
+class Trainer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.models_dir)
+        self.finished: dict[Domain, datetime] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume requests until ``stop`` is set."""
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            settings.topics.retrain_requests.name,
+            **aiokafka_options(settings.kafka),
+            group_id=f"{settings.pipeline.app_id}-trainer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+        producer = AIOKafkaProducer(**aiokafka_options(settings.kafka), acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=1)
+                for records in batches.values():
+                    for record in records:
+                        await self.handle(record, producer)
+                        await consumer.commit()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def handle(self, record: ConsumerRecord, producer: AIOKafkaProducer) -> None:
+        try:
+            request = RetrainRequest.model_validate_json(record.value or b"")
+        except ValidationError as error:
+            reason = f"not a retrain request: {describe(error)}"
+            log.error("offset %d of %s: %s", record.offset, record.topic, reason)
+            letter = DeadLetter(
+                source_topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                kind="invalid retrain request",
+                reason=reason,
+                key=record.key,
+                payload=record.value or b"",
+                ts=datetime.now(UTC),
+            )
+            await producer.send_and_wait(
+                self.settings.topics.deadletter.name,
+                letter.payload,
+                key=letter.key,
+                headers=letter.headers(),
+            )
+            return
+        last = self.finished.get(request.domain)
+        if last is not None and request.requested_at <= last:
+            log.warning("%s request %s superseded: skipped", request.domain, request.request_id)
+            return
+        outcome = await self.train(request)
+        self.finished[request.domain] = datetime.now(UTC)
+        log.warning(
+            "%s request %s (%s): %s%s",
+            request.domain,
+            request.request_id,
+            request.reason,
+            f"candidate {outcome.version}, " if outcome.version else "",
+            outcome.reason,
+        )
+        if outcome.promoted:
+            update = live_update(self.registry, request.domain, f"gate: {outcome.reason}")
+            await announce(self.settings, update)
+
+    async def train(self, request: RetrainRequest) -> RetrainOutcome:
+        domain = request.domain
+        loop = asyncio.get_running_loop()
+        labeled = await loop.run_in_executor(None, self._labels, domain)
+        recent = await loop.run_in_executor(None, self._recent, domain)
+        inference = self.settings.inference
+
+        def load(folder: Path) -> LoadedScorer:
+            # The gate judges the models as the workers will run them.
+            return load_scorer(
+                folder, inference.device, inference.max_seq_length, inference.precision
+            )
+
+        return await loop.run_in_executor(
+            None,
+            retrain,
+            domain,
+            self.registry,
+            labeled,
+            recent,
+            self.settings.adaptation,
+            load,
+            request.model_dump(mode="json"),
+        )
+
+    def _labels(self, domain: Domain) -> list[LabeledRow]:
+        result = query_store(self.settings, feedback_query(domain))
+        return [LabeledRow(event_id, label, text) for event_id, label, text, _ in result.rows]
+
+    def _recent(self, domain: Domain) -> list[SensorReading]:
+        if domain != "sensors":
+            return []
+        result = query_store(
+            self.settings,
+            f"SELECT {', '.join(READING_COLUMNS)} FROM sensors_events "
+            f"ORDER BY ingested_at DESC LIMIT {self.settings.adaptation.recent_sensor_rows}",
+        )
+        return [
+            SensorReading(**dict(zip(READING_COLUMNS, row, strict=True))) for row in result.rows
+        ]
