@@ -33,7 +33,7 @@ from conftest import query
 
 from models.registry import Registry
 from models.retraining import split_recent
-from signalyard.settings import Settings
+from signalyard.settings import Settings, settings_environment
 from streams.adaptation.feedback_import import labeled_events
 from streams.connection import aiokafka_options
 from streams.producer import produce
@@ -246,3 +246,45 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
     assert "unknown event id" in reasons and "never-scored" in reasons
     assert "unknown news label 'bullish'" in reasons
     assert "not a feedback label" in reasons
+
+
+def test_promote_and_rollback_are_announced_for_running_workers(
+    kafka: Settings, registry_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signalyard.cli import main
+
+    models = tmp_path / "models"
+    shutil.copytree(registry_dir, models)
+    registry = Registry(models)
+    registry.register("news", registry.version_dir("news", "v1"), promote=False)
+    for name, value in settings_environment(kafka).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SIGNALYARD_REGISTRY_DIR", str(models))
+    asyncio.run(provision_topics(kafka.kafka, [kafka.topics.model_updates]))
+    main(["models", "promote", "news", "v2"])
+    main(["models", "rollback", "news"])
+
+    async def announcements() -> list[dict]:
+        consumer = AIOKafkaConsumer(
+            kafka.topics.model_updates.name,
+            **aiokafka_options(kafka.kafka),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        read: list[dict] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(read) < 2 and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=1000)
+                read += [json.loads(r.value) for records in batches.values() for r in records]
+        finally:
+            await consumer.stop()
+        return read
+
+    updates = asyncio.run(announcements())
+    assert [(u["domain"], u["version"], u["reason"]) for u in updates] == [
+        ("news", "v2", "promote"),
+        ("news", "v1", "rollback"),
+    ]
+    assert registry.live_version("news") == "v1"

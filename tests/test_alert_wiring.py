@@ -44,7 +44,8 @@ def test_a_scoring_worker_runs_the_alert_agents_unless_alerting_runs_apart(
 ) -> None:
     settings = isolated_settings(tmp_path, alerts={"in_scoring_workers": in_scoring_workers})
     agents, tables = agents_and_tables(settings, ("news",))
-    assert agents == {"score-news"} | (ALERTING if in_scoring_workers else set())
+    scoring = {"score-news", "feedback"}  # a scoring worker joins feedback labels too
+    assert agents == scoring | (ALERTING if in_scoring_workers else set())
     assert tables == (STATE if in_scoring_workers else set())
     # A worker without models (``signalyard alerts worker``) runs the alert agents either way.
     assert agents_and_tables(settings, ()) == (ALERTING, STATE)

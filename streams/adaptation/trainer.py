@@ -5,9 +5,9 @@ at a time; training runs on a thread, off the event loop, so the consumer keeps 
 membership. For each request it reads the domain's feedback (and, for sensors, the recent
 readings) from the store, runs ``models.retraining.retrain``, announces a promotion on
 ``model.updates``, and only then commits the request's offset: a trainer that crashes mid-way
-trains the request again. A request older than the last one this trainer finished for the same
-domain is skipped as superseded: that round already used its labels. A malformed request is
-dead-lettered with its reason.
+trains the request again. A request made before the last finished round of its domain read
+its labels is skipped as superseded. A malformed request is dead-lettered with its reason; one
+that fails (the store unreachable, say) is logged and dropped, to be asked again.
 
 The store is read through ``sinks.readonly.query_store``: a ClickHouse server directly, an
 embedded store through its worker's SQL endpoint (so set ``pipeline.web_port``).
@@ -63,7 +63,9 @@ class Trainer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.models_dir)
-        self.finished: dict[Domain, datetime] = {}
+        # When each domain's last finished round read its labels: a request made before that
+        # asked for labels that round already used.
+        self.labels_read: dict[Domain, datetime] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume requests until ``stop`` is set."""
@@ -113,12 +115,19 @@ class Trainer:
                 headers=letter.headers(),
             )
             return
-        last = self.finished.get(request.domain)
+        last = self.labels_read.get(request.domain)
         if last is not None and request.requested_at <= last:
             log.warning("%s request %s superseded: skipped", request.domain, request.request_id)
             return
-        outcome = await self.train(request)
-        self.finished[request.domain] = datetime.now(UTC)
+        started = datetime.now(UTC)
+        try:
+            outcome = await self.train(request)
+        except Exception:
+            # A request is cheap to make again (the triggers fire again, or a person asks);
+            # a trainer stuck on one it cannot serve would serve none.
+            log.exception("%s request %s failed", request.domain, request.request_id)
+            return
+        self.labels_read[request.domain] = started
         log.warning(
             "%s request %s (%s): %s%s",
             request.domain,
