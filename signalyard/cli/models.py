@@ -115,7 +115,7 @@ def models() -> None:
 def list_versions(domain: Domain | None) -> None:
     """Registered versions of every domain (or of DOMAIN); * marks the live one."""
     registry = _registry()
-    table = Table("domain", "version", "live", "model", "mode", "created", "validation")
+    table = Table("domain", "version", "live", "model", "mode", "created", "validation", "gate")
     for name in [domain] if domain else DOMAINS:
         for info in registry.versions(name):
             figures = " ".join(
@@ -131,8 +131,18 @@ def list_versions(domain: Domain | None) -> None:
                 info.metadata.get("mode", "?"),
                 info.metadata.get("created_at", "?")[:16],
                 figures,
+                _gate(info.metadata),
             )
     Console().print(table)
+
+
+def _gate(metadata: dict) -> str:
+    """How an adapted candidate fared at the gate: promoted or refused, from which version."""
+    gate = metadata.get("adaptation", {}).get("gate")
+    if gate is None:
+        return ""
+    verdict = "promoted" if gate["promote"] else "refused"
+    return f"{verdict} (from {metadata.get('adapted_from', '?')})"
 
 
 @models.command()
