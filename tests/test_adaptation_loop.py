@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 from conftest import query
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.registry import Registry
 from models.retraining import split_recent
@@ -96,6 +97,19 @@ def wait_for(condition: Callable[[], bool], what: str, processes: list[WorkerPro
             process.tail() for process in processes
         )
         time.sleep(0.5)
+
+
+def worker_counters(port: int) -> dict[tuple[str, str], float]:
+    """The worker's adaptation counters, by name and their one label's value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (sample.name, next(iter(sample.labels.values()))): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name in ("signalyard_model_swaps", "signalyard_feedback_labels")
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
 
 
 class Flow:
@@ -199,6 +213,7 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
             swapped_at = len(flow.sent)
             wait_for(lambda: len(flow.sent) > swapped_at + 50, "events after the swap", processes)
         results = asyncio.run(scored_results(settings, set(flow.sent) | imported))
+        counters = worker_counters(port)
         assert worker.stop() == 0, worker.tail()
         assert trainer.stop() == 0, trainer.tail()
     finally:
@@ -214,6 +229,11 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
                     if p == partition]  # fmt: skip
         assert versions == sorted(versions), f"partition {partition} went back to v1"
     assert {result["model_version"] for _, _, result in results} == {"v1", "v2"}
+
+    assert counters[("signalyard_model_swaps_total", "news")] == 1
+    assert counters[("signalyard_feedback_labels_total", "joined")] == LABELS
+    assert counters[("signalyard_feedback_labels_total", "unknown event")] == 1
+    assert counters[("signalyard_feedback_labels_total", "invalid feedback")] == 2
 
     # The gate's decision is in the registry; the trigger, labels and dead letters in the store.
     gate = registry.metadata("news", "v2")["adaptation"]

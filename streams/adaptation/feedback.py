@@ -30,6 +30,7 @@ from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import exit_on_failure, source_record
 from streams.batching import MicroBatcher
 from streams.deadletter import DeadLetter
+from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Send, Sink, SourceRecord, dead_letter
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
@@ -96,9 +97,11 @@ class FeedbackAgent:
         sink: Sink,
         deadletter_topic: str,
         event_wait_s: float,
+        metrics: PipelineMetrics,
         clock: Callable[[], float] = lambda: asyncio.get_running_loop().time(),
     ) -> None:
         self.scorers = scorers
+        self.metrics = metrics
         self.store = store
         self.send = send
         self.sink = sink
@@ -156,6 +159,9 @@ class FeedbackAgent:
             self.sink.write(FEEDBACK_TABLE, rows),
             self.sink.write("deadletter", [letter.row() for letter in dead]),
         )
+        self.metrics.feedback_labels.labels("joined").inc(len(rows))
+        for letter in dead:
+            self.metrics.feedback_labels.labels(letter.kind).inc()
 
     def _parse(self, record: SourceRecord) -> FeedbackLabel:
         try:

@@ -27,6 +27,7 @@ from models.registry import Registry
 from signalyard.settings import Domain, KafkaSettings, TopicSettings
 from streams.adaptation.messages import ModelUpdate
 from streams.connection import aiokafka_options
+from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,14 @@ class ModelWatcher:
         scorers: Mapping[Domain, ScorerHolder],
         registry: Registry,
         load: LoadScorer,
+        metrics: PipelineMetrics,
     ) -> None:
         self.kafka = kafka
         self.topic = topic
         self.scorers = scorers
         self.registry = registry
         self.load = load
-        self.swaps = 0
+        self.metrics = metrics
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -105,5 +107,5 @@ class ModelWatcher:
             )
             return
         previous, holder.current = holder.current.version, scorer
-        self.swaps += 1
+        self.metrics.model_swaps.labels(domain).inc()
         log.warning("%s model swapped: %s -> %s", domain, previous, version)

@@ -45,6 +45,7 @@ def add_adaptation(app: faust.App, settings: Settings, runtime: ScoringRuntime) 
         sink=runtime.sink,
         deadletter_topic=settings.topics.deadletter.name,
         event_wait_s=settings.adaptation.event_wait_s,
+        metrics=runtime.metrics,
     )
     labels = app.topic(settings.topics.feedback_labels.name, key_type=bytes, value_type=bytes)
 
@@ -76,4 +77,5 @@ def add_adaptation(app: faust.App, settings: Settings, runtime: ScoringRuntime) 
         runtime.scorers,
         registry,
         partial(load_version, settings),
+        runtime.metrics,
     )

@@ -65,6 +65,18 @@ class PipelineMetrics:
             **by_domain,
         )
 
+        self.feedback_labels = Counter(
+            "signalyard_feedback_labels",
+            "Feedback labels joined to their scored events, or dead-lettered (by kind)",
+            labelnames=["outcome"],
+            registry=self.registry,
+        )
+        self.model_swaps = Counter(
+            "signalyard_model_swaps",
+            "Switches to an announced model version between batches",
+            **by_domain,
+        )
+
     def scored(self, domain: str, events: int, seconds: float) -> None:
         """A micro-batch of ``events`` raw events was validated and scored in ``seconds``."""
         self.events_in.labels(domain).inc(events)
