@@ -42,12 +42,13 @@ GOAL_ACCURACY, GOAL_FORGETTING = 0.85, 0.02
 def figures(model_dir: Path, tweets: TextData, fpb: TextData, args: argparse.Namespace) -> dict:
     scorer = load_scorer(model_dir, args.device, args.eval_seq_length)
     on_tweets, on_fpb = evaluate_data(scorer, tweets), evaluate_data(scorer, fpb)
+    training = read_metadata(model_dir)["training"]
     return {
         "tweets_accuracy": on_tweets["accuracy"],
         "tweets_macro_f1": on_tweets["macro_f1"],
         "fpb_accuracy": on_fpb["accuracy"],
         "fpb_macro_f1": on_fpb["macro_f1"],
-        "seconds": read_metadata(model_dir)["training"]["seconds"],
+        **{key: training[key] for key in ("seconds", "best_epoch", "epochs_run")},
     }
 
 

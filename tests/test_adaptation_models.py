@@ -76,7 +76,9 @@ def test_adapted_model_registers_loads_and_keeps_its_source(
     )
 
     target = news_rows(range(10, 14))
-    options = AdaptOptions(epochs=1, batch_size=8, max_seq_length=16, device="cpu", seed=5)
+    options = AdaptOptions(
+        epochs=1, batch_size=8, max_seq_length=16, device="cpu", seed=5, replay_ratio=1.0
+    )
     metadata = adapt_model("news", live_dir, target, tmp_path / "adapted", options)
     version = news_registry.register("news", tmp_path / "adapted", promote=False)
     assert version == "v2" and news_registry.live_version("news") == "v1"
@@ -100,9 +102,10 @@ def test_adapted_model_registers_loads_and_keeps_its_source(
     assert scorer.version == "v2" and len(scorer.score(["profit soars 99"])) == 1
 
     # Adapting the adapted model still replays the original source.
-    again = adapt_model("news", folder, target, tmp_path / "again", head_options(epochs=2))
+    options = head_options(epochs=2, replay_ratio=0.5)
+    again = adapt_model("news", folder, target, tmp_path / "again", options)
     assert again["adapted_from"] == "v2" and again["data"]["path"] == live["data"]["path"]
-    assert again["data"]["replay"]["rows"] == 36 and again["mode"] == "head"
+    assert again["data"]["replay"]["rows"] == 18 and again["mode"] == "head"
 
 
 def test_flipped_target_labels_move_target_accuracy(
