@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--replay-ratio", type=float, default=AdaptOptions().replay_ratio)
     parser.add_argument("--max-seq-length", type=int, default=AdaptOptions().max_seq_length)
     parser.add_argument("--eval-seq-length", type=int, default=128)
+    parser.add_argument(
+        "--class-weight", choices=["none", "sqrt", "balanced"], help="default: the live model's"
+    )
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
         head_learning_rate=args.head_lr,
         replay_ratio=args.replay_ratio,
         max_seq_length=args.max_seq_length,
+        class_weight=args.class_weight,
         seed=args.seed,
         device=args.device,
     )

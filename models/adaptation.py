@@ -88,6 +88,8 @@ class AdaptOptions(BaseModel):
     seed: int = 13
     validation_fraction: float = Field(default=0.15, ge=0, lt=1)  # of the target rows
     patience: int | None = Field(default=None, gt=0)
+    # None keeps the live model's; a target domain's own imbalance may call for another.
+    class_weight: Literal["none", "sqrt", "balanced"] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     show_progress: bool = False
 
@@ -157,7 +159,7 @@ def _train_options(live: dict[str, Any], options: AdaptOptions) -> TrainOptions:
     """The live model's training options (class weights, dropout, LoRA rank...) with this
     adaptation's schedule; fields an older model lacks or a newer one adds are left out."""
     inherited = {k: v for k, v in live.get("options", {}).items() if k in TrainOptions.model_fields}
-    adapted = options.model_dump(include=set(TrainOptions.model_fields))
+    adapted = options.model_dump(include=set(TrainOptions.model_fields), exclude_none=True)
     return TrainOptions.model_validate({**inherited, **adapted})
 
 
