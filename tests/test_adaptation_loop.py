@@ -213,7 +213,14 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
             swapped_at = len(flow.sent)
             wait_for(lambda: len(flow.sent) > swapped_at + 50, "events after the swap", processes)
         results = asyncio.run(scored_results(settings, set(flow.sent) | imported))
-        counters = worker_counters(port)
+        counters: dict[tuple[str, str], float] = {}
+
+        def unknown_event_counted() -> bool:
+            # The label of an event never scored waits event_wait_s before its dead letter.
+            counters.update(worker_counters(port))
+            return ("signalyard_feedback_labels_total", "unknown event") in counters
+
+        wait_for(unknown_event_counted, "the unknown event id's dead letter", processes)
         assert worker.stop() == 0, worker.tail()
         assert trainer.stop() == 0, trainer.tail()
     finally:

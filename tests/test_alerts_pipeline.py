@@ -181,8 +181,9 @@ class Tail:
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.lines: list[str] = []
+        # A daemon: a test that fails before stop() must not keep pytest from exiting.
         self.reader = threading.Thread(
-            target=lambda: self.lines.extend(iter(self.process.stdout.readline, ""))
+            target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")), daemon=True
         )
         self.reader.start()
         ready = self.process.stderr.readline()  # once positioned, every later alert shows

@@ -18,7 +18,10 @@ console = Console()
 
 def provision(settings: Settings) -> None:
     """Create every topic and table the system reads or writes; safe to run again."""
-    states = asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    from streams.alerting.agent import state_changelogs  # Faust: only when provisioning
+
+    topics = settings.topics.all() + state_changelogs(settings)
+    states = asyncio.run(provision_topics(settings.kafka, topics))
     table = Table("topic", "partitions", "action", title="Kafka topics")
     for state in states:
         table.add_row(state.name, str(state.partitions), state.action)

@@ -46,7 +46,7 @@ import faust
 from faust.types import EventT, StreamT, TableT
 from pydantic import ValidationError
 
-from signalyard.settings import DOMAINS, Domain, Settings
+from signalyard.settings import DOMAINS, Domain, Settings, TopicSettings
 from streams.agents import EXIT_FATAL
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
@@ -142,6 +142,29 @@ class AlertAgent:
             self.table[entity] = outcome.state.to_json()
 
 
+def state_table(domain: Domain) -> str:
+    return f"alert-state-{domain}"
+
+
+def state_changelogs(settings: Settings) -> list[TopicSettings]:
+    """The changelog topics of the alert state tables, to provision before a worker starts.
+
+    Faust creates a missing changelog at start-up, and the first metadata after that can show
+    it with 0 partitions, which Faust then refuses as a mismatch with the scored topic.
+    """
+    book = load_rules(settings.rules_path)
+    return [
+        TopicSettings(
+            name=f"{settings.pipeline.app_id}-{state_table(domain)}-changelog",
+            partitions=settings.topics.scored(domain).partitions,
+            retention_ms=-1,
+            cleanup_policy="compact",
+        )
+        for domain in DOMAINS
+        if book.for_domain(domain)
+    ]
+
+
 def add_alert_agents(app: faust.App, settings: Settings, runtime: ScoringRuntime) -> None:
     """Add an alert agent and its state table for every domain the rules file has rules for,
     unless the worker scores and alerting is set to run in workers of its own.
@@ -174,7 +197,7 @@ def _add_agent(
 ) -> None:
     scored = settings.topics.scored(domain)
     table = app.Table(
-        f"alert-state-{domain}",
+        state_table(domain),
         # The changelog is co-partitioned with the scored topic: a key's state lives on the
         # partition its results arrive on.
         partitions=scored.partitions,
