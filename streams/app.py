@@ -36,7 +36,7 @@ from streams.connection import faust_credentials
 from streams.observability.metrics import PipelineMetrics
 from streams.observability.web import add_web_views
 from streams.offsets import reread_uncommitted_after_rebalance
-from streams.processor import BatchProcessor, Destinations, ScorerHolder
+from streams.processor import BatchProcessor, Destinations, ScorerHolder, producer_send
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,7 @@ def _add_agent(app: faust.App, settings: Settings, runtime: ScoringRuntime, doma
         domain=domain,
         scorer=runtime.scorers[domain],
         executor=runtime.executors[domain],
-        send=lambda topic, key, value, headers: app.producer.send(
-            topic, key, value, partition=None, timestamp=None, headers=headers
-        ),
+        send=producer_send(app),
         sink=runtime.sink,
         destinations=Destinations(
             scored_topic=settings.topics.scored(domain).name,

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.base import ModelInput, Prediction, Scorer
 from signalyard.settings import Domain
@@ -26,6 +26,9 @@ from streams.results import ENTITY_COLUMNS, event_row, model_input, scored_resul
 from streams.schemas import Event, ScoredResult
 from streams.validation import Rejected, parse_event
 
+if TYPE_CHECKING:
+    import faust
+
 log = logging.getLogger(__name__)
 
 # Schedules one record and returns the future of its broker acknowledgement
@@ -33,6 +36,17 @@ log = logging.getLogger(__name__)
 Send = Callable[
     [str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[Awaitable[Any]]
 ]
+
+
+def producer_send(app: faust.App) -> Send:
+    """``Send`` through a Faust app's producer: partitioned by key, timestamped by the broker."""
+
+    def send(
+        topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> Awaitable[Awaitable[Any]]:
+        return app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
+
+    return send
 
 
 class Sink(Protocol):

@@ -33,21 +33,14 @@ from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
 from streams.connection import aiokafka_options
-from streams.deadletter import DeadLetter
-from streams.validation import describe
+from streams.processor import SourceRecord, dead_letter
+from streams.validation import Rejected, describe
 
 log = logging.getLogger(__name__)
 
 # Training a large model can take an hour; the group must not give the request away meanwhile.
 MAX_POLL_INTERVAL_MS = 4 * 3600 * 1000
-READING_COLUMNS = (
-    "machine_type",
-    "air_temp_k",
-    "process_temp_k",
-    "rpm",
-    "torque_nm",
-    "tool_wear_min",
-)
+READING_COLUMNS = tuple(SensorReading.__annotations__)  # the columns of sensors_events
 
 
 def feedback_query(domain: Domain) -> str:
@@ -98,15 +91,12 @@ class Trainer:
         except ValidationError as error:
             reason = f"not a retrain request: {describe(error)}"
             log.error("offset %d of %s: %s", record.offset, record.topic, reason)
-            letter = DeadLetter(
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                kind="invalid retrain request",
-                reason=reason,
-                key=record.key,
-                payload=record.value or b"",
-                ts=datetime.now(UTC),
+            source = SourceRecord(
+                record.topic, record.partition, record.offset, record.timestamp / 1000,
+                record.key, record.value,
+            )  # fmt: skip
+            letter = dead_letter(
+                source, Rejected("invalid retrain request", reason), datetime.now(UTC)
             )
             await producer.send_and_wait(
                 self.settings.topics.deadletter.name,

@@ -23,6 +23,7 @@ from streams.adaptation.feedback import FeedbackAgent
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.swap import ModelWatcher
 from streams.adaptation.triggers import TriggerCheck
+from streams.processor import producer_send
 
 if TYPE_CHECKING:  # streams.app adds these to its app
     from streams.app import ScoringRuntime
@@ -35,13 +36,11 @@ def add_adaptation(app: faust.App, settings: Settings, runtime: ScoringRuntime) 
         return
     registry = Registry(settings.models_dir)
 
-    def send(topic: str, key: bytes | None, value: bytes, headers: object) -> object:
-        return app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
-
+    send = producer_send(app)
     feedback = FeedbackAgent(
         scorers=runtime.scorers,
         store=runtime.store,
-        send=send,  # type: ignore[arg-type]
+        send=send,
         sink=runtime.sink,
         deadletter_topic=settings.topics.deadletter.name,
         event_wait_s=settings.adaptation.event_wait_s,
@@ -57,7 +56,7 @@ def add_adaptation(app: faust.App, settings: Settings, runtime: ScoringRuntime) 
     async def request(retrain: RetrainRequest) -> None:
         key, value = retrain.record()
         ack = await send(settings.topics.retrain_requests.name, key, value, None)
-        await ack  # type: ignore[misc]
+        await ack
 
     check = TriggerCheck(
         settings.adaptation, runtime.scorers, registry, runtime.store, runtime.sink, request

@@ -52,7 +52,7 @@ from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule, load_rules
 from streams.deadletter import DeadLetter
-from streams.processor import Send, Sink
+from streams.processor import Send, Sink, producer_send
 from streams.results import ENTITY_COLUMNS
 from streams.schemas import SCORE_SCHEMAS
 from streams.validation import describe
@@ -175,9 +175,7 @@ def add_alert_agents(app: faust.App, settings: Settings, runtime: ScoringRuntime
         return
     book = load_rules(settings.rules_path)
     publisher = AlertPublisher(
-        send=lambda topic, key, value, headers: app.producer.send(
-            topic, key, value, partition=None, timestamp=None, headers=headers
-        ),
+        send=producer_send(app),
         sink=runtime.sink,
         topic=settings.topics.alerts.name,
         deadletter_topic=settings.topics.deadletter.name,
