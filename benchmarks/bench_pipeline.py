@@ -148,7 +148,8 @@ async def run_phase(
         },
     ).start("--domain", domain)
     try:
-        if not await wait_until_stable(settings.kafka, app_id, 1, WORKER_READY_TIMEOUT_S):
+        group = settings.pipeline.model_copy(update={"app_id": app_id}).scoring_group
+        if not await wait_until_stable(settings.kafka, group, 1, WORKER_READY_TIMEOUT_S):
             raise RuntimeError(f"the {name} worker did not start; see {worker.log}")
         positioned = asyncio.Event()
         reader = asyncio.create_task(read_results(settings, domain, count, positioned))

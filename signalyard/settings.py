@@ -110,9 +110,15 @@ class PipelineSettings(Section):
     app_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")  # Faust app id = consumer group
     max_payload_bytes: int = Field(gt=0, le=16_777_216)
     max_batches_in_flight: int = Field(gt=0, le=4096)
+    commit_interval_ms: int = Field(ge=0, le=60_000)
     session_timeout_s: float = Field(ge=6, le=300)  # the broker's default bounds: 6 s to 5 min
     torch_threads: int = Field(ge=0, le=1024)  # per worker; 0: torch's default, one per core
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
+
+    @property
+    def scoring_group(self) -> str:
+        """The consumer group in which the workers split the raw topics' partitions."""
+        return f"{self.app_id}-scoring"
 
 
 class AlertsSettings(Section):

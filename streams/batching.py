@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -32,15 +33,23 @@ class MicroBatcher(Generic[T]):
         return len(self._items)
 
     async def put(self, item: T) -> None:
-        while len(self._items) >= self.max_size:
-            await self._has_room.wait()
-        if not self._items:
-            self._opened_at = asyncio.get_running_loop().time()
-            self._not_empty.set()
-        self._items.append(item)
-        if len(self._items) >= self.max_size:
-            self._full.set()
-            self._has_room.clear()
+        await self.put_many((item,))
+
+    async def put_many(self, items: Sequence[T]) -> None:
+        """Append the items in order, waiting whenever the batch being filled is full."""
+        start = 0
+        while start < len(items):
+            while len(self._items) >= self.max_size:
+                await self._has_room.wait()
+            if not self._items:
+                self._opened_at = asyncio.get_running_loop().time()
+                self._not_empty.set()
+            end = start + self.max_size - len(self._items)
+            self._items.extend(items[start:end])
+            start = end
+            if len(self._items) >= self.max_size:
+                self._full.set()
+                self._has_room.clear()
 
     async def next_batch(self) -> list[T]:
         """Wait for a first item, then until the batch is full or its wait is over."""

@@ -29,7 +29,9 @@ class IdleScorer:
 
 def agents_and_tables(settings: Settings, domains: tuple[Domain, ...]) -> tuple[set, set]:
     scorers: dict[Domain, Scorer] = {domain: IdleScorer(domain) for domain in domains}
-    runtime = ScoringRuntime(ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers)
+    runtime = ScoringRuntime(
+        settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
+    )
     app = create_app(settings, runtime)
     return set(app.agents), set(app.tables)
 
@@ -44,8 +46,8 @@ def test_a_scoring_worker_runs_the_alert_agents_unless_alerting_runs_apart(
 ) -> None:
     settings = isolated_settings(tmp_path, alerts={"in_scoring_workers": in_scoring_workers})
     agents, tables = agents_and_tables(settings, ("news",))
-    scoring = {"score-news", "feedback"}  # a scoring worker joins feedback labels too
-    assert agents == scoring | (ALERTING if in_scoring_workers else set())
+    # Scoring itself is the scoring consumer's; a scoring worker joins feedback labels too.
+    assert agents == {"feedback"} | (ALERTING if in_scoring_workers else set())
     assert tables == (STATE if in_scoring_workers else set())
     # A worker without models (``signalyard alerts worker``) runs the alert agents either way.
     assert agents_and_tables(settings, ()) == (ALERTING, STATE)

@@ -291,7 +291,9 @@ def test_two_workers_split_the_partitions_and_score_every_event_once(
         # is the window in which Faust drops messages in flight (see streams/offsets.py).
         worker.env["SIGNALYARD_ALERTS__IN_SCORING_WORKERS"] = "true"
         worker.start("sensors")
-    assert asyncio.run(wait_until_stable(settings.kafka, app_id, members=2, timeout_s=WAIT_S))
+    pipeline = settings.pipeline.model_copy(update={"app_id": app_id})
+    for group in (pipeline.scoring_group, app_id):  # the raw topics', the alert agents'
+        assert asyncio.run(wait_until_stable(settings.kafka, group, members=2, timeout_s=WAIT_S))
 
     records = synthetic("sensors", 3000, seed=33)
     expected = ids_of(records)

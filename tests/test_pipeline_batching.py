@@ -67,6 +67,20 @@ def test_put_waits_while_a_full_batch_is_not_taken_and_order_is_kept() -> None:
     assert all(1 <= len(batch) <= 3 for batch in batches)
 
 
+def test_put_many_splits_a_long_run_across_batches_in_order() -> None:
+    async def scenario() -> list[list[int]]:
+        batcher: MicroBatcher[int] = MicroBatcher(max_size=4, max_wait_s=0.05)
+        feeding = asyncio.create_task(batcher.put_many(range(10)))
+        batches = []
+        while sum(map(len, batches)) < 10:
+            batches.append(await batcher.next_batch())
+        await feeding
+        return batches
+
+    batches = asyncio.run(scenario())
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
 def test_a_scored_result_carries_the_event_model_batch_and_latency() -> None:
     class Model:
         domain = "news"

@@ -99,7 +99,7 @@ async def _run(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     with console.status("starting the worker (loading the models)"):
-        group = settings.pipeline.app_id
+        group = settings.pipeline.scoring_group
         started = asyncio.create_task(
             wait_until_stable(settings.kafka, group, members=1, timeout_s=WORKER_START_TIMEOUT_S)
         )

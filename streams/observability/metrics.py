@@ -98,7 +98,7 @@ class PipelineMetrics:
 
 
 class WorkerCollector:
-    """Gauges read at scrape time from the Faust app and the runtime."""
+    """Gauges read at scrape time from the Faust app, the scoring consumer and the runtime."""
 
     def __init__(self, app: faust.App, runtime: ScoringRuntime) -> None:
         self.app = app
@@ -135,9 +135,9 @@ class WorkerCollector:
     def _lag(self) -> Metric:
         """Per assigned partition: the end offset last fetched minus the committed offset.
 
-        Faust's monitor keeps both (the end offset from each fetch response, the committed
-        offset from each commit), so a scrape costs no broker round trip. A partition shows
-        once the worker has fetched from it; before its first commit the whole of it counts.
+        The consumers keep both (the end offset from each fetch response, the committed offset
+        from each commit), so a scrape costs no broker round trip. A partition shows once the
+        worker has fetched from it; before its first commit the whole of it counts.
         """
         lag = GaugeMetricFamily(
             "signalyard_consumer_lag",
@@ -145,21 +145,38 @@ class WorkerCollector:
             labels=["topic", "partition"],
         )
         monitor = self.app.monitor
-        for tp in assigned(self.app):
+        for tp in faust_assigned(self.app):
             end = monitor.tp_end_offsets.get(tp)
             if end is not None:
                 committed = monitor.tp_committed_offsets.get(tp) or 0
                 lag.add_metric([tp.topic, str(tp.partition)], max(0, end - committed))
+        scoring = self.runtime.consumer
+        if scoring is not None:
+            for tp in scoring.assignment():
+                end = scoring.highwater(tp)
+                if end is not None:
+                    committed = scoring.tracker.committed_offset((tp.topic, tp.partition)) or 0
+                    lag.add_metric([tp.topic, str(tp.partition)], max(0, end - committed))
         return lag
 
 
-def assigned(app: faust.App) -> Sequence[faust.types.TP]:
-    """The partitions assigned to this worker; none before its consumer has started."""
+def faust_assigned(app: faust.App) -> Sequence[faust.types.TP]:
+    """The partitions of the agents' topics assigned to this worker."""
     try:
         return sorted(app.consumer.assignment())
     except ConsumerNotStarted:
         return []
 
 
+def assigned(app: faust.App, runtime: ScoringRuntime) -> list[tuple[str, int]]:
+    """Every partition this worker reads now, raw topics and agents' topics alike."""
+    scoring = runtime.consumer.assignment() if runtime.consumer is not None else set()
+    return sorted((tp.topic, tp.partition) for tp in [*faust_assigned(app), *scoring])
+
+
 def is_ready(app: faust.App, runtime: ScoringRuntime) -> bool:
-    return runtime.sink.connected and bool(assigned(app))
+    """The sink is connected and the worker has its share: of the raw topics when it scores,
+    else (an alerts worker) of the agents' topics."""
+    if runtime.consumer is not None:
+        return runtime.sink.connected and bool(runtime.consumer.assignment())
+    return runtime.sink.connected and bool(faust_assigned(app))

@@ -46,7 +46,7 @@ def add_web_views(app: faust.App, runtime: ScoringRuntime) -> None:
         ready = is_ready(app, runtime)
         state = {
             "ready": ready,
-            "partitions": len(assigned(app)),
+            "partitions": len(assigned(app, runtime)),
             "sink_connected": runtime.sink.connected,
         }
         return self.json(state, status=200 if ready else 503)
