@@ -81,7 +81,7 @@ def model_ceiling(settings: Settings, count: int) -> float:
         model_input("news", parse_event("news", json.dumps(world.news()[0]).encode(), limit))
         for _ in range(count)
     ]
-    size = settings.batching.max_batch_size
+    size = settings.batching.of("news").max_batch_size
     scorer.score(texts[:size])
     started = time.perf_counter()
     for start in range(0, count, size):

@@ -73,5 +73,5 @@ def load_version(settings: Settings, domain: Domain, version: str) -> LoadedScor
         settings.inference.device,
         settings.inference.max_seq_length,
         settings.inference.precision,
-        settings.batching.max_batch_size,
+        settings.batching.of(domain).max_batch_size,
     )

@@ -84,9 +84,32 @@ class ClickHouseSettings(Section):
         return dsn
 
 
-class BatchingSettings(Section):
+class BatchLimits(Section):
+    """A micro-batch closes at ``max_batch_size`` events or ``max_wait_ms`` after its first."""
+
     max_batch_size: int = Field(gt=0, le=4096)
     max_wait_ms: int = Field(ge=0, le=60_000)
+
+
+class DomainBatchLimits(Section):
+    """One domain's own limits; what is left out comes from the ``[batching]`` defaults."""
+
+    max_batch_size: int | None = Field(default=None, gt=0, le=4096)
+    max_wait_ms: int | None = Field(default=None, ge=0, le=60_000)
+
+
+class BatchingSettings(BatchLimits):
+    news: DomainBatchLimits = DomainBatchLimits()
+    tickets: DomainBatchLimits = DomainBatchLimits()
+    sensors: DomainBatchLimits = DomainBatchLimits()
+
+    def of(self, domain: Domain) -> BatchLimits:
+        """The limits the domain's micro-batches close at."""
+        own: DomainBatchLimits = getattr(self, domain)
+        return BatchLimits(
+            max_batch_size=own.max_batch_size or self.max_batch_size,
+            max_wait_ms=self.max_wait_ms if own.max_wait_ms is None else own.max_wait_ms,
+        )
 
 
 class SinkSettings(Section):

@@ -5,12 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import faust
 from faust.types import EventT
 
 from streams.processor import SourceRecord
 
 log = logging.getLogger(__name__)
+
+# Schedules one record and returns the future of its broker acknowledgement
+# (the shape of aiokafka's and Faust's ``producer.send``).
+Send = Callable[
+    [str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[Awaitable[Any]]
+]
+
+
+def producer_send(app: faust.App) -> Send:
+    """``Send`` through a Faust app's producer: partitioned by key, timestamped by the broker."""
+
+    def send(
+        topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> Awaitable[Awaitable[Any]]:
+        return app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
+
+    return send
+
 
 # Exit status of a worker that stops on an error retrying cannot fix (EX_SOFTWARE).
 EXIT_FATAL = 70

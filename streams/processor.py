@@ -3,50 +3,31 @@
 ``prepare`` turns a batch of raw records into results and dead letters: each record is
 validated (a bad one becomes a dead letter with its reason), the valid events are scored by
 the domain's current model in a dedicated thread, so the event loop keeps serving heartbeats,
-fetches and the other agents while the model runs. ``deliver`` sends every result to the scored
-topic and every dead letter to the dead-letter topic, writes the event, score and dead-letter
-rows to ClickHouse, and returns only when all of that is acknowledged: the caller acks the
-batch's Kafka offsets after that, never before.
+fetches and the other agents while the model runs. ``deliver`` publishes every result to the
+scored topic and every dead letter to the dead-letter topic, writes the event, score and
+dead-letter rows to ClickHouse, and returns only when all of that is acknowledged: the caller
+commits the batch's Kafka offsets after that, never before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from models.base import ModelInput, Prediction, Scorer
 from signalyard.settings import Domain
 from streams.deadletter import DeadLetter
+from streams.publishing import Outgoing, Publish
 from streams.results import ENTITY_COLUMNS, event_row, model_input, scored_result
 from streams.schemas import Event, ScoredResult
 from streams.validation import Rejected, parse_event
 
-if TYPE_CHECKING:
-    import faust
-
 log = logging.getLogger(__name__)
-
-# Schedules one record and returns the future of its broker acknowledgement
-# (the shape of aiokafka's and Faust's ``producer.send``).
-Send = Callable[
-    [str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[Awaitable[Any]]
-]
-
-
-def producer_send(app: faust.App) -> Send:
-    """``Send`` through a Faust app's producer: partitioned by key, timestamped by the broker."""
-
-    def send(
-        topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> Awaitable[Awaitable[Any]]:
-        return app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
-
-    return send
 
 
 class Sink(Protocol):
@@ -94,7 +75,7 @@ class BatchProcessor:
         domain: Domain,
         scorer: ScorerHolder,
         executor: Executor,
-        send: Send,
+        publish: Publish,
         sink: Sink,
         destinations: Destinations,
         max_payload_bytes: int,
@@ -102,7 +83,7 @@ class BatchProcessor:
         self.domain = domain
         self.scorer = scorer
         self.executor = executor
-        self.send = send
+        self.publish = publish
         self.sink = sink
         self.destinations = destinations
         self.max_payload_bytes = max_payload_bytes
@@ -139,21 +120,24 @@ class BatchProcessor:
     async def deliver(self, batch: PreparedBatch) -> None:
         """Publish and store the batch; returns once Kafka and ClickHouse both have it."""
         where = self.destinations
-        acks = [
-            await self.send(
-                where.scored_topic,
-                getattr(result, ENTITY_COLUMNS[self.domain]).encode(),
-                result.model_dump_json().encode(),
-                None,
-            )
-            for result in batch.results
-        ]
-        acks += [
-            await self.send(where.deadletter_topic, letter.key, letter.payload, letter.headers())
-            for letter in batch.dead_letters
-        ]
+        entity = ENTITY_COLUMNS[self.domain]
+        results = await self.publish(
+            where.scored_topic,
+            [
+                Outgoing(getattr(result, entity).encode(), result.model_dump_json().encode())
+                for result in batch.results
+            ],
+        )
+        letters = await self.publish(
+            where.deadletter_topic,
+            [
+                Outgoing(letter.key, letter.payload, letter.headers())
+                for letter in batch.dead_letters
+            ],
+        )
         await asyncio.gather(
-            *acks,
+            results,
+            letters,
             self.sink.write(where.events_table, batch.event_rows),
             self.sink.write(where.scores_table, [result.model_dump() for result in batch.results]),
             self.sink.write(where.deadletter_table, [dl.row() for dl in batch.dead_letters]),

@@ -56,10 +56,13 @@ from streams.processor import (
     Sink,
     SourceRecord,
 )
+from streams.publishing import BatchPublisher, Outgoing
 
 log = logging.getLogger(__name__)
 
 
+# One record batch per partition holds a scored batch of a few hundred results.
+PRODUCE_BATCH_BYTES = 256 * 1024
 # How often a stop or a hand-over checks whether everything read has been delivered.
 DRAIN_POLL_S = 0.01
 
@@ -150,6 +153,7 @@ class ScoringConsumer(Service):
         self.tracker = CommitTracker()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._publisher: BatchPublisher | None = None
         self._delivered_since_commit = asyncio.Event()
         self._handing_over = asyncio.Lock()
         self._committing = asyncio.Lock()
@@ -161,7 +165,7 @@ class ScoringConsumer(Service):
                     domain=domain,
                     scorer=holder,
                     executor=executors[domain],
-                    send=self._send,
+                    publish=self._publish,
                     sink=sink,
                     destinations=Destinations(
                         scored_topic=settings.topics.scored(domain).name,
@@ -172,7 +176,8 @@ class ScoringConsumer(Service):
                     max_payload_bytes=settings.pipeline.max_payload_bytes,
                 ),
                 MicroBatcher(
-                    settings.batching.max_batch_size, settings.batching.max_wait_ms / 1000
+                    settings.batching.of(domain).max_batch_size,
+                    settings.batching.of(domain).max_wait_ms / 1000,
                 ),
                 settings.pipeline.max_batches_in_flight,
                 self.tracker,
@@ -193,8 +198,11 @@ class ScoringConsumer(Service):
     async def on_start(self) -> None:
         kafka = self.settings.kafka
         session_ms = int(self.settings.pipeline.session_timeout_s * 1000)
-        self._producer = AIOKafkaProducer(**aiokafka_options(kafka), acks="all")
+        self._producer = AIOKafkaProducer(
+            **aiokafka_options(kafka), acks="all", max_batch_size=PRODUCE_BATCH_BYTES
+        )
         await self._producer.start()
+        self._publisher = BatchPublisher(self._producer)
         self._consumer = AIOKafkaConsumer(
             **aiokafka_options(kafka),
             group_id=self.group,
@@ -238,17 +246,15 @@ class ScoringConsumer(Service):
         task.add_done_callback(exit_on_failure)
         return task
 
-    def _send(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> Awaitable[Awaitable[Any]]:
-        assert self._producer is not None, "the scoring consumer has not started"
-        return self._producer.send(topic, value, key=key, headers=headers)
+    async def _publish(self, topic: str, messages: Sequence[Outgoing]) -> Awaitable[Any]:
+        assert self._publisher is not None, "the scoring consumer has not started"
+        return await self._publisher(topic, messages)
 
     async def _read_until_cancelled(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
         # A few batches per fetch: enough to keep the batchers full, little to hand over.
-        limit = self.settings.batching.max_batch_size * 4
+        limit = 4 * max(scoring.batcher.max_size for scoring in self.domains.values())
         while True:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=limit)
             async with self._handing_over:

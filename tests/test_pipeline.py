@@ -205,7 +205,7 @@ def test_every_event_scored_once_and_malformed_events_dead_lettered(
             result = scored.results[event_id]
             assert result["model_version"] == registry.live_version(domain)
             assert result["model_name"]
-            assert 1 <= result["batch_size"] <= settings.batching.max_batch_size
+            assert 1 <= result["batch_size"] <= settings.batching.of(domain).max_batch_size
             assert result["latency_ms"] >= 0
     assert {scored.results[i]["label"] for i in expected["news"]} <= {
         "negative",

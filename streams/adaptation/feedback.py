@@ -27,11 +27,11 @@ from pydantic import ValidationError
 from signalyard.settings import Domain
 from sinks.readonly import ReadOnlyStore, sql_list
 from streams.adaptation.messages import FeedbackLabel, known_labels
-from streams.agents import exit_on_failure, source_record
+from streams.agents import Send, exit_on_failure, source_record
 from streams.batching import MicroBatcher
 from streams.deadletter import DeadLetter
 from streams.observability.metrics import PipelineMetrics
-from streams.processor import ScorerHolder, Send, Sink, SourceRecord, dead_letter
+from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
 from streams.validation import Rejected, describe

@@ -23,7 +23,7 @@ from streams.adaptation.feedback import FeedbackAgent
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.swap import ModelWatcher
 from streams.adaptation.triggers import TriggerCheck
-from streams.processor import producer_send
+from streams.agents import producer_send
 
 if TYPE_CHECKING:  # streams.app adds these to its app
     from streams.app import ScoringRuntime

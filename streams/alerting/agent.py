@@ -47,12 +47,12 @@ from faust.types import EventT, StreamT, TableT
 from pydantic import ValidationError
 
 from signalyard.settings import DOMAINS, Domain, Settings, TopicSettings
-from streams.agents import EXIT_FATAL
+from streams.agents import EXIT_FATAL, Send, producer_send
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule, load_rules
 from streams.deadletter import DeadLetter
-from streams.processor import Send, Sink, producer_send
+from streams.processor import Sink
 from streams.results import ENTITY_COLUMNS
 from streams.schemas import SCORE_SCHEMAS
 from streams.validation import describe
