@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from aiokafka import ConsumerRecord
+
 from models.base import ModelInput, Prediction, Scorer
 from signalyard.settings import Domain
 from streams.deadletter import DeadLetter
@@ -44,6 +46,18 @@ class SourceRecord:
     timestamp: float  # seconds since the epoch: when the record reached Kafka
     key: bytes | None
     value: bytes | None
+
+
+def from_consumer_record(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+    """An aiokafka record as a ``SourceRecord``."""
+    return SourceRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=record.timestamp / 1000,  # aiokafka gives milliseconds
+        key=record.key,
+        value=record.value,
+    )
 
 
 @dataclass

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Self
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from signalyard.settings import KafkaSettings
 from streams.connection import aiokafka_options
-from streams.processor import SourceRecord
+from streams.processor import SourceRecord, from_consumer_record
 from streams.topics import partition_count
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -199,17 +199,8 @@ class RangeReader:
                 in_range = [r for r in batches.get(tp, []) if r.offset < span.stop]
                 # Offsets can have gaps (compaction, transaction markers): go by the position.
                 now = min(await self._consumer.position(tp), span.stop)
-                records = [_source(r) for r in in_range if r.timestamp in self.time_range]
+                records = [
+                    from_consumer_record(r) for r in in_range if r.timestamp in self.time_range
+                ]
                 yield Fetched(records, now - position, len(in_range) - len(records))
                 position = now
-
-
-def _source(record: ConsumerRecord) -> SourceRecord:
-    return SourceRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=record.timestamp / 1000,
-        key=record.key,
-        value=record.value,
-    )

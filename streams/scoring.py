@@ -36,7 +36,6 @@ from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
     ConsumerRebalanceListener,
-    ConsumerRecord,
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
@@ -55,6 +54,7 @@ from streams.processor import (
     ScorerHolder,
     Sink,
     SourceRecord,
+    from_consumer_record,
 )
 from streams.publishing import BatchPublisher, Outgoing
 
@@ -175,16 +175,14 @@ class ScoringConsumer(Service):
                     ),
                     max_payload_bytes=settings.pipeline.max_payload_bytes,
                 ),
-                MicroBatcher(
-                    settings.batching.of(domain).max_batch_size,
-                    settings.batching.of(domain).max_wait_ms / 1000,
-                ),
+                MicroBatcher(limits.max_batch_size, limits.max_wait_ms / 1000),
                 settings.pipeline.max_batches_in_flight,
                 self.tracker,
                 metrics,
                 self._delivered_since_commit.set,
             )
             for domain, holder in scorers.items()
+            for limits in [settings.batching.of(domain)]
         }
 
     def assignment(self) -> set[TopicPartition]:
@@ -302,17 +300,6 @@ class ScoringConsumer(Service):
             await self._until_delivered()
             await self._commit()
         self.tracker.forget((partition.topic, partition.partition) for partition in revoked)
-
-
-def from_consumer_record(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
-    return SourceRecord(
-        record.topic,
-        record.partition,
-        record.offset,
-        record.timestamp / 1000,  # aiokafka gives milliseconds
-        record.key,
-        record.value,
-    )
 
 
 class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]

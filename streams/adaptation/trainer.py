@@ -33,7 +33,7 @@ from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
 from streams.connection import aiokafka_options
-from streams.processor import SourceRecord, dead_letter
+from streams.processor import dead_letter, from_consumer_record
 from streams.validation import Rejected, describe
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,10 @@ class Trainer:
         except ValidationError as error:
             reason = f"not a retrain request: {describe(error)}"
             log.error("offset %d of %s: %s", record.offset, record.topic, reason)
-            source = SourceRecord(
-                record.topic, record.partition, record.offset, record.timestamp / 1000,
-                record.key, record.value,
-            )  # fmt: skip
             letter = dead_letter(
-                source, Rejected("invalid retrain request", reason), datetime.now(UTC)
+                from_consumer_record(record),
+                Rejected("invalid retrain request", reason),
+                datetime.now(UTC),
             )
             await producer.send_and_wait(
                 self.settings.topics.deadletter.name,
