@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from signalyard.settings import load_settings
+from signalyard.stack.local_kafka import (
+    broker_paths,
+    fetch_jars,
+    format_storage,
+    server_properties,
+)
+
 SIGNALYARD = [sys.executable, "-m", "signalyard"]
 
 
@@ -71,3 +79,14 @@ def test_stack_lifecycle_on_its_own_ports(tmp_path: Path) -> None:
     assert "Kafka stopped" in stopped.stderr
     assert run("stack", "status", env=env).returncode == 1
     assert "not running" in run("stack", "down", env=env).stderr
+
+
+def test_storage_formats_for_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    """One random cluster id in 64 starts with "-"; formatting must not take it for an option."""
+    stack = load_settings(home=tmp_path).stack
+    paths = broker_paths(tmp_path, stack)
+    fetch_jars(paths)
+    paths.data.mkdir(parents=True)
+    paths.properties.write_text(server_properties(paths, stack))
+    format_storage(paths, cluster_id="-" + "A" * 21)
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (paths.data / "meta.properties").read_text()

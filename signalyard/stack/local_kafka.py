@@ -148,12 +148,20 @@ def _java_command(paths: BrokerPaths, main_class: str, *args: str) -> list[str]:
     ]
 
 
-def format_storage(paths: BrokerPaths) -> None:
+def format_storage(paths: BrokerPaths, cluster_id: str | None = None) -> None:
+    """Format the data directory once, for a new random cluster id unless one is given."""
     if (paths.data / "meta.properties").is_file():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # One random id in 64 starts with "-"; as a separate argument the tool's parser takes it
+    # for an option and refuses to format.
     command = _java_command(
-        paths, STORAGE_TOOL_CLASS, "format", "-t", cluster_id, "-c", str(paths.properties)
+        paths,
+        STORAGE_TOOL_CLASS,
+        "format",
+        f"--cluster-id={cluster_id}",
+        "-c",
+        str(paths.properties),
     )
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
