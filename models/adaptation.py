@@ -36,7 +36,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.base import SensorReading
-from models.data import SensorData, TextData, fingerprint, read_sensors, read_text
+from models.data import SensorData, TextData, fingerprint
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
 from models.loading import TAXONOMY_FILE, read_metadata
@@ -46,7 +46,16 @@ from models.registry import METADATA_FILE, METRICS_FILE
 from models.sensor_model import features, load_sensor_net, save_sensor_net
 from models.taxonomy import RiskTaxonomy
 from models.text_model import LABELS_FILE, load_text_classifier, save_text_classifier
-from models.training import label_counts, software_versions, split_indices, strata, subset
+from models.training import (
+    concat,
+    label_counts,
+    read_labeled,
+    software_versions,
+    split_indices,
+    split_source,
+    strata,
+    subset,
+)
 from signalyard.settings import Domain
 
 __all__ = ["AdaptOptions", "adapt_model", "source_validation"]
@@ -117,20 +126,20 @@ def _read_source(
     model_dir: Path, metadata: dict[str, Any]
 ) -> tuple[TextData | SensorData, list[int], list[int]] | str:
     """The source data a model was trained on and its train and validation rows, or why they
-    cannot be had (the file is gone or no longer the one trained on)."""
-    path = Path(metadata.get("data", {}).get("path", ""))
-    if not path.is_file():
-        return f"source data {path} not found"
-    if metadata["data"].get("sha256") not in (None, fingerprint(path)):
-        return f"source data {path} changed since the model was trained"
-    if metadata["domain"] == "sensors":
-        data: TextData | SensorData = read_sensors(path)
-    else:
-        labels = json.loads((model_dir / LABELS_FILE).read_text(encoding="utf-8"))
-        data = read_text(path, metadata["domain"], tuple(labels))
+    cannot be had (a file is gone or no longer the one trained on)."""
+    data = metadata.get("data", {})
+    files = [data] + ([data["validation"]] if "validation" in data else [])
+    for record in files:
+        path = Path(record.get("path", ""))
+        if not path.is_file():
+            return f"source data {path} not found"
+        if record.get("sha256") not in (None, fingerprint(path)):
+            return f"source data {path} changed since the model was trained"
+    domain = metadata["domain"]
+    labels = [] if domain == "sensors" else json.loads((model_dir / LABELS_FILE).read_text("utf-8"))
+    read = [read_labeled(domain, Path(record["path"]), labels) for record in files]
     seed, fraction = _source_split(metadata)
-    train_rows, validation_rows = split_indices(strata(data), fraction, seed)
-    return data, train_rows, validation_rows
+    return split_source(read[0], read[1] if len(read) > 1 else None, fraction, seed)
 
 
 def source_validation(model_dir: Path) -> TextData | SensorData | None:
@@ -142,17 +151,6 @@ def source_validation(model_dir: Path) -> TextData | SensorData | None:
         return None
     data, _, validation_rows = source
     return subset(data, validation_rows)
-
-
-def _concat(first: TextData | SensorData, second: TextData | SensorData) -> TextData | SensorData:
-    if isinstance(first, SensorData) and isinstance(second, SensorData):
-        return SensorData(
-            first.readings + second.readings,
-            first.failure + second.failure,
-            first.modes + second.modes,
-        )
-    assert isinstance(first, TextData) and isinstance(second, TextData)
-    return TextData(first.texts + second.texts, first.labels + second.labels)
 
 
 def _train_options(live: dict[str, Any], options: AdaptOptions) -> TrainOptions:
@@ -223,7 +221,7 @@ def _fine_tune_sensors(
     model.fit_normalization(features(normalize_on))
     # A few held-out target rows rarely hold a failure; the source validation rows give the
     # threshold tuning and early stopping failures to go by.
-    validation = target_validation if source is None else _concat(target_validation, source[1])
+    validation = target_validation if source is None else concat(target_validation, source[1])
     assert isinstance(validation, SensorData)
     trained = train_sensors(train, validation, train_options, start=model)
     save_sensor_net(trained.model, out_dir)
@@ -282,7 +280,7 @@ def adapt_model(
         replayed = subset(
             source_data, sorted(random.Random(options.seed).sample(source_train_rows, wanted))
         )
-        train = _concat(target_train, replayed)
+        train = concat(target_train, replayed)
         replay.update(rows=wanted, label_counts=label_counts(replayed))
 
     out_dir.mkdir(parents=True, exist_ok=True)

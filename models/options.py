@@ -43,6 +43,7 @@ class TrainOptions(BaseModel):
     max_seq_length: int = Field(default=128, gt=0)
     taxonomy: Path | None = None  # required for tickets
     validation_fraction: float = Field(default=0.15, gt=0, lt=1)
+    validation_data: Path | None = None  # a labeled file to validate on instead of a cut split
     class_weight: Literal["none", "sqrt", "balanced"] = "sqrt"
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     weight_decay: float = Field(default=0.01, ge=0)

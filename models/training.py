@@ -42,7 +42,17 @@ from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
 from signalyard.settings import Domain
 
-__all__ = ["TrainOptions", "label_counts", "split_indices", "strata", "subset", "train_model"]
+__all__ = [
+    "TrainOptions",
+    "concat",
+    "label_counts",
+    "read_labeled",
+    "split_indices",
+    "split_source",
+    "strata",
+    "subset",
+    "train_model",
+]
 
 
 def split_indices(strata: list[Any], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -74,6 +84,39 @@ def subset(data: TextData | SensorData, rows: Sequence[int]) -> TextData | Senso
             [data.modes[i] for i in rows],
         )
     return TextData([data.texts[i] for i in rows], [data.labels[i] for i in rows])
+
+
+def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextData | SensorData:
+    """The rows of ``first``, then those of ``second``."""
+    if isinstance(first, SensorData) and isinstance(second, SensorData):
+        return SensorData(
+            first.readings + second.readings,
+            first.failure + second.failure,
+            first.modes + second.modes,
+        )
+    assert isinstance(first, TextData) and isinstance(second, TextData)
+    return TextData(first.texts + second.texts, first.labels + second.labels)
+
+
+def read_labeled(domain: Domain, path: Path, labels: Sequence[str]) -> TextData | SensorData:
+    """A labeled file of ``domain``; text labels must be among ``labels``."""
+    return read_sensors(path) if domain == "sensors" else read_text(path, domain, tuple(labels))
+
+
+def split_source(
+    data: TextData | SensorData,
+    validation: TextData | SensorData | None,
+    fraction: float,
+    seed: int,
+) -> tuple[TextData | SensorData, list[int], list[int]]:
+    """All rows and the indices of the training and validation rows among them. A given
+    ``validation`` set is the validation split and every row of ``data`` trains; without one,
+    a stratified, seeded ``fraction`` of ``data`` is held out."""
+    if validation is None:
+        train_rows, validation_rows = split_indices(strata(data), fraction, seed)
+        return data, train_rows, validation_rows
+    size, held = len(strata(data)), len(strata(validation))
+    return concat(data, validation), list(range(size)), list(range(size, size + held))
 
 
 def strata(data: TextData | SensorData) -> list[Any]:
@@ -114,37 +157,28 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
     from models.train_text import base_model_path, train_text
 
     started = time.monotonic()
-    if domain == "sensors":
-        sensors = read_sensors(data)
-        train_rows, val_rows = split_indices(
-            strata(sensors), options.validation_fraction, options.seed
-        )
-        train_data: TextData | SensorData = subset(sensors, train_rows)
-        trained = train_sensors(train_data, subset(sensors, val_rows), options)
+    taxonomy, labels = None, list(NEWS_LABELS)
+    if domain == "tickets":
+        if options.taxonomy is None:
+            raise DataError("tickets need a risk taxonomy file (--taxonomy PATH)")
+        taxonomy = RiskTaxonomy.load(options.taxonomy)
+        labels = list(taxonomy.intents)
+    given = options.validation_data
+    rows, train_rows, val_rows = split_source(
+        read_labeled(domain, data, labels),
+        None if given is None else read_labeled(domain, given, labels),
+        options.validation_fraction,
+        options.seed,
+    )
+    train_data, val_data = subset(rows, train_rows), subset(rows, val_rows)
+    if isinstance(train_data, SensorData):
+        assert isinstance(val_data, SensorData)
+        trained = train_sensors(train_data, val_data, options)
         save_sensor_net(trained.model, folder)
         kind, base, metrics, result = "sensor-mlp", None, trained.metrics, trained.fit
     else:
-        taxonomy = None
-        if domain == "tickets":
-            if options.taxonomy is None:
-                raise DataError("tickets need a risk taxonomy file (--taxonomy PATH)")
-            taxonomy = RiskTaxonomy.load(options.taxonomy)
-            labels = list(taxonomy.intents)
-        else:
-            labels = list(NEWS_LABELS)
-        text = read_text(data, domain, tuple(labels))
-        train_rows, val_rows = split_indices(
-            strata(text), options.validation_fraction, options.seed
-        )
-        train_data = subset(text, train_rows)
-        trained_text = train_text(
-            domain,
-            train_data,
-            subset(text, val_rows),
-            labels,
-            taxonomy,
-            options,
-        )
+        assert isinstance(val_data, TextData)
+        trained_text = train_text(domain, train_data, val_data, labels, taxonomy, options)
         save_text_classifier(trained_text.model, trained_text.tokenizer, labels, folder)
         if taxonomy is not None:
             (folder / TAXONOMY_FILE).write_text(taxonomy.to_json(), encoding="utf-8")
@@ -166,6 +200,12 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
             "seed": options.seed,
             "validation_fraction": options.validation_fraction,
             "label_counts": label_counts(train_data),
+            # A validation file given at training replaces the cut split (models.adaptation).
+            **(
+                {}
+                if given is None
+                else {"validation": {"path": str(given.resolve()), "sha256": fingerprint(given)}}
+            ),
         },
         "options": options.model_dump(mode="json"),
         "training": {

@@ -195,3 +195,36 @@ def test_evaluate_data_equals_evaluate(
     assert evaluate_data(sensors, read_sensors(sensors_csv)) == evaluate(sensors, sensors_csv)
     with pytest.raises(TypeError):
         evaluate_data(sensors, rows)
+
+
+def test_a_given_validation_file_is_the_split_trained_and_replayed_around(
+    tmp_path: Path, tiny_base: Path
+) -> None:
+    """``--validation FILE``: every data row trains, the file's rows validate, and an
+    adaptation replays from the data file and reports on the same validation rows."""
+    train, held = news_rows(range(5)), news_rows(range(20, 22))
+    paths = [
+        test_training.write_csv(tmp_path / name, ["text", "label"], list(zip(*rows, strict=True)))
+        for name, rows in (("train.csv", (train.texts, train.labels)),
+                           ("validation.csv", (held.texts, held.labels)))
+    ]  # fmt: skip
+    registry = Registry(tmp_path / "registry")
+    options = test_training.fast(
+        tiny_base, mode="head", epochs=3, learning_rate=0.05, validation_data=paths[1]
+    )
+    live_dir = registry.version_dir("news", train_model("news", paths[0], registry, options))
+    live = json.loads((live_dir / "metadata.json").read_text())
+    assert (live["data"]["train_rows"], live["data"]["validation_rows"]) == (45, 18)
+    assert live["data"]["validation"]["path"] == str(paths[1].resolve())
+    assert live["metrics"]["n"] == 18
+    assert source_validation(live_dir) == held
+
+    adapted = adapt_model(
+        "news", live_dir, news_rows(range(30, 32)), tmp_path / "a", head_options(epochs=1)
+    )
+    assert adapted["data"]["validation"] == live["data"]["validation"]
+    assert adapted["data"]["replay"]["rows"] == 9  # half a source row per target row
+    assert source_validation(tmp_path / "a") == held
+
+    paths[1].write_text("text,label\nchanged,neutral\n")
+    assert source_validation(live_dir) is None  # the file trained around is gone

@@ -51,6 +51,13 @@ def _registry() -> Registry:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=0.15,
     show_default=True,
+    help="Share of the data held out for validation, when no --validation file is given.",
+)
+@click.option(
+    "--validation",
+    "validation_data",
+    type=existing_file,
+    help="Labeled CSV to validate on (early stopping, metrics); every --data row then trains.",
 )
 @click.option(
     "--class-weight",
