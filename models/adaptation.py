@@ -3,7 +3,7 @@
     from models.adaptation import AdaptOptions, adapt_model, source_validation
 
     adapt_model(domain: Domain, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
-                options: AdaptOptions, recent: Sequence[SensorReading] = ()) -> dict
+                options: AdaptOptions) -> dict
     source_validation(model_dir: Path) -> TextData | SensorData | None
 
 ``adapt_model`` fine-tunes the live model's own weights (not the base encoder) on the labeled
@@ -15,10 +15,13 @@ metadata names the version it came from (``adapted_from``) and keeps ``data`` po
 original source file and split, so that ``source_validation`` of any descendant returns the
 same source rows and every later adaptation replays the same source.
 
-Sensors: the live network's feature normalization (its bin edges) is re-fitted on ``recent``
-readings of the stream, which need no labels, before the brief fine-tune; the decision
-threshold is then re-tuned for F1 on the held-out target rows together with the source
-validation rows, since a few dozen target rows rarely hold enough failures on their own.
+Sensors: the defect model is gradient-boosted trees, which train in seconds, so a round
+trains them afresh on the labeled target rows together with every source training row, with
+the same cross-validated selection of rounds and threshold as ``signalyard train``
+(``models.train_sensors``). Trees are local: target readings in a region the source never
+covered decide that region, while the source rows keep the rest from being forgotten; and
+the threshold is chosen out of fold over all those rows, since a few dozen target rows rarely
+hold enough failures on their own.
 """
 
 from __future__ import annotations
@@ -27,23 +30,19 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.base import SensorReading
 from models.data import SensorData, TextData, fingerprint
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
 from models.loading import TAXONOMY_FILE, read_metadata
-from models.metrics import sensor_metrics
 from models.options import TrainOptions
 from models.registry import METADATA_FILE, METRICS_FILE
-from models.sensor_model import features, load_sensor_net, save_sensor_net
+from models.sensor_model import save_sensor_model
 from models.taxonomy import RiskTaxonomy
 from models.text_model import LABELS_FILE, load_text_classifier, save_text_classifier
 from models.training import (
@@ -73,13 +72,6 @@ _TEXT_DEFAULTS: dict[str, dict[str, float | int]] = {
     "lora": {"epochs": 4, "learning_rate": 3e-4, "head_learning_rate": 1e-4, "patience": 2},
     "head": {"epochs": 100, "learning_rate": 3e-3, "head_learning_rate": 3e-3, "patience": 10},
 }
-_SENSOR_DEFAULTS: dict[str, float | int] = {
-    "epochs": 40,
-    "learning_rate": 1e-3,
-    "head_learning_rate": 1e-3,
-    "patience": 10,
-    "batch_size": 64,
-}
 
 
 class AdaptOptions(BaseModel):
@@ -103,11 +95,8 @@ class AdaptOptions(BaseModel):
     show_progress: bool = False
 
     def resolved(self, domain: Domain) -> AdaptOptions:
-        defaults = (
-            _SENSOR_DEFAULTS
-            if domain == "sensors"
-            else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
-        )
+        """Text: the mode's defaults. Sensors: unset options keep the live model's own."""
+        defaults = {} if domain == "sensors" else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
         unset = {key: value for key, value in defaults.items() if getattr(self, key) is None}
         return self.model_copy(update=unset)
 
@@ -197,40 +186,16 @@ def _fine_tune_text(
     return trained.fit, trained.metrics
 
 
-def _fine_tune_sensors(
-    live_dir: Path,
-    train: SensorData,
-    target_validation: SensorData,
-    source: tuple[SensorData, SensorData] | None,
-    recent: Sequence[SensorReading],
-    train_options: TrainOptions,
-    out_dir: Path,
+def _retrain_sensors(
+    train: SensorData, target_validation: SensorData, train_options: TrainOptions, out_dir: Path
 ) -> tuple[FitResult, dict, dict]:
-    """Fine-tune the live network on ``train``; ``source`` is its source training and
-    validation rows. Return the fit, the target figures and what was normalized on."""
-    from models.train_sensors import train_sensors
+    """Train the defect model on ``train`` (target and source rows); return the fit, the
+    figures on the held-out target rows and the cross-validation figures."""
+    from models.train_sensors import sensor_validation_metrics, train_sensors
 
-    model = load_sensor_net(live_dir)
-    if recent:
-        normalize_on, normalized = list(recent), "recent readings"
-    else:
-        # Without unlabeled recent readings the best view of the stream is its labeled rows,
-        # with the source training rows filling in the tails that a few rows miss.
-        normalize_on = train.readings + (source[0].readings if source else [])
-        normalized = "labeled and source rows"
-    model.fit_normalization(features(normalize_on))
-    # A few held-out target rows rarely hold a failure; the source validation rows give the
-    # threshold tuning and early stopping failures to go by.
-    validation = target_validation if source is None else concat(target_validation, source[1])
-    assert isinstance(validation, SensorData)
-    trained = train_sensors(train, validation, train_options, start=model)
-    save_sensor_net(trained.model, out_dir)
-    with torch.inference_mode():
-        probability = torch.sigmoid(trained.model(features(target_validation.readings))[0])
-    metrics = sensor_metrics(
-        probability.numpy(), trained.model.threshold, target_validation.failure
-    )
-    return trained.fit, metrics, {"from": normalized, "rows": len(normalize_on)}
+    model, fit = train_sensors(train, train_options)
+    save_sensor_model(model, out_dir)
+    return fit, sensor_validation_metrics(model, target_validation), model.cross_validation
 
 
 def adapt_model(
@@ -239,7 +204,6 @@ def adapt_model(
     labeled: TextData | SensorData,
     out_dir: Path,
     options: AdaptOptions,
-    recent: Sequence[SensorReading] = (),
 ) -> dict:
     """Adapt the model in ``live_dir`` to ``labeled`` target rows; write the adapted model
     folder into ``out_dir`` and return its metadata (also in ``out_dir/metadata.json``)."""
@@ -249,7 +213,6 @@ def adapt_model(
     if live["domain"] != domain:
         raise DataError(f"{live_dir} holds a {live['domain']} model, not a {domain} model")
     options = options.resolved(domain)
-    assert options.epochs and options.patience
     _check_labels(domain, labeled, live_dir)
     if not strata(labeled):
         raise DataError("no labeled rows to adapt to")
@@ -266,7 +229,7 @@ def adapt_model(
     # Without held-out rows the figures come from the training rows, and no early stopping.
     target_validation = subset(labeled, validation_rows) if held_out else target_train
     train_options = _train_options(live, options)
-    if not held_out:
+    if not held_out and domain != "sensors":
         train_options = train_options.model_copy(update={"patience": options.epochs})
 
     source = _read_source(live_dir, live)
@@ -274,9 +237,11 @@ def adapt_model(
     train = target_train
     if isinstance(source, str):
         replay["skipped"] = source
-    elif options.replay_ratio > 0:
+    elif options.replay_ratio > 0 or domain == "sensors":
         source_data, source_train_rows, _ = source
         wanted = min(round(options.replay_ratio * len(train_rows)), len(source_train_rows))
+        if domain == "sensors":  # trees are retrained on the union (see the module's doc)
+            wanted = len(source_train_rows)
         replayed = subset(
             source_data, sorted(random.Random(options.seed).sample(source_train_rows, wanted))
         )
@@ -290,16 +255,8 @@ def adapt_model(
     }
     if domain == "sensors":
         assert isinstance(train, SensorData) and isinstance(target_validation, SensorData)
-        source_parts = None
-        if not isinstance(source, str):
-            source_data, source_train_rows, source_validation_rows = source
-            assert isinstance(source_data, SensorData)
-            source_parts = (
-                subset(source_data, source_train_rows),
-                subset(source_data, source_validation_rows),
-            )
-        fit, metrics, adaptation["normalization"] = _fine_tune_sensors(
-            live_dir, train, target_validation, source_parts, recent, train_options, out_dir
+        fit, metrics, adaptation["cross_validation"] = _retrain_sensors(
+            train, target_validation, train_options, out_dir
         )
     else:
         assert isinstance(train, TextData) and isinstance(target_validation, TextData)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
 from models.loading import LoadedScorer
-from models.metrics import news_metrics, sensor_metrics, ticket_metrics
+from models.metrics import news_metrics, sensor_figures, ticket_metrics
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
 
 
@@ -20,12 +20,13 @@ def evaluate(scorer: LoadedScorer, data: Path) -> dict:
 
 def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
     """The scorer's figures on ``data`` (news: accuracy, macro_f1; tickets: intent_accuracy,
-    risk_macro_f1; sensors: f1, precision, recall, roc_auc), plus model name and version."""
+    risk_macro_f1; sensors: f1, precision, recall, roc_auc and the failure-mode figures),
+    plus model name and version."""
     if isinstance(scorer, SensorScorer):
         if not isinstance(data, SensorData):
             raise TypeError("a sensors model is evaluated on SensorData")
-        failure, _ = scorer.predict_proba(data.readings)
-        metrics = sensor_metrics(failure, scorer.engine.threshold, data.failure)
+        failure, modes = scorer.predict_proba(data.readings)
+        metrics = sensor_figures(failure, modes, scorer.engine.threshold, data)
     elif not isinstance(data, TextData):
         raise TypeError(f"a {scorer.domain} model is evaluated on TextData")
     elif isinstance(scorer, TicketScorer):

@@ -20,7 +20,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from models.base import SensorReading
-from models.sensor_model import SensorNet, features
+from models.data import FAILURE_MODES
+from models.sensor_model import SensorModel, features
 from models.text_model import TextClassifier
 
 DeviceName = Literal["auto", "cpu", "cuda"]
@@ -110,17 +111,15 @@ class TextEngine:
 
 
 class SensorEngine:
-    """Failure probabilities and failure-mode probabilities for sensor readings."""
+    """Failure probabilities and failure-mode probabilities for sensor readings (trees, on
+    the CPU whatever the device: a batch of readings takes a few milliseconds)."""
 
-    def __init__(self, model: SensorNet, device: DeviceName | str = "auto") -> None:
-        self.device = resolve_device(device)
-        self.model = model.eval().to(self.device)
+    def __init__(self, model: SensorModel) -> None:
+        self.model = model
         self.threshold = model.threshold
 
     def predict_proba(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            failure, mode = self.model(features(readings).to(self.device))
-            return (
-                torch.sigmoid(failure).cpu().numpy(),
-                torch.softmax(mode, dim=-1).cpu().numpy(),
-            )
+        """P(failure) (n,) and failure-mode probabilities (n, 5), in input order."""
+        if not readings:
+            return np.zeros(0), np.zeros((0, len(FAILURE_MODES)))
+        return self.model.predict_proba(features(readings))

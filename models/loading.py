@@ -7,9 +7,9 @@
     load_live_scorer(settings: Settings, domain: Domain) -> Scorer
     load_version(settings: Settings, domain: Domain, version: str) -> Scorer
 
-Only JSON and safetensors are read (never pickles) and nothing is downloaded. The scorer's
-``version`` is the name of the folder it came from (``v3`` for registry versions). Each
-returned class satisfies the :class:`models.base.Scorer` protocol.
+Only JSON, safetensors and LightGBM's text model files are read (never pickles) and nothing is
+downloaded. The scorer's ``version`` is the name of the folder it came from (``v3`` for
+registry versions). Each returned class satisfies the :class:`models.base.Scorer` protocol.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
 from models.registry import METADATA_FILE, Registry
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
-from models.sensor_model import load_sensor_net
+from models.sensor_model import load_sensor_model
 from models.taxonomy import RiskTaxonomy
 from models.text_model import load_text_classifier
 from signalyard.settings import Domain, Settings
@@ -51,7 +51,7 @@ def load_scorer(
     metadata = read_metadata(model_dir)
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
     if domain == "sensors":
-        return SensorScorer(SensorEngine(load_sensor_net(model_dir), device), name, version)
+        return SensorScorer(SensorEngine(load_sensor_model(model_dir)), name, version)
     model, tokenizer, labels = load_text_classifier(model_dir)
     engine = TextEngine(model, tokenizer, device, max_seq_length, batch_size, precision)
     if domain == "news":

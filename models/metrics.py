@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
+from models.data import FAILURE_MODES, SensorData
 from models.taxonomy import RiskTaxonomy
 
 # Macro averages run over the classes present in the truth or the predictions (sklearn's
@@ -72,3 +73,57 @@ def best_f1_threshold(failure_probability: np.ndarray, truth: Sequence[int]) -> 
     cuttable = np.append(ranked[:-1] > ranked[1:], True)
     k = int(np.argmax(np.where(cuttable, f1, -1.0)))
     return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k] / 2)
+
+
+def failure_mode_metrics(
+    failure_probability: np.ndarray,
+    mode_probability: np.ndarray,
+    threshold: float,
+    failure: Sequence[int],
+    modes: Sequence[Sequence[str]],
+    mode_names: Sequence[str],
+) -> dict:
+    """Whether the predicted failure mode is right where it matters, on the true failures
+    whose mode is known. A row counts as right when it is flagged (probability at or above
+    ``threshold``) and its predicted mode (the argmax of ``mode_probability`` (n, 5), in
+    ``mode_names`` order) is one of its true modes. ``mode_accuracy``: the share of those
+    failures that are right; ``mode_recall``: the same share per true mode (a row with two
+    modes counts under both); ``mode_accuracy_given_flag``: the share right among the flagged."""
+    predicted = [mode_names[i] for i in np.asarray(mode_probability).argmax(1)]
+    flagged = np.asarray(failure_probability) >= threshold
+    rows = [i for i, (f, m) in enumerate(zip(failure, modes, strict=True)) if f and m]
+    right = {i: bool(flagged[i]) and predicted[i] in modes[i] for i in rows}
+    recall = {}
+    for name in mode_names:
+        having = [i for i in rows if name in modes[i]]
+        if having:
+            recall[name] = {"n": len(having), "recall": sum(right[i] for i in having) / len(having)}
+    caught = [i for i in rows if flagged[i]]
+    return {
+        "mode_accuracy": sum(right.values()) / len(rows) if rows else None,
+        "mode_accuracy_given_flag": (
+            sum(right[i] for i in caught) / len(caught) if caught else None
+        ),
+        "mode_recall": recall,
+        "failures_with_mode": len(rows),
+    }
+
+
+def sensor_figures(
+    failure_probability: np.ndarray,
+    mode_probability: np.ndarray,
+    threshold: float,
+    data: SensorData,
+) -> dict:
+    """``sensor_metrics`` and ``failure_mode_metrics`` of predictions on ``data``'s rows."""
+    return {
+        **sensor_metrics(failure_probability, threshold, data.failure),
+        **failure_mode_metrics(
+            failure_probability,
+            mode_probability,
+            threshold,
+            data.failure,
+            data.modes,
+            FAILURE_MODES,
+        ),
+    }

@@ -18,12 +18,12 @@ _TEXT_DEFAULTS: dict[str, dict[str, float | int]] = {
     "lora": {"epochs": 6, "learning_rate": 5e-4, "head_learning_rate": 1e-3, "patience": 2},
     "head": {"epochs": 200, "learning_rate": 1e-2, "head_learning_rate": 1e-2, "patience": 15},
 }
+# Sensors (gradient-boosted trees): ``epochs`` is the most boosting rounds, ``patience`` the
+# rounds without a better cross-validated log loss before boosting stops.
 _SENSOR_DEFAULTS: dict[str, float | int] = {
-    "epochs": 400,
-    "learning_rate": 3e-3,
-    "head_learning_rate": 3e-3,
-    "patience": 60,
-    "batch_size": 256,
+    "epochs": 1000,
+    "learning_rate": 0.05,
+    "patience": 50,
 }
 
 
@@ -32,7 +32,7 @@ class TrainOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Mode = "full"  # text domains; sensors always train their whole (small) network
+    mode: Mode = "full"  # text domains
     epochs: int | None = Field(default=None, gt=0)
     batch_size: int | None = Field(default=None, gt=0)
     learning_rate: float | None = Field(default=None, gt=0)
@@ -50,14 +50,16 @@ class TrainOptions(BaseModel):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     lora_r: int = Field(default=8, gt=0)
     lora_alpha: int = Field(default=16, gt=0)
-    hidden: int = Field(default=128, gt=0)  # sensors: width of each MLP
+    num_leaves: int = Field(default=15, gt=1)  # sensors: leaves per tree
     dropout: float = Field(default=0.1, ge=0, lt=1)
     # Full mode: keep the word embeddings as pretrained. Words missing from a small training
     # set then stay where their neighbours are, and each step costs about a sixth less.
     freeze_embeddings: bool = False
-    members: int = Field(default=5, gt=0)  # sensors: MLPs in the averaged ensemble
+    # Sensors: k of the k-fold cross-validation that selects the model; the k fold models
+    # are the served ensemble.
+    folds: int = Field(default=5, ge=2)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    model_name: str | None = None  # None: "<domain>-<base model name>" or "sensors-mlp"
+    model_name: str | None = None  # None: "<domain>-<base model name>" or "sensors-gbdt"
     show_progress: bool = True
 
     def resolved(self, domain: Domain) -> TrainOptions:

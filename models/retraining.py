@@ -1,6 +1,6 @@
 """One retraining round of a domain: adapt the live model to its feedback, gate, register.
 
-    retrain(domain, registry, labeled, recent, settings, load, request) -> RetrainOutcome
+    retrain(domain, registry, labeled, settings, load, request) -> RetrainOutcome
 
 The labels are ordered by when they were given; the most recent ``holdout_fraction`` (at least
 ``min_holdout``) are held out, so the gate judges the candidate on the data it will meet next,
@@ -73,7 +73,6 @@ def retrain(
     domain: Domain,
     registry: Registry,
     labeled: Sequence[LabeledRow],
-    recent: Sequence[SensorReading],
     settings: AdaptationSettings,
     load: Callable[[Path], LoadedScorer],
     request: dict[str, Any],
@@ -101,7 +100,6 @@ def retrain(
             labeled_data(domain, labeled[:training]),
             staging,
             AdaptOptions(mode=settings.mode, replay_ratio=settings.replay_ratio),
-            recent,
         )
         source = source_validation(live_dir)
         decision = judge(

@@ -1,105 +1,128 @@
-"""Training the defect model: class-weighted failure loss, a mode loss, a tuned threshold."""
+"""Training the defect model with model selection by stratified k-fold cross-validation.
+
+One small validation split of AI4I holds some forty failures: a threshold and a stopping
+point chosen on it fit those rows rather than the process (0.89 F1 on its split, 0.70 on
+unseen rows). Here every choice is made on out-of-fold predictions over all training rows:
+
+1. ``lightgbm.cv`` trains one model per fold and stops boosting when the mean held-out log
+   loss has not improved for ``patience`` rounds; the best round count is kept.
+2. Each fold model predicts the rows it did not train on; the decision threshold is the one
+   with the highest F1 on these out-of-fold probabilities, and the figures of every fold at
+   that threshold are stored with the model, so their spread shows how far to trust them.
+3. The k fold models are the served ensemble (their probabilities averaged).
+
+The failure-mode head goes through the same steps on the failed rows (multiclass).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-import torch
-from sklearn.metrics import average_precision_score
-from torch import nn
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from models.data import FAILURE_MODES, SensorData
-from models.fitting import FitResult, fit
-from models.inference import resolve_device
-from models.metrics import best_f1_threshold, sensor_metrics
+from models.errors import DataError
+from models.fitting import FitResult
+from models.metrics import best_f1_threshold, sensor_figures, sensor_metrics
 from models.options import TrainOptions
-from models.sensor_model import SensorNet, features
+from models.sensor_model import SensorModel, features
+
+# High-resolution histograms: a limit such as 8.6 K or 3,500 W must fall on a bin edge for a
+# tree to split there. Measured on AI4I (5-fold, nested): 255 bins 0.830 F1, 4,095 bins 0.878.
+_TREE_PARAMS = {"max_bin": 4095, "min_data_in_bin": 1, "min_data_in_leaf": 5}
 
 
-@dataclass
-class TrainedSensors:
-    model: SensorNet
-    fit: FitResult
-    metrics: dict
+def _params(options: TrainOptions, **extra: object) -> dict[str, object]:
+    return {
+        **_TREE_PARAMS,
+        "learning_rate": options.learning_rate,
+        "num_leaves": options.num_leaves,
+        "seed": options.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+        **extra,
+    }
 
 
-def _mode_targets(data: SensorData) -> torch.Tensor:
-    """The first failure mode of each failed row, or -1 (ignored by the mode loss)."""
-    return torch.tensor(
-        [
-            FAILURE_MODES.index(modes[0]) if failed and modes else -1
-            for failed, modes in zip(data.failure, data.modes, strict=True)
-        ]
-    )
-
-
-def train_sensors(
-    train: SensorData,
-    validation: SensorData,
+def _cross_validate(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    params: dict[str, object],
     options: TrainOptions,
-    start: SensorNet | None = None,
-) -> TrainedSensors:
-    """Train a fresh network normalized on ``train``, or fine-tune ``start`` as it is
-    normalized (adaptation re-fits its normalization on recent readings first)."""
-    assert options.epochs and options.batch_size and options.learning_rate and options.patience
-    device = resolve_device(options.device)
-    x, val_x = features(train.readings).to(device), features(validation.readings).to(device)
-    y = torch.tensor(train.failure, dtype=torch.float32, device=device)
-    modes = _mode_targets(train).to(device)
-    if start is None:
-        model = SensorNet(options.hidden, options.dropout, members=options.members).to(device)
-        model.fit_normalization(x)
-    else:
-        model = start.to(device)
-    positives = float(y.sum())
-    pos_weight = {
-        "none": 1.0,
-        "sqrt": ((len(y) - positives) / max(positives, 1.0)) ** 0.5,
-        "balanced": (len(y) - positives) / max(positives, 1.0),
-    }[options.class_weight]
-    failure_loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
-    mode_loss = nn.CrossEntropyLoss(ignore_index=-1)
-    generator = torch.Generator().manual_seed(options.seed)
+) -> tuple[list, np.ndarray, FitResult]:
+    """Fold models cut at the best mean round, their out-of-fold predictions and the fit."""
+    import lightgbm as lgb  # a heavy import, for training only
 
-    def batches(_: int) -> Iterator[torch.Tensor]:
-        yield from torch.randperm(len(y), generator=generator).to(device).split(options.batch_size)
-
-    def loss(rows: object) -> torch.Tensor:
-        failure_logits, mode_logits = model.member_logits(x[rows])
-        members = failure_logits.shape[0]
-        value = failure_loss(failure_logits, y[rows].expand(members, -1))
-        if bool((modes[rows] >= 0).any()):
-            flat_modes = mode_logits.reshape(-1, mode_logits.shape[-1])
-            value = value + mode_loss(flat_modes, modes[rows].repeat(members))
-        return value
-
-    def validation_probability() -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.sigmoid(model(val_x)[0]).cpu()
-
-    def validate() -> float:
-        # Average precision rather than F1 at a tuned threshold: with a few dozen failures in
-        # the validation rows, F1 jumps by whole rows and stops training on noise.
-        return float(average_precision_score(validation.failure, validation_probability()))
-
-    result = fit(
-        model,
-        [{"params": list(model.parameters()), "lr": options.learning_rate}],
-        batches,
-        -(-len(y) // options.batch_size),
-        loss,
-        validate,
-        epochs=options.epochs,
-        patience=options.patience,
-        weight_decay=options.weight_decay,
-        warmup_ratio=options.warmup_ratio,
-        show_progress=options.show_progress,
-        description="sensors",
+    assert options.epochs and options.patience
+    result = lgb.cv(
+        params,
+        lgb.Dataset(x, y, free_raw_data=False),
+        num_boost_round=options.epochs,
+        folds=folds,
+        callbacks=[lgb.early_stopping(options.patience, verbose=False)],
+        return_cvbooster=True,
     )
-    p = validation_probability().numpy()
-    # Without a failure to tune on, a started model keeps its threshold and a fresh one 0.5.
-    if any(validation.failure):
-        model.threshold = best_f1_threshold(p, validation.failure)
-    metrics = sensor_metrics(p, model.threshold, validation.failure)
-    return TrainedSensors(model.cpu().eval(), result, metrics)
+    (curve,) = [v for k, v in result.items() if k.endswith("logloss-mean")]
+    best = int(np.argmin(curve)) + 1
+    members = [
+        lgb.Booster(model_str=b.model_to_string(num_iteration=best))
+        for b in result["cvbooster"].boosters
+    ]
+    oof = np.zeros((len(y), params.get("num_class", 1)))
+    for member, (_, held_out) in zip(members, folds, strict=True):
+        oof[held_out] = member.predict(x[held_out]).reshape(len(held_out), -1)
+    history = [round(-float(v), 5) for v in curve]
+    fit = FitResult(history[best - 1], best, len(curve), history)
+    return members, oof.squeeze(1) if oof.shape[1] == 1 else oof, fit
+
+
+def train_sensors(data: SensorData, options: TrainOptions) -> tuple[SensorModel, FitResult]:
+    """Cross-validate and train the defect model on ``data``; return it and the failure
+    head's fit (best round, held-out negative log loss per round).
+
+    Raises DataError when fewer than two rows failed (nothing to cross-validate)."""
+    assert options.folds and options.learning_rate
+    x, y = features(data.readings), np.asarray(data.failure)
+    failures = int(y.sum())
+    if failures < 2:
+        raise DataError(f"{failures} failed rows: the defect model needs two or more")
+    k = min(options.folds, failures)
+    splitter = StratifiedKFold(k, shuffle=True, random_state=options.seed)
+    folds = list(splitter.split(x, y))
+    weight = {"none": 1.0, "sqrt": ((len(y) - failures) / failures) ** 0.5}.get(
+        options.class_weight, (len(y) - failures) / failures
+    )
+    params = _params(options, objective="binary", scale_pos_weight=weight)
+    failure, oof, fit = _cross_validate(x, y, folds, params, options)
+    threshold = best_f1_threshold(oof, y)
+
+    # Modes: the first mode of each failed row whose mode is known, in FAILURE_MODES order.
+    moded = [i for i, (f, m) in enumerate(zip(y, data.modes, strict=True)) if f and m]
+    mode_members: list = []
+    oof_modes = np.full((len(y), len(FAILURE_MODES)), 1 / len(FAILURE_MODES))
+    if len(moded) >= 2 * k:
+        mode_y = np.array([FAILURE_MODES.index(data.modes[i][0]) for i in moded])
+        mode_folds = list(KFold(k, shuffle=True, random_state=options.seed).split(moded))
+        mode_params = _params(options, objective="multiclass", num_class=len(FAILURE_MODES))
+        mode_members, oof_moded, _ = _cross_validate(
+            x[moded], mode_y, mode_folds, mode_params, options
+        )
+        oof_modes[moded] = oof_moded
+    cross_validation = {
+        "folds": k,
+        "rounds": fit.best_epoch,
+        "threshold": threshold,
+        "out_of_fold": sensor_figures(oof, oof_modes, threshold, data),
+        "per_fold": [sensor_metrics(oof[rows], threshold, y[rows]) for _, rows in folds],
+    }
+    per_fold_f1 = [fold["f1"] for fold in cross_validation["per_fold"]]
+    cross_validation["f1_mean"] = float(np.mean(per_fold_f1))
+    cross_validation["f1_std"] = float(np.std(per_fold_f1))
+    return SensorModel(failure, mode_members, threshold, cross_validation), fit
+
+
+def sensor_validation_metrics(model: SensorModel, data: SensorData) -> dict:
+    """The model's figures on held-out ``data`` (``models.metrics.sensor_figures``)."""
+    failure, modes = model.predict_proba(features(data.readings))
+    return sensor_figures(failure, modes, model.threshold, data)

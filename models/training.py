@@ -8,8 +8,9 @@
 
 ``domain`` is "news" (CSV ``text,label``), "tickets" (``text,intent``; ``options.taxonomy``
 names the risk taxonomy JSON) or "sensors" (the AI4I 2020 columns). A stratified, seeded
-``options.validation_fraction`` of the rows is held out for early stopping (and, for sensors,
-the decision threshold); the model's figures on it are stored as ``metrics.json``.
+``options.validation_fraction`` of the rows is held out: text models stop early on it, the
+defect model is selected by cross-validation on the training rows instead
+(``models.train_sensors``); the model's figures on it are stored as ``metrics.json``.
 ``TrainOptions(mode="head")`` trains a linear head on frozen embeddings: a few hundred rows
 train in seconds on a CPU, which is what a demo needs to bootstrap an empty registry.
 """
@@ -37,7 +38,7 @@ from models.fitting import seed_everything
 from models.loading import TAXONOMY_FILE
 from models.options import TrainOptions
 from models.registry import METADATA_FILE, METRICS_FILE, Registry
-from models.sensor_model import save_sensor_net
+from models.sensor_model import save_sensor_model
 from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
 from signalyard.settings import Domain
@@ -144,7 +145,7 @@ def software_versions() -> dict[str, str]:
 
 def _default_name(domain: Domain, base: str) -> str:
     if domain == "sensors":
-        return "sensors-mlp"
+        return "sensors-gbdt"
     base_path = Path(base)
     # The bundled encoder lives in a folder called "model"; name it after its package instead.
     name = "all-MiniLM-L6-v2" if base_path.name == "model" else base_path.name
@@ -153,7 +154,7 @@ def _default_name(domain: Domain, base: str) -> str:
 
 def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path) -> dict:
     """Train and save a model folder; return its metadata."""
-    from models.train_sensors import train_sensors
+    from models.train_sensors import sensor_validation_metrics, train_sensors
     from models.train_text import base_model_path, train_text
 
     started = time.monotonic()
@@ -171,11 +172,14 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
         options.seed,
     )
     train_data, val_data = subset(rows, train_rows), subset(rows, val_rows)
+    selection: dict[str, Any] = {}
     if isinstance(train_data, SensorData):
         assert isinstance(val_data, SensorData)
-        trained = train_sensors(train_data, val_data, options)
-        save_sensor_net(trained.model, folder)
-        kind, base, metrics, result = "sensor-mlp", None, trained.metrics, trained.fit
+        sensor_model, result = train_sensors(train_data, options)
+        save_sensor_model(sensor_model, folder)
+        kind, base = "sensor-gbdt", None
+        metrics = sensor_validation_metrics(sensor_model, val_data)
+        selection = {"cross_validation": sensor_model.cross_validation}
     else:
         assert isinstance(val_data, TextData)
         trained_text = train_text(domain, train_data, val_data, labels, taxonomy, options)
@@ -214,6 +218,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
             "epochs_run": result.epochs_run,
             "validation_history": result.history,
             "device": options.device,
+            **selection,
         },
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -170,7 +170,6 @@ class AdaptationSettings(Section):
     min_holdout: int = Field(gt=0)
     gate_margin: float = Field(ge=0, le=1)
     source_tolerance: float = Field(ge=0, le=1)
-    recent_sensor_rows: int = Field(gt=0, le=10_000_000)
 
 
 class StackSettings(Section):

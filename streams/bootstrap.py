@@ -20,12 +20,13 @@ from streams.synthetic import write_taxonomy, write_training_csv
 
 @dataclass(frozen=True)
 class BootstrapSize:
-    """Rows per domain and training epochs: enough for a sensible demo, quick on a CPU."""
+    """Rows per domain, text training epochs and the most boosting rounds of the defect
+    model: enough for a sensible demo, quick on a CPU."""
 
     text_rows: int = 300
     sensor_rows: int = 2000
     text_epochs: int | None = None  # None: the trainer's default for head mode
-    sensor_epochs: int = 60
+    sensor_rounds: int = 60
 
 
 def ensure_models(
@@ -48,7 +49,7 @@ def ensure_models(
             csv_path = write_training_csv(domain, data / f"{domain}.csv", rows)
             options = TrainOptions(
                 mode="head",
-                epochs=size.sensor_epochs if domain == "sensors" else size.text_epochs,
+                epochs=size.sensor_rounds if domain == "sensors" else size.text_epochs,
                 taxonomy=write_taxonomy(data / "taxonomy.json") if domain == "tickets" else None,
                 device=settings.inference.device,
                 max_seq_length=settings.inference.max_seq_length,

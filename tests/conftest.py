@@ -55,7 +55,7 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     add versions work on a copy."""
     from streams.bootstrap import BootstrapSize, ensure_models  # torch: only when needed
 
-    tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_epochs=15)
+    tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_rounds=15)
     settings = isolated_settings(tmp_path_factory.mktemp("registry"))
     ensure_models(settings, DOMAINS, tiny)
     return settings.models_dir

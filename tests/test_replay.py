@@ -108,7 +108,7 @@ def sensor_score(event_id: str, minute: int, probability: float, version: str) -
         failure_probability=probability,
         failure_mode="HDF" if probability >= 0.5 else "none",
         defect=probability >= 0.5,
-        model_name="sensors-mlp",
+        model_name="sensors-gbdt",
         model_version=version,
         batch_size=4,
         latency_ms=1.0,
@@ -220,11 +220,12 @@ kafka_test = pytest.mark.kafka
 
 @pytest.fixture(scope="module")
 def registry(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's registry (every domain's v1 live) plus sensors v2: another seed and width."""
+    """The session's registry (every domain's v1 live) plus sensors v2: another seed, other
+    trees."""
     models = tmp_path_factory.mktemp("replay") / "models"
     shutil.copytree(registry_dir, models)
     data = write_training_csv("sensors", models.parent / "sensors.csv", 600)
-    options = TrainOptions(epochs=5, seed=99, hidden=16, device="cpu", show_progress=False)
+    options = TrainOptions(epochs=5, seed=99, num_leaves=4, device="cpu", show_progress=False)
     train_model("sensors", data, Registry(models), options, promote=False)
     return models
 

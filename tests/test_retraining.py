@@ -51,7 +51,7 @@ def test_gate_promotes_a_candidate_that_learned_the_target(
     labeled = news_rows(tmp_path, 80, flip=True)
     # No replay and no source tolerance: the target contradicts the source on purpose.
     rules = settings(replay_ratio=0.0, source_tolerance=1.0)
-    outcome = retrain("news", registry, labeled, [], rules, load, {"reason": "manual"})
+    outcome = retrain("news", registry, labeled, rules, load, {"reason": "manual"})
     assert outcome.promoted, outcome.reason
     assert outcome.live_version == "v1" and outcome.version == "v2"
     assert registry.live_version("news") == "v2"
@@ -67,7 +67,7 @@ def test_gate_refuses_a_candidate_that_forgets_the_source(
 ) -> None:
     labeled = news_rows(tmp_path, 80, flip=True)
     rules = settings(replay_ratio=0.0, source_tolerance=0.02)
-    outcome = retrain("news", registry, labeled, [], rules, load, {"reason": "manual"})
+    outcome = retrain("news", registry, labeled, rules, load, {"reason": "manual"})
     assert not outcome.promoted and outcome.reason.startswith("refused")
     assert "tolerance 0.02" in outcome.reason
     assert registry.live_version("news") == "v1"
@@ -79,7 +79,7 @@ def test_gate_refuses_a_candidate_that_forgets_the_source(
 
 def test_too_few_labels_train_nothing(tmp_path: Path, registry: Registry) -> None:
     labeled = news_rows(tmp_path, 20, flip=False)
-    outcome = retrain("news", registry, labeled, [], settings(), load, {})
+    outcome = retrain("news", registry, labeled, settings(), load, {})
     assert outcome.version is None and not outcome.promoted
     assert "too few labels: 20" in outcome.reason
     assert registry.version_ids("news") == ["v1"]

@@ -169,7 +169,7 @@ def test_tickets_and_sensors_through_the_cli(
     common = ["--base", str(tiny_base), "--max-seq-length", "16", "--lr", "0.05"]
     main(["train", "tickets", "--data", str(data), "--taxonomy", str(taxonomy), "--mode", "head",
           "--patience", "100", *common])  # fmt: skip
-    main(["train", "sensors", "--data", str(sensors_csv), "--epochs", "40", "--batch-size", "16"])
+    main(["train", "sensors", "--data", str(sensors_csv), "--epochs", "40"])
     capsys.readouterr()
 
     main(["eval", "tickets", "--data", str(data)])

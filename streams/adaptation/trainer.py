@@ -2,12 +2,12 @@
 
 It consumes ``retrain.requests`` in its own consumer group (``<app_id>-trainer``), one request
 at a time; training runs on a thread, off the event loop, so the consumer keeps its group
-membership. For each request it reads the domain's feedback (and, for sensors, the recent
-readings) from the store, runs ``models.retraining.retrain``, announces a promotion on
-``model.updates``, and only then commits the request's offset: a trainer that crashes mid-way
-trains the request again. A request made before the last finished round of its domain read
-its labels is skipped as superseded. A malformed request is dead-lettered with its reason; one
-that fails (the store unreachable, say) is logged and dropped, to be asked again.
+membership. For each request it reads the domain's feedback from the store, runs
+``models.retraining.retrain``, announces a promotion on ``model.updates``, and only then
+commits the request's offset: a trainer that crashes mid-way trains the request again. A
+request made before the last finished round of its domain read its labels is skipped as
+superseded. A malformed request is dead-lettered with its reason; one that fails (the store
+unreachable, say) is logged and dropped, to be asked again.
 
 The store is read through ``sinks.readonly.query_store``: a ClickHouse server directly, an
 embedded store through its worker's SQL endpoint (so set ``pipeline.web_port``).
@@ -24,7 +24,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from models.base import SensorReading
 from models.loading import LoadedScorer, load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, RetrainOutcome, retrain
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 # Training a large model can take an hour; the group must not give the request away meanwhile.
 MAX_POLL_INTERVAL_MS = 4 * 3600 * 1000
-READING_COLUMNS = tuple(SensorReading.__annotations__)  # the columns of sensors_events
 
 
 def feedback_query(domain: Domain) -> str:
@@ -132,7 +130,6 @@ class Trainer:
         domain = request.domain
         loop = asyncio.get_running_loop()
         labeled = await loop.run_in_executor(None, self._labels, domain)
-        recent = await loop.run_in_executor(None, self._recent, domain)
         inference = self.settings.inference
 
         def load(folder: Path) -> LoadedScorer:
@@ -147,7 +144,6 @@ class Trainer:
             domain,
             self.registry,
             labeled,
-            recent,
             self.settings.adaptation,
             load,
             request.model_dump(mode="json"),
@@ -156,15 +152,3 @@ class Trainer:
     def _labels(self, domain: Domain) -> list[LabeledRow]:
         result = query_store(self.settings, feedback_query(domain))
         return [LabeledRow(event_id, label, text) for event_id, label, text, _ in result.rows]
-
-    def _recent(self, domain: Domain) -> list[SensorReading]:
-        if domain != "sensors":
-            return []
-        result = query_store(
-            self.settings,
-            f"SELECT {', '.join(READING_COLUMNS)} FROM sensors_events "
-            f"ORDER BY ingested_at DESC LIMIT {self.settings.adaptation.recent_sensor_rows}",
-        )
-        return [
-            SensorReading(**dict(zip(READING_COLUMNS, row, strict=True))) for row in result.rows
-        ]
