@@ -45,14 +45,14 @@ from signalyard.settings import Domain, Settings, load_settings, with_topic_suff
 from sinks.clickhouse import connect
 from sinks.clickhouse_sink import count_final
 from streams.bootstrap import ensure_models
-from streams.connection import aiokafka_options
+from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.monitor import percentile
 from streams.producer import produce
 from streams.results import model_input
 from streams.synthetic import World, events
 from streams.topics import provision_topics
-from streams.validation import parse_event
+from streams.validation import EventLimits, parse_event
 from streams.worker_process import WorkerProcess
 
 console = Console(width=110)
@@ -76,9 +76,9 @@ def model_ceiling(settings: Settings, count: int) -> float:
     """Texts/s of the live news scorer alone, batch after batch, after one warm-up batch."""
     scorer = load_live_scorer(settings, "news")
     world = World(seed=3)
-    limit = settings.pipeline.max_payload_bytes
+    limits = EventLimits.of(settings.pipeline)
     texts = [
-        model_input("news", parse_event("news", json.dumps(world.news()[0]).encode(), limit))
+        model_input("news", parse_event("news", json.dumps(world.news()[0]).encode(), limits))
         for _ in range(count)
     ]
     size = settings.batching.of("news").max_batch_size
@@ -96,7 +96,7 @@ async def read_results(
     topic = settings.topics.scored(domain).name
     consumer = AIOKafkaConsumer(
         topic,
-        **aiokafka_options(settings.kafka),
+        **consumer_options(settings.kafka),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -129,9 +129,24 @@ class SinkSettings(Section):
         return self
 
 
+class QuerySettings(Section):
+    """Limits of every read-only query (``signalyard sql``, ``/sql``, the dashboard, the
+    trainer's reads): ClickHouse's own, applied by the engine; a query over one fails."""
+
+    max_execution_time_s: float = Field(gt=0, le=86_400)
+    max_memory_usage_bytes: int = Field(gt=0)
+    max_rows_to_read: int = Field(gt=0)
+    max_bytes_to_read: int = Field(gt=0)
+    max_result_rows: int = Field(gt=0)
+    max_result_bytes: int = Field(gt=0)
+
+
 class PipelineSettings(Section):
     app_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")  # Faust app id = consumer group
     max_payload_bytes: int = Field(gt=0, le=16_777_216)
+    # An event's ts may run this far ahead of, or behind, its record's Kafka timestamp.
+    max_future_skew_s: float = Field(ge=0, le=10 * 365 * 86_400)
+    max_event_age_s: float = Field(ge=0, le=500 * 365 * 86_400)
     max_batches_in_flight: int = Field(gt=0, le=4096)
     commit_interval_ms: int = Field(ge=0, le=60_000)
     session_timeout_s: float = Field(ge=6, le=300)  # the broker's default bounds: 6 s to 5 min
@@ -147,7 +162,7 @@ class PipelineSettings(Section):
 class AlertsSettings(Section):
     # A relative path is taken from the folder of the config file (see ``rules_path``).
     rules_file: Path
-    in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs the alert agents
+    in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs alerting
 
 
 class InferenceSettings(Section):
@@ -224,6 +239,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings
     batching: BatchingSettings
     sink: SinkSettings
+    queries: QuerySettings
     pipeline: PipelineSettings
     alerts: AlertsSettings
     inference: InferenceSettings

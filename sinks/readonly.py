@@ -2,8 +2,12 @@
 dashboard.
 
 ClickHouse itself enforces read-only (the ``readonly=1`` setting on every query, which also
-forbids changing that setting); statements that cannot be reads are refused up front only to
-give a clearer message than the server's; ``INTO OUTFILE`` is refused up front because the
+forbids changing that setting) and the limits of ``[queries]`` (time, memory, rows and bytes
+read, rows and bytes returned; over a limit the query fails, ``*_overflow_mode = 'throw'``,
+rather than returning part of an answer as if it were all). With the embedded store a query
+runs inside the worker, beside live scoring: the result limits are what keep one query from
+taking the worker's memory. Statements that cannot be reads are refused up front only to give
+a clearer message than the server's; ``INTO OUTFILE`` is refused up front because the
 embedded engine writes such files even in read-only mode.
 """
 
@@ -22,13 +26,12 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from signalyard.settings import Settings
+from signalyard.settings import QuerySettings, Settings
 from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
 
 WORKER_TIMEOUT_S = 60
 
 READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
-READ_ONLY = {"readonly": 1}
 # The embedded engine writes INTO OUTFILE files itself, past readonly (a server refuses them).
 INTO_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 
@@ -63,11 +66,28 @@ def read_statement(sql: str) -> str:
     return statement
 
 
-def run_read_only(client: Client, sql: str) -> QueryResult:
-    """Run one read statement with ClickHouse's readonly=1; QueryError on refusal or failure."""
+def query_settings(limits: QuerySettings) -> dict[str, int | float | str]:
+    """ClickHouse settings of a read-only query under ``limits``."""
+    return {
+        "readonly": 1,
+        "max_execution_time": limits.max_execution_time_s,
+        "timeout_overflow_mode": "throw",
+        "max_memory_usage": limits.max_memory_usage_bytes,
+        "max_rows_to_read": limits.max_rows_to_read,
+        "max_bytes_to_read": limits.max_bytes_to_read,
+        "read_overflow_mode": "throw",
+        "max_result_rows": limits.max_result_rows,
+        "max_result_bytes": limits.max_result_bytes,
+        "result_overflow_mode": "throw",
+    }
+
+
+def run_read_only(client: Client, sql: str, limits: QuerySettings) -> QueryResult:
+    """Run one read statement read-only and within ``limits``; QueryError on refusal, on a
+    limit exceeded (ClickHouse's message) or on failure."""
     statement = read_statement(sql)
     try:
-        result = client.query(statement, settings=READ_ONLY)
+        result = client.query(statement, settings=query_settings(limits))
     except Exception as error:
         raise QueryError(_first_line(str(error))) from error
     rows = json.loads(json.dumps(result.result_rows, default=_jsonable))
@@ -80,8 +100,9 @@ class ReadOnlyStore:
     two clients of one process may share an embedded store). The client lives as long as the
     process: it only reads, so there is nothing to flush when the process ends."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, limits: QuerySettings) -> None:
         self._dsn = dsn
+        self._limits = limits
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-read")
         self._client: Client | None = None
 
@@ -92,7 +113,7 @@ class ReadOnlyStore:
     def _query(self, sql: str) -> QueryResult:
         if self._client is None:
             self._client = connect(self._dsn)
-        return run_read_only(self._client, sql)
+        return run_read_only(self._client, sql, self._limits)
 
 
 def query_store(settings: Settings, sql: str) -> QueryResult:
@@ -116,7 +137,7 @@ def query_store(settings: Settings, sql: str) -> QueryResult:
             "through which the store is then queried"
         ) from None
     try:
-        return run_read_only(client, sql)
+        return run_read_only(client, sql, settings.queries)
     finally:
         client.close()
 

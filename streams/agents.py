@@ -1,4 +1,4 @@
-"""What the worker's Faust agents (alerts, feedback) and the scoring consumer share."""
+"""What the worker's consumers (scoring, alerts, feedback) share."""
 
 from __future__ import annotations
 
@@ -8,45 +8,53 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import faust
-from faust.types import EventT
+from aiokafka import AIOKafkaProducer
+from mode import Service
 
-from streams.processor import SourceRecord
+from signalyard.settings import KafkaSettings
+from streams.connection import aiokafka_options
 
 log = logging.getLogger(__name__)
 
 # Schedules one record and returns the future of its broker acknowledgement
-# (the shape of aiokafka's and Faust's ``producer.send``).
+# (the shape of aiokafka's ``producer.send``).
 Send = Callable[
     [str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[Awaitable[Any]]
 ]
 
 
-def producer_send(app: faust.App) -> Send:
-    """``Send`` through a Faust app's producer: partitioned by key, timestamped by the broker."""
+class SharedProducer(Service):
+    """One aiokafka producer (acks from all replicas) for the worker's alert and feedback
+    consumers and retrain requests; ``send`` is a ``Send``. The scoring consumer has its own,
+    tuned for large batches."""
+
+    def __init__(self, kafka: KafkaSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kafka = kafka
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None, "the producer has not started"
+        return self._producer
+
+    async def on_start(self) -> None:
+        # Created here: aiokafka binds a client to the running event loop.
+        self._producer = AIOKafkaProducer(**aiokafka_options(self.kafka), acks="all")
+        await self._producer.start()
+
+    async def on_stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
 
     def send(
-        topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
     ) -> Awaitable[Awaitable[Any]]:
-        return app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
-
-    return send
+        return self.producer.send(topic, value, key=key, headers=headers)
 
 
 # Exit status of a worker that stops on an error retrying cannot fix (EX_SOFTWARE).
 EXIT_FATAL = 70
-
-
-def source_record(event: EventT) -> SourceRecord:
-    message = event.message
-    return SourceRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp,
-        key=message.key,
-        value=message.value,
-    )
 
 
 def exit_on_failure(task: asyncio.Task[None]) -> None:

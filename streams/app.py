@@ -1,18 +1,20 @@
-"""A scoring worker: the scoring consumer and the Faust app around it.
+"""A worker: its consumers, the services they share, and the Faust app around them.
 
 A worker is ``faust.Worker(app, runtime)``. The runtime (a ``mode.Service``) starts the
-ClickHouse sink, the model watcher and the scoring consumer (``scoring.py``), which reads the
-raw topics in batches; it stops them in the reverse order, so what was read is delivered
-before the sink closes. The Faust app runs the agents whose volume is small (alerts in
-scoring workers, feedback, the retrain-trigger timer) and the web endpoints. Scorers are
+ClickHouse sink, a shared producer, the model watcher and the consumers: the scoring consumer
+(``scoring.py``), which reads the raw topics in batches, the feedback consumer and the alert
+consumer (``streams.group_consumer``: read committed, commit after each handled fetch). It
+stops them in the reverse order, so what was read is delivered before the sink closes. The
+Faust app runs the retrain-trigger timer on its leader and the web endpoints. Scorers are
 loaded before the worker starts, so a missing model stops start-up with one clear error
 instead of a running worker that cannot score.
 
-Workers with the same ``pipeline.app_id`` split the partitions of the raw topics between
-them (group ``<app_id>-scoring``), and those of the agents' topics (group ``<app_id>``).
-Each worker writes to ``settings.clickhouse_dsn``: with a ClickHouse server (``http(s)://``)
-they share one store; the embedded engine (``chdb://``) allows one process per data
-directory, so embedded workers each need their own ``SIGNALYARD_HOME`` (or DSN).
+Workers with the same ``pipeline.app_id`` split the partitions of the raw topics between them
+(group ``<app_id>-scoring``), of the scored topics (``<app_id>-alerts``) and of the feedback
+labels (``<app_id>-feedback``). Each worker writes to ``settings.clickhouse_dsn``: with a
+ClickHouse server (``http(s)://``) they share one store; the embedded engine (``chdb://``)
+allows one process per data directory, so embedded workers each need their own
+``SIGNALYARD_HOME`` (or DSN).
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ import torch
 from mode import Service
 
 from models.base import Scorer
-from signalyard.settings import DOMAINS, Domain, Settings
+from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
-from streams.adaptation.swap import ModelWatcher
-from streams.adaptation.wiring import add_adaptation
-from streams.alerting.agent import add_alert_agents
+from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, model_watcher
+from streams.agents import SharedProducer
+from streams.alerting.consumer import alert_consumer
 from streams.connection import faust_credentials
-from streams.observability.metrics import PipelineMetrics
+from streams.observability.metrics import PartitionReader, PipelineMetrics
 from streams.observability.web import add_web_views
-from streams.offsets import reread_uncommitted_after_rebalance
 from streams.processor import ScorerHolder
 from streams.scoring import ScoringConsumer
 
@@ -44,8 +45,10 @@ log = logging.getLogger(__name__)
 
 
 class ScoringRuntime(Service):
-    """What one worker process shares: the sink, a reader of the store, the domains' scorers,
-    the watcher that swaps them and the consumer that scores the raw topics."""
+    """What one worker process shares: the sink, a reader of the store, a producer, the
+    domains' scorers, the watcher that swaps them and the worker's consumers.
+
+    Raises RulesError (a SettingsError) when the alert rules file is missing or invalid."""
 
     def __init__(
         self,
@@ -56,41 +59,57 @@ class ScoringRuntime(Service):
     ):
         super().__init__(**kwargs)
         self.sink = sink
-        self.store = ReadOnlyStore(sink.dsn)
+        self.store = ReadOnlyStore(sink.dsn, settings.queries)
         self.metrics = PipelineMetrics()
+        self.producer = SharedProducer(settings.kafka)
         self.scorers = {domain: ScorerHolder(scorer) for domain, scorer in scorers.items()}
-        self.watcher: ModelWatcher | None = None
         # One thread per domain: a model is called by one thread at a time, and a slow model
         # of one domain does not hold up the others.
         self.executors = {
             domain: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"score-{domain}")
             for domain in scorers
         }
+        scoring = bool(scorers)
         self.consumer = (
             ScoringConsumer(settings, self.scorers, self.executors, sink, self.metrics)
-            if scorers
+            if scoring
             else None
         )
+        self.watcher = model_watcher(settings, self.scorers, self.metrics) if scoring else None
+        self.feedback = (
+            feedback_consumer(settings, self.scorers, self.store, sink, self.producer, self.metrics)
+            if scoring
+            else None
+        )
+        self.alerts = alert_consumer(settings, sink, self.producer, scoring)
+
+    @property
+    def readers(self) -> list[PartitionReader]:
+        """The consumers, the one the worker exists for (scoring, else alerts) first."""
+        readers = [self.consumer, self.alerts, self.feedback]
+        return [reader for reader in readers if reader is not None]
 
     async def on_start(self) -> None:
         await self.sink.start()
+        await self.producer.start()
         if self.watcher is not None:
             await self.watcher.start()
-        if self.consumer is not None:
-            await self.consumer.start()
+        for reader in self.readers:
+            await reader.start()
 
     async def on_stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
+        for reader in reversed(self.readers):
+            await reader.stop()
         if self.watcher is not None:
             await self.watcher.stop()
+        await self.producer.stop()
         await self.sink.stop()
         for executor in self.executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
-    """The app with the worker's Faust agents and web views."""
+    """The app with the worker's retrain-trigger timer and web views."""
     kafka = settings.kafka
     pipeline = settings.pipeline
     app = faust.App(
@@ -104,17 +123,17 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
         producer_acks=-1,
         broker_session_timeout=pipeline.session_timeout_s,
         broker_heartbeat_interval=pipeline.session_timeout_s / 10,
-        # The leader topic elects the worker that runs the retrain-trigger timer.
-        topic_disable_leader=not runtime.scorers,
+        # The leader topic elects the worker that runs the retrain-trigger timer; it is also
+        # the one topic of Faust's own consumer, which may not subscribe to none.
         web_enabled=pipeline.web_port > 0,
         web_port=pipeline.web_port or 6066,
         datadir=str(settings.home_dir / "faust"),
     )
-    add_alert_agents(app, settings, runtime)
-    add_adaptation(app, settings, runtime)
+    if runtime.scorers:
+        add_retrain_triggers(
+            app, settings, runtime.scorers, runtime.store, runtime.sink, runtime.producer
+        )
     add_web_views(app, runtime)
-    topics = settings.topics
-    reread_uncommitted_after_rebalance(app, {topics.scored(d).name for d in DOMAINS})
     return app
 
 

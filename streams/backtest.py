@@ -36,11 +36,11 @@ from signalyard.settings import DOMAINS, Domain, Settings
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule
-from streams.processor import SourceRecord, predict
+from streams.processor import SourceRecord, kafka_time, predict
 from streams.replay import RangeReader, TimeRange, format_time
 from streams.results import ENTITY_COLUMNS, model_input, scored_result
 from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS, SCORE_SCHEMAS, Event, ScoredResult
-from streams.validation import Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_event
 
 LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -148,6 +148,7 @@ async def replay(
     table = scores_table(domain)
     pending: list[tuple[SourceRecord, Event]] = []
     rows: list[dict[str, Any]] = []
+    limits = EventLimits.of(settings.pipeline)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backtest")
 
     async def score(batch: list[tuple[SourceRecord, Event]]) -> None:
@@ -174,7 +175,7 @@ async def replay(
                 for record in fetched.records:
                     try:
                         event = parse_event(
-                            domain, record.value, settings.pipeline.max_payload_bytes
+                            domain, record.value, limits, kafka_time(record.timestamp)
                         )
                     except Rejected as rejected:
                         report.reject(record, rejected)

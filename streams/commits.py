@@ -4,6 +4,12 @@ Batches are registered in the order their records were read; each notes, per par
 last offset it holds. A later batch may be delivered before an earlier one, so a partition's
 commit point only moves past batches that are all delivered: a commit never skips a record
 still being scored or written.
+
+Offsets have gaps that no record fills: transaction markers, and the records of aborted
+transactions that a ``read_committed`` consumer never returns. The reader reports the
+consumer's position after each fetch (``read``); once every record read from a partition is
+delivered, its commit point moves on to that position, so a partition whose last offsets are
+markers is still committed to its end (lag 0).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class CommitTracker:
     _in_order: dict[Partition, deque[Ticket]] = field(default_factory=dict)
     _commit_points: dict[Partition, int] = field(default_factory=dict)
     _committed: dict[Partition, int] = field(default_factory=dict)
+    _records_end: dict[Partition, int] = field(default_factory=dict)  # past the last record read
+    _positions: dict[Partition, int] = field(default_factory=dict)  # the consumer's, last fetch
 
     def register(self, last_offsets: Mapping[Partition, int]) -> Ticket:
         """Note a batch about to be scored; ``last_offsets`` per partition it has records of."""
@@ -44,6 +52,27 @@ class CommitTracker:
             while queue and queue[0].delivered:
                 # The commit offset is the next record to read, one past the last delivered.
                 self._commit_points[partition] = queue.popleft().last_offsets[partition] + 1
+            self._pass_gap(partition)
+
+    def read(self, partition: Partition, position: int, last_offset: int | None) -> bool:
+        """After a fetch: the consumer's ``position`` on the partition and the offset of the
+        last record handed on from it (None: no record this time). Returns whether the commit
+        point moved (past markers or aborted records, everything read being delivered)."""
+        if last_offset is not None:
+            self._records_end[partition] = last_offset + 1
+        self._positions[partition] = position
+        return self._pass_gap(partition)
+
+    def _pass_gap(self, partition: Partition) -> bool:
+        position = self._positions.get(partition)
+        point = self._commit_points.get(partition)
+        if position is None or self._in_order.get(partition) or (point or 0) >= position:
+            return False
+        # Every record read so far is delivered (or none was read since the assignment).
+        if partition in self._records_end and (point or 0) < self._records_end[partition]:
+            return False
+        self._commit_points[partition] = position
+        return True
 
     def to_commit(self) -> dict[Partition, int]:
         """Commit points that moved since they were last reported as ``committed``."""
@@ -66,3 +95,5 @@ class CommitTracker:
             self._in_order.pop(partition, None)
             self._commit_points.pop(partition, None)
             self._committed.pop(partition, None)
+            self._records_end.pop(partition, None)
+            self._positions.pop(partition, None)

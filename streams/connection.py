@@ -30,6 +30,14 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+def consumer_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Options for aiokafka consumers: ``aiokafka_options`` reading committed data only.
+
+    Producers upstream may write in Kafka transactions (Kafka Streams, Flink, any exactly-once
+    sink) and abort them; a ``read_uncommitted`` consumer would score what never happened."""
+    return {**aiokafka_options(kafka), "isolation_level": "read_committed"}
+
+
 def faust_credentials(kafka: KafkaSettings) -> Credentials | None:
     """The same security for a Faust app (``broker_credentials``); None for PLAINTEXT."""
     options = aiokafka_options(kafka)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 
 from signalyard.settings import DOMAINS, Domain, Settings
-from streams.connection import aiokafka_options
+from streams.connection import consumer_options
 from streams.deadletter import kind_from_headers
 from streams.schemas import LABEL_FIELDS
 
@@ -95,7 +95,7 @@ async def watch(settings: Settings, stats: LiveStats, ready: asyncio.Event) -> N
     topics = [*scored, settings.topics.deadletter.name]
     consumer = AIOKafkaConsumer(
         *topics,
-        **aiokafka_options(settings.kafka),
+        **consumer_options(settings.kafka),
         group_id=None,
         auto_offset_reset="latest",
         enable_auto_commit=False,

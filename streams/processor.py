@@ -27,7 +27,7 @@ from streams.deadletter import DeadLetter
 from streams.publishing import Outgoing, Publish
 from streams.results import ENTITY_COLUMNS, event_row, model_input, scored_result
 from streams.schemas import Event, ScoredResult
-from streams.validation import Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class BatchProcessor:
         publish: Publish,
         sink: Sink,
         destinations: Destinations,
-        max_payload_bytes: int,
+        limits: EventLimits,
     ) -> None:
         self.domain = domain
         self.scorer = scorer
@@ -100,15 +100,15 @@ class BatchProcessor:
         self.publish = publish
         self.sink = sink
         self.destinations = destinations
-        self.max_payload_bytes = max_payload_bytes
+        self.limits = limits
 
     async def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         batch = PreparedBatch()
         valid: list[tuple[SourceRecord, Event, datetime]] = []
         for record in records:
-            ingested_at = _kafka_time(record.timestamp)
+            ingested_at = kafka_time(record.timestamp)
             try:
-                event = parse_event(self.domain, record.value, self.max_payload_bytes)
+                event = parse_event(self.domain, record.value, self.limits, ingested_at)
             except Rejected as rejected:
                 batch.dead_letters.append(dead_letter(record, rejected, ingested_at))
                 continue
@@ -184,8 +184,8 @@ async def _score(executor: Executor, scorer: Scorer, inputs: list[ModelInput]) -
     return predictions
 
 
-def _kafka_time(timestamp: float) -> datetime:
-    # A record without a broker timestamp (-1) counts as arriving now.
+def kafka_time(timestamp: float) -> datetime:
+    """A record's Kafka timestamp (seconds) as a time; one without (-1) counts as now."""
     return datetime.fromtimestamp(timestamp, UTC) if timestamp > 0 else datetime.now(UTC)
 
 

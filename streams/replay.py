@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from signalyard.settings import KafkaSettings
-from streams.connection import aiokafka_options
+from streams.connection import aiokafka_options, consumer_options
 from streams.processor import SourceRecord, from_consumer_record
 from streams.topics import partition_count
 
@@ -142,8 +142,9 @@ class RangeReader:
         self.spans: list[Span] = []
         self._options = aiokafka_options(kafka)
         # No group and no commits: replaying must not move or join any consumer group.
+        # Committed records only: an aborted transaction's records never happened.
         self._consumer = AIOKafkaConsumer(
-            **self._options,
+            **consumer_options(kafka),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # the range's start may have expired meanwhile

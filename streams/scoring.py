@@ -16,10 +16,10 @@ Before partitions are handed to another worker, and when the worker stops, every
 is delivered and committed first, so a clean hand-over neither drops nor repeats an event; a
 crash replays from the last commit, and ClickHouse collapses the replayed rows.
 
-Why not a Faust agent, as the lower-volume alert and feedback agents are: Faust hands every
-message through its stream machinery one by one (a lock, two tasks and an event each); on
-the 2-core reference machine a bare agent that only acks reaches about 5,000 events/s on a
-whole core, leaving nothing for validation, scoring and delivery. Batches straight from
+Why not a Faust agent: Faust hands every message through its stream machinery one by one (a
+lock, two tasks and an event each); on the 2-core reference machine a bare agent that only
+acks reaches about 5,000 events/s on a whole core, leaving nothing for validation, scoring
+and delivery. Batches straight from
 aiokafka cost a few microseconds per record.
 """
 
@@ -35,17 +35,17 @@ from typing import Any
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
-    ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
 from signalyard.settings import Domain, Settings
 from streams.agents import exit_on_failure
 from streams.batching import MicroBatcher
 from streams.commits import CommitTracker, Partition, Ticket
-from streams.connection import aiokafka_options
+from streams.connection import aiokafka_options, consumer_options
+from streams.group_consumer import Rebalance
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import (
     BatchProcessor,
@@ -57,6 +57,7 @@ from streams.processor import (
     from_consumer_record,
 )
 from streams.publishing import BatchPublisher, Outgoing
+from streams.validation import EventLimits
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class ScoringConsumer(Service):
                         events_table=f"{domain}_events",
                         scores_table=f"{domain}_scores",
                     ),
-                    max_payload_bytes=settings.pipeline.max_payload_bytes,
+                    limits=EventLimits.of(settings.pipeline),
                 ),
                 MicroBatcher(limits.max_batch_size, limits.max_wait_ms / 1000),
                 settings.pipeline.max_batches_in_flight,
@@ -193,6 +194,10 @@ class ScoringConsumer(Service):
         """The partition's end offset as of the last fetch, if it was fetched from yet."""
         return self._consumer.highwater(partition) if self._consumer is not None else None
 
+    def committed_offset(self, partition: TopicPartition) -> int | None:
+        """The last offset this worker committed for the partition, if any."""
+        return self.tracker.committed_offset((partition.topic, partition.partition))
+
     async def on_start(self) -> None:
         kafka = self.settings.kafka
         session_ms = int(self.settings.pipeline.session_timeout_s * 1000)
@@ -202,14 +207,16 @@ class ScoringConsumer(Service):
         await self._producer.start()
         self._publisher = BatchPublisher(self._producer)
         self._consumer = AIOKafkaConsumer(
-            **aiokafka_options(kafka),
+            **consumer_options(kafka),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=session_ms // 10,
         )
-        self._consumer.subscribe(list(self.domains), listener=_HandOver(self))
+        self._consumer.subscribe(
+            list(self.domains), listener=Rebalance(self.hand_over, self._assigned)
+        )
         await self._consumer.start()
         self._background = [
             self._spawn(scoring.score_until_cancelled(), f"score-{scoring.domain}")
@@ -256,12 +263,20 @@ class ScoringConsumer(Service):
         while True:
             fetched = await consumer.getmany(timeout_ms=1000, max_records=limit)
             async with self._handing_over:
-                owned = consumer.assignment()
-                for partition, records in fetched.items():
-                    if partition in owned:  # else revoked meanwhile: its new owner reads it
+                # A partition revoked meanwhile is not owned: its new owner reads it.
+                for partition in consumer.assignment():
+                    records = fetched.get(partition, [])
+                    if records:
                         await self.domains[partition.topic].batcher.put_many(
                             [from_consumer_record(record) for record in records]
                         )
+                    try:
+                        position = await consumer.position(partition)
+                    except IllegalStateError:  # unassigned meanwhile
+                        continue
+                    last = records[-1].offset if records else None
+                    if self.tracker.read((partition.topic, partition.partition), position, last):
+                        self._delivered_since_commit.set()
 
     async def _until_delivered(self) -> None:
         while not all(scoring.idle() for scoring in self.domains.values()):
@@ -294,20 +309,12 @@ class ScoringConsumer(Service):
                 return
             self.tracker.committed({(tp.topic, tp.partition): o for tp, o in offsets.items()})
 
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("scoring %d raw partitions", len(assigned))
+
     async def hand_over(self, revoked: set[TopicPartition]) -> None:
         """Before partitions go to another worker: deliver everything read, then commit."""
         async with self._handing_over:
             await self._until_delivered()
             await self._commit()
         self.tracker.forget((partition.topic, partition.partition) for partition in revoked)
-
-
-class _HandOver(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: ScoringConsumer) -> None:
-        self.consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.consumer.hand_over(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("scoring %d raw partitions", len(assigned))

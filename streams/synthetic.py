@@ -219,7 +219,11 @@ class World:
         return f"{domain[0]}-{self.seed}-{self.counter:09d}"
 
     def _tick(self) -> str:
-        self.clock += timedelta(milliseconds=self.rng.randint(1, 40))
+        step = timedelta(milliseconds=self.rng.randint(1, 40))
+        # A burst of events must not run ahead of the wall clock: the pipeline refuses event
+        # times far ahead of their arrival as a bad clock. Past the present, a millisecond each.
+        ahead = max(datetime.now(UTC), self.clock + timedelta(milliseconds=1))
+        self.clock = min(self.clock + step, ahead)
         return self.clock.isoformat(timespec="milliseconds")
 
     def news(self) -> tuple[dict[str, Any], str]:

@@ -1,14 +1,53 @@
-"""From a raw Kafka value to a validated event, or a one-line reason why not (pure)."""
+"""From a raw Kafka value to a validated event, or a one-line reason why not (pure).
+
+Beyond the schema, two faults found in the field are refused here:
+
+* a JSON object that repeats a key, at any depth (``{"customer_id": "c-1", ...,
+  "customer_id": "c-2"}``): parsers disagree on which copy wins (first, last, error), so the
+  producer may have keyed and routed the record by one value while we would score the other;
+* an event time that cannot be right: further ahead of the record's arrival (its Kafka
+  timestamp) than ``max_future_skew``, further behind it than ``max_age``, or outside what
+  the store's ``DateTime64(3)`` columns hold. One machine stamping the year 2999 would
+  otherwise sit at the end of every window of its entity.
+"""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from signalyard.settings import DOMAINS, Domain
+from signalyard.settings import DOMAINS, Domain, PipelineSettings
 from streams.schemas import EVENT_SCHEMAS, Event
 
 MAX_REASONS = 3
+# The range of ClickHouse's DateTime64(3) (the store's time columns).
+STORE_TIME_RANGE = (
+    datetime(1900, 1, 1, tzinfo=UTC),
+    datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC),
+)
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """What a raw event may be: at most ``max_payload_bytes`` long, with an event time at most
+    ``max_future_skew`` after and ``max_age`` before its record's Kafka timestamp."""
+
+    max_payload_bytes: int
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=7)
+
+    @classmethod
+    def of(cls, pipeline: PipelineSettings) -> EventLimits:
+        return cls(
+            pipeline.max_payload_bytes,
+            timedelta(seconds=pipeline.max_future_skew_s),
+            timedelta(seconds=pipeline.max_event_age_s),
+        )
 
 
 class Rejected(ValueError):
@@ -20,13 +59,19 @@ class Rejected(ValueError):
         self.kind = kind
 
 
-def parse_event(domain: Domain, payload: bytes | None, max_bytes: int) -> Event:
-    """Validate one message of the domain's raw topic, or raise Rejected with the reason."""
+def parse_event(
+    domain: Domain, payload: bytes | None, limits: EventLimits, arrival: datetime | None = None
+) -> Event:
+    """Validate one message of the domain's raw topic, or raise Rejected with the reason.
+
+    ``arrival``: the record's Kafka timestamp, which the event time is bounded against; None
+    (a record without one) checks the event time against the store's range only."""
     if not payload:
         raise Rejected("empty", "empty message")
-    if len(payload) > max_bytes:
+    if len(payload) > limits.max_payload_bytes:
         raise Rejected(
-            "too large", f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}"
+            "too large",
+            f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}",
         )
     try:
         text = payload.decode("utf-8")
@@ -37,11 +82,74 @@ def parse_event(domain: Domain, payload: bytes | None, max_bytes: int) -> Event:
     except ValidationError as error:
         kind = "not JSON" if error.errors()[0]["type"] == "json_invalid" else "invalid event"
         raise Rejected(kind, describe(error)) from None
+    reject_repeated_keys(text)
     if event.domain is not None and event.domain != domain:
         if event.domain not in DOMAINS:
             raise Rejected("wrong domain", f"unknown domain {event.domain!r}")
         raise Rejected("wrong domain", f"a {event.domain} event on the {domain} topic")
+    check_event_time(event.ts, limits, arrival)
     return event  # type: ignore[return-value]
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
+# The C scanner calls the hook once per object: a few microseconds for an event.
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object)
+
+
+def reject_repeated_keys(text: str) -> None:
+    """Raise Rejected when a JSON object in ``text`` (valid JSON) repeats a key."""
+    try:
+        _STRICT_DECODER.decode(text)
+    except _RepeatedKey as repeated:
+        key = json.dumps(repeated.args[0], ensure_ascii=False)
+        raise Rejected("repeated key", f"key {key} appears more than once in an object") from None
+
+
+def check_event_time(ts: datetime, limits: EventLimits, arrival: datetime | None) -> None:
+    """Raise Rejected when ``ts`` is out of the bounds of ``limits`` around ``arrival``, or
+    out of the store's range."""
+    low, high = STORE_TIME_RANGE
+    if not low <= ts <= high:
+        raise Rejected(
+            "bad event time",
+            f"ts {ts.isoformat()} is outside what the store holds ({low.date()} to {high.date()})",
+        )
+    if arrival is None:
+        return
+    if ts - arrival > limits.max_future_skew:
+        raise Rejected(
+            "bad event time",
+            f"ts {ts.isoformat()} is {_span(ts - arrival)} ahead of the record's Kafka timestamp "
+            f"{arrival.isoformat()} (allowed: {_span(limits.max_future_skew)}, "
+            "pipeline.max_future_skew_s)",
+        )
+    if arrival - ts > limits.max_age:
+        raise Rejected(
+            "bad event time",
+            f"ts {ts.isoformat()} is {_span(arrival - ts)} before the record's Kafka timestamp "
+            f"{arrival.isoformat()} (allowed: {_span(limits.max_age)}, pipeline.max_event_age_s)",
+        )
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:,.0f} days"
+    return f"{seconds:,.0f} s"
 
 
 def describe(error: ValidationError) -> str:

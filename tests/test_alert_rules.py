@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -333,3 +334,56 @@ def test_condition_types_and_duplicates_are_checked(tmp_path: Path) -> None:
         load_rules(path)
     with pytest.raises(RulesError, match="not found"):
         load_rules(tmp_path / "absent.toml")
+
+
+def test_an_event_stamped_in_the_far_future_does_not_silence_its_entity() -> None:
+    rules = rule_book(STREAK).rules
+    state = EntityState()
+
+    def fold(result: SensorScore, arrived_minute: float) -> list[Alert]:
+        nonlocal state
+        outcome = evaluate("sensors", rules, state, result, T0 + timedelta(minutes=arrived_minute))
+        state = EntityState.from_json(outcome.state.to_json())
+        return outcome.alerts
+
+    assert fold(reading("r0", 0, 0.1), 0) == []
+    # A bad clock: stamped some 973 years ahead, arriving at minute 1.
+    far = reading("bad", 0, 0.99).model_copy(update={"ts": datetime(2999, 1, 1, tzinfo=UTC)})
+    assert fold(far, 1) == []
+    assert fold(reading("r1", 2, 0.95), 2) == []
+    fired = fold(reading("r2", 3, 0.97), 3)
+    assert triggers(fired) == [("streak", "M-1", "r2")]
+    assert fired[0].evidence["event_ids"] == ["r1", "r2"]  # the far event is in no window
+    # Time goes on: past the 30-minute cool-down the streak fires again.
+    assert triggers(fold(reading("r3", 40, 0.9), 40)) == [("streak", "M-1", "r3")]
+    assert state.watermark_ms == round((T0 + timedelta(minutes=40)).timestamp() * 1000)
+
+
+def test_without_arrival_times_the_event_time_is_trusted() -> None:
+    folder = Folder(STREAK)
+    folder.fold([reading("r0", 0, 0.9), reading("r1", 180, 0.9)])
+    assert folder.fold([reading("late", 1, 0.9)]) == []  # three hours behind: too late
+
+
+@pytest.mark.parametrize(
+    ("rules", "stream"),
+    [(SENTIMENT, sentiment_stream), (HIGH_RISK, ticket_stream), (STREAK, reading_stream)],
+)
+def test_in_every_domain_a_far_future_event_changes_no_alert(
+    rules: str, stream: Callable[[], list[ScoredResult]]
+) -> None:
+    def fold(results: list[tuple[ScoredResult, datetime]]) -> list[tuple[str, str, str]]:
+        book, states, alerts = rule_book(rules).rules, {}, []
+        domain = book[0].domain
+        for result, arrival in results:
+            entity = getattr(result, ENTITY_COLUMNS[domain])
+            outcome = evaluate(domain, book, states.get(entity, EntityState()), result, arrival)
+            states[entity] = outcome.state
+            alerts.extend(outcome.alerts)
+        return triggers(alerts)
+
+    timely = [(result, result.ts) for result in stream()]
+    first, arrived = timely[0]
+    bad_clock = first.model_copy(update={"event_id": "bad", "ts": datetime(2999, 1, 1, tzinfo=UTC)})
+    assert fold(timely)  # the stream fires alerts ...
+    assert fold([timely[0], (bad_clock, arrived), *timely[1:]]) == fold(timely)  # ... still

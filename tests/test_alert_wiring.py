@@ -1,4 +1,4 @@
-"""Which agents and tables a worker's app gets: scoring, alerting or both (no broker needed)."""
+"""Which consumers a worker gets: scoring, alerting or both (no broker needed)."""
 
 from __future__ import annotations
 
@@ -27,33 +27,32 @@ class IdleScorer:
         raise AssertionError("not called")
 
 
-def agents_and_tables(settings: Settings, domains: tuple[Domain, ...]) -> tuple[set, set]:
+def consumers(settings: Settings, domains: tuple[Domain, ...]) -> tuple[set[Domain], bool]:
+    """The domains the worker alerts on, and whether it joins feedback."""
     scorers: dict[Domain, Scorer] = {domain: IdleScorer(domain) for domain in domains}
     runtime = ScoringRuntime(
         settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
     )
-    app = create_app(settings, runtime)
-    return set(app.agents), set(app.tables)
+    create_app(settings, runtime)
+    alerting = set(runtime.alerts.domains.values()) if runtime.alerts is not None else set()
+    return alerting, runtime.feedback is not None
 
 
-ALERTING = {"alerts-news", "alerts-tickets", "alerts-sensors"}
-STATE = {"alert-state-news", "alert-state-tickets", "alert-state-sensors"}
+ALL: set[Domain] = {"news", "tickets", "sensors"}
 
 
 @pytest.mark.parametrize("in_scoring_workers", [True, False])
-def test_a_scoring_worker_runs_the_alert_agents_unless_alerting_runs_apart(
+def test_a_scoring_worker_alerts_unless_alerting_runs_apart(
     tmp_path: Path, in_scoring_workers: bool
 ) -> None:
     settings = isolated_settings(tmp_path, alerts={"in_scoring_workers": in_scoring_workers})
-    agents, tables = agents_and_tables(settings, ("news",))
-    # Scoring itself is the scoring consumer's; a scoring worker joins feedback labels too.
-    assert agents == {"feedback"} | (ALERTING if in_scoring_workers else set())
-    assert tables == (STATE if in_scoring_workers else set())
-    # A worker without models (``signalyard alerts worker``) runs the alert agents either way.
-    assert agents_and_tables(settings, ()) == (ALERTING, STATE)
+    # A scoring worker joins feedback labels too.
+    assert consumers(settings, ("news",)) == (ALL if in_scoring_workers else set(), True)
+    # A worker without models (``signalyard alerts worker``) alerts either way.
+    assert consumers(settings, ()) == (ALL, False)
 
 
-def test_domains_without_rules_get_no_alert_agent(tmp_path: Path) -> None:
+def test_domains_without_rules_get_no_alerting(tmp_path: Path) -> None:
     rules = tmp_path / "alerts.toml"
     rules.write_text(
         '[[rules]]\nname = "streak"\ndomain = "sensors"\nkind = "consecutive"\n'
@@ -61,4 +60,4 @@ def test_domains_without_rules_get_no_alert_agent(tmp_path: Path) -> None:
         'severity = "critical"\ncooldown = "1h"\n'
     )
     settings = isolated_settings(tmp_path, alerts={"rules_file": str(rules)})
-    assert agents_and_tables(settings, ()) == ({"alerts-sensors"}, {"alert-state-sensors"})
+    assert consumers(settings, ()) == ({"sensors"}, False)

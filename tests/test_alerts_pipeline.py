@@ -1,4 +1,4 @@
-"""Alert agents end to end: real broker, alert worker processes, embedded ClickHouse.
+"""Alerting end to end: real broker, alert worker processes, embedded ClickHouse.
 
 No models: crafted scored results with known event times go straight onto the scored topics,
 and the alerts they must fire are known in advance (``tests/test_alert_rules.py`` proves the
@@ -41,7 +41,7 @@ from signalyard.settings import DOMAINS, Settings, TopicSettings
 from streams.alerting.alert import alert_id
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_REASON, kind_from_headers
-from streams.groups import COORDINATOR_NOT_READY
+from streams.groups import COORDINATOR_NOT_READY, wait_until_stable
 from streams.producer import produce
 from streams.results import ENTITY_COLUMNS
 from streams.schemas import ScoredResult
@@ -126,8 +126,13 @@ def _lag_or_unknown(settings: Settings, group: str) -> int | None:
 
 
 def wait_until_consumed(settings: Settings, worker: AlertWorker) -> None:
+    """Until the worker alone holds the scored partitions and its Faust app has joined its
+    group (so it is up: a stop does not come mid start-up), and every result is committed."""
+    group = f"{worker.app_id}-alerts"
+    for member_of in (group, worker.app_id):
+        assert asyncio.run(wait_until_stable(settings.kafka, member_of, 1, WAIT_S)), worker.tail()
     deadline = time.monotonic() + WAIT_S
-    while _lag_or_unknown(settings, worker.app_id) != 0:
+    while _lag_or_unknown(settings, group) != 0:
         assert worker.process.poll() is None, worker.tail()
         assert time.monotonic() < deadline, f"results left unconsumed\n{worker.tail()}"
         time.sleep(0.5)
@@ -285,17 +290,6 @@ def interleave(streams: dict[str, list]) -> list:
     return [result for step in zip(*streams.values(), strict=True) for result in step]
 
 
-# Known bug, open: a restarted alert worker sometimes never commits again (lag unchanged; the
-# test waits in vain), about half the runs on a quiet machine. One mechanism seen in Faust's
-# own state: the group's commit stuck at offset C while Faust's acked offsets start far above
-# C and its read offset is at the end: after the rebalance's recovery seeks back to C, the
-# rest of a batch fetched before the seek is still handed out, moving Faust's read offset past
-# the messages the seek was to read again; those are dropped as already read and never acked,
-# so the commit stays behind the gap. Two guards were tried and reverted: discarding the rest
-# of such a batch lost the records fetched during the seek; skipping records at or above the
-# consumer's position still failed 1 run in 3, so there is more to it. Not strict: it passes
-# when the race does not happen, and must not be counted as proof of the guarantee until fixed.
-@pytest.mark.xfail(strict=False, reason="restarted alert worker can stall after a SIGKILL")
 def test_restarts_neither_lose_nor_repeat_alerts(kafka: Settings, alert_workers: NewWorker) -> None:
     """SIGKILL mid-stream, then SIGTERM: every alert arrives, each under one id, once in
     ClickHouse; cool-downs and windows carry over the restarts through the changelog."""
@@ -318,7 +312,8 @@ def test_restarts_neither_lose_nor_repeat_alerts(kafka: Settings, alert_workers:
 
     async def feed_and_kill(worker_name: str) -> tuple[int, AlertWorker]:
         worker = alert_workers(worker_name).start()
-        feeding = asyncio.create_task(send(settings, "sensors", interleave(first), rate=300))
+        # Slow enough that the worker cannot be done before a quarter of the alerts are out.
+        feeding = asyncio.create_task(send(settings, "sensors", interleave(first), rate=100))
         deadline = time.monotonic() + WAIT_S
         seen = 0
         while seen < len(expected) // 4 and time.monotonic() < deadline:
@@ -330,6 +325,8 @@ def test_restarts_neither_lose_nor_repeat_alerts(kafka: Settings, alert_workers:
 
     seen, killed = asyncio.run(feed_and_kill("killed"))
     assert len(expected) // 4 <= seen < len(expected), (seen, len(expected), killed.tail())
+    # Results the killed worker left are the restarted one's: the kill came mid-stream.
+    assert _lag_or_unknown(settings, f"{killed.app_id}-alerts") != 0
 
     restarted = alert_workers("restarted").start()
     wait_until_consumed(settings, restarted)

@@ -31,3 +31,33 @@ def test_a_revoked_partition_is_forgotten() -> None:
     tracker.forget([A])
     assert tracker.to_commit() == {B: 8}
     assert tracker.committed_offset(A) is None
+
+
+def test_the_commit_passes_markers_once_every_record_read_is_delivered() -> None:
+    tracker = CommitTracker()
+    # Records 0-4 read, then an aborted transaction and its marker: the position is 9.
+    batch = tracker.register({A: 4})
+    assert not tracker.read(A, 9, last_offset=4)
+    assert tracker.to_commit() == {}  # record 4 is still being scored
+    tracker.delivered(batch)
+    assert tracker.to_commit() == {A: 9}  # past the marker: the partition's lag is 0
+    tracker.committed({A: 9})
+    # A fetch that brings only another marker moves the commit point by itself.
+    assert tracker.read(A, 11, last_offset=None)
+    assert tracker.to_commit() == {A: 11}
+
+
+def test_records_read_but_not_yet_batched_hold_the_commit_back() -> None:
+    tracker = CommitTracker()
+    tracker.delivered(tracker.register({A: 4}))
+    # Records 5-7 are in the micro-batcher, not in a registered batch yet.
+    assert not tracker.read(A, 10, last_offset=7)
+    assert tracker.to_commit() == {A: 5}
+    tracker.delivered(tracker.register({A: 7}))
+    assert tracker.to_commit() == {A: 10}
+
+
+def test_a_partition_with_nothing_but_markers_commits_its_position() -> None:
+    tracker = CommitTracker()
+    assert tracker.read(B, 3, last_offset=None)
+    assert tracker.to_commit() == {B: 3}

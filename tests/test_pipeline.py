@@ -287,12 +287,13 @@ def test_two_workers_split_the_partitions_and_score_every_event_once(
         for home, name in zip(homes, ("one", "two"), strict=True)
     ]
     for worker in pair:
-        # Workers as deployed, alert tables included: the tables' recovery after the rebalance
-        # is the window in which Faust drops messages in flight (see streams/offsets.py).
+        # Workers as deployed, alerting included: its state is restored on every rebalance.
         worker.env["SIGNALYARD_ALERTS__IN_SCORING_WORKERS"] = "true"
         worker.start("sensors")
     pipeline = settings.pipeline.model_copy(update={"app_id": app_id})
-    for group in (pipeline.scoring_group, app_id):  # the raw topics', the alert agents'
+    # The raw topics', alerting's, and the Faust app's (up last: a stop must not come mid
+    # start-up, which Faust may not survive).
+    for group in (pipeline.scoring_group, f"{app_id}-alerts", app_id):
         assert asyncio.run(wait_until_stable(settings.kafka, group, members=2, timeout_s=WAIT_S))
 
     records = synthetic("sensors", 3000, seed=33)

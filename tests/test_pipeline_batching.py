@@ -13,7 +13,7 @@ from streams.monitor import LiveStats, percentile
 from streams.results import scored_result
 from streams.schemas import NewsEvent
 from streams.synthetic import World, events
-from streams.validation import Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_event
 
 
 def test_a_batch_closes_when_full_without_waiting() -> None:
@@ -139,7 +139,7 @@ def test_the_synthetic_world_is_seeded_valid_and_breaks_the_requested_fraction()
     bad = 0
     for key, value in first:
         try:
-            event = parse_event("sensors", value, 65536)
+            event = parse_event("sensors", value, EventLimits(65536))
         except Rejected:
             bad += 1
             continue
@@ -147,4 +147,4 @@ def test_the_synthetic_world_is_seeded_valid_and_breaks_the_requested_fraction()
     assert 120 <= bad <= 280
     for domain in ("news", "tickets"):
         for _, value in itertools.islice(events(World(seed=1), domain), 300):
-            parse_event(domain, value, 65536)
+            parse_event(domain, value, EventLimits(65536))

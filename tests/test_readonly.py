@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from signalyard.cli import main
+from signalyard.settings import QuerySettings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
-from sinks.readonly import QueryError, read_statement
+from sinks.readonly import QueryError, read_statement, run_read_only
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,57 @@ def test_sql_opens_a_store_no_worker_holds(
     monkeypatch.setenv("SIGNALYARD_PIPELINE__WEB_PORT", str(port))
     main(["sql", "SELECT event_id, label FROM feedback", "--format", "csv"])
     assert capsys.readouterr().out == "event_id,label\ne1,up\n"
+
+
+LIMITS = QuerySettings(
+    max_execution_time_s=30,
+    max_memory_usage_bytes=1 << 30,
+    max_rows_to_read=10_000_000,
+    max_bytes_to_read=1 << 33,
+    max_result_rows=1000,
+    max_result_bytes=1 << 27,
+)
+
+
+@pytest.mark.parametrize(
+    ("sql", "limits", "error"),
+    [
+        # The 30-million-row answer that grew a worker to 13 GB: refused by ClickHouse.
+        ("SELECT number, toString(number) FROM numbers(30000000)", LIMITS, "max_rows_to_read"),
+        ("SELECT number FROM numbers(5000)", LIMITS, "Limit for result exceeded"),
+        (
+            "SELECT groupArray(toString(number)) FROM numbers(5000000)",
+            LIMITS.model_copy(update={"max_memory_usage_bytes": 50_000_000}),
+            "memory limit exceeded",
+        ),
+        (
+            "SELECT number FROM numbers(100) WHERE sleepEachRow(0.03) = 0",
+            LIMITS.model_copy(update={"max_execution_time_s": 1}),
+            "TIMEOUT_EXCEEDED",
+        ),
+    ],
+)
+def test_a_query_over_a_limit_fails_with_clickhouse_s_error_in_one_line(
+    tmp_path: Path, sql: str, limits: QuerySettings, error: str
+) -> None:
+    client = connect(f"chdb://{tmp_path / 'clickhouse'}")
+    try:
+        assert len(run_read_only(client, "SELECT number FROM numbers(1000)", limits).rows) == 1000
+        with pytest.raises(QueryError) as refused:
+            run_read_only(client, sql, limits)
+    finally:
+        client.close()
+    assert error.lower() in str(refused.value).lower()
+    assert "\n" not in str(refused.value)
+
+
+def test_the_limits_are_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path))
+    monkeypatch.setenv("SIGNALYARD_QUERIES__MAX_RESULT_ROWS", "10")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sql", "SELECT number FROM numbers(11)"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert "Limit for result exceeded, max rows: 10" in err and "\n" not in err

@@ -258,7 +258,11 @@ def produce_at(settings: Settings, domain: Domain, records: list[tuple[int, int,
 
 
 def synthetic(domain: Domain, count: int, seed: int) -> list[bytes]:
-    return [value for _, value in islice(events(World(seed=seed), domain), count)]
+    """Events whose times start two minutes before ``recent_minute``: no later than the Kafka
+    timestamps they are given here, as the pipeline's bound on event time requires."""
+    world = World(seed=seed)
+    world.clock = datetime.fromtimestamp(recent_minute() / 1000, UTC) - timedelta(minutes=2)
+    return [value for _, value in islice(events(world, domain), count)]
 
 
 def event_id(value: bytes) -> str:

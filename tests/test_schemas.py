@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,9 +11,9 @@ from signalyard.settings import Domain
 from streams.deadletter import HEADER_KIND, HEADER_REASON, DeadLetter, kind_from_headers
 from streams.results import event_row, model_input
 from streams.schemas import NewsEvent, SensorEvent, TicketEvent
-from streams.validation import Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_event
 
-LIMIT = 65536
+LIMIT = EventLimits(65536)
 NEWS = {
     "id": "n-1",
     "ts": "2024-05-01T10:00:00Z",
@@ -48,9 +48,11 @@ def encode(event: dict) -> bytes:
     return json.dumps(event).encode()
 
 
-def rejected(domain: Domain, payload: bytes, limit: int = LIMIT) -> Rejected:
+def rejected(
+    domain: Domain, payload: bytes, limits: EventLimits = LIMIT, arrival: datetime | None = None
+) -> Rejected:
     with pytest.raises(Rejected) as caught:
-        parse_event(domain, payload, limit)
+        parse_event(domain, payload, limits, arrival)
     return caught.value
 
 
@@ -125,8 +127,8 @@ def test_bad_events_are_rejected_with_a_reason(
 
 def test_payloads_over_the_limit_are_rejected_unread() -> None:
     payload = encode({**NEWS, "body": "x" * 2000})
-    assert parse_event("news", payload, len(payload)).id == "n-1"
-    error = rejected("news", payload, limit=len(payload) - 1)
+    assert parse_event("news", payload, EventLimits(len(payload))).id == "n-1"
+    error = rejected("news", payload, EventLimits(len(payload) - 1))
     assert error.kind == "too large"
     assert str(error) == f"payload of {len(payload)} bytes exceeds the limit of {len(payload) - 1}"
 
@@ -154,3 +156,59 @@ def test_a_dead_letter_keeps_the_original_bytes_and_says_where_and_why() -> None
     assert headers[HEADER_REASON] == b"not JSON: EOF" and headers[HEADER_KIND] == b"not JSON"
     assert kind_from_headers(letter.headers()) == "not JSON"
     assert letter.row()["payload"] == b'{"id": ' and letter.row()["offset"] == 41
+
+
+@pytest.mark.parametrize(
+    ("domain", "payload", "key"),
+    [
+        (
+            "tickets",
+            b'{"id": "t-1", "ts": "2024-05-01T10:00:00Z", "customer_id": "c-1", "channel": "web",'
+            b' "text": "my card", "customer_id": "c-2"}',
+            '"customer_id"',
+        ),
+        ("news", encode(NEWS)[:-1] + b', "meta": {"a": 1, "a": 2}}', '"a"'),
+        ("sensors", encode(SENSOR)[:-1] + b', "x": [{"k": 1, "k\\u00e9": 2, "k": 3}]}', '"k"'),
+        ("sensors", encode(SENSOR)[:-1] + b', "id": "s-1"}', '"id"'),
+    ],
+)
+def test_a_repeated_key_at_any_depth_is_rejected_and_named(
+    domain: Domain, payload: bytes, key: str
+) -> None:
+    error = rejected(domain, payload)
+    assert error.kind == "repeated key"
+    assert str(error) == f"key {key} appears more than once in an object"
+
+
+def test_equal_keys_in_different_objects_are_fine() -> None:
+    payload = encode({**NEWS, "meta": {"id": "x", "ts": 1}, "more": [{"id": 1}, {"id": 2}]})
+    assert parse_event("news", payload, LIMIT).id == "n-1"
+
+
+ARRIVAL = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("domain", ["news", "tickets", "sensors"])
+def test_an_event_time_far_from_its_arrival_is_rejected(domain: Domain) -> None:
+    future = encode({**VALID[domain], "ts": "2199-01-01T00:00:00Z"})
+    error = rejected(domain, future, arrival=ARRIVAL)
+    assert error.kind == "bad event time"
+    assert "ahead of the record's Kafka timestamp" in str(error)
+    assert "pipeline.max_future_skew_s" in str(error)
+    stale = encode({**VALID[domain], "ts": "2024-04-01T10:00:00Z"})
+    error = rejected(domain, stale, arrival=ARRIVAL)
+    assert "30 days before the record's Kafka timestamp" in str(error)
+    # Beyond what the store's DateTime64 holds, even without an arrival time to compare with.
+    for far in ("1850-01-01T00:00:00Z", "2999-01-01T00:00:00Z"):
+        error = rejected(domain, encode({**VALID[domain], "ts": far}))
+        assert error.kind == "bad event time" and "outside what the store holds" in str(error)
+
+
+def test_the_future_skew_is_a_setting() -> None:
+    ahead = encode({**NEWS, "ts": "2024-05-01T10:04:00Z"})  # four minutes ahead
+    assert parse_event("news", ahead, LIMIT, ARRIVAL).id == "n-1"
+    strict = EventLimits(65536, max_future_skew=timedelta(minutes=1))
+    assert "240 s ahead" in str(rejected("news", ahead, strict, ARRIVAL))
+    loose = EventLimits(65536, max_age=timedelta(days=60))
+    stale = encode({**NEWS, "ts": "2024-04-01T10:00:00Z"})
+    assert parse_event("news", stale, loose, ARRIVAL).id == "n-1"

@@ -15,7 +15,7 @@ from rich.markup import escape
 from signalyard.cli.provision import provision
 from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from streams.alerting.rules import SEVERITIES, Severity, load_rules
-from streams.connection import aiokafka_options
+from streams.connection import consumer_options
 from streams.topics import provision_topics
 
 SEVERITY_STYLES = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
@@ -56,7 +56,11 @@ async def _tail(
     [topic] = await provision_topics(settings.kafka, [settings.topics.alerts])
     partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
     # No group: a reader that commits nothing and never takes partitions from anyone.
-    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka), enable_auto_commit=False)
+    # The reset matches the seek below, so that a late reset cannot undo the seek.
+    reset = "earliest" if from_beginning else "latest"
+    consumer = AIOKafkaConsumer(
+        **consumer_options(settings.kafka), enable_auto_commit=False, auto_offset_reset=reset
+    )
     console = Console(highlight=False, soft_wrap=True)
     await consumer.start()
     try:
@@ -110,7 +114,7 @@ def _figure(value: object) -> str:
     show_default=True,
 )
 def worker(loglevel: str) -> None:
-    """Run only the alert agents (no models) on the scored topics, until stopped.
+    """Run only alerting (no models) on the scored topics, until stopped.
 
     For alerting apart from scoring: set SIGNALYARD_ALERTS__IN_SCORING_WORKERS=false for the
     scoring workers, and give these workers their own SIGNALYARD_PIPELINE__APP_ID (workers of

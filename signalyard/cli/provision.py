@@ -18,7 +18,7 @@ console = Console()
 
 def provision(settings: Settings) -> None:
     """Create every topic and table the system reads or writes; safe to run again."""
-    from streams.alerting.agent import state_changelogs  # Faust: only when provisioning
+    from streams.alerting.consumer import state_changelogs  # aiokafka: only when provisioning
 
     topics = settings.topics.all() + state_changelogs(settings)
     states = asyncio.run(provision_topics(settings.kafka, topics))

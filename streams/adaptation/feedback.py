@@ -7,8 +7,9 @@ A label may arrive before its event is scored and stored (``signalyard feedback 
 publishes both at once), so a label whose event is missing is looked up again until
 ``adaptation.event_wait_s`` has passed; then it is dead-lettered as an unknown event id.
 
-Labels are read in micro-batches (one store lookup per batch) and acked only after their rows
-and dead letters are written, like the scoring agents.
+Labels are read by ``FeedbackConsumer`` in the group ``<app_id>-feedback``, a fetch at a
+time (one store lookup per fetch), and committed only after their rows and dead letters are
+written (``streams.group_consumer``).
 """
 
 from __future__ import annotations
@@ -21,26 +22,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import EventT, StreamT
 from pydantic import ValidationError
 
-from signalyard.settings import Domain
+from signalyard.settings import Domain, KafkaSettings
 from sinks.readonly import ReadOnlyStore, sql_list
 from streams.adaptation.messages import FeedbackLabel, known_labels
-from streams.agents import Send, exit_on_failure, source_record
-from streams.batching import MicroBatcher
+from streams.agents import Send
 from streams.deadletter import DeadLetter
+from streams.group_consumer import Fetched, GroupConsumer
 from streams.observability.metrics import PipelineMetrics
-from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter
+from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter, from_consumer_record
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
-from streams.validation import Rejected, describe
+from streams.validation import Rejected, describe, reject_repeated_keys
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_TABLE = "feedback"
 BATCH_SIZE = 500
-BATCH_WAIT_S = 0.2
 LOOKUP_INTERVAL_S = 1.0
 
 # Event table columns, named as the event schema's fields, so a stored row parses back into the
@@ -89,6 +88,8 @@ def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
 
 
 class FeedbackAgent:
+    """Joins labels to their stored events; ``handle`` takes a batch of label records."""
+
     def __init__(
         self,
         scorers: Mapping[Domain, ScorerHolder],
@@ -108,25 +109,6 @@ class FeedbackAgent:
         self.deadletter_topic = deadletter_topic
         self.event_wait_s = event_wait_s
         self.clock = clock
-
-    async def run(self, stream: StreamT) -> None:
-        """The Faust agent body."""
-        stream = stream.noack()
-        batcher: MicroBatcher[EventT] = MicroBatcher(BATCH_SIZE, BATCH_WAIT_S)
-        joining = asyncio.create_task(self._join(batcher, stream), name="feedback")
-        joining.add_done_callback(exit_on_failure)
-        try:
-            async for event in stream.events():
-                await batcher.put(event)
-        finally:
-            joining.cancel()
-
-    async def _join(self, batcher: MicroBatcher[EventT], stream: StreamT) -> None:
-        while True:
-            events = await batcher.next_batch()
-            await self.handle([source_record(event) for event in events])
-            for event in events:
-                await stream.ack(event)
 
     async def handle(self, records: Sequence[SourceRecord]) -> None:
         """Write the batch's feedback rows and dead letters; returns once both are stored."""
@@ -166,8 +148,11 @@ class FeedbackAgent:
     def _parse(self, record: SourceRecord) -> FeedbackLabel:
         try:
             label = FeedbackLabel.model_validate_json(record.value or b"")
+            reject_repeated_keys((record.value or b"").decode("utf-8"))
         except ValidationError as error:
             raise ValueError(f"not a feedback label: {describe(error)}") from None
+        except Rejected as repeated:
+            raise ValueError(f"not a feedback label: {repeated}") from None
         holder = self.scorers.get(label.domain)
         if holder is None:
             raise ValueError(f"this worker does not score {label.domain} events")
@@ -210,3 +195,20 @@ def _row(label: FeedbackLabel, stored: StoredEvent, written_at: datetime) -> dic
         "input": stored.input,
         "event_ts": datetime.fromisoformat(stored.event_ts),
     }
+
+
+class FeedbackConsumer(GroupConsumer):
+    """Reads ``feedback.labels`` in the group ``<app_id>-feedback`` into ``FeedbackAgent``."""
+
+    max_records = BATCH_SIZE
+
+    def __init__(
+        self, agent: FeedbackAgent, kafka: KafkaSettings, app_id: str, topic: str,
+        session_timeout_s: float, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(kafka, f"{app_id}-feedback", [topic], session_timeout_s, **kwargs)
+        self.agent = agent
+
+    async def handle(self, fetched: Fetched) -> None:
+        records = [from_consumer_record(r) for batch in fetched.values() for r in batch]
+        await self.agent.handle(records)

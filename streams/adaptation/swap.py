@@ -26,7 +26,7 @@ from models.base import Scorer
 from models.registry import Registry
 from signalyard.settings import Domain, KafkaSettings, TopicSettings
 from streams.adaptation.messages import ModelUpdate
-from streams.connection import aiokafka_options
+from streams.connection import consumer_options
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder
 
@@ -57,7 +57,7 @@ class ModelWatcher:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            **aiokafka_options(self.kafka), group_id=None, enable_auto_commit=False
+            **consumer_options(self.kafka), group_id=None, enable_auto_commit=False
         )
         await consumer.start()
         partitions = [TopicPartition(self.topic.name, p) for p in range(self.topic.partitions)]

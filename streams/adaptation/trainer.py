@@ -31,7 +31,7 @@ from signalyard.settings import Domain, Settings
 from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
-from streams.connection import aiokafka_options
+from streams.connection import aiokafka_options, consumer_options
 from streams.processor import dead_letter, from_consumer_record
 from streams.validation import Rejected, describe
 
@@ -63,7 +63,7 @@ class Trainer:
         settings = self.settings
         consumer = AIOKafkaConsumer(
             settings.topics.retrain_requests.name,
-            **aiokafka_options(settings.kafka),
+            **consumer_options(settings.kafka),
             group_id=f"{settings.pipeline.app_id}-trainer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

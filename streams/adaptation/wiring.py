@@ -1,8 +1,8 @@
 """What a scoring worker runs for domain adaptation, besides scoring:
 
-* the feedback agent on ``feedback.labels`` (``feedback.py``);
-* the retrain-trigger check, on the group's leader only (``triggers.py``);
-* the model watcher on ``model.updates`` (``swap.py``).
+* the feedback consumer on ``feedback.labels`` (``feedback.py``);
+* the model watcher on ``model.updates`` (``swap.py``);
+* the retrain-trigger check, on the Faust app's leader only (``triggers.py``).
 
 A worker without scorers (``signalyard alerts worker``) runs none of them.
 """
@@ -10,57 +10,82 @@ A worker without scorers (``signalyard alerts worker``) runs none of them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING
 
 import faust
-from faust.types import StreamT
 
 from models.loading import load_version
 from models.registry import Registry
-from signalyard.settings import Settings
-from streams.adaptation.feedback import FeedbackAgent
+from signalyard.settings import Domain, Settings
+from sinks.readonly import ReadOnlyStore
+from streams.adaptation.feedback import FeedbackAgent, FeedbackConsumer
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.swap import ModelWatcher
 from streams.adaptation.triggers import TriggerCheck
-from streams.agents import producer_send
-
-if TYPE_CHECKING:  # streams.app adds these to its app
-    from streams.app import ScoringRuntime
+from streams.agents import SharedProducer
+from streams.observability.metrics import PipelineMetrics
+from streams.processor import ScorerHolder, Sink
 
 log = logging.getLogger(__name__)
 
 
-def add_adaptation(app: faust.App, settings: Settings, runtime: ScoringRuntime) -> None:
-    if not runtime.scorers:
-        return
-    registry = Registry(settings.models_dir)
-
-    send = producer_send(app)
-    feedback = FeedbackAgent(
-        scorers=runtime.scorers,
-        store=runtime.store,
-        send=send,
-        sink=runtime.sink,
+def feedback_consumer(
+    settings: Settings,
+    scorers: Mapping[Domain, ScorerHolder],
+    store: ReadOnlyStore,
+    sink: Sink,
+    producer: SharedProducer,
+    metrics: PipelineMetrics,
+) -> FeedbackConsumer:
+    agent = FeedbackAgent(
+        scorers=scorers,
+        store=store,
+        send=producer.send,
+        sink=sink,
         deadletter_topic=settings.topics.deadletter.name,
         event_wait_s=settings.adaptation.event_wait_s,
-        metrics=runtime.metrics,
+        metrics=metrics,
     )
-    labels = app.topic(settings.topics.feedback_labels.name, key_type=bytes, value_type=bytes)
+    return FeedbackConsumer(
+        agent,
+        settings.kafka,
+        settings.pipeline.app_id,
+        settings.topics.feedback_labels.name,
+        settings.pipeline.session_timeout_s,
+    )
 
-    async def join_feedback(stream: StreamT) -> None:
-        await feedback.run(stream)
 
-    app.agent(labels, name="feedback")(join_feedback)
+def model_watcher(
+    settings: Settings, scorers: Mapping[Domain, ScorerHolder], metrics: PipelineMetrics
+) -> ModelWatcher:
+    return ModelWatcher(
+        settings.kafka,
+        settings.topics.model_updates,
+        scorers,
+        Registry(settings.models_dir),
+        partial(load_version, settings),
+        metrics,
+    )
+
+
+def add_retrain_triggers(
+    app: faust.App,
+    settings: Settings,
+    scorers: Mapping[Domain, ScorerHolder],
+    store: ReadOnlyStore,
+    sink: Sink,
+    producer: SharedProducer,
+) -> None:
+    """Check the triggers every ``adaptation.check_interval_s`` on the app's leader."""
 
     async def request(retrain: RetrainRequest) -> None:
         key, value = retrain.record()
-        ack = await send(settings.topics.retrain_requests.name, key, value, None)
+        ack = await producer.send(settings.topics.retrain_requests.name, key, value, None)
         await ack
 
-    check = TriggerCheck(
-        settings.adaptation, runtime.scorers, registry, runtime.store, runtime.sink, request
-    )
+    registry = Registry(settings.models_dir)
+    check = TriggerCheck(settings.adaptation, scorers, registry, store, sink, request)
 
     @app.timer(settings.adaptation.check_interval_s, on_leader=True)
     async def check_triggers() -> None:
@@ -69,12 +94,3 @@ def add_adaptation(app: faust.App, settings: Settings, runtime: ScoringRuntime) 
         except Exception:
             # A store that is busy or restarting must not stop scoring; the next tick retries.
             log.exception("retrain-trigger check failed")
-
-    runtime.watcher = ModelWatcher(
-        settings.kafka,
-        settings.topics.model_updates,
-        runtime.scorers,
-        registry,
-        partial(load_version, settings),
-        runtime.metrics,
-    )

@@ -11,7 +11,13 @@ anyway for the evidence (their event ids).
 Folding is idempotent: a result whose event id the state already holds changes nothing and
 fires nothing, so replaying events after a crash, when the stored state may already include
 them, neither counts them twice nor fires twice. A result older than the longest window before
-the newest one seen is too late to matter and is ignored the same way.
+the entity's watermark is too late to matter and is ignored the same way.
+
+The watermark is the newest event time seen, but no result moves it past the time it arrived
+(its record's Kafka timestamp, when the caller knows it): an event stamped years ahead by a
+bad clock would otherwise make every correctly-timed result after it "too late", silencing the
+entity for good. Such an event stays in the state, outside every window of the results that
+follow, and a rule it fires cools down from its arrival, not from its stamp.
 """
 
 from __future__ import annotations
@@ -45,11 +51,13 @@ class Observation:
 class EntityState:
     seen: tuple[Observation, ...] = ()  # ordered by event time, arrival order among equals
     fired: dict[str, int] = field(default_factory=dict)  # rule name -> event time ms
+    watermark_ms: int | None = None  # None: nothing seen yet
 
     def to_json(self) -> dict[str, Any]:
         return {
             "seen": [[o.event_id, o.ts_ms, o.values] for o in self.seen],
             "fired": self.fired,
+            "watermark": self.watermark_ms,
         }
 
     @classmethod
@@ -57,7 +65,9 @@ class EntityState:
         if not data:
             return cls()
         seen = tuple(Observation(i, t, v) for i, t, v in data["seen"])
-        return cls(seen=seen, fired=dict(data["fired"]))
+        # States written before the watermark was kept: the newest event time seen.
+        watermark = data.get("watermark", seen[-1].ts_ms if seen else None)
+        return cls(seen=seen, fired=dict(data["fired"]), watermark_ms=watermark)
 
 
 @dataclass(frozen=True)
@@ -75,16 +85,24 @@ class _Finding:
 
 
 def evaluate(
-    domain: Domain, rules: Sequence[Rule], state: EntityState, result: ScoredResult
+    domain: Domain,
+    rules: Sequence[Rule],
+    state: EntityState,
+    result: ScoredResult,
+    arrival: datetime | None = None,
 ) -> Outcome:
-    """Fold ``result`` into its entity's ``state``; every rule must be of ``domain``."""
+    """Fold ``result`` into its entity's ``state``; every rule must be of ``domain``.
+
+    ``arrival``: when the result's record reached Kafka; an event time after it does not move
+    the watermark further (None: the event time is trusted)."""
     now = _ms(result.ts)
     if any(o.event_id == result.event_id for o in state.seen):
         return Outcome(state, [], changed=False)
     horizon = max(_ms_of(rule.window) for rule in rules)
-    newest = max([now, *(o.ts_ms for o in state.seen[-1:])])
-    if now <= newest - horizon:
+    if state.watermark_ms is not None and now <= state.watermark_ms - horizon:
         return Outcome(state, [], changed=False)
+    arrived = now if arrival is None else min(now, _ms(arrival))
+    newest = max(arrived, state.watermark_ms if state.watermark_ms is not None else arrived)
 
     fields = sorted({name for rule in rules for name in rule.fields()})
     observation = Observation(result.event_id, now, {f: getattr(result, f) for f in fields})
@@ -100,9 +118,9 @@ def evaluate(
         window = [o for o in seen if start < o.ts_ms <= now]
         finding = _assess(rule, window)
         last = fired.get(rule.name)
-        cooling = last is not None and now - last < _ms_of(rule.cooldown)
+        cooling = last is not None and arrived - last < _ms_of(rule.cooldown)
         if finding.fires and len(window) >= rule.min_count and not cooling:
-            fired[rule.name] = now
+            fired[rule.name] = arrived
             alerts.append(_alert(domain, rule, entity, result, start, finding))
     # Fire times matter only while they can still silence their rule.
     cooldowns = {rule.name: _ms_of(rule.cooldown) for rule in rules}
@@ -111,7 +129,7 @@ def evaluate(
         for name, at in fired.items()
         if name in cooldowns and newest - at < cooldowns[name]
     }
-    return Outcome(EntityState(tuple(seen), fired), alerts, changed=True)
+    return Outcome(EntityState(tuple(seen), fired, newest), alerts, changed=True)
 
 
 def _assess(rule: Rule, window: list[Observation]) -> _Finding:

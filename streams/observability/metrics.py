@@ -9,18 +9,16 @@ copied on every event.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
 
-import faust
-from faust.exceptions import ConsumerNotStarted
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from streams.processor import PreparedBatch
-
-if TYPE_CHECKING:  # the runtime owns the metrics
-    from streams.app import ScoringRuntime
+from signalyard.settings import Domain
+from sinks.readonly import ReadOnlyStore
+from streams.processor import PreparedBatch, ScorerHolder
 
 # Micro-batches hold 1 to max_batch_size (at most 4096) events.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -97,12 +95,40 @@ class PipelineMetrics:
             observe(since_scored + result.latency_ms / 1000)
 
 
-class WorkerCollector:
-    """Gauges read at scrape time from the Faust app, the scoring consumer and the runtime."""
+class PartitionReader(Protocol):
+    """A consumer of the worker's, as metrics see it."""
 
-    def __init__(self, app: faust.App, runtime: ScoringRuntime) -> None:
-        self.app = app
-        self.runtime = runtime
+    def assignment(self) -> set[TopicPartition]: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+    def committed_offset(self, partition: TopicPartition) -> int | None: ...
+
+
+class SinkStatus(Protocol):
+    connected: bool
+    pending_rows: int
+    retries: int
+    inserts: int
+
+
+class WorkerView(Protocol):
+    """What the metrics and the web views read of a running worker."""
+
+    metrics: PipelineMetrics
+    sink: SinkStatus
+    store: ReadOnlyStore
+    scorers: Mapping[Domain, ScorerHolder]
+
+    @property
+    def readers(self) -> Sequence[PartitionReader]:
+        """The worker's consumers, the one it exists for (scoring, else alerts) first."""
+        ...
+
+
+class WorkerCollector:
+    """Gauges read at scrape time from the worker's consumers, sink and scorers."""
+
+    def __init__(self, worker: WorkerView) -> None:
+        self.worker = worker
 
     def collect(self) -> Iterator[Metric]:
         yield self._lag()
@@ -111,10 +137,10 @@ class WorkerCollector:
             "The live model of each domain (value 1)",
             labels=["domain", "model_name", "version"],
         )
-        for domain, holder in self.runtime.scorers.items():
+        for domain, holder in self.worker.scorers.items():
             versions.add_metric([domain, holder.current.model_name, holder.current.version], 1)
         yield versions
-        sink = self.runtime.sink
+        sink = self.worker.sink
         yield GaugeMetricFamily(
             "signalyard_sink_pending_rows",
             "Rows accepted by the ClickHouse sink and not yet inserted (queue depth)",
@@ -129,7 +155,7 @@ class WorkerCollector:
         yield GaugeMetricFamily(
             "signalyard_ready",
             "1 once partitions are assigned and the sink is connected",
-            value=float(is_ready(self.app, self.runtime)),
+            value=float(is_ready(self.worker)),
         )
 
     def _lag(self) -> Metric:
@@ -144,39 +170,24 @@ class WorkerCollector:
             "Records of a partition not yet committed by this worker's group",
             labels=["topic", "partition"],
         )
-        monitor = self.app.monitor
-        for tp in faust_assigned(self.app):
-            end = monitor.tp_end_offsets.get(tp)
-            if end is not None:
-                committed = monitor.tp_committed_offsets.get(tp) or 0
-                lag.add_metric([tp.topic, str(tp.partition)], max(0, end - committed))
-        scoring = self.runtime.consumer
-        if scoring is not None:
-            for tp in scoring.assignment():
-                end = scoring.highwater(tp)
+        for reader in self.worker.readers:
+            for tp in reader.assignment():
+                end = reader.highwater(tp)
                 if end is not None:
-                    committed = scoring.tracker.committed_offset((tp.topic, tp.partition)) or 0
+                    committed = reader.committed_offset(tp) or 0
                     lag.add_metric([tp.topic, str(tp.partition)], max(0, end - committed))
         return lag
 
 
-def faust_assigned(app: faust.App) -> Sequence[faust.types.TP]:
-    """The partitions of the agents' topics assigned to this worker."""
-    try:
-        return sorted(app.consumer.assignment())
-    except ConsumerNotStarted:
-        return []
+def assigned(worker: WorkerView) -> list[tuple[str, int]]:
+    """Every partition this worker reads now."""
+    return sorted(
+        (tp.topic, tp.partition) for reader in worker.readers for tp in reader.assignment()
+    )
 
 
-def assigned(app: faust.App, runtime: ScoringRuntime) -> list[tuple[str, int]]:
-    """Every partition this worker reads now, raw topics and agents' topics alike."""
-    scoring = runtime.consumer.assignment() if runtime.consumer is not None else set()
-    return sorted((tp.topic, tp.partition) for tp in [*faust_assigned(app), *scoring])
-
-
-def is_ready(app: faust.App, runtime: ScoringRuntime) -> bool:
-    """The sink is connected and the worker has its share: of the raw topics when it scores,
-    else (an alerts worker) of the agents' topics."""
-    if runtime.consumer is not None:
-        return runtime.sink.connected and bool(runtime.consumer.assignment())
-    return runtime.sink.connected and bool(faust_assigned(app))
+def is_ready(worker: WorkerView) -> bool:
+    """The sink is connected and the worker has its share of the partitions of the consumer
+    it exists for: the raw topics when it scores, else (an alerts worker) the scored topics."""
+    readers = worker.readers
+    return worker.sink.connected and bool(readers) and bool(readers[0].assignment())

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from ipaddress import ip_address
-from typing import TYPE_CHECKING
 
 import faust
 from faust.web import Request, Response, View
@@ -20,17 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sinks.readonly import QueryError
 from streams.observability.dashboard import page, panel_data
-from streams.observability.metrics import WorkerCollector, assigned, is_ready
-
-if TYPE_CHECKING:
-    from streams.app import ScoringRuntime
+from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready
 
 
-def add_web_views(app: faust.App, runtime: ScoringRuntime) -> None:
+def add_web_views(app: faust.App, worker: WorkerView) -> None:
     """Register the endpoints above; they are served when the app's web server is on."""
-    registry = runtime.metrics.registry
-    registry.register(WorkerCollector(app, runtime))
-    store = runtime.store
+    registry = worker.metrics.registry
+    registry.register(WorkerCollector(worker))
+    store = worker.store
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
@@ -43,11 +39,11 @@ def add_web_views(app: faust.App, runtime: ScoringRuntime) -> None:
 
     @app.page("/readyz")
     async def readyz(self: View, request: Request) -> Response:
-        ready = is_ready(app, runtime)
+        ready = is_ready(worker)
         state = {
             "ready": ready,
-            "partitions": len(assigned(app, runtime)),
-            "sink_connected": runtime.sink.connected,
+            "partitions": len(assigned(worker)),
+            "sink_connected": worker.sink.connected,
         }
         return self.json(state, status=200 if ready else 503)
 
@@ -63,7 +59,7 @@ def add_web_views(app: faust.App, runtime: ScoringRuntime) -> None:
             return self.json({"error": str(error)}, status=500)
         live = {
             domain: {"model_name": holder.current.model_name, "version": holder.current.version}
-            for domain, holder in runtime.scorers.items()
+            for domain, holder in worker.scorers.items()
         }
         return self.json({"panels": panels, "live_models": live})
 

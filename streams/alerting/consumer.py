@@ -1,0 +1,245 @@
+"""The alert consumer: per domain, windowed rule state per entity, alerts out.
+
+It reads the scored topics of the domains that have rules in the group ``<app_id>-alerts``
+(``streams.group_consumer``: read committed, commit after each handled fetch). Per scored
+partition it keeps each entity's state (``engine.EntityState``: the results within the
+longest window and when each rule last fired) in memory, backed by a compacted changelog topic
+``<app_id>-alert-state-<domain>-changelog`` with as many partitions as the scored topic: an
+entity's state lives on the partition number its results arrive on. For each fetch:
+
+1. every result is folded into its entity's state, in offset order, giving the alerts it
+   fires (its record's Kafka timestamp bounds how far its event time moves the window);
+2. the alerts go to the ``alerts`` topic (keyed by entity) and the ClickHouse ``alerts``
+   table, and both are awaited (a malformed result goes to the dead letters the same way);
+3. the changed states go to the changelog, and are awaited;
+4. the offsets are committed.
+
+What a crash can do, and why nothing is lost or fired twice under a new id:
+
+* before 2 completes: the results are read again and folded on the same state, so they fire
+  the same alerts, with the same ids (a hash of domain, rule, entity and triggering event);
+* between 2 and 3: as above, the same alerts are sent again; ClickHouse collapses them by id
+  (``ReplacingMergeTree``; read with ``FINAL``) and topic subscribers see an id they can drop;
+* after 3, before 4: the restarted member restores the state from the changelog, which
+  already holds the results' event ids, so folding them again changes nothing and fires
+  nothing (``engine.evaluate`` is idempotent per event id).
+
+So alerts are delivered at least once, each alert has one id, and cool-downs survive restarts
+because the time a rule last fired is in the same changelog record as the window state. When
+a partition is assigned, its states are read back from its changelog partition before any of
+its results are folded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from signalyard.settings import DOMAINS, Domain, Settings, TopicSettings
+from streams.agents import Send, SharedProducer
+from streams.alerting.alert import Alert
+from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.rules import Rule, load_rules
+from streams.connection import consumer_options
+from streams.deadletter import DeadLetter
+from streams.group_consumer import Fetched, GroupConsumer
+from streams.processor import Sink, kafka_time
+from streams.results import ENTITY_COLUMNS
+from streams.schemas import SCORE_SCHEMAS
+from streams.validation import describe
+
+ALERTS_TABLE = "alerts"
+RESTORE_FETCH_MS = 500
+
+
+class AlertPublisher:
+    """Alerts to the alerts topic and ClickHouse; returns once both have them."""
+
+    def __init__(self, send: Send, sink: Sink, topic: str, deadletter_topic: str) -> None:
+        self.send = send
+        self.sink = sink
+        self.topic = topic
+        self.deadletter_topic = deadletter_topic
+
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        written_at = datetime.now(UTC)
+        acks = [
+            await self.send(
+                self.topic, alert.entity.encode(), alert.model_dump_json().encode(), None
+            )
+            for alert in alerts
+        ]
+        await asyncio.gather(
+            *acks, self.sink.write(ALERTS_TABLE, [alert.row(written_at) for alert in alerts])
+        )
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        acks = [
+            await self.send(self.deadletter_topic, letter.key, letter.payload, letter.headers())
+            for letter in letters
+        ]
+        await asyncio.gather(*acks, self.sink.write("deadletter", [dl.row() for dl in letters]))
+
+
+def state_changelog(settings: Settings, domain: Domain) -> str:
+    return f"{settings.pipeline.app_id}-alert-state-{domain}-changelog"
+
+
+def state_changelogs(settings: Settings) -> list[TopicSettings]:
+    """The changelog topics of the alert state, to provision before a worker starts."""
+    book = load_rules(settings.rules_path)
+    return [
+        TopicSettings(
+            name=state_changelog(settings, domain),
+            partitions=settings.topics.scored(domain).partitions,
+            retention_ms=-1,
+            cleanup_policy="compact",
+        )
+        for domain in DOMAINS
+        if book.for_domain(domain)
+    ]
+
+
+class AlertConsumer(GroupConsumer):
+    """Folds scored results into entity states and publishes the alerts; see the module doc."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: dict[Domain, list[Rule]],
+        publisher: AlertPublisher,
+        producer: SharedProducer,
+        **kwargs: Any,
+    ) -> None:
+        self.domains = {settings.topics.scored(domain).name: domain for domain in rules}
+        super().__init__(
+            settings.kafka,
+            f"{settings.pipeline.app_id}-alerts",
+            self.domains,
+            settings.pipeline.session_timeout_s,
+            **kwargs,
+        )
+        self.rules = rules
+        self.publisher = publisher
+        self.producer = producer
+        self.changelogs = {domain: state_changelog(settings, domain) for domain in rules}
+        self.states: dict[TopicPartition, dict[str, EntityState]] = {}
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        fresh = [tp for tp in partitions if tp not in self.states]
+        if fresh:
+            restored = await self._restore(fresh)
+            self.states.update(restored)
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp, None)
+
+    async def handle(self, fetched: Fetched) -> None:
+        alerts: list[Alert] = []
+        letters: list[DeadLetter] = []
+        changed: dict[tuple[TopicPartition, str], EntityState] = {}
+        for tp, records in fetched.items():
+            domain = self.domains[tp.topic]
+            states = self.states.setdefault(tp, {})
+            for record in records:
+                arrival = kafka_time(record.timestamp / 1000)
+                try:
+                    result = SCORE_SCHEMAS[domain].model_validate_json(record.value or b"")
+                except ValidationError as error:
+                    letters.append(_dead_letter(record, domain, describe(error), arrival))
+                    continue
+                entity = getattr(result, ENTITY_COLUMNS[domain])
+                state = states.get(entity, EntityState())
+                outcome = evaluate(domain, self.rules[domain], state, result, arrival)
+                alerts.extend(outcome.alerts)
+                if outcome.changed:
+                    states[entity] = outcome.state
+                    changed[(tp, entity)] = outcome.state
+        if alerts:
+            await self.publisher.publish(alerts)
+        if letters:
+            await self.publisher.dead_letter(letters)
+        acks = [
+            await self.producer.producer.send(
+                self.changelogs[self.domains[tp.topic]],
+                json.dumps(state.to_json()).encode(),
+                key=entity.encode(),
+                partition=tp.partition,
+            )
+            for (tp, entity), state in changed.items()
+        ]
+        await asyncio.gather(*acks)
+
+    async def _restore(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, dict[str, EntityState]]:
+        """Each scored partition's entity states, read from its changelog partition."""
+        changelog = {
+            TopicPartition(self.changelogs[self.domains[tp.topic]], tp.partition): tp
+            for tp in partitions
+        }
+        states: dict[TopicPartition, dict[str, EntityState]] = {tp: {} for tp in partitions}
+        # "earliest": with the default "latest", the reset of a freshly assigned partition can
+        # land after the seek to the beginning and skip the whole changelog.
+        reader = AIOKafkaConsumer(
+            **consumer_options(self.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await reader.start()
+        try:
+            reader.assign(list(changelog))
+            await reader.seek_to_beginning(*changelog)
+            ends = await reader.end_offsets(list(changelog))
+            pending = {tp for tp, end in ends.items() if end > 0}
+            while pending:
+                fetched = await reader.getmany(*pending, timeout_ms=RESTORE_FETCH_MS)
+                for tp, records in fetched.items():
+                    target = states[changelog[tp]]
+                    for record in records:
+                        entity = (record.key or b"").decode()
+                        if record.value is None:
+                            target.pop(entity, None)
+                        else:
+                            target[entity] = EntityState.from_json(json.loads(record.value))
+                pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
+        finally:
+            await reader.stop()
+        return states
+
+
+def _dead_letter(record: Any, domain: Domain, reason: str, arrival: datetime) -> DeadLetter:
+    return DeadLetter(
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        kind="invalid scored result",
+        reason=f"not a {domain} scored result: {reason}",
+        key=record.key,
+        payload=record.value or b"",
+        ts=arrival,
+    )
+
+
+def alert_consumer(
+    settings: Settings, sink: Sink, producer: SharedProducer, scoring: bool
+) -> AlertConsumer | None:
+    """The worker's alert consumer: for the domains the rules file has rules for, unless the
+    worker scores (``scoring``) and alerting is set to run in workers of its own.
+
+    Raises RulesError (a SettingsError) when the rules file is missing or invalid."""
+    if scoring and not settings.alerts.in_scoring_workers:
+        return None
+    book = load_rules(settings.rules_path)
+    rules = {domain: book.for_domain(domain) for domain in DOMAINS if book.for_domain(domain)}
+    if not rules:
+        return None
+    publisher = AlertPublisher(
+        producer.send, sink, settings.topics.alerts.name, settings.topics.deadletter.name
+    )
+    return AlertConsumer(settings, rules, publisher, producer)

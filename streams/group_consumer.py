@@ -1,0 +1,193 @@
+"""A consumer group member that handles each fetch whole, then commits: the base of the
+alert and feedback consumers.
+
+Each fetch (up to ``max_records`` records, by partition, in offset order) goes to ``handle``,
+which returns once everything the records caused is written; only then are the partitions'
+positions committed. A crash before the commit reads the fetch again, so ``handle`` must be
+idempotent, as the alert engine and the ClickHouse tables are. Reads are ``read_committed``:
+records of aborted transactions are never seen, and the committed position moves past
+transaction markers, so an idle group's lag is 0.
+
+Before partitions go to another member the fetch being handled is finished and committed
+(``revoked`` runs after that); ``assigned`` runs before any record of a new partition is
+handled: the partitions are paused meanwhile, and a record fetched before the pause is read
+again afterwards (the alert consumer restores its state there).
+
+Why not a Faust agent: Faust's commit can stop behind a gap after a restart and never
+advance (faust-streaming issues 502, 318 and 221), and its consumer reads uncommitted records
+unless the whole app is transactional.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from mode import Service
+
+from signalyard.settings import KafkaSettings
+from streams.agents import exit_on_failure
+from streams.connection import consumer_options
+
+log = logging.getLogger(__name__)
+
+Fetched = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+
+
+class GroupConsumer(Service):
+    """Reads ``topics`` in ``group``; subclasses implement ``handle`` (and the hooks)."""
+
+    max_records = 500
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        group: str,
+        topics: Iterable[str],
+        session_timeout_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kafka = kafka
+        self.group = group
+        self.topics = sorted(topics)
+        self.session_timeout_s = session_timeout_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._handling = asyncio.Lock()
+        self._handled: dict[TopicPartition, int] = {}  # the next offset after handled records
+        self._committed: dict[TopicPartition, int] = {}
+        self._ready: set[TopicPartition] = set()  # assigned, and ``assigned`` has run
+
+    async def handle(self, fetched: Fetched) -> None:
+        """Process one fetch; return once its effects are written."""
+        raise NotImplementedError
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Called before records of newly assigned ``partitions`` are handled."""
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Called after the last records of ``partitions`` are handled and committed."""
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The partition's end offset as of the last fetch, if it was fetched from yet."""
+        return self._consumer.highwater(partition) if self._consumer is not None else None
+
+    def committed_offset(self, partition: TopicPartition) -> int | None:
+        return self._committed.get(partition)
+
+    async def on_start(self) -> None:
+        session_ms = int(self.session_timeout_s * 1000)
+        self._consumer = AIOKafkaConsumer(
+            **consumer_options(self.kafka),
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=session_ms // 10,
+        )
+        self._consumer.subscribe(self.topics, listener=Rebalance(self._hand_over, self._take_over))
+        await self._consumer.start()
+        self._reader = asyncio.create_task(self._read_until_cancelled(), name=self.group)
+        self._reader.add_done_callback(exit_on_failure)
+
+    async def on_stop(self) -> None:
+        if self._reader is not None:
+            # Never mid-handle: the fetch being handled is finished first. Records fetched and
+            # not handled yet are not committed, so the group reads them again.
+            async with self._handling:
+                self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._consumer is not None:
+            async with self._handling:
+                await self.commit()
+            await self._consumer.stop()
+
+    async def _read_until_cancelled(self) -> None:
+        assert self._consumer is not None
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            async with self._handling:
+                owned = self._consumer.assignment()
+                mine = {}
+                for tp, records in fetched.items():
+                    if tp not in owned:  # revoked while the fetch was on its way: not ours
+                        continue
+                    if tp not in self._ready:  # fetched before its take-over: read it again
+                        self._consumer.seek(tp, records[0].offset)
+                        continue
+                    mine[tp] = records
+                if mine:
+                    await self.handle(mine)
+                # Every record returned is handled: the positions (past transaction markers and
+                # aborted records too) are safe to commit.
+                for tp in owned & self._ready:
+                    try:
+                        self._handled[tp] = await self._consumer.position(tp)
+                    except KafkaError:  # unassigned meanwhile: its new owner commits it
+                        continue
+                await self.commit()
+
+    async def commit(self) -> None:
+        """Commit how far each owned partition is handled, where that moved; call it holding
+        ``_handling``."""
+        assert self._consumer is not None
+        owned = self._consumer.assignment()
+        offsets = {
+            tp: offset
+            for tp, offset in self._handled.items()
+            if tp in owned and self._committed.get(tp) != offset
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as error:
+            # Rebalancing: the hand-over commits before partitions move.
+            log.warning("%s: commit deferred: %s", self.group, error)
+            return
+        self._committed.update(offsets)
+
+    async def _hand_over(self, revoked: set[TopicPartition]) -> None:
+        async with self._handling:
+            await self.commit()
+        self._ready -= revoked
+        for tp in revoked:
+            self._committed.pop(tp, None)
+            self._handled.pop(tp, None)
+        await self.revoked(revoked)
+
+    async def _take_over(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        self._consumer.pause(*assigned)
+        try:
+            await self.assigned(assigned)
+            self._ready |= assigned
+        finally:
+            self._consumer.resume(*assigned)
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands a rebalance's two moments to coroutines (aiokafka awaits each)."""
+
+    def __init__(
+        self,
+        revoked: Callable[[set[TopicPartition]], Awaitable[None]],
+        assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self.revoked = revoked
+        self.assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.assigned(assigned)
