@@ -21,7 +21,9 @@ the same cross-validated selection of rounds and threshold as ``signalyard train
 (``models.train_sensors``). Trees are local: target readings in a region the source never
 covered decide that region, while the source rows keep the rest from being forgotten; and
 the threshold is chosen out of fold over all those rows, since a few dozen target rows rarely
-hold enough failures on their own.
+hold enough failures on their own. Without the source data (its file gone or changed), the
+target rows train alone, and a round whose rows hold fewer than two failures is refused
+(DataError) instead of replacing the live model with one that never saw a failure.
 """
 
 from __future__ import annotations

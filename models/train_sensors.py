@@ -8,7 +8,9 @@ unseen rows). Here every choice is made on out-of-fold predictions over all trai
    loss has not improved for ``patience`` rounds; the best round count is kept.
 2. Each fold model predicts the rows it did not train on; the decision threshold is the one
    with the highest F1 on these out-of-fold probabilities, and the figures of every fold at
-   that threshold are stored with the model, so their spread shows how far to trust them.
+   that threshold are stored with the model. They are selection figures (the rounds and the
+   threshold were chosen on the same predictions), a little optimistic; an estimate without
+   that bias is ``benchmarks/bench_sensors.py``'s nested cross-validation.
 3. The k fold models are the served ensemble (their probabilities averaged).
 
 The failure-mode head goes through the same steps on the failed rows (multiclass).
@@ -16,6 +18,7 @@ The failure-mode head goes through the same steps on the failed rows (multiclass
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -27,7 +30,8 @@ from models.options import TrainOptions
 from models.sensor_model import SensorModel, features
 
 # High-resolution histograms: a limit such as 8.6 K or 3,500 W must fall on a bin edge for a
-# tree to split there. Measured on AI4I (5-fold, nested): 255 bins 0.830 F1, 4,095 bins 0.878.
+# tree to split there. Chosen by nested 5-fold cross-validation of split_data.py's training
+# rows of AI4I (the held-out rows unseen): 255 bins 0.830 F1, 4,095 bins 0.878.
 _TREE_PARAMS = {"max_bin": 4095, "min_data_in_bin": 1, "min_data_in_leaf": 5}
 
 
@@ -50,10 +54,10 @@ def _cross_validate(
     folds: list[tuple[np.ndarray, np.ndarray]],
     params: dict[str, object],
     options: TrainOptions,
-) -> tuple[list, np.ndarray, FitResult]:
-    """Fold models cut at the best mean round, their out-of-fold predictions and the fit."""
-    import lightgbm as lgb  # a heavy import, for training only
-
+    classes: int = 1,
+) -> tuple[list[lgb.Booster], np.ndarray, FitResult]:
+    """Fold models cut at the best mean round, their out-of-fold predictions ((n,) for a
+    binary objective, (n, ``classes``) for a multiclass one) and the fit."""
     assert options.epochs and options.patience
     result = lgb.cv(
         params,
@@ -63,17 +67,19 @@ def _cross_validate(
         callbacks=[lgb.early_stopping(options.patience, verbose=False)],
         return_cvbooster=True,
     )
+    # lightgbm cuts the curve at the best round when early stopping ends the run.
     (curve,) = [v for k, v in result.items() if k.endswith("logloss-mean")]
     best = int(np.argmin(curve)) + 1
+    rounds_run = len(curve) if len(curve) > best else min(options.epochs, best + options.patience)
     members = [
         lgb.Booster(model_str=b.model_to_string(num_iteration=best))
         for b in result["cvbooster"].boosters
     ]
-    oof = np.zeros((len(y), params.get("num_class", 1)))
+    oof = np.zeros((len(y), classes))
     for member, (_, held_out) in zip(members, folds, strict=True):
         oof[held_out] = member.predict(x[held_out]).reshape(len(held_out), -1)
     history = [round(-float(v), 5) for v in curve]
-    fit = FitResult(history[best - 1], best, len(curve), history)
+    fit = FitResult(history[best - 1], best, rounds_run, history)
     return members, oof.squeeze(1) if oof.shape[1] == 1 else oof, fit
 
 
@@ -99,14 +105,14 @@ def train_sensors(data: SensorData, options: TrainOptions) -> tuple[SensorModel,
 
     # Modes: the first mode of each failed row whose mode is known, in FAILURE_MODES order.
     moded = [i for i, (f, m) in enumerate(zip(y, data.modes, strict=True)) if f and m]
-    mode_members: list = []
+    mode_members: list[lgb.Booster] = []
     oof_modes = np.full((len(y), len(FAILURE_MODES)), 1 / len(FAILURE_MODES))
     if len(moded) >= 2 * k:
         mode_y = np.array([FAILURE_MODES.index(data.modes[i][0]) for i in moded])
         mode_folds = list(KFold(k, shuffle=True, random_state=options.seed).split(moded))
         mode_params = _params(options, objective="multiclass", num_class=len(FAILURE_MODES))
         mode_members, oof_moded, _ = _cross_validate(
-            x[moded], mode_y, mode_folds, mode_params, options
+            x[moded], mode_y, mode_folds, mode_params, options, len(FAILURE_MODES)
         )
         oof_modes[moded] = oof_moded
     cross_validation = {

@@ -1,6 +1,6 @@
 """The ClickHouse sink: group-commit inserts with retry and back-pressure.
 
-Agents ``await sink.write(table, rows)`` and commit their Kafka offsets only after it returns,
+Consumers ``await sink.write(table, rows)`` and commit their Kafka offsets only after it returns,
 so every row is either in ClickHouse or will be replayed; the ReplacingMergeTree tables collapse
 replayed copies (read with ``FINAL`` for exact counts, see ``count_final``). Rows from all
 callers are grouped per table into one insert by size or age, whichever comes first. While the

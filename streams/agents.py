@@ -67,10 +67,12 @@ def exit_on_failure(task: asyncio.Task[None]) -> None:
     """
     if task.cancelled() or task.exception() is None:
         return
-    log.critical(
-        "%s failed; exiting so that the batch is consumed again",
-        task.get_name(),
-        exc_info=task.exception(),
-    )
+    exit_fatally(f"{task.get_name()} failed", task.exception())
+
+
+def exit_fatally(what: str, error: BaseException | None) -> None:
+    """Log ``what`` and ``error`` and end the process now, as a crash would: every event after
+    the last commit is consumed again by the restarted worker or the group."""
+    log.critical("%s; exiting so that the batch is consumed again", what, exc_info=error)
     logging.shutdown()
     os._exit(EXIT_FATAL)

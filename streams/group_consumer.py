@@ -31,7 +31,7 @@ from aiokafka.structs import ConsumerRecord
 from mode import Service
 
 from signalyard.settings import KafkaSettings
-from streams.agents import exit_on_failure
+from streams.agents import exit_fatally, exit_on_failure
 from streams.connection import consumer_options
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,17 @@ class GroupConsumer(Service):
         group: str,
         topics: Iterable[str],
         session_timeout_s: float,
+        max_handle_s: float = 60.0,
         **kwargs: Any,
     ) -> None:
+        """``max_handle_s``: how long one ``handle`` may take; a rebalance waits that long
+        for the fetch in hand before the group gives this member up."""
         super().__init__(**kwargs)
         self.kafka = kafka
         self.group = group
         self.topics = sorted(topics)
         self.session_timeout_s = session_timeout_s
+        self.max_handle_s = max_handle_s
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._handling = asyncio.Lock()
@@ -93,6 +97,7 @@ class GroupConsumer(Service):
             auto_offset_reset="earliest",
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=session_ms // 10,
+            rebalance_timeout_ms=int((self.session_timeout_s + self.max_handle_s) * 1000),
         )
         self._consumer.subscribe(self.topics, listener=Rebalance(self._hand_over, self._take_over))
         await self._consumer.start()
@@ -170,9 +175,12 @@ class GroupConsumer(Service):
         self._consumer.pause(*assigned)
         try:
             await self.assigned(assigned)
-            self._ready |= assigned
-        finally:
-            self._consumer.resume(*assigned)
+        except Exception as error:
+            # aiokafka only logs a listener's error: the partitions would stay unready, read
+            # again and again and never handled. A restart takes them over afresh.
+            exit_fatally(f"{self.group}: taking over {len(assigned)} partitions failed", error)
+        self._ready |= assigned
+        self._consumer.resume(*assigned)
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

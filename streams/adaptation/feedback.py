@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from signalyard.settings import Domain, KafkaSettings
-from sinks.readonly import ReadOnlyStore, sql_list
+from sinks.readonly import QueryError, ReadOnlyStore, sql_list
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import Send
 from streams.deadletter import DeadLetter
@@ -171,7 +171,15 @@ class FeedbackAgent:
         while missing:
             for domain in {domain for domain, _ in missing}:
                 ids = sorted(event_id for d, event_id in missing if d == domain)
-                result = await self.store.query(lookup_query(domain, ids))
+                try:
+                    result = await self.store.query(lookup_query(domain, ids))
+                except QueryError as error:
+                    # Busy or over a [queries] limit: look again until the wait is over; past
+                    # it the error ends the worker, and the labels are read again.
+                    if self.clock() >= deadline:
+                        raise
+                    log.warning("feedback lookup of %d %s events: %s", len(ids), domain, error)
+                    continue
                 for values in result.rows:
                     row = dict(zip(result.columns, values, strict=True))
                     found[(domain, row["id"])] = stored_event(domain, row)
@@ -204,9 +212,12 @@ class FeedbackConsumer(GroupConsumer):
 
     def __init__(
         self, agent: FeedbackAgent, kafka: KafkaSettings, app_id: str, topic: str,
-        session_timeout_s: float, **kwargs: Any,
+        session_timeout_s: float, query_timeout_s: float, **kwargs: Any,
     ) -> None:  # fmt: skip
-        super().__init__(kafka, f"{app_id}-feedback", [topic], session_timeout_s, **kwargs)
+        # A fetch may wait event_wait_s for its events, plus a lookup that runs out of time.
+        handle_s = agent.event_wait_s + 2 * query_timeout_s
+        group = f"{app_id}-feedback"
+        super().__init__(kafka, group, [topic], session_timeout_s, handle_s, **kwargs)
         self.agent = agent
 
     async def handle(self, fetched: Fetched) -> None:

@@ -53,6 +53,7 @@ def feedback_consumer(
         settings.pipeline.app_id,
         settings.topics.feedback_labels.name,
         settings.pipeline.session_timeout_s,
+        settings.queries.max_execution_time_s,
     )
 
 

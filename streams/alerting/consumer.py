@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from signalyard.settings import DOMAINS, Domain, Settings, TopicSettings
@@ -132,10 +133,8 @@ class AlertConsumer(GroupConsumer):
         self.states: dict[TopicPartition, dict[str, EntityState]] = {}
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
-        fresh = [tp for tp in partitions if tp not in self.states]
-        if fresh:
-            restored = await self._restore(fresh)
-            self.states.update(restored)
+        # Every rebalance revokes every partition first (eager protocol): all are restored.
+        self.states.update(await self._restore(sorted(partitions)))
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
@@ -213,7 +212,9 @@ class AlertConsumer(GroupConsumer):
         return states
 
 
-def _dead_letter(record: Any, domain: Domain, reason: str, arrival: datetime) -> DeadLetter:
+def _dead_letter(
+    record: ConsumerRecord[bytes, bytes], domain: Domain, reason: str, arrival: datetime
+) -> DeadLetter:
     return DeadLetter(
         source_topic=record.topic,
         partition=record.partition,
