@@ -38,6 +38,30 @@ def consumer_options(kafka: KafkaSettings) -> dict[str, Any]:
     return {**aiokafka_options(kafka), "isolation_level": "read_committed"}
 
 
+def group_member_options(
+    kafka: KafkaSettings,
+    group: str,
+    session_timeout_s: float,
+    rebalance_timeout_s: float | None = None,
+) -> dict[str, Any]:
+    """``consumer_options`` for a member of ``group`` that commits by hand what it has handled,
+    from the earliest record when the group has no offset yet; heartbeats ten per session.
+    ``rebalance_timeout_s`` (default: the session timeout) is how long a rebalance waits for
+    the member to finish what it holds."""
+    session_ms = int(session_timeout_s * 1000)
+    options = {
+        **consumer_options(kafka),
+        "group_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": session_ms,
+        "heartbeat_interval_ms": session_ms // 10,
+    }
+    if rebalance_timeout_s is not None:
+        options["rebalance_timeout_ms"] = int(rebalance_timeout_s * 1000)
+    return options
+
+
 def faust_credentials(kafka: KafkaSettings) -> Credentials | None:
     """The same security for a Faust app (``broker_credentials``); None for PLAINTEXT."""
     options = aiokafka_options(kafka)

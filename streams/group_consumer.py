@@ -32,7 +32,7 @@ from mode import Service
 
 from signalyard.settings import KafkaSettings
 from streams.agents import exit_fatally, exit_on_failure
-from streams.connection import consumer_options
+from streams.connection import group_member_options
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,13 @@ class GroupConsumer(Service):
         return self._committed.get(partition)
 
     async def on_start(self) -> None:
-        session_ms = int(self.session_timeout_s * 1000)
         self._consumer = AIOKafkaConsumer(
-            **consumer_options(self.kafka),
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=session_ms // 10,
-            rebalance_timeout_ms=int((self.session_timeout_s + self.max_handle_s) * 1000),
+            **group_member_options(
+                self.kafka,
+                self.group,
+                self.session_timeout_s,
+                self.session_timeout_s + self.max_handle_s,
+            )
         )
         self._consumer.subscribe(self.topics, listener=Rebalance(self._hand_over, self._take_over))
         await self._consumer.start()

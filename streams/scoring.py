@@ -44,7 +44,7 @@ from signalyard.settings import Domain, Settings
 from streams.agents import exit_on_failure
 from streams.batching import MicroBatcher
 from streams.commits import CommitTracker, Partition, Ticket
-from streams.connection import aiokafka_options, consumer_options
+from streams.connection import aiokafka_options, group_member_options
 from streams.group_consumer import Rebalance
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import (
@@ -200,19 +200,13 @@ class ScoringConsumer(Service):
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka
-        session_ms = int(self.settings.pipeline.session_timeout_s * 1000)
         self._producer = AIOKafkaProducer(
             **aiokafka_options(kafka), acks="all", max_batch_size=PRODUCE_BATCH_BYTES
         )
         await self._producer.start()
         self._publisher = BatchPublisher(self._producer)
         self._consumer = AIOKafkaConsumer(
-            **consumer_options(kafka),
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=session_ms // 10,
+            **group_member_options(kafka, self.group, self.settings.pipeline.session_timeout_s)
         )
         self._consumer.subscribe(
             list(self.domains), listener=Rebalance(self.hand_over, self._assigned)
