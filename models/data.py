@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +122,29 @@ def read_sensors(path: Path) -> SensorData:
         failure.append(_flag(path, line, "Machine failure", row["Machine failure"]))
         modes.append(tuple(m for m in FAILURE_MODES if _flag(path, line, m, row[m])))
     return SensorData(readings, failure, modes)
+
+
+def read_texts(path: Path, column: str = "text") -> list[str]:
+    """The non-empty ``column`` values of a CSV file or a JSON-lines file (``.jsonl``, one
+    object per line), e.g. unlabeled in-domain text for distillation."""
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} not found")
+    if path.suffix in (".jsonl", ".ndjson"):
+        texts = []
+        with path.open(encoding="utf-8") as handle:
+            for line, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}:{line}: not JSON: {error.msg}") from None
+                if not isinstance(row, dict) or column not in row:
+                    raise DataError(f"{path}:{line}: no {column!r} field")
+                texts.append(str(row[column]).strip())
+    else:
+        texts = [(row[column] or "").strip() for row in _read_rows(path, (column,))]
+    texts = [text for text in texts if text]
+    if not texts:
+        raise DataError(f"{path} has no {column} values")
+    return texts

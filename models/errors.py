@@ -16,3 +16,7 @@ class RegistryError(Exception):
 
 class ModelNotFoundError(RegistryError):
     """A domain has no live model, or a model folder is missing or incomplete."""
+
+
+class EncoderFetchError(Exception):
+    """An encoder could not be fetched or assembled; the message says why in one line."""

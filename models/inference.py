@@ -97,7 +97,8 @@ class TextEngine:
             )
             yield chunk, padded
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw class scores (n, labels), in input order."""
         out = np.zeros((len(texts), self.num_labels), dtype=np.float32)
         if not texts:
             return out
@@ -106,8 +107,12 @@ class TextEngine:
                 logits = self.model(
                     batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
                 )
-                out[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                out[chunk] = logits.float().cpu().numpy()
         return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities (n, labels), in input order."""
+        return torch.softmax(torch.from_numpy(self.predict_logits(texts)), dim=-1).numpy()
 
 
 class SensorEngine:

@@ -146,11 +146,17 @@ class Registry:
             self.promote(domain, version)
         return version
 
-    def promote(self, domain: Domain, version: str) -> None:
-        """Make ``version`` the live one."""
-        if not (self.version_dir(domain, version) / METADATA_FILE).is_file():
+    def existing_version_dir(self, domain: Domain, version: str) -> Path:
+        """The folder of a registered version, or RegistryError naming those there are."""
+        folder = self.version_dir(domain, version)
+        if not (folder / METADATA_FILE).is_file():
             known = ", ".join(self.version_ids(domain)) or "none"
             raise RegistryError(f"{domain} has no version {version!r} (registered: {known})")
+        return folder
+
+    def promote(self, domain: Domain, version: str) -> None:
+        """Make ``version`` the live one."""
+        self.existing_version_dir(domain, version)
         pointer = self._pointer(domain)
         history = [v for v in pointer.get("history", []) if v != version] + [version]
         write_json_atomic(

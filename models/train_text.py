@@ -47,7 +47,7 @@ def text_metrics(
     return ticket_metrics(probabilities, labels, truth, taxonomy)
 
 
-def _length_grouped(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+def length_grouped(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar lengths, so that little compute goes to padding."""
     order = list(range(len(lengths)))
     rng.shuffle(order)
@@ -60,8 +60,9 @@ def _length_grouped(lengths: list[int], batch_size: int, rng: random.Random) -> 
     return batches
 
 
-def _embed(model: TextClassifier, engine: TextEngine, texts: list[str]) -> torch.Tensor:
-    """Mean-pooled embeddings of the frozen encoder, computed once for head training."""
+def pooled_embeddings(model: TextClassifier, engine: TextEngine, texts: list[str]) -> torch.Tensor:
+    """Mean-pooled embeddings (n, hidden) of ``model``'s encoder, e.g. computed once for head
+    training on a frozen encoder."""
     out = torch.zeros(len(texts), model.head.in_features)
     with torch.inference_mode():
         for chunk, batch in engine.sub_batches(texts):
@@ -113,7 +114,8 @@ def train_text(
     if options.mode == "head":
         for parameter in model.encoder.parameters():
             parameter.requires_grad_(False)
-        train_x, val_x = _embed(model, engine, train.texts), _embed(model, engine, validation.texts)
+        train_x = pooled_embeddings(model, engine, train.texts)
+        val_x = pooled_embeddings(model, engine, validation.texts)
 
         def batches(_: int) -> Iterator[torch.Tensor]:
             order = torch.randperm(
@@ -152,7 +154,7 @@ def train_text(
         grouped_lengths = [len(i) for i in ids]
 
         def batches(_: int) -> Iterator[list[int]]:
-            yield from _length_grouped(grouped_lengths, options.batch_size, rng)
+            yield from length_grouped(grouped_lengths, options.batch_size, rng)
 
         def loss(rows: object) -> torch.Tensor:
             batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")

@@ -271,6 +271,11 @@ class Settings(BaseSettings):
         return (self.registry_dir or self.home_dir / "models").expanduser().resolve()
 
     @cached_property
+    def encoders_dir(self) -> Path:
+        """Pretrained encoders fetched at setup (``signalyard encoders fetch``)."""
+        return self.home_dir / "encoders"
+
+    @cached_property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse.dsn or f"chdb://{self.home_dir / 'clickhouse'}"
 

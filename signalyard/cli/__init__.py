@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -10,6 +11,8 @@ from signalyard.cli.adaptation import feedback, retrain, trainer
 from signalyard.cli.alerts import alerts
 from signalyard.cli.backtest import backtest, replay
 from signalyard.cli.demo import demo
+from signalyard.cli.distill import distill
+from signalyard.cli.encoders import encoders
 from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.models import evaluate_command, models, train
 from signalyard.cli.pipeline import produce_file, worker
@@ -19,15 +22,36 @@ from signalyard.cli.stack import stack
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Show third-party libraries' progress bars and notices too."
+)
+def cli(verbose: bool) -> None:
     """Streaming analytics on Kafka with fine-tuned language models."""
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep Hugging Face's progress bars ("Loading weights") and advisory notices out of the
+    commands' output; the project's own progress stays. Set before the libraries load, and
+    applied to them as well when they are loaded already."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
 
 
 cli.add_command(stack)
 cli.add_command(alerts)
 cli.add_command(init)
 cli.add_command(demo)
+cli.add_command(encoders)
 cli.add_command(train)
+cli.add_command(distill)
 cli.add_command(evaluate_command)
 cli.add_command(models)
 cli.add_command(worker)

@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import click
 
-from models.errors import DataError, RegistryError
+from models.errors import DataError, EncoderFetchError, RegistryError
 from signalyard.settings import SettingsError
 from signalyard.stack.local_kafka import StackError
 from sinks.clickhouse import ClickHouseInUseError
@@ -18,6 +18,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     FileNotFoundError,
     RegistryError,  # and its ModelNotFoundError
     DataError,
+    EncoderFetchError,
     ClickHouseInUseError,
     click.ClickException,  # a command's own one-line error
 )

@@ -34,7 +34,11 @@ def _registry() -> Registry:
 @click.command()
 @domain_argument
 @click.option("--data", required=True, type=existing_file, help="Labeled CSV of the domain.")
-@click.option("--base", "base_model", help="Encoder folder or cached model id (text domains).")
+@click.option(
+    "--base",
+    "base_model",
+    help="Encoder: a fetched one's name (signalyard encoders list), a folder or a cached model id.",
+)
 @click.option(
     "--mode", type=click.Choice(["full", "lora", "head"]), default="full", show_default=True
 )
@@ -79,6 +83,7 @@ def _registry() -> Registry:
 )
 def train(domain: Domain, data: Path, promote: bool, **options: object) -> None:
     """Train a DOMAIN model on a labeled CSV and register it as a new version."""
+    from models.encoders import resolve_base
     from models.training import train_model
 
     if domain == "tickets" and options["taxonomy"] is None:
@@ -86,7 +91,10 @@ def train(domain: Domain, data: Path, promote: bool, **options: object) -> None:
             "tickets need --taxonomy PATH (e.g. ../shared/data/banking77/risk_levels.json)"
         )
     settable = {key: value for key, value in options.items() if value is not None}
-    registry = _registry()
+    settings = load_settings()
+    if "base_model" in settable:
+        settable["base_model"] = resolve_base(str(settable["base_model"]), settings.encoders_dir)
+    registry = Registry(settings.models_dir)
     version = train_model(domain, data, registry, TrainOptions(**settable), promote=promote)
     metrics = json.loads((registry.version_dir(domain, version) / "metrics.json").read_text())
     state = "live" if promote else "not promoted"

@@ -1,0 +1,322 @@
+"""Knowledge distillation: a small student learns a registered teacher's predictions.
+
+    from models.distillation import DistillOptions, distill_model
+
+    distill_model(domain: Domain, teacher_dir: Path, data: Path, unlabeled: Sequence[Path],
+                  out_dir: Path, options: DistillOptions, student: Path | str | None) -> dict
+
+The loss of a row is Hinton et al.'s (2015): ``alpha * T^2 * KL(p_teacher,T || p_student,T)
++ (1 - alpha) * CE(label)``, with both distributions softened by the temperature ``T``;
+unlabeled rows (the ``unlabeled`` files' texts) take the KL term alone, which is how text
+that nobody labeled still carries the teacher's knowledge. ``hidden_weight`` adds DistilBERT's
+cosine loss between the student's and the teacher's pooled embeddings (same width only).
+
+The student starts from one of:
+- ``None``: the teacher itself cut to ``student_layers`` of its transformer layers, evenly
+  spaced and always keeping the last (as DistilBERT was built from BERT), with the teacher's
+  head: it starts close to the teacher and runs about ``layers / student_layers`` times faster;
+- a registered classifier folder with the teacher's labels (continue a student);
+- an encoder (folder, cached id, fetched encoder's path) with a fresh head.
+
+The labeled data is split as ``signalyard train`` splits it (same seed and fraction), so a
+student distilled on the teacher's file validates on the rows the teacher never trained on.
+The teacher's predictions are computed once, before training, in fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn import functional
+
+from models.data import TextData, fingerprint, read_texts
+from models.errors import DataError
+from models.fitting import class_weights, fit, seed_everything
+from models.inference import TextEngine, resolve_device
+from models.loading import TAXONOMY_FILE, read_metadata
+from models.metrics import PRIMARY_METRIC
+from models.options import TrainOptions
+from models.registry import METADATA_FILE, METRICS_FILE
+from models.taxonomy import RiskTaxonomy
+from models.text_model import (
+    LABELS_FILE,
+    TextClassifier,
+    load_encoder,
+    load_text_classifier,
+    save_text_classifier,
+)
+from models.train_text import length_grouped, pooled_embeddings, text_metrics
+from models.training import label_counts, read_labeled, software_versions, split_source, subset
+from signalyard.settings import Domain
+
+__all__ = ["DistillOptions", "distill_model", "shrink_encoder"]
+
+
+class DistillOptions(BaseModel):
+    """How the student learns; the schedule is a :class:`TrainOptions` (full mode)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(default=2.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the teacher's soft labels
+    hidden_weight: float = Field(default=0.0, ge=0)  # cosine loss on pooled embeddings
+    student_layers: int | None = Field(default=None, gt=0)  # None: half the teacher's
+    train: TrainOptions = TrainOptions()
+
+
+def shrink_encoder(encoder: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
+    """A copy of a BERT-family encoder keeping ``layers`` of its transformer layers, evenly
+    spaced with the last kept; returns it and the kept layer indices (0-based)."""
+    stack = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(stack, nn.ModuleList):
+        raise DataError(f"cannot cut layers from a {type(encoder).__name__}: no encoder.layer")
+    if layers > len(stack):
+        raise DataError(f"the teacher has {len(stack)} layers; a student cannot have {layers}")
+    keep = sorted({int(i) for i in np.linspace(len(stack) - 1, 0, layers).round()})
+    student = copy.deepcopy(encoder)
+    student.encoder.layer = nn.ModuleList(student.encoder.layer[i] for i in keep)
+    student.config.num_hidden_layers = len(keep)
+    return student, keep
+
+
+def _student(
+    teacher_dir: Path, student: Path | str | None, labels: list[str], options: DistillOptions
+) -> tuple[TextClassifier, Any, dict[str, Any]]:
+    """The student model, its tokenizer and how it was initialised (for the metadata)."""
+    if student is None:
+        teacher, tokenizer, _ = load_text_classifier(teacher_dir)
+        total = len(teacher.encoder.encoder.layer)
+        layers = options.student_layers or max(1, total // 2)
+        encoder, keep = shrink_encoder(teacher.encoder, layers)
+        model = TextClassifier(encoder, len(labels), options.train.dropout)
+        model.head.load_state_dict(teacher.head.state_dict())
+        return model, tokenizer, {"from": "teacher layers", "layers": keep}
+    folder = Path(student)
+    if (folder / LABELS_FILE).is_file():
+        model, tokenizer, student_labels = load_text_classifier(folder)
+        if student_labels != labels:
+            raise DataError(
+                f"the student {folder} has labels {student_labels}; the teacher's are {labels}"
+            )
+        return model, tokenizer, {"from": "classifier", "path": str(folder)}
+    encoder, tokenizer = load_encoder(student)
+    model = TextClassifier(encoder, len(labels), options.train.dropout)
+    return model, tokenizer, {"from": "encoder", "path": str(student)}
+
+
+def _transfer_files(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, Any]]]:
+    texts: list[str] = []
+    lineage = []
+    for path in map(Path, paths):
+        found = read_texts(path)
+        texts += found
+        source = {"path": str(path.resolve()), "sha256": fingerprint(path)}
+        lineage.append({**source, "rows": len(found)})
+    return texts, lineage
+
+
+def distill_model(
+    domain: Domain,
+    teacher_dir: Path,
+    data: Path,
+    unlabeled: Sequence[Path],
+    out_dir: Path,
+    options: DistillOptions,
+    student: Path | str | None = None,
+) -> dict:
+    """Distil the teacher in ``teacher_dir`` into a student on the labeled ``data`` and the
+    texts of the ``unlabeled`` files; write the student folder into ``out_dir`` and return
+    its metadata. Raises DataError on labels the teacher lacks, a student whose labels differ
+    from the teacher's, or an unlabeled file without a text column."""
+    if domain == "sensors":
+        raise DataError("distillation is for the text domains (news, tickets)")
+    started = time.monotonic()
+    teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
+    teacher_meta = read_metadata(teacher_dir)
+    if teacher_meta["domain"] != domain:
+        raise DataError(f"{teacher_dir} holds a {teacher_meta['domain']} model, not {domain}")
+    train_options = options.train.model_copy(update={"mode": "full"}).resolved(domain)
+    assert train_options.epochs and train_options.batch_size and train_options.learning_rate
+    seed_everything(train_options.seed)
+    labels = json.loads((teacher_dir / LABELS_FILE).read_text(encoding="utf-8"))
+    taxonomy = None
+    if domain == "tickets":
+        taxonomy = RiskTaxonomy.load(teacher_dir / TAXONOMY_FILE)
+    given = train_options.validation_data
+    rows, train_rows, val_rows = split_source(
+        read_labeled(domain, Path(data), labels),
+        None if given is None else read_labeled(domain, given, labels),
+        train_options.validation_fraction,
+        train_options.seed,
+    )
+    train_data, validation = subset(rows, train_rows), subset(rows, val_rows)
+    assert isinstance(train_data, TextData) and isinstance(validation, TextData)
+    extra, transfer_lineage = _transfer_files(unlabeled)
+    texts = train_data.texts + extra
+    device = resolve_device(train_options.device)
+    length = train_options.max_seq_length
+
+    # The teacher's view of every transfer text, computed once.
+    teacher, teacher_tokenizer, _ = load_text_classifier(teacher_dir)
+    teacher_engine = TextEngine(teacher, teacher_tokenizer, device, length, 64, "fp32")
+    teacher_logits = torch.from_numpy(teacher_engine.predict_logits(texts))
+    teacher_embeddings = (
+        pooled_embeddings(teacher, teacher_engine, texts) if options.hidden_weight else None
+    )
+    teacher_validation = teacher_engine.predict_proba(validation.texts)
+    teacher_figures = text_metrics(domain, teacher_validation, labels, validation.labels, taxonomy)
+    del teacher, teacher_engine
+
+    model, tokenizer, initialised = _student(teacher_dir, student, labels, options)
+    if teacher_embeddings is not None and teacher_embeddings.shape[1] != model.head.in_features:
+        raise DataError(
+            f"--hidden-weight needs a student as wide as the teacher "
+            f"({model.head.in_features} against {teacher_embeddings.shape[1]})"
+        )
+    model = model.to(device)
+    if train_options.freeze_embeddings:
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    engine = TextEngine(model, tokenizer, device, length, 128, "fp32")
+    index = {label: i for i, label in enumerate(labels)}
+    hard = torch.tensor(
+        [index[label] for label in train_data.labels] + [-100] * len(extra), dtype=torch.long
+    )
+    weights = class_weights(
+        [index[label] for label in train_data.labels], len(labels), train_options.class_weight
+    )
+    ids = tokenizer(texts, truncation=True, max_length=length)["input_ids"]
+    rng = random.Random(train_options.seed)
+    temperature, alpha = options.temperature, options.alpha
+
+    def batches(_: int) -> Iterator[list[int]]:
+        yield from length_grouped([len(i) for i in ids], train_options.batch_size or 32, rng)
+
+    def loss(rows: list[int]) -> torch.Tensor:
+        batch = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+        input_ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        pooled = model.embed(input_ids, mask)
+        logits = model.head(model.dropout(pooled))
+        soft = functional.kl_div(
+            functional.log_softmax(logits / temperature, -1),
+            functional.softmax(teacher_logits[rows].to(device) / temperature, -1),
+            reduction="batchmean",
+        ) * (temperature**2)
+        target = hard[rows].to(device)
+        labeled = target >= 0
+        total = alpha * soft
+        if labeled.any() and alpha < 1:
+            ce = functional.cross_entropy(
+                logits[labeled],
+                target[labeled],
+                weight=None if weights is None else weights.to(device),
+                label_smoothing=train_options.label_smoothing,
+            )
+            total = total + (1 - alpha) * ce
+        if teacher_embeddings is not None:
+            cosine = functional.cosine_similarity(pooled, teacher_embeddings[rows].to(device))
+            total = total + options.hidden_weight * (1 - cosine).mean()
+        return total
+
+    primary = PRIMARY_METRIC[domain]
+
+    def validate() -> float:
+        probabilities = engine.predict_proba(validation.texts)
+        return text_metrics(domain, probabilities, labels, validation.labels, taxonomy)[primary]
+
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    result = fit(
+        model,
+        [
+            {"params": encoder_params, "lr": train_options.learning_rate},
+            {"params": list(model.head.parameters()), "lr": train_options.head_learning_rate},
+        ],
+        batches,
+        -(-len(texts) // (train_options.batch_size or 32)),
+        loss,
+        validate,
+        epochs=train_options.epochs,
+        patience=train_options.patience or train_options.epochs,
+        weight_decay=train_options.weight_decay,
+        warmup_ratio=train_options.warmup_ratio,
+        show_progress=train_options.show_progress,
+        description=f"{domain} student",
+    )
+    model.eval()
+    student_validation = engine.predict_proba(validation.texts)
+    metrics = text_metrics(domain, student_validation, labels, validation.labels, taxonomy)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_text_classifier(model.cpu(), tokenizer, labels, out_dir)
+    if domain == "tickets":
+        shutil.copyfile(teacher_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
+    parameters = sum(p.numel() for p in model.parameters())
+    metadata = {
+        "domain": domain,
+        "kind": "text-classifier",
+        "model_name": train_options.model_name or f"{teacher_meta['model_name']}-student",
+        "base_model": initialised.get("path") or teacher_meta.get("base_model"),
+        "mode": "distilled",
+        "data": {
+            "path": str(Path(data).resolve()),
+            "sha256": fingerprint(Path(data)),
+            "rows": len(train_rows) + len(val_rows),
+            "train_rows": len(train_rows),
+            "validation_rows": len(val_rows),
+            "seed": train_options.seed,
+            "validation_fraction": train_options.validation_fraction,
+            "label_counts": label_counts(train_data),
+            **(
+                {}
+                if given is None
+                else {"validation": {"path": str(given.resolve()), "sha256": fingerprint(given)}}
+            ),
+        },
+        "options": train_options.model_dump(mode="json"),
+        "distillation": {
+            "teacher": {
+                "version": teacher_dir.name,
+                "model_name": teacher_meta["model_name"],
+                "base_model": teacher_meta.get("base_model"),
+                "metrics": teacher_figures,
+            },
+            "agreement_with_teacher": agreement(student_validation, teacher_validation),
+            "temperature": temperature,
+            "alpha": alpha,
+            "hidden_weight": options.hidden_weight,
+            "student": {**initialised, "parameters": parameters},
+            "transfer": {
+                "labeled_rows": len(train_rows),
+                "unlabeled_rows": len(extra),
+                "files": transfer_lineage,
+            },
+        },
+        "training": {
+            "seconds": round(time.monotonic() - started, 1),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "validation_history": result.history,
+            "device": train_options.device,
+        },
+        "metrics": metrics,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": software_versions(),
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), "utf-8")
+    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+    return metadata
+
+
+def agreement(first: np.ndarray, second: np.ndarray) -> float:
+    """Share of rows whose top class is the same in two probability (or logit) arrays."""
+    return float(np.mean(first.argmax(-1) == second.argmax(-1)))
