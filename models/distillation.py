@@ -44,7 +44,7 @@ from torch.nn import functional
 from models.data import TextData, fingerprint, read_texts
 from models.errors import DataError
 from models.fitting import class_weights, fit, seed_everything
-from models.inference import TextEngine, resolve_device
+from models.inference import TextEngine, resolve_device, resolve_precision
 from models.loading import TAXONOMY_FILE, read_metadata
 from models.metrics import PRIMARY_METRIC
 from models.options import TrainOptions
@@ -252,6 +252,7 @@ def distill_model(
         warmup_ratio=train_options.warmup_ratio,
         show_progress=train_options.show_progress,
         description=f"{domain} student",
+        precision=resolve_precision(device, "auto"),
     )
     model.eval()
     student_validation = engine.predict_proba(validation.texts)

@@ -203,16 +203,12 @@ def fetch_encoder(name: str, encoders_dir: Path) -> Path:
 
 def installed_encoders(encoders_dir: Path) -> list[EncoderInfo]:
     """The encoders under ``encoders_dir`` with their parameter count, size and weights hash."""
-    from safetensors import safe_open
-
     found = []
     for folder in sorted(Path(encoders_dir).glob("*/")):
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             continue
-        with safe_open(str(weights), framework="pt") as tensors:
-            names = list(tensors.keys())  # a safe_open handle is not iterable
-            parameters = sum(math.prod(tensors.get_slice(n).get_shape()) for n in names)
+        parameters = stored_parameters(weights)
         recorded = folder / SOURCE_FILE
         digest = (
             json.loads(recorded.read_text(encoding="utf-8"))["weights_sha256"]
@@ -222,6 +218,18 @@ def installed_encoders(encoders_dir: Path) -> list[EncoderInfo]:
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         found.append(EncoderInfo(folder.name, folder, parameters, size, digest))
     return found
+
+
+def stored_parameters(*files: Path) -> int:
+    """The number of parameters in safetensors files, read from their headers only."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as tensors:
+            names = list(tensors.keys())  # a safe_open handle is not iterable
+            total += sum(math.prod(tensors.get_slice(n).get_shape()) for n in names)
+    return total
 
 
 def resolve_base(name_or_path: str, encoders_dir: Path) -> str:

@@ -6,6 +6,7 @@ score (higher is better); the loop keeps the weights of the best epoch and resto
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 from collections.abc import Callable, Iterable
@@ -59,7 +60,16 @@ def fit(
     max_grad_norm: float = 1.0,
     show_progress: bool = True,
     description: str = "training",
+    precision: str = "fp32",
 ) -> FitResult:
+    """Train for at most ``epochs``; ``precision`` "bf16" or "fp16" runs the forward passes
+    under CUDA autocast (fp16 with a gradient scaler against underflow)."""
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+        if precision in ("bf16", "fp16")
+        else contextlib.nullcontext()
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     groups = [group for group in parameter_groups if group["params"]]
     optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
     total = max(1, epochs * steps_per_epoch)
@@ -77,10 +87,13 @@ def fit(
         for epoch in range(1, epochs + 1):
             model.train()
             for batch in batches(epoch):
-                value = loss(batch)
-                value.backward()
+                with autocast:
+                    value = loss(batch)
+                scaler.scale(value).backward()
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 progress.update(task, advance=1, description=f"{description} epoch {epoch}")

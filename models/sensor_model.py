@@ -74,6 +74,23 @@ def features(readings: Sequence[SensorReading]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
 
 
+# A typical reading: the medians of the AI4I 2020 data set. Explanations compare a reading with
+# its model's reference, the medians of the model's own training rows; models trained before
+# the reference was stored use these.
+AI4I_MEDIANS: dict[str, float] = {
+    "air_temp_k": 300.1,
+    "process_temp_k": 310.1,
+    "rpm": 1503.0,
+    "torque_nm": 40.1,
+    "tool_wear_min": 108.0,
+}
+
+
+def reference_reading(readings: Sequence[SensorReading]) -> dict[str, float]:
+    """The median of each input column over ``readings``."""
+    return {c: float(np.median([r[c] for r in readings])) for c in AI4I_MEDIANS}  # type: ignore[literal-required]
+
+
 def _member_file(head: str, member: int) -> str:
     return f"{head}-{member}.lgb.txt"
 
@@ -90,6 +107,7 @@ class SensorModel:
     mode: list[lgb.Booster]
     threshold: float
     cross_validation: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, float] = field(default_factory=lambda: dict(AI4I_MEDIANS))
 
     def predict_proba(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For feature rows (n, len(FEATURES)): P(failure) (n,) and mode probabilities (n, 5).
@@ -111,6 +129,7 @@ class SensorModel:
             "features": list(FEATURES),
             "failure_modes": list(FAILURE_MODES),
             "cross_validation": self.cross_validation,
+            "reference": self.reference,
         }
 
 
@@ -143,5 +162,9 @@ def load_sensor_model(folder: Path) -> SensorModel:
         return [lgb.Booster(model_file=str(p)) for p in paths]
 
     return SensorModel(
-        members("failure"), members("mode"), config["threshold"], config["cross_validation"]
+        members("failure"),
+        members("mode"),
+        config["threshold"],
+        config["cross_validation"],
+        config.get("reference", AI4I_MEDIANS),
     )

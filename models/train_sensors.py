@@ -27,7 +27,7 @@ from models.errors import DataError
 from models.fitting import FitResult
 from models.metrics import best_f1_threshold, sensor_figures, sensor_metrics
 from models.options import TrainOptions
-from models.sensor_model import SensorModel, features
+from models.sensor_model import SensorModel, features, reference_reading
 
 # High-resolution histograms: a limit such as 8.6 K or 3,500 W must fall on a bin edge for a
 # tree to split there. Chosen by nested 5-fold cross-validation of split_data.py's training
@@ -125,7 +125,8 @@ def train_sensors(data: SensorData, options: TrainOptions) -> tuple[SensorModel,
     per_fold_f1 = [fold["f1"] for fold in cross_validation["per_fold"]]
     cross_validation["f1_mean"] = float(np.mean(per_fold_f1))
     cross_validation["f1_std"] = float(np.std(per_fold_f1))
-    return SensorModel(failure, mode_members, threshold, cross_validation), fit
+    reference = reference_reading(data.readings)
+    return SensorModel(failure, mode_members, threshold, cross_validation, reference), fit
 
 
 def sensor_validation_metrics(model: SensorModel, data: SensorData) -> dict:

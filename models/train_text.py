@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from models.data import TextData
 from models.fitting import FitResult, class_weights, fit
-from models.inference import TextEngine, resolve_device
+from models.inference import TextEngine, resolve_device, resolve_precision
 from models.metrics import PRIMARY_METRIC, news_metrics, ticket_metrics
 from models.options import TrainOptions
 from models.taxonomy import RiskTaxonomy
@@ -182,6 +182,7 @@ def train_text(
         warmup_ratio=options.warmup_ratio,
         show_progress=options.show_progress,
         description=f"{domain} ({options.mode})",
+        precision=resolve_precision(device, "auto"),
     )
     if options.mode == "lora":
         model.encoder = model.encoder.merge_and_unload()
