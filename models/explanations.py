@@ -1,6 +1,9 @@
 """Why a model said what it said: attributions of one prediction to its inputs.
 
-    from models.explanations import explain_texts, explain_readings, Explanation
+    from models.explanations import Explainer, Explanation, explain_texts, explain_readings
+
+    Explainer(model_dir: Path, steps: int = 32, max_seq_length: int = 128)
+        .explain(inputs: Sequence[ModelInput], target: str | None = None) -> list[Explanation]
 
     explain_texts(model: TextClassifier, tokenizer, labels: list[str], texts: Sequence[str],
                   target: str | None = None, steps: int = 32, max_seq_length: int = 128)
@@ -28,16 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from models.base import SensorReading
+from models.base import ModelInput, SensorReading
 from models.data import SENSOR_COLUMNS
-from models.sensor_model import SensorModel, features
-from models.text_model import TextClassifier
+from models.sensor_model import SensorModel, features, load_sensor_model
+from models.text_model import TextClassifier, load_text_classifier
+from signalyard.settings import Domain
 
 SENSOR_INPUTS: tuple[str, ...] = tuple(SENSOR_COLUMNS)
 UNITS = {"air_temp_k": "K", "process_temp_k": "K", "rpm": "rpm", "torque_nm": "Nm",
@@ -53,6 +58,7 @@ class Attribution:
     value: float | None = None  # sensors: the reading's value, in ``unit``
     reference: float | None = None  # sensors: the reference value it is compared with
     unit: str = ""
+    span: tuple[int, int] | None = None  # text: the word's character offsets in the text
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,10 @@ def _words(
         start, end = encoding.token_to_chars(0, position)
         first, last = spans.get(word, (start, end))
         spans[word] = (min(first, start), max(last, end))
-    return [Attribution(text[spans[w][0] : spans[w][1]], totals[w]) for w in sorted(totals)]
+    return [
+        Attribution(text[spans[w][0] : spans[w][1]], totals[w], span=spans[w])
+        for w in sorted(totals)
+    ]
 
 
 def explain_texts(
@@ -196,3 +205,38 @@ def explain_readings(model: SensorModel, readings: Sequence[SensorReading]) -> l
             )
         )
     return explanations
+
+
+class Explainer:
+    """Explanations from one registered model version, loaded once in fp32.
+
+    ``explain`` takes the domain's model inputs (texts, or readings for sensors) and returns
+    one :class:`Explanation` each, in order; ``target`` (text domains) names another label
+    to explain toward. Blocking: callers on an event loop run it in an executor."""
+
+    def __init__(self, model_dir: Path, steps: int = 32, max_seq_length: int = 128) -> None:
+        from models.loading import read_metadata
+
+        metadata = read_metadata(model_dir)
+        self.domain: Domain = metadata["domain"]
+        self.version = Path(model_dir).name
+        self.steps, self.max_seq_length = steps, max_seq_length
+        if self.domain == "sensors":
+            self.sensor_model = load_sensor_model(model_dir)
+        else:
+            self.model, self.tokenizer, self.labels = load_text_classifier(model_dir)
+
+    def explain(self, inputs: Sequence[ModelInput], target: str | None = None) -> list[Explanation]:
+        if self.domain == "sensors":
+            if target not in (None, "failure"):
+                raise ValueError("a sensors model explains its failure probability only")
+            return explain_readings(self.sensor_model, inputs)  # type: ignore[arg-type]
+        return explain_texts(
+            self.model,
+            self.tokenizer,
+            self.labels,
+            inputs,  # type: ignore[arg-type]
+            target,
+            self.steps,
+            self.max_seq_length,
+        )

@@ -171,6 +171,15 @@ class InferenceSettings(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 
+class ExplanationSettings(Section):
+    """Attributions of predictions (``signalyard explain``, alerts' evidence, ``/explain``)."""
+
+    steps: int = Field(gt=0, le=1024)  # integrated-gradients steps per text
+    top_k: int = Field(gt=0, le=50)  # words or columns for and against in the short form
+    in_alerts: bool  # explain the events that trigger an alert, off the event loop
+    lookup_wait_s: float = Field(ge=0, le=600)  # how long a trigger event may take to be stored
+
+
 class AdaptationSettings(Section):
     event_wait_s: float = Field(ge=0, le=3600)
     check_interval_s: float = Field(gt=0, le=86_400)
@@ -243,6 +252,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings
     alerts: AlertsSettings
     inference: InferenceSettings
+    explanations: ExplanationSettings
     adaptation: AdaptationSettings
     stack: StackSettings
     topics: TopicsSettings

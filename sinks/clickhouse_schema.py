@@ -118,6 +118,23 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(written_at)
         ORDER BY (domain, entity, ts, alert_id)
     """,
+    # Why a model scored an event as it did (models.explanations): written for the events that
+    # trigger alerts; ``attributions`` is JSON (words or columns with their scores).
+    "explanations": """
+        CREATE TABLE IF NOT EXISTS explanations (
+            event_id String,
+            domain LowCardinality(String),
+            model_version LowCardinality(String),
+            label String,
+            probability Float64,
+            method LowCardinality(String),
+            delta Float64,
+            short String,
+            attributions String,
+            explained_at DateTime64(3, 'UTC')
+        ) ENGINE = ReplacingMergeTree(explained_at)
+        ORDER BY (domain, event_id, model_version)
+    """,
     # A label joined to its scored event: what the model saw (``input``: the text, or the
     # reading as JSON), what it predicted and which version did; ``ts`` is when it was labeled.
     "feedback": """

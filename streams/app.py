@@ -29,6 +29,7 @@ import torch
 from mode import Service
 
 from models.base import Scorer
+from models.registry import Registry
 from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
@@ -36,6 +37,7 @@ from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, m
 from streams.agents import SharedProducer
 from streams.alerting.consumer import alert_consumer
 from streams.connection import faust_credentials
+from streams.explaining import EventExplainer
 from streams.observability.metrics import PartitionReader, PipelineMetrics
 from streams.observability.web import add_web_views
 from streams.processor import ScorerHolder
@@ -81,7 +83,20 @@ class ScoringRuntime(Service):
             if scoring
             else None
         )
-        self.alerts = alert_consumer(settings, sink, self.producer, scoring)
+        self.explainer = EventExplainer(
+            settings.explanations,
+            Registry(settings.models_dir),
+            self.store,
+            sink,
+            settings.inference.max_seq_length,
+        )
+        self.alerts = alert_consumer(
+            settings,
+            sink,
+            self.producer,
+            scoring,
+            self.explainer if settings.explanations.in_alerts else None,
+        )
 
     @property
     def readers(self) -> list[PartitionReader]:
@@ -106,6 +121,7 @@ class ScoringRuntime(Service):
         await self.sink.stop()
         for executor in self.executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
+        self.explainer.close()
 
 
 def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:

@@ -3,17 +3,30 @@ ranks first, sub-word pieces come back as words, and the completeness gap is rep
 
 from __future__ import annotations
 
+import asyncio
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import test_training
+from conftest import isolated_settings, query
 
 from models.explanations import explain_readings, explain_texts
+from models.loading import load_scorer
 from models.registry import Registry
 from models.sensor_model import load_sensor_model
 from models.text_model import load_text_classifier
 from models.training import TrainOptions, train_model
+from signalyard.settings import Settings
+from sinks.clickhouse import connect
+from sinks.clickhouse_schema import create_tables
+from sinks.clickhouse_sink import ClickHouseSink
+from sinks.readonly import ReadOnlyStore
+from streams.alerting.alert import Alert, alert_id
+from streams.explaining import EventExplainer
+from streams.results import event_row, model_input, scored_result
+from streams.schemas import NewsEvent
 
 tiny_base = test_training.tiny_base
 FILLER = ["the", "company", "said", "on", "monday", "that", "its", "report", "shows", "news"]
@@ -81,3 +94,68 @@ def test_sensor_attributions_are_exact_shapley_in_column_units(
 
 
 sensors_csv = test_training.sensors_csv
+
+
+def test_an_alert_carries_its_explanation_once_after_a_replay_too(
+    tmp_path: Path, keyword_model: Path
+) -> None:
+    """The real embedded store and sink: the triggering event's text is read back, explained
+    with the version that scored it, stored once, and put in the evidence; evaluating the
+    same alert again (a replay) gives the same evidence and no second row."""
+    settings = isolated_settings(
+        tmp_path / "home",
+        registry_dir=keyword_model.parent.parent.parent,
+        explanations={"steps": 16, "top_k": 2, "in_alerts": True, "lookup_wait_s": 0.3},
+    )
+    scorer = load_scorer(keyword_model, "cpu", 32)
+    event = NewsEvent(id="e-1", ts=datetime.now(UTC), source="wire", ticker="ACME",
+                      headline="bankruptcy the company said")  # fmt: skip
+    now = datetime.now(UTC)
+    (prediction,) = scorer.score([model_input("news", event)])
+    result = scored_result("news", event, prediction, scorer, 1, now, now)
+
+    def alert(event_id: str) -> Alert:
+        evidence = {"kind": "count", "trigger_event_id": event_id, "event_ids": [event_id]}
+        return Alert(alert_id=alert_id("news", "r", "ACME", event_id), ts=now, domain="news",
+                     entity="ACME", rule="r", severity="warning", evidence=evidence,
+                     model_version="v1")  # fmt: skip
+
+    async def run() -> tuple[list[Alert], list[Alert], dict, dict]:
+        sink = ClickHouseSink(settings.clickhouse_dsn, settings.sink)
+        await sink.start()
+        store = ReadOnlyStore(settings.clickhouse_dsn, settings.queries)
+        explainer = EventExplainer(
+            settings.explanations, Registry(settings.models_dir), store, sink, 32
+        )
+        try:
+            await sink.write("news_events", [event_row("news", event, now)])
+            await sink.write("news_scores", [result.model_dump()])
+            first = await explainer.attach([alert("e-1"), alert("not-stored")])
+            replayed = await explainer.attach([alert("e-1")])
+            found = await explainer.explain_event("e-1", None)
+            unknown = await explainer.explain_event("no-such-event", "news")
+        finally:
+            explainer.close()
+            await sink.stop()
+        return first, replayed, found, unknown
+
+    create_tables_in(settings)
+    first, replayed, found, unknown = asyncio.run(run())
+    evidence = first[0].evidence
+    assert evidence["explanation"].startswith("+bankruptcy") and "explanation_error" not in evidence
+    assert replayed[0].evidence == evidence and replayed[0].alert_id == first[0].alert_id
+    assert first[1].evidence["explanation_error"] == "the event is not in the store"
+    assert found["domain"] == "news" and found["model_version"] == "v1"
+    assert found["label"] == "negative" and found["attributions"][0]["feature"] == "bankruptcy"
+    assert unknown["error"] == "no scored event with this id in the store"
+    rows = query(settings, "SELECT event_id, model_version, short FROM explanations FINAL")
+    assert [(r[0], r[1]) for r in rows] == [("e-1", "v1")]
+    assert rows[0][2] == evidence["explanation"]
+
+
+def create_tables_in(settings: Settings) -> None:
+    client = connect(settings.clickhouse_dsn)
+    try:
+        create_tables(client)
+    finally:
+        client.close()

@@ -14,6 +14,7 @@ from signalyard.cli.demo import demo
 from signalyard.cli.distill import distill
 from signalyard.cli.encoders import encoders
 from signalyard.cli.errors import USER_ERRORS, fail
+from signalyard.cli.explain import explain
 from signalyard.cli.models import evaluate_command, models, train
 from signalyard.cli.pipeline import produce_file, worker
 from signalyard.cli.provision import init
@@ -52,6 +53,7 @@ cli.add_command(demo)
 cli.add_command(encoders)
 cli.add_command(train)
 cli.add_command(distill)
+cli.add_command(explain)
 cli.add_command(evaluate_command)
 cli.add_command(models)
 cli.add_command(worker)

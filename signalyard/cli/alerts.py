@@ -98,8 +98,13 @@ def _line(alert: dict) -> str:
         f"{escape(alert['ts'])}  [{style}]{alert['severity'].upper():8}[/]  "
         f"{alert['domain']:7}  [bold]{escape(alert['entity'])}[/]  {escape(alert['rule'])}  "
         f"{figures}  events={','.join(evidence['event_ids'][-5:])}  "
-        f"model={escape(alert['model_version'])}  id={alert['alert_id']}"
+        f"model={escape(alert['model_version'])}  id={alert['alert_id']}{_why(evidence)}"
     )
+
+
+def _why(evidence: dict) -> str:
+    """The triggering event's explanation (its top words or columns), when it has one."""
+    return f"  why: {escape(evidence['explanation'])}" if evidence.get("explanation") else ""
 
 
 def _figure(value: object) -> str:

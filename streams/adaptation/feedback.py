@@ -15,25 +15,22 @@ written (``streams.group_consumer``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from signalyard.settings import Domain, KafkaSettings
-from sinks.readonly import QueryError, ReadOnlyStore, sql_list
+from sinks.readonly import QueryError, ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import Send
 from streams.deadletter import DeadLetter
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter, from_consumer_record
-from streams.results import model_input
-from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
+from streams.stored_events import StoredEvent, lookup_query, stored_event
 from streams.validation import Rejected, describe, reject_repeated_keys
 
 log = logging.getLogger(__name__)
@@ -41,50 +38,6 @@ log = logging.getLogger(__name__)
 FEEDBACK_TABLE = "feedback"
 BATCH_SIZE = 500
 LOOKUP_INTERVAL_S = 1.0
-
-# Event table columns, named as the event schema's fields, so a stored row parses back into the
-# event it came from and gives the model input the scoring agent computed.
-EVENT_FIELDS: dict[Domain, str] = {
-    "news": "event_id AS id, ts, source, ticker, tickers, headline, nullIf(body, '') AS body",
-    "tickets": "event_id AS id, ts, customer_id, channel, nullIf(subject, '') AS subject, text",
-    "sensors": (
-        "event_id AS id, ts, machine_id, machine_type AS type, air_temp_k, process_temp_k, rpm,"
-        " torque_nm, tool_wear_min"
-    ),
-}
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    input: str  # the text, or the sensor reading as JSON
-    event_ts: str
-    predicted_label: str
-    model_version: str
-
-
-def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
-    ids = sql_list(event_ids)
-    return (
-        f"SELECT e.*, s.predicted, s.model_version FROM "
-        f"(SELECT {EVENT_FIELDS[domain]} FROM {domain}_events FINAL WHERE event_id IN {ids}) AS e "
-        f"INNER JOIN (SELECT event_id, toString({FEEDBACK_FIELDS[domain]}) AS predicted, "
-        f"model_version FROM {domain}_scores FINAL WHERE event_id IN {ids}) AS s "
-        "ON s.event_id = e.id"
-    )
-
-
-def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
-    """The joined row of ``lookup_query`` as the model's input and its prediction."""
-    event = EVENT_SCHEMAS[domain].model_validate(
-        {key: value for key, value in row.items() if value is not None}, strict=False
-    )
-    value = model_input(domain, event)  # type: ignore[arg-type]
-    return StoredEvent(
-        input=value if isinstance(value, str) else json.dumps(value, sort_keys=True),
-        event_ts=row["ts"],
-        predicted_label=row["predicted"],
-        model_version=row["model_version"],
-    )
 
 
 class FeedbackAgent:

@@ -49,6 +49,7 @@ from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule, load_rules
 from streams.connection import consumer_options
 from streams.deadletter import DeadLetter
+from streams.explaining import EventExplainer
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.processor import Sink, kafka_time
 from streams.results import ENTITY_COLUMNS
@@ -116,6 +117,7 @@ class AlertConsumer(GroupConsumer):
         rules: dict[Domain, list[Rule]],
         publisher: AlertPublisher,
         producer: SharedProducer,
+        explainer: EventExplainer | None = None,
         **kwargs: Any,
     ) -> None:
         self.domains = {settings.topics.scored(domain).name: domain for domain in rules}
@@ -129,6 +131,7 @@ class AlertConsumer(GroupConsumer):
         self.rules = rules
         self.publisher = publisher
         self.producer = producer
+        self.explainer = explainer
         self.changelogs = {domain: state_changelog(settings, domain) for domain in rules}
         self.states: dict[TopicPartition, dict[str, EntityState]] = {}
 
@@ -161,6 +164,8 @@ class AlertConsumer(GroupConsumer):
                 if outcome.changed:
                     states[entity] = outcome.state
                     changed[(tp, entity)] = outcome.state
+        if alerts and self.explainer is not None:
+            alerts = await self.explainer.attach(alerts)
         if alerts:
             await self.publisher.publish(alerts)
         if letters:
@@ -228,10 +233,15 @@ def _dead_letter(
 
 
 def alert_consumer(
-    settings: Settings, sink: Sink, producer: SharedProducer, scoring: bool
+    settings: Settings,
+    sink: Sink,
+    producer: SharedProducer,
+    scoring: bool,
+    explainer: EventExplainer | None,
 ) -> AlertConsumer | None:
     """The worker's alert consumer: for the domains the rules file has rules for, unless the
-    worker scores (``scoring``) and alerting is set to run in workers of its own.
+    worker scores (``scoring``) and alerting is set to run in workers of its own. With an
+    ``explainer`` each alert carries the explanation of its triggering event.
 
     Raises RulesError (a SettingsError) when the rules file is missing or invalid."""
     if scoring and not settings.alerts.in_scoring_workers:
@@ -243,4 +253,4 @@ def alert_consumer(
     publisher = AlertPublisher(
         producer.send, sink, settings.topics.alerts.name, settings.topics.deadletter.name
     )
-    return AlertConsumer(settings, rules, publisher, producer)
+    return AlertConsumer(settings, rules, publisher, producer, explainer)

@@ -54,7 +54,8 @@ PANELS: dict[str, str] = {
             WHERE ts >= now() - {WINDOW})
         GROUP BY domain, model_version ORDER BY domain, model_version""",
     "alerts": """
-        SELECT ts, domain, entity, rule, severity, model_version
+        SELECT ts, domain, entity, rule, severity, model_version,
+            JSONExtractString(evidence, 'explanation') AS explanation
         FROM alerts FINAL ORDER BY ts DESC LIMIT 20""",
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -110,6 +110,12 @@ class SinkStatus(Protocol):
     inserts: int
 
 
+class EventExplaining(Protocol):
+    """Explains a stored, scored event (``streams.explaining.EventExplainer``)."""
+
+    async def explain_event(self, event_id: str, domain: Domain | None) -> dict[str, Any]: ...
+
+
 class WorkerView(Protocol):
     """What the metrics and the web views read of a running worker."""
 
@@ -117,6 +123,7 @@ class WorkerView(Protocol):
     sink: SinkStatus
     store: ReadOnlyStore
     scorers: Mapping[Domain, ScorerHolder]
+    explainer: EventExplaining
 
     @property
     def readers(self) -> Sequence[PartitionReader]:

@@ -4,6 +4,8 @@
 * ``/healthz``: 200 while the process runs its event loop (the answer itself shows that);
 * ``/readyz``: 200 once the worker has partitions assigned and its sink is connected, else 503;
 * ``/dashboard``: the live dashboard page, fed by ``/dashboard/data``;
+* ``/explain?event_id=ID[&domain=D]``: why the model scored a stored event as it did (the
+  version that scored it; computed on the worker's explainer thread, and stored);
 * ``/sql`` (POST, the query as the body; loopback clients only): one read-only query on the
   worker's ClickHouse as JSON. ``signalyard sql`` uses it for an embedded store, which only
   this process may open.
@@ -17,6 +19,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from signalyard.settings import DOMAINS
 from sinks.readonly import QueryError
 from streams.observability.dashboard import page, panel_data
 from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready
@@ -62,6 +65,21 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
             for domain, holder in worker.scorers.items()
         }
         return self.json({"panels": panels, "live_models": live})
+
+    @app.page("/explain")
+    async def explain(self: View, request: Request) -> Response:
+        event_id = request.query.get("event_id", "").strip()
+        domain = request.query.get("domain") or None
+        if not event_id or (domain is not None and domain not in DOMAINS):
+            return self.json(
+                {"error": f"give event_id, and optionally domain ({', '.join(DOMAINS)})"},
+                status=400,
+            )
+        try:
+            found = await worker.explainer.explain_event(event_id, domain)  # type: ignore[arg-type]
+        except QueryError as error:
+            return self.json({"error": str(error)}, status=500)
+        return self.json(found, status=404 if "error" in found else 200)
 
     class Sql(View):
         async def post(self, request: Request) -> Response:

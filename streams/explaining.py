@@ -1,0 +1,189 @@
+"""Explaining stored events in a worker, off the event loop (``models.explanations``): the
+events that trigger alerts, and those asked for at ``/explain?event_id=...``.
+
+For the alerts of one fetch (``attach``), before they are published:
+
+1. the triggering events' model inputs are looked up in the store (the text, or the reading),
+   again for up to ``explanations.lookup_wait_s`` while the scoring worker's rows are still on
+   their way (a scored result can reach its topic a moment before its rows are queryable);
+2. each is explained on a thread of its own (one at a time, so that explaining never takes
+   more than one core from scoring) with the version named by the alert, loaded once;
+3. the explanations go to the ClickHouse ``explanations`` table, keyed by event id and model
+   version (``ReplacingMergeTree``: a replay writes the same row again, which collapses), and
+   the short form (the top words or columns for and against) goes into the alert's
+   ``evidence["explanation"]``.
+
+Explanations are deterministic, so a replayed alert carries the same evidence. An event that
+cannot be explained (not in the store in time, its version gone from the registry) does not
+hold its alert back: the alert goes out with ``evidence["explanation_error"]`` saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.base import ModelInput
+from models.errors import RegistryError
+from models.explanations import Explainer, Explanation
+from models.registry import Registry
+from signalyard.settings import DOMAINS, Domain, ExplanationSettings
+from sinks.readonly import QueryError, ReadOnlyStore, sql_string
+from streams.alerting.alert import Alert
+from streams.processor import Sink
+from streams.stored_events import lookup_query, stored_event
+
+log = logging.getLogger(__name__)
+
+EXPLANATIONS_TABLE = "explanations"
+LOOKUP_INTERVAL_S = 0.5
+LOADED_VERSIONS = 4  # explainers kept loaded; older ones are dropped first
+Key = tuple[Domain, str, str]  # domain, event id, model version
+
+
+def explanation_row(
+    domain: Domain, event_id: str, version: str, explanation: Explanation, top_k: int
+) -> dict[str, Any]:
+    """The row of the ``explanations`` table."""
+    return {
+        "event_id": event_id,
+        "domain": domain,
+        "model_version": version,
+        "label": explanation.label,
+        "probability": explanation.probability,
+        "method": explanation.method,
+        "delta": explanation.delta,
+        "short": explanation.short(top_k),
+        "attributions": json.dumps(explanation.to_dict()["attributions"]),
+        "explained_at": datetime.now(UTC),
+    }
+
+
+class EventExplainer:
+    """Explains stored, scored events with the version that scored them; see the module doc."""
+
+    def __init__(
+        self,
+        settings: ExplanationSettings,
+        registry: Registry,
+        store: ReadOnlyStore,
+        sink: Sink,
+        max_seq_length: int,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.sink = sink
+        self.max_seq_length = max_seq_length
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
+        self._explainers: OrderedDict[tuple[Domain, str], Explainer] = OrderedDict()
+
+    async def attach(self, alerts: Sequence[Alert]) -> list[Alert]:
+        """The alerts with their explanations in the evidence (see the module doc)."""
+        wanted = {(a.domain, a.evidence["trigger_event_id"], a.model_version) for a in alerts}
+        explained, errors = await self.explain(wanted, self.settings.lookup_wait_s)
+        top_k = self.settings.top_k
+        out = []
+        for alert in alerts:
+            key = (alert.domain, alert.evidence["trigger_event_id"], alert.model_version)
+            extra = (
+                {"explanation": explained[key].short(top_k)}
+                if key in explained
+                else {"explanation_error": errors.get(key, "not explained")}
+            )
+            out.append(alert.model_copy(update={"evidence": {**alert.evidence, **extra}}))
+        return out
+
+    async def explain(
+        self, wanted: set[tuple[Domain, str, str]], wait_s: float
+    ) -> tuple[dict[Key, Explanation], dict[Key, str]]:
+        """Explain the events named by (domain, event id, model version) and store the
+        explanations; return them, and for the others why they could not be explained."""
+        inputs, errors = await self._inputs(wanted, wait_s)
+        explained: dict[Key, Explanation] = {}
+        loop = asyncio.get_running_loop()
+        for key, model_input in inputs.items():
+            try:
+                explained[key] = await loop.run_in_executor(
+                    self._executor, self._explain, key[0], key[2], model_input
+                )
+            except RegistryError as error:
+                errors[key] = f"version {key[2]} cannot be loaded: {error}"
+        top_k = self.settings.top_k
+        rows = [explanation_row(d, e, v, x, top_k) for (d, e, v), x in explained.items()]
+        await self.sink.write(EXPLANATIONS_TABLE, rows)
+        return explained, errors
+
+    async def explain_event(self, event_id: str, domain: Domain | None) -> dict[str, Any]:
+        """The stored explanation of a scored event, or a new one: a JSON object with domain,
+        event_id, model_version and the explanation, or with ``error``."""
+        domains = [domain] if domain else list(DOMAINS)
+        for name in domains:
+            result = await self.store.query(
+                f"SELECT model_version FROM {name}_scores FINAL "
+                f"WHERE event_id = {sql_string(event_id)}"
+            )
+            if not result.rows:
+                continue
+            version = result.rows[0][0]
+            explained, errors = await self.explain({(name, event_id, version)}, 0)
+            key = (name, event_id, version)
+            head = {"domain": name, "event_id": event_id, "model_version": version}
+            if key in explained:
+                return {**head, **explained[key].to_dict()}
+            return {**head, "error": errors[key]}
+        return {"event_id": event_id, "error": "no scored event with this id in the store"}
+
+    async def _inputs(
+        self, wanted: set[Key], wait_s: float
+    ) -> tuple[dict[Key, ModelInput], dict[Key, str]]:
+        """The model input of each wanted event, and why the others have none."""
+        found: dict[Key, ModelInput] = {}
+        errors: dict[Key, str] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        missing = set(wanted)
+        while missing:
+            for domain in {d for d, _, _ in missing}:
+                ids = sorted({e for d, e, _ in missing if d == domain})
+                try:
+                    result = await self.store.query(lookup_query(domain, ids))
+                except QueryError as error:
+                    log.warning("explanations: looking up %s events failed: %s", domain, error)
+                    continue
+                for values in result.rows:
+                    row = dict(zip(result.columns, values, strict=True))
+                    event = stored_event(domain, row)
+                    for key in [k for k in missing if k[0] == domain and k[1] == row["id"]]:
+                        value = event.input
+                        found[key] = json.loads(value) if domain == "sensors" else value
+                        missing.discard(key)
+            if missing and loop.time() < deadline:
+                await asyncio.sleep(LOOKUP_INTERVAL_S)
+            elif missing:
+                errors.update(dict.fromkeys(missing, "the event is not in the store"))
+                break
+        return found, errors
+
+    def _explain(self, domain: Domain, version: str, model_input: ModelInput) -> Explanation:
+        """Blocking: on the explainer's thread."""
+        key = (domain, version)
+        if key not in self._explainers:
+            folder = self.registry.existing_version_dir(domain, version)
+            self._explainers[key] = Explainer(
+                Path(folder), self.settings.steps, self.max_seq_length
+            )
+            while len(self._explainers) > LOADED_VERSIONS:
+                self._explainers.popitem(last=False)
+        self._explainers.move_to_end(key)
+        return self._explainers[key].explain([model_input])[0]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

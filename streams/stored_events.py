@@ -1,0 +1,66 @@
+"""Scored events read back from the store: what the model saw and what it said.
+
+    lookup_query(domain, event_ids) -> str     # one query for a batch of event ids
+    stored_event(domain, row) -> StoredEvent   # a row of that query
+
+The event's model input is rebuilt by parsing the stored row back into the event schema and
+applying the same function the scoring agent applied (``streams.results.model_input``), so a
+text is exactly the one the model read. Used by feedback (labels joined to their events),
+alert explanations and ``signalyard explain --event-id``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from signalyard.settings import Domain
+from sinks.readonly import sql_list
+from streams.results import model_input
+from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
+
+# Event table columns, named as the event schema's fields, so a stored row parses back into the
+# event it came from and gives the model input the scoring agent computed.
+EVENT_FIELDS: dict[Domain, str] = {
+    "news": "event_id AS id, ts, source, ticker, tickers, headline, nullIf(body, '') AS body",
+    "tickets": "event_id AS id, ts, customer_id, channel, nullIf(subject, '') AS subject, text",
+    "sensors": (
+        "event_id AS id, ts, machine_id, machine_type AS type, air_temp_k, process_temp_k, rpm,"
+        " torque_nm, tool_wear_min"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    input: str  # the text, or the sensor reading as JSON
+    event_ts: str
+    predicted_label: str
+    model_version: str
+
+
+def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
+    ids = sql_list(event_ids)
+    return (
+        f"SELECT e.*, s.predicted, s.model_version FROM "
+        f"(SELECT {EVENT_FIELDS[domain]} FROM {domain}_events FINAL WHERE event_id IN {ids}) AS e "
+        f"INNER JOIN (SELECT event_id, toString({FEEDBACK_FIELDS[domain]}) AS predicted, "
+        f"model_version FROM {domain}_scores FINAL WHERE event_id IN {ids}) AS s "
+        "ON s.event_id = e.id"
+    )
+
+
+def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
+    """The joined row of ``lookup_query`` as the model's input and its prediction."""
+    event = EVENT_SCHEMAS[domain].model_validate(
+        {key: value for key, value in row.items() if value is not None}, strict=False
+    )
+    value = model_input(domain, event)  # type: ignore[arg-type]
+    return StoredEvent(
+        input=value if isinstance(value, str) else json.dumps(value, sort_keys=True),
+        event_ts=row["ts"],
+        predicted_label=row["predicted"],
+        model_version=row["model_version"],
+    )
