@@ -4,6 +4,7 @@ ranks first, sub-word pieces come back as words, and the completeness gap is rep
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from models.registry import Registry
 from models.sensor_model import load_sensor_model
 from models.text_model import load_text_classifier
 from models.training import TrainOptions, train_model
+from signalyard.cli import main
 from signalyard.settings import Settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
@@ -159,3 +161,50 @@ def create_tables_in(settings: Settings) -> None:
         create_tables(client)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "message"),
+    [
+        (["news", "--text", "  "], 2, "--text is empty"),
+        (["weather", "--text", "x"], 2, "'weather' is not one of"),
+        (["sensors", "--text", "x"], 2, "sensors are explained by --event-id or --file"),
+        (["news", "--text", "x", "--event-id", "e"], 2, "exactly one of"),
+        (["news", "--event-id", "nope"], 1, "no scored news event with id 'nope' in the store"),
+        (["news", "--text", "x", "--version", "v9"], 1, "news has no version 'v9'"),
+        (["news", "--text", "x", "--target", "bullish"], 1, "unknown label 'bullish'"),
+    ],
+)
+def test_explain_command_bad_inputs_are_one_line(
+    tmp_path: Path,
+    keyword_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    code: int,
+    message: str,
+) -> None:
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SIGNALYARD_REGISTRY_DIR", str(keyword_model.parent.parent.parent))
+    create_tables_in(isolated_settings(tmp_path / "home"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", *arguments])
+    assert exit_info.value.code == code
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+
+
+def test_explain_command_prints_json(
+    tmp_path: Path,
+    keyword_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SIGNALYARD_REGISTRY_DIR", str(keyword_model.parent.parent.parent))
+    main(["explain", "news", "--text", "the report said bankruptcy", "--json", "--steps", "8"])
+    explained = json.loads(capsys.readouterr().out)
+    assert explained["version"] == "v1" and explained["label"] == "negative"
+    assert explained["steps"] == 8 and explained["method"] == "integrated-gradients"
+    words = [a["feature"] for a in explained["attributions"]]
+    assert words == ["the", "report", "said", "bankruptcy"]
