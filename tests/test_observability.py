@@ -275,6 +275,21 @@ def test_sql_refuses_writes_and_reports_bad_sql_in_one_line(
     assert capsys.readouterr().out.splitlines()[1] == "1"
 
 
+def test_explain_endpoint_explains_a_scored_event(live: Live) -> None:
+    event_id = sorted(live.expected["news"])[0]
+    status, body = live.get(f"/explain?event_id={event_id}")
+    assert status == 200, body
+    explained = json.loads(body)
+    registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
+    assert explained["domain"] == "news" and explained["event_id"] == event_id
+    assert explained["model_version"] == registry.live_version("news")
+    assert explained["method"] == "integrated-gradients" and explained["attributions"]
+    assert explained["label"] in ("negative", "neutral", "positive")
+    status, body = live.get("/explain?event_id=no-such-event&domain=news")
+    assert status == 404 and "no scored event" in json.loads(body)["error"]
+    assert live.get("/explain")[0] == 400
+
+
 def test_sql_without_the_workers_endpoint_names_the_way_in(
     live: Live, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -327,7 +342,7 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
     assert errors == []
     registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
     assert drawn["models"] == [registry.live_version(domain) for domain in DOMAINS]
-    assert [ALERTED, "machine-defect-streak", "critical"] in [row[2:] for row in drawn["alerts"]]
+    assert [ALERTED, "machine-defect-streak", "critical"] in [row[2:5] for row in drawn["alerts"]]
     for chart in ("sentiment", "risk", "defects"):
         assert drawn[chart] and all(points >= 1 for _, points in drawn[chart]), drawn
     assert {name for name, _ in drawn["throughput"]} == set(DOMAINS)
