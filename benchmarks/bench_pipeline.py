@@ -10,7 +10,10 @@ One run reports:
 * news latency at half the measured end-to-end capacity: p50 and p99 of each result's
   ``latency_ms`` (from the raw record's Kafka timestamp to the end of scoring);
 * sensors, end to end: events/s through one worker, whose model costs almost nothing, so this
-  is the pipeline's own overhead: Kafka in, validation, batching, Kafka out, ClickHouse.
+  is the pipeline's own overhead: Kafka in, validation, batching, Kafka out, ClickHouse;
+* with ``--explanations`` (or only these, ``--explanations-only``): news end to end with
+  alerting in the worker and a rule that fires often, without and then with each alert's
+  triggering event explained (``streams.explaining``): what explanations cost the pipeline.
 
 A result reaches the scored topic and ClickHouse in the same delivery step, before the worker
 acks the batch; after each phase the worker is stopped and its embedded ClickHouse store is
@@ -20,6 +23,7 @@ broker must be up (``signalyard stack up``); models are trained from the synthet
 the registry at ``--registry`` has none.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--news-events 1500] [--sensor-events 30000]
+        [--explanations | --explanations-only]
         [--latency-seconds 20] [--torch-threads 0] [--registry DIR] [--out results.json]
 """
 
@@ -70,6 +74,8 @@ class Phase:
     p50_ms: float | None
     p99_ms: float | None
     stored: int
+    alerts: int | None = None  # phases with alerting: alerts stored, and those explained
+    explained: int | None = None
 
 
 def model_ceiling(settings: Settings, count: int) -> float:
@@ -130,6 +136,7 @@ async def run_phase(
     rate: float | None,
     overrides: dict[str, str],
     scratch: Path,
+    alerting: bool = False,
 ) -> Phase:
     """One worker on fresh topics and a fresh store: produce ``count`` events, await them all."""
     run = uuid.uuid4().hex[:8]
@@ -143,7 +150,7 @@ async def run_phase(
         scratch / f"{name}.log",
         overrides={
             "SIGNALYARD_PIPELINE__APP_ID": app_id,
-            "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
+            "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "true" if alerting else "false",
             **overrides,
         },
     ).start("--domain", domain)
@@ -166,6 +173,14 @@ async def run_phase(
     client = connect(settings.clickhouse_dsn)
     try:
         stored = count_final(client, f"{domain}_scores")
+        alerts, explained = (
+            client.query(
+                "SELECT count(), countIf(JSONExtractString(evidence, 'explanation') != '') "
+                "FROM alerts FINAL"
+            ).result_rows[0]
+            if alerting
+            else (None, None)
+        )
     finally:
         client.close()
     seconds = finished - started
@@ -178,7 +193,45 @@ async def run_phase(
         percentile(latencies, 0.50),
         percentile(latencies, 0.99),
         stored,
+        alerts,
+        explained,
     )
+
+
+# A news rule that fires often on the synthetic stream: two negative headlines of a ticker
+# within five minutes of event time, at most once a minute per ticker.
+FREQUENT_ALERTS = """
+[[rules]]
+name = "bench-negative-news"
+domain = "news"
+kind = "count"
+when = { field = "label", equals = "negative" }
+at_least = 2
+window = "5m"
+severity = "info"
+cooldown = "1m"
+"""
+
+
+async def explanation_phases(
+    base: Settings, count: int, threads: dict[str, str], scratch: Path
+) -> list[Phase]:
+    """News end to end with alerting in the worker on a stream that fires alerts: without
+    explanations, then with the triggering events explained."""
+    rules = scratch / "bench-alerts.toml"
+    rules.write_text(FREQUENT_ALERTS, encoding="utf-8")
+    phases = []
+    for name, explain in (("news-alerts", "false"), ("news-alerts-explained", "true")):
+        overrides = {
+            **threads,
+            "SIGNALYARD_ALERTS__RULES_FILE": str(rules),
+            "SIGNALYARD_EXPLANATIONS__IN_ALERTS": explain,
+        }
+        phases.append(
+            await run_phase(base, name, "news", count, None, overrides, scratch, alerting=True)
+        )
+        _done(phases[-1])
+    return phases
 
 
 async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, list[Phase]]:
@@ -195,6 +248,8 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, li
         f"news model only: {ceiling:.1f} texts/s (torch threads {torch.get_num_threads()})"
     )
     news = arguments.news_events
+    if arguments.explanations_only:
+        return ceiling, await explanation_phases(base, news, threads, scratch)
     phases = [await run_phase(base, "news-batched", "news", news, None, threads, scratch)]
     _done(phases[-1])
     naive = {
@@ -213,6 +268,8 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, li
     sensors = arguments.sensor_events
     phases.append(await run_phase(base, "sensors-batched", "sensors", sensors, None, {}, scratch))
     _done(phases[-1])
+    if arguments.explanations:
+        phases += await explanation_phases(base, news, threads, scratch)
     return ceiling, phases
 
 
@@ -231,6 +288,7 @@ def report(ceiling: float, phases: list[Phase]) -> Table:
         "p50 ms",
         "p99 ms",
         "stored",
+        "alerts (explained)",
     ):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for phase in phases:
@@ -244,6 +302,7 @@ def report(ceiling: float, phases: list[Phase]) -> Table:
             "-" if phase.p50_ms is None else f"{phase.p50_ms:.0f}",
             "-" if phase.p99_ms is None else f"{phase.p99_ms:.0f}",
             str(phase.stored),
+            "-" if phase.alerts is None else f"{phase.alerts} ({phase.explained})",
         )
     return table
 
@@ -256,6 +315,14 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=0, help="0: one per core")
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument(
+        "--explanations",
+        action="store_true",
+        help="also: news with alerts firing, without and with their events explained",
+    )
+    parser.add_argument(
+        "--explanations-only", action="store_true", help="only the two phases of --explanations"
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="signalyard-bench-") as scratch:
         ceiling, phases = asyncio.run(bench(arguments, Path(scratch)))
