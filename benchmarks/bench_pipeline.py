@@ -315,12 +315,13 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=0, help="0: one per core")
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
-    parser.add_argument(
+    explaining = parser.add_mutually_exclusive_group()
+    explaining.add_argument(
         "--explanations",
         action="store_true",
         help="also: news with alerts firing, without and with their events explained",
     )
-    parser.add_argument(
+    explaining.add_argument(
         "--explanations-only", action="store_true", help="only the two phases of --explanations"
     )
     arguments = parser.parse_args()

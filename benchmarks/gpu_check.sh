@@ -28,7 +28,7 @@ else
 fi
 "$BIN/python" benchmarks/split_data.py "$WORK/splits" --data "$DATA"
 last_version() { tail -n 1 "$1" | "$BIN/python" -c 'import json, sys; print(json.load(sys.stdin)["version"])'; }
-timed() { local start=$SECONDS; "$@"; echo "gpu_check: $((SECONDS - start)) s for: $*"; }
+timed() { local start=$SECONDS; "$@"; echo "gpu_check: $((SECONDS - start)) s for: $*" >&2; }
 
 timed "$BIN/signalyard" train news --data "$WORK/splits/fpb/train.csv" --base all-mpnet-base-v2 \
   --lr 3e-5 --head-lr 1e-3 --epochs 3 --batch-size 32 --max-seq-length 64 --class-weight none \

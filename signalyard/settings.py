@@ -178,6 +178,7 @@ class ExplanationSettings(Section):
     top_k: int = Field(gt=0, le=50)  # words or columns for and against in the short form
     in_alerts: bool  # explain the events that trigger an alert, off the event loop
     lookup_wait_s: float = Field(ge=0, le=600)  # how long a trigger event may take to be stored
+    budget_s: float = Field(gt=0, le=600)  # the most a fetch's alerts wait for explanations
 
 
 class AdaptationSettings(Section):

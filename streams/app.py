@@ -31,6 +31,7 @@ from mode import Service
 from models.base import Scorer
 from models.registry import Registry
 from signalyard.settings import Domain, Settings
+from sinks.clickhouse import CHDB_SCHEME
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, model_watcher
@@ -95,7 +96,7 @@ class ScoringRuntime(Service):
             sink,
             self.producer,
             scoring,
-            self.explainer if settings.explanations.in_alerts else None,
+            self.explainer if explains_alerts(settings, scoring) else None,
         )
 
     @property
@@ -122,6 +123,13 @@ class ScoringRuntime(Service):
         for executor in self.executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self.explainer.close()
+
+
+def explains_alerts(settings: Settings, scoring: bool) -> bool:
+    """Whether the worker's alerts carry explanations: as set, except in an alerting-only
+    worker on an embedded store, which never holds the scoring workers' events."""
+    embedded = settings.clickhouse_dsn.startswith(CHDB_SCHEME)
+    return settings.explanations.in_alerts and (scoring or not embedded)
 
 
 def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:

@@ -6,16 +6,21 @@ For the alerts of one fetch (``attach``), before they are published:
 1. the triggering events' model inputs are looked up in the store (the text, or the reading),
    again for up to ``explanations.lookup_wait_s`` while the scoring worker's rows are still on
    their way (a scored result can reach its topic a moment before its rows are queryable);
-2. each is explained on a thread of its own (one at a time, so that explaining never takes
-   more than one core from scoring) with the version named by the alert, loaded once;
+2. each is explained on a thread of its own, one at a time (with the default
+   ``pipeline.torch_threads = 1`` it takes at most one core from scoring), with the version
+   named by the alert, loaded once, toward the label the event was scored with, within
+   ``explanations.budget_s`` for the fetch;
 3. the explanations go to the ClickHouse ``explanations`` table, keyed by event id and model
    version (``ReplacingMergeTree``: a replay writes the same row again, which collapses), and
    the short form (the top words or columns for and against) goes into the alert's
    ``evidence["explanation"]``.
 
-Explanations are deterministic, so a replayed alert carries the same evidence. An event that
-cannot be explained (not in the store in time, its version gone from the registry) does not
-hold its alert back: the alert goes out with ``evidence["explanation_error"]`` saying why.
+Explanations are deterministic, so a replayed alert carries the same evidence (unless the first
+attempt could not explain it: then the replay's evidence, under the same alert id, replaces
+it). An event that cannot be explained (not in the store in time, its version gone from the
+registry, the budget spent, any failure of the explainer) does not hold its alert back: the
+alert goes out with ``evidence["explanation_error"]`` saying why. An alerting-only worker on
+an embedded store never holds the scoring workers' events, so it does not explain.
 """
 
 from __future__ import annotations
@@ -88,7 +93,9 @@ class EventExplainer:
     async def attach(self, alerts: Sequence[Alert]) -> list[Alert]:
         """The alerts with their explanations in the evidence (see the module doc)."""
         wanted = {(a.domain, a.evidence["trigger_event_id"], a.model_version) for a in alerts}
-        explained, errors = await self.explain(wanted, self.settings.lookup_wait_s)
+        explained, errors = await self.explain(
+            wanted, self.settings.lookup_wait_s, self.settings.budget_s
+        )
         top_k = self.settings.top_k
         out = []
         for alert in alerts:
@@ -102,28 +109,38 @@ class EventExplainer:
         return out
 
     async def explain(
-        self, wanted: set[tuple[Domain, str, str]], wait_s: float
+        self, wanted: set[Key], wait_s: float, budget_s: float
     ) -> tuple[dict[Key, Explanation], dict[Key, str]]:
-        """Explain the events named by (domain, event id, model version) and store the
-        explanations; return them, and for the others why they could not be explained."""
-        inputs, errors = await self._inputs(wanted, wait_s)
-        explained: dict[Key, Explanation] = {}
+        """Explain the events named by (domain, event id, model version) toward the label
+        they were scored with, and store the explanations; return them, and for the others
+        why not. Whatever fails for one event is that event's error: an explanation never
+        holds back what it explains. Events not reached within ``budget_s`` are not
+        explained."""
         loop = asyncio.get_running_loop()
-        for key, model_input in inputs.items():
+        deadline = loop.time() + budget_s
+        inputs, errors = await self._inputs(wanted, min(wait_s, budget_s))
+        explained: dict[Key, Explanation] = {}
+        for key, (model_input, predicted) in inputs.items():
+            if loop.time() >= deadline:
+                errors[key] = f"not reached within explanations.budget_s ({budget_s:g} s)"
+                continue
             try:
                 explained[key] = await loop.run_in_executor(
-                    self._executor, self._explain, key[0], key[2], model_input
+                    self._executor, self._explain, key[0], key[2], model_input, predicted
                 )
             except RegistryError as error:
                 errors[key] = f"version {key[2]} cannot be loaded: {error}"
+            except Exception as error:  # one event's failure is reported, never raised
+                log.warning("explaining %s %s failed", key[0], key[1], exc_info=True)
+                errors[key] = f"explaining failed: {type(error).__name__}: {error}"
         top_k = self.settings.top_k
         rows = [explanation_row(d, e, v, x, top_k) for (d, e, v), x in explained.items()]
         await self.sink.write(EXPLANATIONS_TABLE, rows)
         return explained, errors
 
     async def explain_event(self, event_id: str, domain: Domain | None) -> dict[str, Any]:
-        """The stored explanation of a scored event, or a new one: a JSON object with domain,
-        event_id, model_version and the explanation, or with ``error``."""
+        """Explain a scored event now (and store it): a JSON object with domain, event_id,
+        model_version and the explanation, or with ``error``."""
         domains = [domain] if domain else list(DOMAINS)
         for name in domains:
             result = await self.store.query(
@@ -133,8 +150,8 @@ class EventExplainer:
             if not result.rows:
                 continue
             version = result.rows[0][0]
-            explained, errors = await self.explain({(name, event_id, version)}, 0)
             key = (name, event_id, version)
+            explained, errors = await self.explain({key}, 0, self.settings.budget_s)
             head = {"domain": name, "event_id": event_id, "model_version": version}
             if key in explained:
                 return {**head, **explained[key].to_dict()}
@@ -143,13 +160,15 @@ class EventExplainer:
 
     async def _inputs(
         self, wanted: set[Key], wait_s: float
-    ) -> tuple[dict[Key, ModelInput], dict[Key, str]]:
-        """The model input of each wanted event, and why the others have none."""
-        found: dict[Key, ModelInput] = {}
+    ) -> tuple[dict[Key, tuple[ModelInput, str]], dict[Key, str]]:
+        """The model input and predicted label of each wanted event, and why the others have
+        none."""
+        found: dict[Key, tuple[ModelInput, str]] = {}
         errors: dict[Key, str] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         missing = set(wanted)
+        failure = "the event is not in the store"
         while missing:
             for domain in {d for d, _, _ in missing}:
                 ids = sorted({e for d, e, _ in missing if d == domain})
@@ -157,23 +176,32 @@ class EventExplainer:
                     result = await self.store.query(lookup_query(domain, ids))
                 except QueryError as error:
                     log.warning("explanations: looking up %s events failed: %s", domain, error)
+                    failure = f"looking the event up failed: {error}"
                     continue
                 for values in result.rows:
                     row = dict(zip(result.columns, values, strict=True))
-                    event = stored_event(domain, row)
-                    for key in [k for k in missing if k[0] == domain and k[1] == row["id"]]:
-                        value = event.input
-                        found[key] = json.loads(value) if domain == "sensors" else value
+                    keys = [k for k in missing if k[0] == domain and k[1] == row["id"]]
+                    try:
+                        event = stored_event(domain, row)
+                    except ValueError as error:  # a stored row that no longer parses
+                        errors.update(dict.fromkeys(keys, f"the stored event is invalid: {error}"))
+                        missing.difference_update(keys)
+                        continue
+                    for key in keys:
+                        found[key] = (event.model_input, event.predicted_label)
                         missing.discard(key)
             if missing and loop.time() < deadline:
                 await asyncio.sleep(LOOKUP_INTERVAL_S)
             elif missing:
-                errors.update(dict.fromkeys(missing, "the event is not in the store"))
+                errors.update(dict.fromkeys(missing, failure))
                 break
         return found, errors
 
-    def _explain(self, domain: Domain, version: str, model_input: ModelInput) -> Explanation:
-        """Blocking: on the explainer's thread."""
+    def _explain(
+        self, domain: Domain, version: str, model_input: ModelInput, predicted: str
+    ) -> Explanation:
+        """Blocking: on the explainer's thread. Text is explained toward the label the event
+        was scored with (a served int8 or bf16 model may rank labels unlike fp32)."""
         key = (domain, version)
         if key not in self._explainers:
             folder = self.registry.existing_version_dir(domain, version)
@@ -183,7 +211,9 @@ class EventExplainer:
             while len(self._explainers) > LOADED_VERSIONS:
                 self._explainers.popitem(last=False)
         self._explainers.move_to_end(key)
-        return self._explainers[key].explain([model_input])[0]
+        explainer = self._explainers[key]
+        target = predicted if domain != "sensors" and predicted in explainer.labels else None
+        return explainer.explain([model_input], target)[0]
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

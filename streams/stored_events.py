@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models.base import ModelInput
 from signalyard.settings import Domain
 from sinks.readonly import sql_list
 from streams.results import model_input
@@ -36,6 +37,7 @@ EVENT_FIELDS: dict[Domain, str] = {
 @dataclass(frozen=True)
 class StoredEvent:
     input: str  # the text, or the sensor reading as JSON
+    model_input: ModelInput  # the text, or the reading, as the model takes it
     event_ts: str
     predicted_label: str
     model_version: str
@@ -60,6 +62,7 @@ def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
     value = model_input(domain, event)  # type: ignore[arg-type]
     return StoredEvent(
         input=value if isinstance(value, str) else json.dumps(value, sort_keys=True),
+        model_input=value,
         event_ts=row["ts"],
         predicted_label=row["predicted"],
         model_version=row["model_version"],

@@ -107,7 +107,13 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
     settings = isolated_settings(
         tmp_path / "home",
         registry_dir=keyword_model.parent.parent.parent,
-        explanations={"steps": 16, "top_k": 2, "in_alerts": True, "lookup_wait_s": 0.3},
+        explanations={
+            "steps": 16,
+            "top_k": 2,
+            "in_alerts": True,
+            "lookup_wait_s": 0.3,
+            "budget_s": 20,
+        },
     )
     scorer = load_scorer(keyword_model, "cpu", 32)
     event = NewsEvent(id="e-1", ts=datetime.now(UTC), source="wire", ticker="ACME",

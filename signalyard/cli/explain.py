@@ -37,8 +37,7 @@ def stored_input(settings: Settings, domain: Domain, event_id: str) -> tuple[Any
     if not result.rows:
         raise click.ClickException(f"no scored {domain} event with id {event_id!r} in the store")
     found = stored_event(domain, dict(zip(result.columns, result.rows[0], strict=True)))
-    model_input = json.loads(found.input) if domain == "sensors" else found.input
-    return model_input, found.model_version
+    return found.model_input, found.model_version
 
 
 def _inputs(domain: Domain, text: str | None, file: Path | None) -> list[Any]:

@@ -4,8 +4,8 @@
 * ``/healthz``: 200 while the process runs its event loop (the answer itself shows that);
 * ``/readyz``: 200 once the worker has partitions assigned and its sink is connected, else 503;
 * ``/dashboard``: the live dashboard page, fed by ``/dashboard/data``;
-* ``/explain?event_id=ID[&domain=D]``: why the model scored a stored event as it did (the
-  version that scored it; computed on the worker's explainer thread, and stored);
+* ``/explain?event_id=ID[&domain=D]`` (loopback clients only): why the model scored a stored
+  event as it did (the version that scored it; computed on the explainer thread, and stored);
 * ``/sql`` (POST, the query as the body; loopback clients only): one read-only query on the
   worker's ClickHouse as JSON. ``signalyard sql`` uses it for an embedded store, which only
   this process may open.
@@ -68,6 +68,10 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
 
     @app.page("/explain")
     async def explain(self: View, request: Request) -> Response:
+        # Local clients only, as /sql: an explanation shows the event's text, and each one
+        # costs model passes on the thread that alerts' explanations wait on.
+        if not ip_address(request.remote or "0.0.0.0").is_loopback:
+            return self.json({"error": "explanations are only served to local clients"}, status=403)
         event_id = request.query.get("event_id", "").strip()
         domain = request.query.get("domain") or None
         if not event_id or (domain is not None and domain not in DOMAINS):
