@@ -11,7 +11,7 @@ from conftest import isolated_settings
 from models.base import ModelInput, Prediction, Scorer
 from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
-from streams.app import ScoringRuntime, create_app
+from streams.app import ScoringRuntime, create_app, explains_alerts
 
 
 class IdleScorer:
@@ -61,3 +61,23 @@ def test_domains_without_rules_get_no_alerting(tmp_path: Path) -> None:
     )
     settings = isolated_settings(tmp_path, alerts={"rules_file": str(rules)})
     assert consumers(settings, ()) == ({"sensors"}, False)
+
+
+def test_alerts_are_explained_where_the_events_are(tmp_path: Path) -> None:
+    """A scoring worker explains its alerts; an alerting-only worker on an embedded store
+    never holds the events, so it does not; with a ClickHouse server both do."""
+    embedded = isolated_settings(tmp_path)
+    assert explains_alerts(embedded, scoring=True)
+    assert not explains_alerts(embedded, scoring=False)
+    server = isolated_settings(tmp_path, clickhouse={"dsn": "http://127.0.0.1:8123/default"})
+    assert explains_alerts(server, scoring=False)
+    scorers: dict[Domain, Scorer] = {"news": IdleScorer("news")}
+    runtime = ScoringRuntime(
+        embedded, ClickHouseSink(embedded.clickhouse_dsn, embedded.sink), scorers
+    )
+    assert runtime.alerts is not None and runtime.alerts.explainer is runtime.explainer
+    off = isolated_settings(
+        tmp_path,
+        explanations={**embedded.explanations.model_dump(), "in_alerts": False},
+    )
+    assert not explains_alerts(off, scoring=True)
