@@ -35,7 +35,8 @@ timed "$BIN/signalyard" train news --data "$WORK/splits/fpb/train.csv" --base al
   --label-smoothing 0.1 --freeze-embeddings --device cuda --no-promote | tee "$WORK/teacher.json"
 TEACHER=$(last_version "$WORK/teacher.json")
 timed "$BIN/signalyard" distill news --teacher "$TEACHER" --data "$WORK/splits/fpb/train.csv" \
-  --unlabeled "$WORK/splits/tweets/train.csv" --device cuda | tee "$WORK/student.json"
+  --lr 5e-5 --head-lr 5e-4 --epochs 4 --batch-size 32 --max-seq-length 64 --freeze-embeddings \
+  --temperature 2 --alpha 0.5 --device cuda | tee "$WORK/student.json"
 STUDENT=$(last_version "$WORK/student.json")
 for version in "$TEACHER" "$STUDENT"; do
   echo "gpu_check: news $version on the held-out fpb rows (bf16)"
