@@ -110,6 +110,8 @@ class ScoringRuntime(Service):
         await self.producer.start()
         if self.watcher is not None:
             await self.watcher.start()
+        if self.alerts is not None and self.alerts.explainer is not None:
+            self.explainer.start()
         for reader in self.readers:
             await reader.start()
 

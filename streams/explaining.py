@@ -6,8 +6,8 @@ For the alerts of one fetch (``attach``), before they are published:
 1. the triggering events' model inputs are looked up in the store (the text, or the reading),
    again for up to ``explanations.lookup_wait_s`` while the scoring worker's rows are still on
    their way (a scored result can reach its topic a moment before its rows are queryable);
-2. each is explained on a thread of its own, one at a time (with the default
-   ``pipeline.torch_threads = 1`` it takes at most one core from scoring), with the version
+2. each is explained in a process of its own at the lowest CPU priority, one at a time (it
+   takes the CPU that scoring leaves idle, so a busy pipeline is not slowed), with the version
    named by the alert, loaded once, toward the label the event was scored with, within
    ``explanations.budget_s`` for the fetch;
 3. the explanations go to the ClickHouse ``explanations`` table, keyed by event id and model
@@ -28,20 +28,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
+import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from models.base import ModelInput
 from models.errors import RegistryError
-from models.explanations import Explainer, Explanation
+from models.explanations import Explanation
 from models.registry import Registry
 from signalyard.settings import DOMAINS, Domain, ExplanationSettings
 from sinks.readonly import QueryError, ReadOnlyStore, sql_string
 from streams.alerting.alert import Alert
+from streams.explainer_process import explain_in_process, start_explainer_process, warm_up
 from streams.processor import Sink
 from streams.stored_events import lookup_query, stored_event
 
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 EXPLANATIONS_TABLE = "explanations"
 LOOKUP_INTERVAL_S = 0.5
-LOADED_VERSIONS = 4  # explainers kept loaded; older ones are dropped first
 Key = tuple[Domain, str, str]  # domain, event id, model version
 
 
@@ -71,6 +71,16 @@ def explanation_row(
     }
 
 
+def _explainer_process() -> ProcessPoolExecutor:
+    """The explainer process: started at the first explanation ("spawn": forking a threaded,
+    running worker is unsafe); it imports the models once, a few seconds."""
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=start_explainer_process,
+    )
+
+
 class EventExplainer:
     """Explains stored, scored events with the version that scored them; see the module doc."""
 
@@ -87,8 +97,7 @@ class EventExplainer:
         self.store = store
         self.sink = sink
         self.max_seq_length = max_seq_length
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
-        self._explainers: OrderedDict[tuple[Domain, str], Explainer] = OrderedDict()
+        self._executor = _explainer_process()
 
     async def attach(self, alerts: Sequence[Alert]) -> list[Alert]:
         """The alerts with their explanations in the evidence (see the module doc)."""
@@ -125,9 +134,24 @@ class EventExplainer:
                 errors[key] = f"not reached within explanations.budget_s ({budget_s:g} s)"
                 continue
             try:
-                explained[key] = await loop.run_in_executor(
-                    self._executor, self._explain, key[0], key[2], model_input, predicted
+                explained[key] = await asyncio.wait_for(
+                    loop.run_in_executor(
+                        self._executor,
+                        explain_in_process,
+                        str(self.registry.existing_version_dir(key[0], key[2])),
+                        self.settings.steps,
+                        self.max_seq_length,
+                        model_input,
+                        predicted,
+                    ),
+                    deadline - loop.time(),
                 )
+            except TimeoutError:
+                errors[key] = f"not done within explanations.budget_s ({budget_s:g} s)"
+            except BrokenProcessPool:
+                log.warning("the explainer process died; starting another")
+                self._executor = _explainer_process()
+                errors[key] = "the explainer process died"
             except RegistryError as error:
                 errors[key] = f"version {key[2]} cannot be loaded: {error}"
             except Exception as error:  # one event's failure is reported, never raised
@@ -197,23 +221,10 @@ class EventExplainer:
                 break
         return found, errors
 
-    def _explain(
-        self, domain: Domain, version: str, model_input: ModelInput, predicted: str
-    ) -> Explanation:
-        """Blocking: on the explainer's thread. Text is explained toward the label the event
-        was scored with (a served int8 or bf16 model may rank labels unlike fp32)."""
-        key = (domain, version)
-        if key not in self._explainers:
-            folder = self.registry.existing_version_dir(domain, version)
-            self._explainers[key] = Explainer(
-                Path(folder), self.settings.steps, self.max_seq_length
-            )
-            while len(self._explainers) > LOADED_VERSIONS:
-                self._explainers.popitem(last=False)
-        self._explainers.move_to_end(key)
-        explainer = self._explainers[key]
-        target = predicted if domain != "sensors" and predicted in explainer.labels else None
-        return explainer.explain([model_input], target)[0]
+    def start(self) -> None:
+        """Start the explainer process and load its libraries now, at the lowest priority,
+        rather than at the first alert."""
+        self._executor.submit(warm_up)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
