@@ -179,6 +179,7 @@ class ExplanationSettings(Section):
     in_alerts: bool  # explain the events that trigger an alert, off the event loop
     lookup_wait_s: float = Field(ge=0, le=600)  # how long a trigger event may take to be stored
     budget_s: float = Field(gt=0, le=600)  # the most a fetch's alerts wait for explanations
+    max_cpu_share: float = Field(gt=0, le=1)  # of wall time spent explaining, at most
 
 
 class AdaptationSettings(Section):

@@ -6,8 +6,10 @@ For the alerts of one fetch (``attach``), before they are published:
 1. the triggering events' model inputs are looked up in the store (the text, or the reading),
    again for up to ``explanations.lookup_wait_s`` while the scoring worker's rows are still on
    their way (a scored result can reach its topic a moment before its rows are queryable);
-2. each is explained in a process of its own at the lowest CPU priority, one at a time (it
-   takes the CPU that scoring leaves idle, so a busy pipeline is not slowed), with the version
+2. each is explained in a process of its own at the lowest CPU priority, one at a time, and
+   at most ``explanations.max_cpu_share`` of the time: after an explanation that took t
+   seconds the next one waits t * (1 / share - 1); an alert whose turn would come after its
+   fetch's budget is sent with ``explanation_error`` at once. Explained with the version
    named by the alert, loaded once, toward the label the event was scored with, within
    ``explanations.budget_s`` for the fetch;
 3. the explanations go to the ClickHouse ``explanations`` table, keyed by event id and model
@@ -98,6 +100,7 @@ class EventExplainer:
         self.sink = sink
         self.max_seq_length = max_seq_length
         self._executor = _explainer_process()
+        self._next_start = 0.0  # loop time before which no explanation starts (CPU share)
 
     async def attach(self, alerts: Sequence[Alert]) -> list[Alert]:
         """The alerts with their explanations in the evidence (see the module doc)."""
@@ -127,12 +130,20 @@ class EventExplainer:
         explained."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s
+        share = self.settings.max_cpu_share
+        if self._next_start > deadline:  # not even a lookup (a query in this process) then
+            return {}, dict.fromkeys(wanted, f"over explanations.max_cpu_share ({share:g})")
         inputs, errors = await self._inputs(wanted, min(wait_s, budget_s))
         explained: dict[Key, Explanation] = {}
         for key, (model_input, predicted) in inputs.items():
+            if self._next_start > deadline:
+                errors[key] = f"over explanations.max_cpu_share ({share:g})"
+                continue
+            await asyncio.sleep(max(0.0, self._next_start - loop.time()))
             if loop.time() >= deadline:
                 errors[key] = f"not reached within explanations.budget_s ({budget_s:g} s)"
                 continue
+            started = loop.time()
             try:
                 explained[key] = await asyncio.wait_for(
                     loop.run_in_executor(
@@ -157,6 +168,9 @@ class EventExplainer:
             except Exception as error:  # one event's failure is reported, never raised
                 log.warning("explaining %s %s failed", key[0], key[1], exc_info=True)
                 errors[key] = f"explaining failed: {type(error).__name__}: {error}"
+            # The next explanation waits long enough for explaining to take at most ``share``
+            # of the time (a budget of CPU time, spent in bursts of one explanation).
+            self._next_start = loop.time() + (loop.time() - started) * (1 / share - 1)
         top_k = self.settings.top_k
         rows = [explanation_row(d, e, v, x, top_k) for (d, e, v), x in explained.items()]
         await self.sink.write(EXPLANATIONS_TABLE, rows)

@@ -112,7 +112,10 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
             "top_k": 2,
             "in_alerts": True,
             "lookup_wait_s": 0.3,
-            "budget_s": 20,
+            # The explainer process runs at the lowest priority: on a busy machine its start
+            # (imports, model load) takes a while.
+            "budget_s": 120,
+            "max_cpu_share": 1,
         },
     )
     scorer = load_scorer(keyword_model, "cpu", 32)
