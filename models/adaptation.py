@@ -43,12 +43,12 @@ from models.errors import DataError
 from models.fitting import FitResult, seed_everything
 from models.loading import TAXONOMY_FILE, read_metadata
 from models.options import TrainOptions
-from models.registry import METADATA_FILE, METRICS_FILE
 from models.sensor_model import save_sensor_model
 from models.taxonomy import RiskTaxonomy
 from models.text_model import LABELS_FILE, load_text_classifier, save_text_classifier
 from models.training import (
     concat,
+    fit_record,
     label_counts,
     read_labeled,
     software_versions,
@@ -56,6 +56,7 @@ from models.training import (
     split_source,
     strata,
     subset,
+    write_model_files,
 )
 from signalyard.settings import Domain
 
@@ -295,17 +296,10 @@ def adapt_model(
             "validation_fraction": fraction,
         },
         "adaptation": adaptation,
-        "training": {
-            "seconds": round(time.monotonic() - started, 1),
-            "best_epoch": fit.best_epoch,
-            "epochs_run": fit.epochs_run,
-            "validation_history": fit.history,
-            "device": options.device,
-        },
+        "training": fit_record(started, fit, options.device),
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_versions(),
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), "utf-8")
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+    write_model_files(out_dir, metadata)
     return metadata

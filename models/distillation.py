@@ -49,7 +49,6 @@ from models.inference import TextEngine, resolve_device, resolve_precision
 from models.loading import TAXONOMY_FILE, read_metadata
 from models.metrics import PRIMARY_METRIC
 from models.options import TrainOptions
-from models.registry import METADATA_FILE, METRICS_FILE
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
     LABELS_FILE,
@@ -59,7 +58,15 @@ from models.text_model import (
     save_text_classifier,
 )
 from models.train_text import length_grouped, pooled_embeddings, text_metrics
-from models.training import label_counts, read_labeled, software_versions, split_source, subset
+from models.training import (
+    fit_record,
+    label_counts,
+    read_labeled,
+    software_versions,
+    split_source,
+    subset,
+    write_model_files,
+)
 from signalyard.settings import Domain
 
 __all__ = ["DistillOptions", "distill_model", "shrink_encoder"]
@@ -320,19 +327,12 @@ def distill_model(
                 "files": transfer_lineage,
             },
         },
-        "training": {
-            "seconds": round(time.monotonic() - started, 1),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "validation_history": result.history,
-            "device": train_options.device,
-        },
+        "training": fit_record(started, result, train_options.device),
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_versions(),
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), "utf-8")
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+    write_model_files(out_dir, metadata)
     return metadata
 
 

@@ -34,7 +34,7 @@ from sklearn.model_selection import train_test_split
 
 from models.data import NEWS_LABELS, SensorData, TextData, fingerprint, read_sensors, read_text
 from models.errors import DataError
-from models.fitting import seed_everything
+from models.fitting import FitResult, seed_everything
 from models.loading import TAXONOMY_FILE
 from models.options import TrainOptions
 from models.registry import METADATA_FILE, METRICS_FILE, Registry
@@ -46,6 +46,7 @@ from signalyard.settings import Domain
 __all__ = [
     "TrainOptions",
     "concat",
+    "fit_record",
     "label_counts",
     "read_labeled",
     "split_indices",
@@ -53,6 +54,7 @@ __all__ = [
     "strata",
     "subset",
     "train_model",
+    "write_model_files",
 ]
 
 
@@ -143,6 +145,24 @@ def software_versions() -> dict[str, str]:
     }
 
 
+def fit_record(started: float, fit: FitResult, device: str) -> dict[str, Any]:
+    """The ``training`` block of a version's metadata: time since ``started`` (monotonic) and
+    the epochs of the fit."""
+    return {
+        "seconds": round(time.monotonic() - started, 1),
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "validation_history": fit.history,
+        "device": device,
+    }
+
+
+def write_model_files(folder: Path, metadata: dict[str, Any]) -> None:
+    """``metrics.json`` and ``metadata.json`` of a finished model folder."""
+    (folder / METRICS_FILE).write_text(json.dumps(metadata["metrics"], indent=2), "utf-8")
+    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+
+
 def _default_name(domain: Domain, base: str) -> str:
     if domain == "sensors":
         return "sensors-gbdt"
@@ -212,14 +232,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
             ),
         },
         "options": options.model_dump(mode="json"),
-        "training": {
-            "seconds": round(time.monotonic() - started, 1),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "validation_history": result.history,
-            "device": options.device,
-            **selection,
-        },
+        "training": {**fit_record(started, result, options.device), **selection},
         "metrics": metrics,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_versions(),
@@ -235,8 +248,7 @@ def train_model(
     staging = Path(tempfile.mkdtemp(prefix=f"signalyard-{domain}-"))
     try:
         metadata = _train_into(domain, Path(data), options, staging)
-        (staging / METRICS_FILE).write_text(json.dumps(metadata["metrics"], indent=2), "utf-8")
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+        write_model_files(staging, metadata)
         return registry.register(domain, staging, promote=promote)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
