@@ -112,6 +112,8 @@ def _student(
         model = TextClassifier(encoder, len(labels), options.train.dropout)
         model.head.load_state_dict(teacher.head.state_dict())
         return model, tokenizer, {"from": "teacher layers", "layers": keep}
+    if options.student_layers is not None:
+        raise DataError("--student-layers cuts the teacher; it does not apply with --student")
     folder = Path(student)
     if (folder / LABELS_FILE).is_file():
         model, tokenizer, student_labels = load_text_classifier(folder)
@@ -192,8 +194,17 @@ def distill_model(
     device = resolve_device(train_options.device)
     length = train_options.max_seq_length
 
-    # The teacher's view of every transfer text, computed once.
+    # The student first, so that a student that cannot be made fails before minutes of
+    # teacher inference.
+    model, tokenizer, initialised = _student(teacher_dir, student, labels, options)
     teacher, teacher_tokenizer, _ = load_text_classifier(teacher_dir)
+    if options.hidden_weight and teacher.head.in_features != model.head.in_features:
+        raise DataError(
+            f"--hidden-weight needs a student as wide as the teacher "
+            f"({model.head.in_features} against {teacher.head.in_features})"
+        )
+
+    # The teacher's view of every transfer text, computed once.
     teacher_engine = TextEngine(teacher, teacher_tokenizer, device, length, 64, "fp32")
     teacher_logits = torch.from_numpy(teacher_engine.predict_logits(texts))
     teacher_embeddings = (
@@ -202,13 +213,6 @@ def distill_model(
     teacher_validation = teacher_engine.predict_proba(validation.texts)
     teacher_figures = text_metrics(domain, teacher_validation, labels, validation.labels, taxonomy)
     del teacher, teacher_engine
-
-    model, tokenizer, initialised = _student(teacher_dir, student, labels, options)
-    if teacher_embeddings is not None and teacher_embeddings.shape[1] != model.head.in_features:
-        raise DataError(
-            f"--hidden-weight needs a student as wide as the teacher "
-            f"({model.head.in_features} against {teacher_embeddings.shape[1]})"
-        )
     model = model.to(device)
     if train_options.freeze_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)

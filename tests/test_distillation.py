@@ -118,6 +118,10 @@ def test_shrink_keeps_evenly_spaced_layers_and_the_last(tiny_base: Path) -> None
         (["--teacher", "v1", "--unlabeled", "{no_text}"], "lacks column(s) text"),
         (["--teacher", "v1", "--student", "{other_labels}"], "the teacher's are"),
         (["--teacher", "v1", "--student-layers", "5"], "a student cannot have 5"),
+        (
+            ["--teacher", "v1", "--student", "{other_labels}", "--student-layers", "1"],
+            "does not apply with --student",
+        ),
     ],
 )
 def test_bad_inputs_are_one_line(
