@@ -59,8 +59,8 @@ from models.text_model import (
 )
 from models.train_text import length_grouped, pooled_embeddings, text_metrics
 from models.training import (
+    data_record,
     fit_record,
-    label_counts,
     read_labeled,
     software_versions,
     split_source,
@@ -297,20 +297,8 @@ def distill_model(
         "base_model": initialised.get("path") or teacher_meta.get("base_model"),
         "mode": "distilled",
         "data": {
-            "path": str(Path(data).resolve()),
-            "sha256": fingerprint(Path(data)),
-            "rows": len(train_rows) + len(val_rows),
-            "train_rows": len(train_rows),
-            "validation_rows": len(val_rows),
-            "seed": train_options.seed,
-            "validation_fraction": train_options.validation_fraction,
-            "label_counts": label_counts(train_data),
+            **data_record(Path(data), train_rows, val_rows, train_data, train_options),
             "same_as_teacher": same_data,
-            **(
-                {}
-                if given is None
-                else {"validation": {"path": str(given.resolve()), "sha256": fingerprint(given)}}
-            ),
         },
         "options": train_options.model_dump(mode="json"),
         "distillation": {

@@ -46,6 +46,7 @@ from signalyard.settings import Domain
 __all__ = [
     "TrainOptions",
     "concat",
+    "data_record",
     "fit_record",
     "label_counts",
     "read_labeled",
@@ -145,6 +146,34 @@ def software_versions() -> dict[str, str]:
     }
 
 
+def data_record(
+    data: Path,
+    train_rows: Sequence[int],
+    validation_rows: Sequence[int],
+    train_data: TextData | SensorData,
+    options: TrainOptions,
+) -> dict[str, Any]:
+    """The ``data`` block of a version's metadata: the file, its split and label counts."""
+    given = options.validation_data
+    return {
+        "path": str(data.resolve()),
+        "sha256": fingerprint(data),
+        "rows": len(train_rows) + len(validation_rows),
+        "train_rows": len(train_rows),
+        "validation_rows": len(validation_rows),
+        # The split, so that the held-out rows can be cut again (models.adaptation).
+        "seed": options.seed,
+        "validation_fraction": options.validation_fraction,
+        "label_counts": label_counts(train_data),
+        # A validation file given at training replaces the cut split (models.adaptation).
+        **(
+            {}
+            if given is None
+            else {"validation": {"path": str(given.resolve()), "sha256": fingerprint(given)}}
+        ),
+    }
+
+
 def fit_record(started: float, fit: FitResult, device: str) -> dict[str, Any]:
     """The ``training`` block of a version's metadata: time since ``started`` (monotonic) and
     the epochs of the fit."""
@@ -214,23 +243,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
         "model_name": options.model_name or _default_name(domain, base or ""),
         "base_model": base,
         "mode": options.mode if domain != "sensors" else "full",
-        "data": {
-            "path": str(data.resolve()),
-            "sha256": fingerprint(data),
-            "rows": len(train_rows) + len(val_rows),
-            "train_rows": len(train_rows),
-            "validation_rows": len(val_rows),
-            # The split, so that the held-out rows can be cut again (models.adaptation).
-            "seed": options.seed,
-            "validation_fraction": options.validation_fraction,
-            "label_counts": label_counts(train_data),
-            # A validation file given at training replaces the cut split (models.adaptation).
-            **(
-                {}
-                if given is None
-                else {"validation": {"path": str(given.resolve()), "sha256": fingerprint(given)}}
-            ),
-        },
+        "data": data_record(data, train_rows, val_rows, train_data, options),
         "options": options.model_dump(mode="json"),
         "training": {**fit_record(started, result, options.device), **selection},
         "metrics": metrics,
