@@ -10,6 +10,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 CHDB_SCHEME = "chdb://"
+_OPENED_HERE: set[Path] = set()  # embedded stores this process has opened
 
 
 class ClickHouseInUseError(RuntimeError):
@@ -26,18 +27,29 @@ def connect(dsn: str) -> Client:
         return clickhouse_connect.get_client(dsn=dsn)
     folder = Path(dsn.removeprefix(CHDB_SCHEME))
     folder.mkdir(parents=True, exist_ok=True)
+    # Asked first, because the engine prints its own error line to the terminal when it
+    # meets another process's lock (this process's own clients share the store, and its
+    # lock); asked again after a failure, for a holder that came in between.
+    if folder.resolve() not in _OPENED_HERE and _locked(folder / "status"):
+        raise _in_use(folder)
     try:
-        return clickhouse_connect.get_client(dsn=dsn)
+        client = clickhouse_connect.get_client(dsn=dsn)
+        _OPENED_HERE.add(folder.resolve())
+        return client
     except Exception as error:
         # chdb only says "Error initializing EmbeddedServer"; the lock on its status file
         # tells whether another process is the reason.
         if _locked(folder / "status"):
-            raise ClickHouseInUseError(
-                f"the embedded ClickHouse in {folder} is open in another process (a worker "
-                "with the same SIGNALYARD_HOME?); stop it, or use a ClickHouse server "
-                "(SIGNALYARD_CLICKHOUSE__DSN=http://...)"
-            ) from error
+            raise _in_use(folder) from error
         raise
+
+
+def _in_use(folder: Path) -> ClickHouseInUseError:
+    return ClickHouseInUseError(
+        f"the embedded ClickHouse in {folder} is open in another process (a worker "
+        "with the same SIGNALYARD_HOME?); stop it, or use a ClickHouse server "
+        "(SIGNALYARD_CLICKHOUSE__DSN=http://...)"
+    )
 
 
 def _locked(status_file: Path) -> bool:

@@ -31,6 +31,7 @@ from mode import Service
 from models.base import Scorer
 from models.registry import Registry
 from signalyard.settings import Domain, Settings
+from sinks.backtest_runs import BacktestWrites
 from sinks.clickhouse import CHDB_SCHEME
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
@@ -63,6 +64,7 @@ class ScoringRuntime(Service):
         super().__init__(**kwargs)
         self.sink = sink
         self.store = ReadOnlyStore(sink.dsn, settings.queries)
+        self.backtests = BacktestWrites(sink.dsn)
         self.metrics = PipelineMetrics()
         self.producer = SharedProducer(settings.kafka)
         self.scorers = {domain: ScorerHolder(scorer) for domain, scorer in scorers.items()}

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clickhouse_connect.driver.client import Client
 from sklearn.metrics import accuracy_score, f1_score
 
 from models.base import Scorer
-from signalyard.settings import DOMAINS, Domain, Settings
+from signalyard.settings import Domain, Settings
+from sinks.backtest_runs import RUNS_TABLE, RunWriter, scores_table
+from sinks.readonly import query_store, sql_list, sql_string
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule
@@ -44,7 +45,6 @@ from streams.validation import EventLimits, Rejected, parse_event
 
 LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-RUNS_TABLE = "backtest_runs"
 MAX_DEAD_EXAMPLES = 5
 # The figure whose mean absolute change a comparison reports.
 SCORE_FIELDS: dict[Domain, str] = {
@@ -54,10 +54,6 @@ SCORE_FIELDS: dict[Domain, str] = {
 }
 
 Progress = Callable[[int, int], None]  # (offsets read, offsets in the range)
-
-
-def scores_table(domain: Domain) -> str:
-    return f"backtest_{domain}_scores"
 
 
 def check_run_id(run_id: str) -> str:
@@ -125,7 +121,7 @@ class RunReport:
 
 async def replay(
     settings: Settings,
-    client: Client,
+    writer: RunWriter,
     domain: Domain,
     time_range: TimeRange,
     scorer: Scorer,
@@ -165,12 +161,12 @@ async def replay(
             rows.append({"run_id": run_id, **result.model_dump()})
             report.events += 1
         if len(rows) >= settings.sink.max_batch_rows:
-            insert(client, table, rows)
+            writer.insert(table, rows)
             rows.clear()
 
     try:
         async with RangeReader(settings.kafka, topic, time_range) as reader:
-            forget(client, run_id)  # once the range is found: a failed start keeps the old run
+            writer.forget(run_id)  # once the range is found: a failed start keeps the old run
             async for fetched in reader.fetch():
                 for record in fetched.records:
                     try:
@@ -192,25 +188,10 @@ async def replay(
                 await score(pending)
     finally:
         executor.shutdown(wait=False)
-    insert(client, table, rows)
+    writer.insert(table, rows)
     report.finished_at = datetime.now(UTC)
-    insert(client, RUNS_TABLE, [report.row()])
+    writer.insert(RUNS_TABLE, [report.row()])
     return report
-
-
-def forget(client: Client, run_id: str) -> None:
-    """Delete what an earlier replay wrote under ``run_id``, of whichever domain and range, so
-    that the run id stands for this replay alone."""
-    for table in (RUNS_TABLE, *(scores_table(domain) for domain in DOMAINS)):
-        client.command(
-            f"DELETE FROM {table} WHERE run_id = {{run_id:String}}", parameters={"run_id": run_id}
-        )
-
-
-def insert(client: Client, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    if rows:
-        columns = list(rows[0])
-        client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
 
 
 # Comparing runs
@@ -322,50 +303,47 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
-# Reading runs back
+# Reading runs back: read-only queries, through the worker when it holds an embedded store
 
 
-def load_run(client: Client, run_id: str) -> dict[str, Any] | None:
-    """The run's row of ``backtest_runs``, or None."""
-    query = client.query(
-        f"SELECT * FROM {RUNS_TABLE} FINAL WHERE run_id = {{run_id:String}}",
-        parameters={"run_id": run_id},
+def load_run(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """The run's row of ``backtest_runs`` (JSON values: times as ISO 8601), or None."""
+    result = query_store(
+        settings, f"SELECT * FROM {RUNS_TABLE} FINAL WHERE run_id = {sql_string(run_id)}"
     )
-    rows = query.result_rows
-    return dict(zip(query.column_names, rows[0], strict=True)) if rows else None
+    return dict(zip(result.columns, result.rows[0], strict=True)) if result.rows else None
 
 
 def load_results(
-    client: Client, domain: Domain, run_id: str, events_of: str | None = None
+    settings: Settings, domain: Domain, run_id: str, events_of: str | None = None
 ) -> list[ScoredResult]:
     """The results of run ``run_id``; for ``live``, the live results of run ``events_of``'s
     events."""
     if run_id == LIVE:
         sql = (
             f"SELECT * FROM {domain}_scores FINAL WHERE event_id IN "
-            f"(SELECT event_id FROM {scores_table(domain)} WHERE run_id = {{run_id:String}})"
+            f"(SELECT event_id FROM {scores_table(domain)} "
+            f"WHERE run_id = {sql_string(events_of or '')})"
         )
-        run_id = events_of or ""
     else:
         sql = (
             f"SELECT * EXCEPT run_id FROM {scores_table(domain)} FINAL "
-            "WHERE run_id = {run_id:String}"
+            f"WHERE run_id = {sql_string(run_id)}"
         )
-    query = client.query(sql, parameters={"run_id": run_id})
+    result = query_store(settings, sql)
     schema = SCORE_SCHEMAS[domain]
     return [
-        schema.model_construct(**dict(zip(query.column_names, row, strict=True)))
-        for row in query.result_rows
+        schema.model_validate(dict(zip(result.columns, row, strict=True))) for row in result.rows
     ]
 
 
-def load_feedback(client: Client, domain: Domain, run_ids: Sequence[str]) -> dict[str, str]:
+def load_feedback(settings: Settings, domain: Domain, run_ids: Sequence[str]) -> dict[str, str]:
     """The latest feedback label of each event of the runs ``run_ids``."""
-    query = client.query(
+    result = query_store(
+        settings,
         "SELECT event_id, argMax(label, ts) FROM feedback FINAL "
-        "WHERE domain = {domain:String} AND event_id IN "
-        f"(SELECT event_id FROM {scores_table(domain)} WHERE run_id IN {{runs:Array(String)}}) "
+        f"WHERE domain = {sql_string(domain)} AND event_id IN "
+        f"(SELECT event_id FROM {scores_table(domain)} WHERE run_id IN {sql_list(run_ids)}) "
         "GROUP BY event_id",
-        parameters={"domain": domain, "runs": list(run_ids)},
     )
-    return dict(query.result_rows)
+    return {event_id: label for event_id, label in result.rows}

@@ -11,9 +11,11 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -31,7 +33,7 @@ from models.registry import Registry
 from models.training import train_model
 from signalyard.cli import cli
 from signalyard.settings import Domain, Settings, settings_environment
-from sinks.clickhouse import ClickHouseInUseError, connect
+from sinks.clickhouse import connect
 from streams.alerting.rules import RuleBook
 from streams.backtest import (
     check_run_id,
@@ -47,6 +49,7 @@ from streams.schemas import SensorScore
 from streams.synthetic import World, events, write_training_csv
 from streams.topics import provision_topics
 from streams.validation import Rejected
+from streams.worker_process import WorkerProcess
 
 MINUTE_MS = 60_000
 
@@ -513,8 +516,93 @@ def test_replaying_one_range_twice_gives_identical_scores(kafka: Settings, regis
     assert runs[0] == runs[1]
 
 
+def cli_process(settings: Settings, registry: Path, *args: str) -> subprocess.CompletedProcess:
+    """The command as a process of its own: what it prints to the terminal, all of it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALYARD_")}
+    env |= settings_environment(settings)
+    env |= {"SIGNALYARD_REGISTRY_DIR": str(registry), "SIGNALYARD_INFERENCE__DEVICE": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "signalyard", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(port: int, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert worker.running, worker.tail()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the worker was not ready in time:\n" + worker.tail())
+
+
 @kafka_test
-def test_replay_refuses_an_embedded_store_that_a_worker_holds(
+def test_a_replay_beside_a_running_worker_writes_through_it_with_the_same_scores(
+    kafka: Settings, registry: Path, tmp_path: Path
+) -> None:
+    """The worker holds the embedded store: the replay and the comparison go through its web
+    port while it scores, and store what a replay with the worker stopped stores."""
+    port = free_port()
+    settings = kafka.model_copy(
+        update={"pipeline": kafka.pipeline.model_copy(update={"web_port": port})}
+    )
+    values = synthetic("news", 120, seed=4)
+    t1, t2 = produce_one_a_millisecond(settings, "news", values)
+    window = ("--from", str(t1), "--to", str(t2), "--batch-size", "16")
+    overrides = {
+        "SIGNALYARD_REGISTRY_DIR": str(registry),
+        "SIGNALYARD_PIPELINE__APP_ID": f"t-{uuid.uuid4().hex[:8]}",
+        "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
+    }
+    worker = WorkerProcess(settings, tmp_path / "worker.log", ("worker",), overrides)
+    try:
+        worker.start("--domain", "news")
+        wait_ready(port, worker)
+        beside = cli_process(settings, registry, "replay", "news", *window, "--run-id", "beside")
+        assert beside.returncode == 0, beside.stderr
+        assert f"writing through the worker on port {port}" in beside.stderr
+        compared = cli_process(settings, registry, "backtest", "compare", "beside", "beside",
+                               "--json")  # fmt: skip
+        assert compared.returncode == 0, compared.stderr
+        figures = json.loads(compared.stdout)
+        assert (figures["a"]["events"], figures["agreement"]) == (len(values), 1.0)
+        assert worker.running
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    alone = run_cli(settings, registry, "replay", "news", *window, "--run-id", "alone")
+    assert alone.exit_code == 0, alone.output
+    columns = "event_id, label, p_negative, p_neutral, p_positive, sentiment, model_version"
+    runs = [
+        query(
+            settings,
+            f"SELECT {columns} FROM backtest_news_scores FINAL "
+            f"WHERE run_id = '{run}' ORDER BY event_id",
+        )
+        for run in ("beside", "alone")
+    ]
+    assert len(runs[0]) == len(values)
+    assert runs[0] == runs[1]
+    [(events,)] = query(settings, "SELECT events FROM backtest_runs FINAL WHERE run_id = 'beside'")
+    assert events == len(values)
+
+
+@kafka_test
+def test_replay_refuses_in_one_line_an_embedded_store_held_by_a_process_that_does_not_serve_it(
     kafka: Settings, registry: Path
 ) -> None:
     settings = kafka
@@ -532,18 +620,13 @@ def test_replay_refuses_an_embedded_store_that_a_worker_holds(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
-        result = run_cli(
-            settings,
-            registry,
-            "replay",
-            "sensors",
-            "--from",
-            "2026-01-01",
-            "--to",
-            "2026-01-02",
+        result = cli_process(
+            settings, registry, "replay", "sensors", "--from", "2026-01-01", "--to", "2026-01-02"
         )
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    assert isinstance(result.exception, ClickHouseInUseError)
-    assert "is open in another process" in str(result.exception)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()  # no traceback, no line of the engine's own
+    assert line.startswith("signalyard: error: the embedded ClickHouse in ")
+    assert "is open in another process" in line and "web port" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -16,12 +17,14 @@ from rich.table import Table
 
 from models.registry import Registry
 from signalyard.settings import DOMAINS, Domain, load_settings
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
+from sinks.backtest_runs import BacktestStoreError, WorkerRunWriter, run_writer
+from sinks.readonly import QueryError
 from streams.replay import TimeRange, UnknownTopicError, format_time, parse_time
 from streams.schemas import LABEL_FIELDS
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+# A replay beside a live worker runs at this niceness: live scoring keeps the CPU it needs.
+REPLAY_NICENESS = 10
 
 
 def _time(value: str, option: str) -> int:
@@ -64,8 +67,9 @@ def replay(
     table backtest_DOMAIN_scores under the run id, and the run to backtest_runs. Malformed
     events are counted, not scored. The same range, version and batch size give the same scores.
 
-    The embedded ClickHouse (the default) opens in one process at a time: stop the workers of
-    this SIGNALYARD_HOME first, or use a ClickHouse server (SIGNALYARD_CLICKHOUSE__DSN).
+    The embedded ClickHouse (the default) opens in one process at a time: while a worker holds
+    it, the replay writes through that worker's web port (pipeline.web_port) and runs at low CPU
+    priority, so live scoring goes on; with a ClickHouse server it writes there directly.
     """
     from streams.backtest import check_run_id, default_run_id
     from streams.backtest import replay as run_replay
@@ -88,43 +92,48 @@ def replay(
             f"{domain} has no version {version!r} (registered: {known})", param_hint="--version"
         )
     run_id = run_id or default_run_id(domain, version, time_range)
-    client = connect(settings.clickhouse_dsn)  # before loading the model: a busy store fails fast
     try:
-        create_tables(client)
-        from models.loading import load_scorer  # loads torch: once the store is known to open
-
-        with console.status(f"loading {domain} {version}"):
-            scorer = load_scorer(
-                registry.version_dir(domain, version),
-                settings.inference.device,
-                settings.inference.max_seq_length,
-                settings.inference.precision,
-                batch_size,
-            )
-        with Progress(
-            TextColumn(f"replaying {settings.topics.raw(domain).name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("replay", total=None)
-            report = asyncio.run(
-                run_replay(
-                    settings,
-                    client,
-                    domain,
-                    time_range,
-                    scorer,
-                    run_id,
-                    batch_size,
-                    lambda done, total: progress.update(task, completed=done, total=total),
+        # Before loading the model: a store that cannot be written fails fast.
+        with run_writer(settings) as writer:
+            if isinstance(writer, WorkerRunWriter):
+                # Live scoring shares these cores: the replay takes what it leaves.
+                os.nice(REPLAY_NICENESS)
+                console.print(
+                    f"writing through the worker on port {settings.pipeline.web_port}, "
+                    "which holds the embedded store; replaying at low CPU priority"
                 )
-            )
-    except UnknownTopicError as error:
+            from models.loading import load_scorer  # loads torch: once the store is known
+
+            with console.status(f"loading {domain} {version}"):
+                scorer = load_scorer(
+                    registry.version_dir(domain, version),
+                    settings.inference.device,
+                    settings.inference.max_seq_length,
+                    settings.inference.precision,
+                    batch_size,
+                )
+            with Progress(
+                TextColumn(f"replaying {settings.topics.raw(domain).name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task("replay", total=None)
+                report = asyncio.run(
+                    run_replay(
+                        settings,
+                        writer,
+                        domain,
+                        time_range,
+                        scorer,
+                        run_id,
+                        batch_size,
+                        lambda done, total: progress.update(task, completed=done, total=total),
+                    )
+                )
+    except (UnknownTopicError, BacktestStoreError) as error:
         raise click.ClickException(str(error)) from None
-    finally:
-        client.close()
     dead = ", ".join(f"{kind} {count}" for kind, count in report.dead.most_common())
     console.print(
         f"run {report.run_id}: {report.events} {domain} events scored by {version} "
@@ -161,10 +170,8 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
         raise click.BadParameter("at most one side may be live", param_hint="RUN_A RUN_B")
     settings = load_settings()
     rules = load_rules(settings.rules_path)
-    client = connect(settings.clickhouse_dsn)
     try:
-        create_tables(client)
-        runs = {name: load_run(client, name) for name in (run_a, run_b) if name != LIVE}
+        runs = {name: load_run(settings, name) for name in (run_a, run_b) if name != LIVE}
         for name, run in runs.items():
             if run is None:
                 raise click.BadParameter(f"no backtest run {name!r}", param_hint="RUN")
@@ -175,16 +182,13 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
             )
         domain: Domain = domains.pop()
         other = {run_a: run_b, run_b: run_a}
-        results = {name: load_results(client, domain, name, other[name]) for name in other}
-        comparison = compare(
-            domain,
-            (run_a, results[run_a]),
-            (run_b, results[run_b]),
-            load_feedback(client, domain, list(runs)),
-            rules.for_domain(domain),
-        )
-    finally:
-        client.close()
+        results = {name: load_results(settings, domain, name, other[name]) for name in other}
+        feedback = load_feedback(settings, domain, list(runs))
+    except QueryError as error:
+        raise click.ClickException(str(error)) from None
+    comparison = compare(
+        domain, (run_a, results[run_a]), (run_b, results[run_b]), feedback, rules.for_domain(domain)
+    )
     if as_json:
         click.echo(json.dumps({**asdict(comparison), "metric_deltas": comparison.metric_deltas()}))
         return
@@ -230,6 +234,8 @@ def _describe(name: str, run: dict[str, Any] | None, other: str, domain: Domain)
     )
 
 
-def _iso(value: datetime) -> str:
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _iso(value: str) -> str:
+    """A stored time (ISO 8601, UTC, perhaps without its zone) to the second, with a Z."""
+    moment = datetime.fromisoformat(value)
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return utc.isoformat(timespec="seconds").replace("+00:00", "Z")

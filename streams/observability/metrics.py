@@ -116,12 +116,21 @@ class EventExplaining(Protocol):
     async def explain_event(self, event_id: str, domain: Domain | None) -> dict[str, Any]: ...
 
 
+class BacktestWriting(Protocol):
+    """Writes replays' runs to the store the worker holds (``sinks.backtest_runs``)."""
+
+    async def forget(self, run_id: str) -> None: ...
+
+    async def insert(self, table: str, body: bytes) -> None: ...
+
+
 class WorkerView(Protocol):
     """What the metrics and the web views read of a running worker."""
 
     metrics: PipelineMetrics
     sink: SinkStatus
     store: ReadOnlyStore
+    backtests: BacktestWriting
     scorers: Mapping[Domain, ScorerHolder]
     explainer: EventExplaining
 

@@ -9,6 +9,9 @@
 * ``/sql`` (POST, the query as the body; loopback clients only): one read-only query on the
   worker's ClickHouse as JSON. ``signalyard sql`` uses it for an embedded store, which only
   this process may open.
+* ``/backtest/forget?run_id=R`` and ``/backtest/rows?table=T`` (POST, JSONEachRow rows as the
+  body; loopback clients only): a replay's writes to an embedded store this worker holds
+  (``sinks.backtest_runs``), made on a thread of their own, one at a time.
 """
 
 from __future__ import annotations
@@ -97,3 +100,23 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
             return self.json(result.to_json())
 
     app.page("/sql")(Sql)
+
+    class BacktestWrite(View):
+        async def post(self, request: Request, action: str) -> Response:
+            if not ip_address(request.remote or "0.0.0.0").is_loopback:
+                return self.json(
+                    {"error": "replays are only written for local clients"}, status=403
+                )
+            body = await self.read_request_content(request)
+            try:
+                if action == "forget" and request.query.get("run_id"):
+                    await worker.backtests.forget(request.query["run_id"])
+                elif action == "rows" and request.query.get("table"):
+                    await worker.backtests.insert(request.query["table"], body)
+                else:
+                    return self.json({"error": "POST forget?run_id=R or rows?table=T"}, status=400)
+            except Exception as error:  # the replay gets ClickHouse's own reason, in one line
+                return self.json({"error": str(error).strip().splitlines()[0]}, status=400)
+            return self.json({"ok": True})
+
+    app.page("/backtest/{action}")(BacktestWrite)
