@@ -24,8 +24,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
+# Streams held-out rows of ../shared/data when it is beside the checkout, the synthetic world
+# otherwise.
+SHARED_DATA := $(wildcard ../shared/data)
 demo: setup
-	$(BIN)/signalyard demo
+	$(BIN)/signalyard demo $(if $(SHARED_DATA),--data $(SHARED_DATA))
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""A live model for every domain, trained from the synthetic world when the registry has none.
+"""A live model for every domain, trained from the synthetic world (or the demo's real data)
+when the registry has none.
 
 This is how a fresh machine gets from nothing to a scoring stream: small labeled CSVs in the
 formats of ``train_model`` are written under ``$SIGNALYARD_HOME/bootstrap`` from the project's
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.options import TrainOptions
-from models.registry import Registry
+from models.registry import METADATA_FILE, Registry
 from models.training import train_model
 from signalyard.settings import Domain, Settings
+from streams.demo_feed import DomainData
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS, LABEL_FIELDS
 from streams.synthetic import INTENTS, World, labeled, write_taxonomy, write_training_csv
@@ -40,31 +43,57 @@ def ensure_models(
     settings: Settings,
     domains: tuple[Domain, ...],
     size: BootstrapSize | None = None,
-    on_training: Callable[[Domain], None] | None = None,
+    on_training: Callable[[Domain, str], None] | None = None,
+    data: Mapping[Domain, DomainData] | None = None,
 ) -> dict[Domain, str]:
-    """The live version of each domain, training one first where there is none."""
+    """The live version of each domain, training one first where there is none.
+
+    A domain in ``data`` (``signalyard demo --data``) trains on its real rows, in head mode,
+    where it has no live model or only one trained from the synthetic world; the others
+    train from the synthetic world. ``on_training(domain, what it trains on)`` is called first.
+    """
     size = size or BootstrapSize()
     registry = Registry(settings.models_dir)
-    data = settings.home_dir / "bootstrap"
+    synthetic = settings.home_dir / "bootstrap"
     live: dict[Domain, str] = {}
     for domain in domains:
         version = registry.live_version(domain)
-        if version is None:
-            if on_training is not None:
-                on_training(domain)
-            rows = size.sensor_rows if domain == "sensors" else size.text_rows
-            csv_path = write_training_csv(domain, data / f"{domain}.csv", rows)
-            options = TrainOptions(
-                mode="head",
-                epochs=size.sensor_rounds if domain == "sensors" else size.text_epochs,
-                taxonomy=write_taxonomy(data / "taxonomy.json") if domain == "tickets" else None,
-                device=settings.inference.device,
-                max_seq_length=settings.inference.max_seq_length,
-                show_progress=False,
+        real = (data or {}).get(domain)
+        if real is not None and (version is None or _from_synthetic(registry, domain, synthetic)):
+            source, csv_path, taxonomy, epochs = (
+                " and ".join(real.sets),
+                real.train,
+                real.taxonomy,
+                None,
             )
-            version = train_model(domain, csv_path, registry, options)
-        live[domain] = version
+        elif version is None:
+            source = "the synthetic world"
+            rows = size.sensor_rows if domain == "sensors" else size.text_rows
+            csv_path = write_training_csv(domain, synthetic / f"{domain}.csv", rows)
+            taxonomy = write_taxonomy(synthetic / "taxonomy.json") if domain == "tickets" else None
+            epochs = size.sensor_rounds if domain == "sensors" else size.text_epochs
+        else:
+            live[domain] = version
+            continue
+        if on_training is not None:
+            on_training(domain, source)
+        options = TrainOptions(
+            mode="head",
+            epochs=epochs,
+            taxonomy=taxonomy,
+            device=settings.inference.device,
+            max_seq_length=settings.inference.max_seq_length,
+            show_progress=False,
+        )
+        live[domain] = train_model(domain, csv_path, registry, options)
     return live
+
+
+def _from_synthetic(registry: Registry, domain: Domain, synthetic: Path) -> bool:
+    """Whether the live model of ``domain`` was trained on the synthetic world's rows."""
+    metadata = json.loads((registry.live_dir(domain) / METADATA_FILE).read_text("utf-8"))
+    trained_on = Path(metadata.get("data", {}).get("path", "/"))
+    return trained_on.is_relative_to(synthetic.resolve())
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""A live summary of what the workers publish: read from the scored and dead-letter topics.
+"""A live summary of what the workers publish: read from the scored, dead-letter and adaptation
+topics.
 
 Reading Kafka, not ClickHouse, lets the summary run beside any number of workers (an embedded
 ClickHouse store belongs to its worker's process). ``LiveStats`` is the pure part: rates over
-a sliding window, latency percentiles over the window's results, counts by label since start.
+a sliding window, latency percentiles over the window's results, counts by label since start,
+accuracy against the true labels of the events whose truth the feeder knows, and the latest
+steps of the adaptation loop (retrain requests and model swaps).
 """
 
 from __future__ import annotations
@@ -10,16 +13,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
 
 from signalyard.settings import DOMAINS, Domain, Settings
+from streams.adaptation.messages import ModelUpdate, RetrainRequest
 from streams.connection import consumer_options
 from streams.deadletter import kind_from_headers
-from streams.schemas import LABEL_FIELDS
+from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS
 
 WINDOW_S = 10.0
+
+
+WINDOW_S = 10.0
+ADAPTATION_LINES = 6
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,8 @@ class DomainSummary:
     p50_ms: float | None
     p99_ms: float | None
     labels: dict[str, int]
+    judged: int = 0  # scored events whose true label is known
+    accuracy: float | None = None  # of the feedback field (label, intent, failure mode) on them
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class Summary:
     domains: dict[Domain, DomainSummary]
     dead_letters: int
     dead_reasons: list[tuple[str, int]]
+    adaptation: list[str] = field(default_factory=list)  # the latest steps, oldest first
 
 
 @dataclass
@@ -43,6 +56,8 @@ class _DomainStats:
     scored: int = 0
     labels: Counter[str] = field(default_factory=Counter)
     recent: deque[tuple[float, float]] = field(default_factory=deque)  # (seen at, latency ms)
+    judged: int = 0
+    right: int = 0
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -54,11 +69,16 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 class LiveStats:
-    def __init__(self, window_s: float = WINDOW_S) -> None:
+    """``truth`` maps the ids of fed events to their true labels; a feeder adds to it as it
+    sends, and each entry is dropped once its result is counted."""
+
+    def __init__(self, window_s: float = WINDOW_S, truth: dict[str, str] | None = None) -> None:
         self.window_s = window_s
         self.started_at: float | None = None
+        self.truth = truth if truth is not None else {}
         self._domains = {domain: _DomainStats() for domain in DOMAINS}
         self._dead = Counter[str]()
+        self._adaptation: deque[str] = deque(maxlen=ADAPTATION_LINES)
 
     def result(self, domain: Domain, result: dict, now: float) -> None:
         if self.started_at is None:
@@ -67,9 +87,17 @@ class LiveStats:
         stats.scored += 1
         stats.labels[str(result.get(LABEL_FIELDS[domain])).lower()] += 1
         stats.recent.append((now, float(result["latency_ms"])))
+        truth = self.truth.pop(str(result.get("event_id")), None)
+        if truth is not None:
+            stats.judged += 1
+            stats.right += str(result.get(FEEDBACK_FIELDS[domain])) == truth
 
     def dead_letter(self, kind: str) -> None:
         self._dead[kind] += 1
+
+    def adaptation(self, line: str) -> None:
+        """A step of the adaptation loop, as one line."""
+        self._adaptation.append(line)
 
     def summary(self, now: float) -> Summary:
         domains: dict[Domain, DomainSummary] = {}
@@ -85,14 +113,25 @@ class LiveStats:
                 p50_ms=percentile(latencies, 0.50),
                 p99_ms=percentile(latencies, 0.99),
                 labels=dict(stats.labels.most_common()),
+                judged=stats.judged,
+                accuracy=stats.right / stats.judged if stats.judged else None,
             )
-        return Summary(domains, sum(self._dead.values()), self._dead.most_common())
+        return Summary(
+            domains, sum(self._dead.values()), self._dead.most_common(), list(self._adaptation)
+        )
 
 
-async def watch(settings: Settings, stats: LiveStats, ready: asyncio.Event) -> None:
-    """Feed ``stats`` from what is published from now on; sets ``ready`` once positioned."""
+async def watch(
+    settings: Settings,
+    stats: LiveStats,
+    ready: asyncio.Event,
+    on_result: Callable[[Domain, dict], Awaitable[None]] | None = None,
+) -> None:
+    """Feed ``stats`` from what is published from now on; sets ``ready`` once positioned.
+    ``on_result`` is awaited with each scored result."""
     scored = {settings.topics.scored(domain).name: domain for domain in DOMAINS}
-    topics = [*scored, settings.topics.deadletter.name]
+    requests, updates = settings.topics.retrain_requests.name, settings.topics.model_updates.name
+    topics = [*scored, settings.topics.deadletter.name, requests, updates]
     consumer = AIOKafkaConsumer(
         *topics,
         **consumer_options(settings.kafka),
@@ -114,9 +153,32 @@ async def watch(settings: Settings, stats: LiveStats, ready: asyncio.Event) -> N
             for tp, records in fetched.items():
                 domain = scored.get(tp.topic)
                 for record in records:
-                    if domain is None:
-                        stats.dead_letter(kind_from_headers(record.headers))
+                    if domain is not None:
+                        result = json.loads(record.value)
+                        stats.result(domain, result, now)
+                        if on_result is not None:
+                            await on_result(domain, result)
+                    elif tp.topic == requests:
+                        stats.adaptation(_request_line(record.value))
+                    elif tp.topic == updates:
+                        stats.adaptation(_update_line(record.value))
                     else:
-                        stats.result(domain, json.loads(record.value), now)
+                        stats.dead_letter(kind_from_headers(record.headers))
     finally:
         await consumer.stop()
+
+
+def _request_line(value: bytes | None) -> str:
+    try:
+        request = RetrainRequest.model_validate_json(value or b"")
+    except ValidationError:
+        return "a malformed retrain request (the trainer dead-letters it)"
+    return f"{request.domain}: retraining asked ({request.reason}: {request.detail})"
+
+
+def _update_line(value: bytes | None) -> str:
+    try:
+        update = ModelUpdate.model_validate_json(value or b"")
+    except ValidationError:
+        return "a malformed model update"
+    return f"{update.domain}: {update.version} is live ({update.reason})"

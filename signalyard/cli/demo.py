@@ -1,42 +1,92 @@
 """``signalyard demo``: the whole pipeline on one machine, from nothing, with a live summary.
 
-It starts the local broker, provisions topics and tables, makes sure each domain has a live
-model (training a small one from the synthetic world when the registry has none), runs a
-``signalyard worker`` process, feeds the three raw topics from the synthetic world (a small
-fraction of the events malformed on purpose) and shows what comes out of the scored and
-dead-letter topics until Ctrl-C or ``--duration``.
+It starts the local broker (unless one answers at the configured address already), provisions
+topics and tables, makes sure each domain has a live model, runs a ``signalyard worker`` and a
+``signalyard trainer``, feeds the three raw topics and shows what comes out until Ctrl-C or
+``--duration``:
+
+* without ``--data``, the synthetic world (``streams.synthetic``), with models trained from it
+  when the registry has none;
+* with ``--data DIR`` (the layout of ../shared/data), held-out rows of the real sets there
+  (``streams.demo_feed``), with a quick model per domain trained on the other rows where the
+  registry has none (or only one from the synthetic world); domains without data stay
+  synthetic.
+
+Every fed event's true label is known, so the summary shows accuracy as results arrive, and a
+share of the labels (``--feedback``) is published on ``feedback.labels`` as an analyst would,
+once the event is scored: the adaptation loop then runs on its own (a trigger after
+``--retrain-after`` labels, a candidate, the gate's decision, a swap), shown as it happens.
+A small fraction of the events is malformed on purpose, to show the dead-letter topic at work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import signal
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
+from aiokafka import AIOKafkaProducer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from models.errors import DataError
+from models.registry import METADATA_FILE, Registry
 from signalyard.cli.provision import provision
-from signalyard.settings import DOMAINS, Settings, load_settings
+from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from signalyard.stack import local_kafka
+from signalyard.stack.local_kafka import port_answers
+from streams.adaptation.messages import FeedbackLabel
+from streams.connection import aiokafka_options
+from streams.demo_feed import DomainData, Fed, data_feed, prepare, synthetic_feed
 from streams.groups import wait_until_stable
 from streams.monitor import LiveStats, Summary, watch
 from streams.producer import produce
-from streams.synthetic import World, events
+from streams.synthetic import World
 from streams.worker_process import WorkerProcess
 
 console = Console()
 WORKER_START_TIMEOUT_S = 180
 REFRESH_S = 1.0
+DEMO_WEB_PORT = 6066  # Faust's own default; another free port when it is taken
+LABELER = "demo-analyst"
 
 
 class WorkerExited(click.ClickException):
-    """The worker stopped on its own; its log says why."""
+    """The worker or the trainer stopped on its own; its log says why."""
 
 
 @click.command()
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Labeled sets in the layout of ../shared/data (fpb, tweets, banking77, ai4i): "
+    "stream their held-out rows instead of the synthetic world.",
+)
+@click.option(
+    "--feedback",
+    type=click.FloatRange(min=0, max=1),
+    default=0.2,
+    show_default=True,
+    help="Share of the scored events whose true label is published as analyst feedback.",
+)
+@click.option(
+    "--retrain-after",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="New labels of a domain that trigger a retraining round.",
+)
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
@@ -57,41 +107,113 @@ class WorkerExited(click.ClickException):
     show_default=True,
     help="Fraction of the fed events that are broken on purpose (they are dead-lettered).",
 )
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic world.")
-def demo(duration: float | None, rate: float, malformed: float, seed: int) -> None:
-    """Run the whole pipeline locally on synthetic news, tickets and sensor readings."""
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the feeds.")
+def demo(
+    data_dir: Path | None,
+    feedback: float,
+    retrain_after: int,
+    duration: float | None,
+    rate: float,
+    malformed: float,
+    seed: int,
+) -> None:
+    """Run the whole pipeline locally on synthetic or real news, tickets and sensor readings."""
     from streams.bootstrap import ensure_models  # loads torch: only when the demo runs
 
-    settings = load_settings()
-    with console.status("starting Kafka"):
-        state = local_kafka.up(settings.home_dir, settings.stack)
-    console.print(f"Kafka is up on {state.address}")
+    settings = demo_settings(load_settings(), retrain_after)
+    try:
+        data = prepare(data_dir, settings.home_dir / "demo", seed) if data_dir else {}
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+    for domain in DOMAINS:
+        if domain in data:
+            rows = len(data[domain].stream)
+            sets = ", ".join(data[domain].sets)
+            console.print(f"{domain}: streaming {rows} held-out rows of {sets}")
+        else:
+            console.print(f"{domain}: streaming the synthetic world")
+    host, _, kafka_port = settings.kafka.bootstrap_list[0].rpartition(":")
+    if port_answers(int(kafka_port), host):
+        console.print(f"Kafka answers on {host}:{kafka_port}")
+    else:
+        with console.status("starting Kafka"):
+            state = local_kafka.up(settings.home_dir, settings.stack)
+        console.print(f"Kafka is up on {state.address}")
     provision(settings)
     with console.status("checking the model registry") as status:
         live = ensure_models(
             settings,
             DOMAINS,
-            on_training=lambda domain: status.update(
-                f"training a small {domain} model from synthetic data (first run only)"
+            on_training=lambda domain, source: status.update(
+                f"training a quick {domain} model on {source}"
             ),
+            data=data,
         )
     console.print("live models: " + ", ".join(f"{d} {v}" for d, v in live.items()))
-    log = settings.home_dir / "demo-worker.log"
-    worker = WorkerProcess(settings, log, ("worker", "--loglevel", "info")).start()
+    port = settings.pipeline.web_port
+    console.print(
+        f"dashboard: http://127.0.0.1:{port}/dashboard; from another terminal, "
+        f"SIGNALYARD_PIPELINE__WEB_PORT={port} lets signalyard sql, replay and backtest "
+        "go through the worker"
+    )
+    logs = settings.home_dir
+    worker = WorkerProcess(settings, logs / "demo-worker.log", ("worker", "--loglevel", "info"))
+    trainer = WorkerProcess(settings, logs / "demo-trainer.log", ("trainer", "--loglevel", "info"))
+    processes = [worker.start()] + ([trainer.start()] if feedback > 0 else [])
     try:
-        asyncio.run(_run(settings, worker, duration, rate, malformed, seed))
+        feeds = _feeds(data, seed, malformed)
+        asyncio.run(_run(settings, processes, feeds, feedback, duration, rate, seed))
     finally:
         with console.status("stopping the worker"):
-            worker.stop()
-    console.print(f"worker log: {log}")
+            for process in processes:
+                process.stop()
+    console.print(f"logs: {worker.log}" + (f", {trainer.log}" if feedback > 0 else ""))
+
+
+def demo_settings(settings: Settings, retrain_after: int) -> Settings:
+    """The settings with a web port for the worker (the trainer and other commands reach the
+    embedded store through it) and the demo's retrain threshold."""
+    port = settings.pipeline.web_port or _free_port(DEMO_WEB_PORT)
+    return settings.model_copy(
+        update={
+            "pipeline": settings.pipeline.model_copy(update={"web_port": port}),
+            "adaptation": settings.adaptation.model_copy(update={"min_new_labels": retrain_after}),
+        }
+    )
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _feeds(
+    data: dict[Domain, DomainData], seed: int, malformed: float
+) -> dict[Domain, Iterator[Fed]]:
+    world = World(seed=seed)
+    run = uuid.uuid4().hex[:8]  # event ids of this demo run: rows streamed again are new events
+    rng = random.Random(seed)
+    return {
+        domain: (
+            data_feed(domain, data[domain].stream, run, rng, malformed)
+            if domain in data
+            else synthetic_feed(world, domain, malformed)
+        )
+        for domain in DOMAINS
+    }
 
 
 async def _run(
     settings: Settings,
-    worker: WorkerProcess,
+    processes: list[WorkerProcess],
+    feeds: dict[Domain, Iterator[Fed]],
+    feedback: float,
     duration: float | None,
     rate: float,
-    malformed: float,
     seed: int,
 ) -> None:
     loop = asyncio.get_running_loop()
@@ -104,38 +226,63 @@ async def _run(
             wait_until_stable(settings.kafka, group, members=1, timeout_s=WORKER_START_TIMEOUT_S)
         )
         while not started.done() and not stop.is_set():
-            _check(worker)
+            _check(processes)
             await asyncio.sleep(0.5)
         if stop.is_set():
             started.cancel()
             return
         if not started.result():
-            raise WorkerExited(f"the worker did not join group {group} in time; see {worker.log}")
-    stats = LiveStats()
+            raise WorkerExited(
+                f"the worker did not join group {group} in time; see {processes[0].log}"
+            )
+    truth: dict[str, str] = {}
+    to_label: dict[str, str] = {}
+    picker = random.Random(seed)
+    stats = LiveStats(truth=truth)
+    producer = AIOKafkaProducer(**aiokafka_options(settings.kafka), acks="all")
+    await producer.start()
+
+    def records(feed: Iterator[Fed]) -> Iterator[tuple[bytes, bytes]]:
+        for fed in feed:
+            if fed.event_id is not None and fed.truth is not None:
+                truth[fed.event_id] = fed.truth
+                if picker.random() < feedback:
+                    to_label[fed.event_id] = fed.truth
+            yield fed.key, fed.value
+
+    async def label(domain: Domain, result: dict) -> None:
+        # An analyst labels what the pipeline scored: the label follows its result.
+        event_id = str(result["event_id"])
+        truth_label = to_label.pop(event_id, None)
+        if truth_label is not None:
+            message = FeedbackLabel(event_id=event_id, domain=domain, label=truth_label,
+                                    labeler=LABELER, ts=datetime.now(UTC))  # fmt: skip
+            await producer.send(
+                settings.topics.feedback_labels.name,
+                message.model_dump_json().encode(),
+                key=event_id.encode(),
+            )
+
     ready = asyncio.Event()
-    world = World(seed=seed)
-    tasks = [asyncio.create_task(watch(settings, stats, ready))]
+    tasks = [asyncio.create_task(watch(settings, stats, ready, label))]
     await ready.wait()
     tasks += [
         asyncio.create_task(
-            produce(
-                settings.kafka,
-                settings.topics.raw(domain).name,
-                events(world, domain, malformed),
-                rate,
-                stop,
-            )
+            produce(settings.kafka, settings.topics.raw(domain).name, records(feed), rate, stop)
         )
-        for domain in DOMAINS
+        for domain, feed in feeds.items()
     ]
+    candidates = CandidateWatch(Registry(settings.models_dir))
     began = loop.time()
     try:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             while not stop.is_set() and (duration is None or loop.time() - began < duration):
-                _check(worker)
+                _check(processes)
                 for task in tasks:
                     if task.done():
                         task.result()  # a feeder or the watcher failed: raise its error
+                for line in candidates.new_decisions():
+                    stats.adaptation(line)
                 live.update(render(stats.summary(loop.time()), loop.time() - began))
                 await asyncio.sleep(REFRESH_S)
     finally:
@@ -143,13 +290,42 @@ async def _run(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
     console.print(render(stats.summary(loop.time()), loop.time() - began))
 
 
+class CandidateWatch:
+    """The gate's decisions on candidates registered since the demo began (their metadata)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.seen = {domain: set(registry.version_ids(domain)) for domain in DOMAINS}
+
+    def new_decisions(self) -> list[str]:
+        lines = []
+        for domain in DOMAINS:
+            for version in self.registry.version_ids(domain):
+                if version in self.seen[domain]:
+                    continue
+                folder = self.registry.version_dir(domain, version)
+                metadata_file = folder / METADATA_FILE
+                if not metadata_file.is_file():
+                    continue  # still being written
+                self.seen[domain].add(version)
+                metadata = json.loads(metadata_file.read_text("utf-8"))
+                gate = metadata.get("adaptation", {}).get("gate")
+                if gate is not None:
+                    verdict = "promoted" if gate["promote"] else "kept out"
+                    lines.append(f"{domain}: candidate {version} {verdict}: {gate['reason']}")
+        return lines
+
+
 def render(summary: Summary, elapsed_s: float) -> Group:
-    """The live summary: per domain rate, latency and labels; dead letters by kind."""
+    """The live summary: per domain rate, latency, labels and accuracy against the truth;
+    dead letters by kind; the latest steps of the adaptation loop."""
     table = Table(title=f"Signalyard demo, {elapsed_s:.0f}s", title_justify="left")
-    for column in ("domain", "scored", "events/s", "p50 ms", "p99 ms", "labels"):
+    columns = ("domain", "scored", "events/s", "p50 ms", "p99 ms", "accuracy", "labels")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("domain", "labels") else "right")
     for domain, figures in summary.domains.items():
         table.add_row(
@@ -158,17 +334,20 @@ def render(summary: Summary, elapsed_s: float) -> Group:
             f"{figures.per_second:.1f}",
             _ms(figures.p50_ms),
             _ms(figures.p99_ms),
+            "-" if figures.accuracy is None else f"{figures.accuracy:.3f}",
             ", ".join(f"{label} {count}" for label, count in figures.labels.items()),
         )
     kinds = ", ".join(f"{kind} {count}" for kind, count in summary.dead_reasons)
-    dead = Text(f"dead-lettered: {summary.dead_letters}" + (f" ({kinds})" if kinds else ""))
-    return Group(table, dead)
+    lines = [Text(f"dead-lettered: {summary.dead_letters}" + (f" ({kinds})" if kinds else ""))]
+    lines += [Text(f"adaptation: {line}") for line in summary.adaptation]
+    return Group(table, *lines)
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _check(worker: WorkerProcess) -> None:
-    if not worker.running:
-        raise WorkerExited(f"the worker stopped on its own; see {worker.log}")
+def _check(processes: list[WorkerProcess]) -> None:
+    for process in processes:
+        if not process.running:
+            raise WorkerExited(f"{process.args[0]} stopped on its own; see {process.log}")

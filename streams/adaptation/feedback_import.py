@@ -39,7 +39,7 @@ def labeled_events(
     if domain == "sensors":
         data = read_sensors(path)
         return [
-            _sensor_event(dict(reading), _sensor_label(failure, modes), ts)
+            _sensor_event(dict(reading), sensor_label(failure, modes), ts)
             for reading, failure, modes in zip(data.readings, data.failure, data.modes, strict=True)
         ]
     text = read_text(path, domain, NEWS_LABELS if domain == "news" else intents)
@@ -72,7 +72,9 @@ def _text_event(domain: Domain, body: str, label: str, ts: datetime) -> LabeledE
     return LabeledEvent(event_id, (entity.encode(), value), label)
 
 
-def _sensor_label(failure: int, modes: tuple[str, ...]) -> str:
+def sensor_label(failure: int, modes: tuple[str, ...]) -> str:
+    """An AI4I row's label as feedback gives it: "none", its first failure mode, or "failure"
+    for a failure without a mode."""
     if not failure:
         return "none"
     return next((mode for mode in FAILURE_MODES if mode in modes), "failure")

@@ -1,0 +1,183 @@
+"""What ``signalyard demo`` streams: the synthetic world, or held-out rows of real labeled data.
+
+Every fed event carries its true label as feedback gives one (a sentiment, an intent, a failure
+mode), so the demo can show accuracy as it goes and publish a share of the labels as analyst
+feedback.
+
+Real data (``--data DIR``, in the layout of ../shared/data): each set present (``DATA_SETS``) is
+cut once, seeded, into rows a quick model may train on (``<domain>-train.csv`` under the demo's
+folder, both news sets together) and held-out rows (``STREAM_FRACTION``) that are streamed as
+live events: sentences as headlines of a ticker (a cashtag in the text, else one drawn),
+queries as tickets from customers, AI4I rows as readings of machines of the row's type. Times
+are those of feeding. The held-out rows are streamed in a seeded order, again and again with
+new event ids for as long as the demo runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.data import NEWS_LABELS, read_sensors, read_text
+from models.errors import DataError
+from models.taxonomy import RiskTaxonomy
+from signalyard.settings import DOMAINS, Domain
+from streams.adaptation.feedback_import import CASHTAG, sensor_label
+from streams.results import ENTITY_COLUMNS
+from streams.synthetic import CHANNELS, COMPANIES, World, labeled, malform
+
+# The sets of each domain, by folder name, as ../shared/data lays them out.
+DATA_SETS: dict[Domain, tuple[str, ...]] = {
+    "news": ("fpb", "tweets"),
+    "tickets": ("banking77",),
+    "sensors": ("ai4i",),
+}
+TAXONOMY_FILE = Path("banking77") / "risk_levels.json"
+STREAM_FRACTION = 0.2
+CUSTOMERS = 500
+MACHINES_PER_TYPE = 12
+
+
+@dataclass(frozen=True)
+class Fed:
+    """One record for a raw topic, with the id and true label of its event (None: malformed)."""
+
+    key: bytes
+    value: bytes
+    event_id: str | None
+    truth: str | None
+
+
+@dataclass(frozen=True)
+class DomainData:
+    """A domain's real data: the file a model trains on and the held-out rows to stream, each
+    as event fields (no id or time yet) with its true label."""
+
+    sets: tuple[str, ...]
+    train: Path
+    stream: list[tuple[dict[str, Any], str]]
+    taxonomy: Path | None
+
+
+def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[Domain, DomainData]:
+    """Cut each set present in ``data_dir`` into training and streamed rows; DataError for a
+    malformed file, or for BANKING77 without its risk taxonomy."""
+    prepared: dict[Domain, DomainData] = {}
+    for domain in DOMAINS:
+        sets = tuple(
+            name for name in DATA_SETS[domain] if (data_dir / name / "train.csv").is_file()
+        )
+        if not sets:
+            continue
+        taxonomy = None
+        if domain == "tickets":
+            taxonomy = data_dir / TAXONOMY_FILE
+            if not taxonomy.is_file():
+                raise DataError(f"{data_dir / 'banking77'} has no risk_levels.json (the taxonomy)")
+        rng = random.Random(f"{seed}-{domain}")
+        train = out_dir / f"{domain}-train.csv"
+        stream: list[tuple[dict[str, Any], str]] = []
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with train.open("w", newline="", encoding="utf-8") as handle:
+            writer: csv.DictWriter | None = None
+            for name in sets:
+                header, rows = _rows(data_dir / name / "train.csv")
+                rng.shuffle(rows)
+                cut = max(1, round(len(rows) * STREAM_FRACTION))
+                if writer is None:
+                    writer = csv.DictWriter(handle, header, extrasaction="ignore")
+                    writer.writeheader()
+                writer.writerows(rows[cut:])
+                held_out = out_dir / f"{domain}-{name}-stream.csv"
+                with held_out.open("w", newline="", encoding="utf-8") as stream_handle:
+                    stream_writer = csv.DictWriter(stream_handle, header)
+                    stream_writer.writeheader()
+                    stream_writer.writerows(rows[:cut])
+                stream += _stream_rows(domain, name, held_out, taxonomy)
+        rng.shuffle(stream)
+        prepared[domain] = DomainData(sets, train, stream, taxonomy)
+    return prepared
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _stream_rows(
+    domain: Domain, name: str, path: Path, taxonomy: Path | None
+) -> list[tuple[dict[str, Any], str]]:
+    if domain == "sensors":
+        data = read_sensors(path)
+        return [
+            ({"type": reading["machine_type"], **_measures(reading)}, sensor_label(failed, modes))
+            for reading, failed, modes in zip(data.readings, data.failure, data.modes, strict=True)
+        ]
+    known = NEWS_LABELS if taxonomy is None else RiskTaxonomy.load(taxonomy).intents
+    text = read_text(path, domain, known)
+    field = "headline" if domain == "news" else "text"
+    source = {"source": name} if domain == "news" else {}
+    return [
+        ({field: body, **source}, label)
+        for body, label in zip(text.texts, text.labels, strict=True)
+    ]
+
+
+def _measures(reading: Any) -> dict[str, float]:
+    return {k: v for k, v in reading.items() if k != "machine_type"}
+
+
+def synthetic_feed(world: World, domain: Domain, malformed: float) -> Iterator[Fed]:
+    """Endless events of the synthetic world, ``malformed`` of them broken on purpose."""
+    while True:
+        event, truth = labeled(world, domain)
+        yield _fed(domain, event, truth, world.rng, malformed)
+
+
+def data_feed(
+    domain: Domain,
+    rows: list[tuple[dict[str, Any], str]],
+    run: str,
+    rng: random.Random,
+    malformed: float,
+) -> Iterator[Fed]:
+    """Endless events of the held-out ``rows``, in order and again; ids ``<d>-<run>-<n>``, each
+    timed when it is drawn, that is when it is sent."""
+    if not rows:
+        raise DataError(f"no {domain} rows to stream")
+    count = 0
+    while True:
+        for fields, truth in rows:
+            count += 1
+            event = {
+                "id": f"{domain[0]}-{run}-{count:09d}",
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                **_entity(domain, fields, rng),
+                **fields,
+            }
+            yield _fed(domain, event, truth, rng, malformed)
+
+
+def _entity(domain: Domain, fields: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    if domain == "news":
+        tag = CASHTAG.search(fields["headline"])
+        return {"ticker": tag.group(1).upper() if tag else rng.choice(list(COMPANIES))}
+    if domain == "tickets":
+        return {"customer_id": f"C{rng.randrange(CUSTOMERS):05d}", "channel": rng.choice(CHANNELS)}
+    return {"machine_id": f"{fields['type']}{rng.randrange(MACHINES_PER_TYPE):02d}"}
+
+
+def _fed(
+    domain: Domain, event: dict[str, Any], truth: str, rng: random.Random, malformed: float
+) -> Fed:
+    key = str(event[ENTITY_COLUMNS[domain]]).encode()
+    if rng.random() < malformed:
+        return Fed(key, malform(event, domain, rng), None, None)
+    return Fed(key, json.dumps(event).encode(), event["id"], truth)
