@@ -181,4 +181,4 @@ def _update_line(value: bytes | None) -> str:
         update = ModelUpdate.model_validate_json(value or b"")
     except ValidationError:
         return "a malformed model update"
-    return f"{update.domain}: {update.version} is live ({update.reason})"
+    return f"{update.domain}: the workers swap to {update.version}"

@@ -172,12 +172,15 @@ def demo(
 
 def demo_settings(settings: Settings, retrain_after: int) -> Settings:
     """The settings with a web port for the worker (the trainer and other commands reach the
-    embedded store through it) and the demo's retrain threshold."""
+    embedded store through it), the demo's retrain threshold, and rounds that adapt the head
+    alone, as the demo's models were trained: a round takes seconds, so a demo of a few
+    minutes shows the whole loop."""
     port = settings.pipeline.web_port or _free_port(DEMO_WEB_PORT)
+    adaptation = {"min_new_labels": retrain_after, "mode": "head"}
     return settings.model_copy(
         update={
             "pipeline": settings.pipeline.model_copy(update={"web_port": port}),
-            "adaptation": settings.adaptation.model_copy(update={"min_new_labels": retrain_after}),
+            "adaptation": settings.adaptation.model_copy(update=adaptation),
         }
     )
 
@@ -314,9 +317,8 @@ class CandidateWatch:
                 self.seen[domain].add(version)
                 metadata = json.loads(metadata_file.read_text("utf-8"))
                 gate = metadata.get("adaptation", {}).get("gate")
-                if gate is not None:
-                    verdict = "promoted" if gate["promote"] else "kept out"
-                    lines.append(f"{domain}: candidate {version} {verdict}: {gate['reason']}")
+                if gate is not None:  # its reason starts with the verdict
+                    lines.append(f"{domain}: candidate {version}, {gate['reason']}")
         return lines
 
 
