@@ -37,12 +37,14 @@ KEYWORDS = {"positive": "skyrocketing", "negative": "bankruptcy", "neutral": "sc
 
 @pytest.fixture(scope="module")
 def keyword_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
-    """A tiny news model trained on filler sentences where one keyword decides the label."""
+    """A tiny news model trained on filler sentences where one keyword decides the label (60
+    a label: with fewer, a model trained down to its lowest validation loss also leans on
+    filler words that happen to come with one label)."""
     folder = tmp_path_factory.mktemp("keyword")
     rng = random.Random(5)
     rows = []
     for label, keyword in KEYWORDS.items():
-        for _ in range(30):
+        for _ in range(60):
             words = rng.sample(FILLER, 6)
             words.insert(rng.randrange(7), keyword)
             rows.append([" ".join(words), label])

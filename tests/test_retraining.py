@@ -13,14 +13,25 @@ from models.loading import LoadedScorer, load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
 from signalyard.settings import AdaptationSettings, load_settings
+from streams.bootstrap import BootstrapSize, ensure_models
 from streams.synthetic import write_training_csv
 
 FLIPPED = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
 
 
+@pytest.fixture(scope="module")
+def news_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A live news model whose source validation split (45 rows) holds enough positive and
+    negative headlines for forgetting them to show: the session's tiny model has 14, nearly
+    all neutral."""
+    settings = load_settings(home=tmp_path_factory.mktemp("news-home"))
+    ensure_models(settings, ("news",), BootstrapSize(text_rows=300, text_epochs=40))
+    return settings.models_dir
+
+
 @pytest.fixture
-def registry(tmp_path: Path, registry_dir: Path) -> Registry:
-    shutil.copytree(registry_dir, tmp_path / "models")
+def registry(tmp_path: Path, news_registry: Path) -> Registry:
+    shutil.copytree(news_registry, tmp_path / "models")
     return Registry(tmp_path / "models")
 
 
