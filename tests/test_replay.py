@@ -503,17 +503,19 @@ def test_replaying_one_range_twice_gives_identical_scores(kafka: Settings, regis
             "16",
         )
         assert replayed.exit_code == 0, replayed.output
-    columns = "event_id, label, p_negative, p_neutral, p_positive, sentiment, model_version"
-    runs = [
-        query(
-            settings,
-            f"SELECT {columns} FROM backtest_news_scores FINAL "
-            f"WHERE run_id = '{run}' ORDER BY event_id",
-        )
-        for run in ("first", "second")
-    ]
+    runs = [news_scores(settings, run) for run in ("first", "second")]
     assert len(runs[0]) == len(values)
     assert runs[0] == runs[1]
+
+
+def news_scores(settings: Settings, run: str) -> list[tuple]:
+    """A news run's scores as stored (Float32), by event id."""
+    columns = "event_id, label, p_negative, p_neutral, p_positive, sentiment, model_version"
+    return query(
+        settings,
+        f"SELECT {columns} FROM backtest_news_scores FINAL "
+        f"WHERE run_id = '{run}' ORDER BY event_id",
+    )
 
 
 def cli_process(settings: Settings, registry: Path, *args: str) -> subprocess.CompletedProcess:
@@ -586,15 +588,7 @@ def test_a_replay_beside_a_running_worker_writes_through_it_with_the_same_scores
         assert worker.stop() == 0, worker.tail()
     alone = run_cli(settings, registry, "replay", "news", *window, "--run-id", "alone")
     assert alone.exit_code == 0, alone.output
-    columns = "event_id, label, p_negative, p_neutral, p_positive, sentiment, model_version"
-    runs = [
-        query(
-            settings,
-            f"SELECT {columns} FROM backtest_news_scores FINAL "
-            f"WHERE run_id = '{run}' ORDER BY event_id",
-        )
-        for run in ("beside", "alone")
-    ]
+    runs = [news_scores(settings, run) for run in ("beside", "alone")]
     assert len(runs[0]) == len(values)
     assert runs[0] == runs[1]
     [(events,)] = query(settings, "SELECT events FROM backtest_runs FINAL WHERE run_id = 'beside'")
