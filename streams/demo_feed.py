@@ -40,6 +40,7 @@ DATA_SETS: dict[Domain, tuple[str, ...]] = {
 }
 TAXONOMY_FILE = Path("banking77") / "risk_levels.json"
 STREAM_FRACTION = 0.2
+MIN_ROWS = 20  # a set with fewer leaves nothing worth training on or streaming
 CUSTOMERS = 500
 MACHINES_PER_TYPE = 12
 
@@ -67,7 +68,7 @@ class DomainData:
 
 def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[Domain, DomainData]:
     """Cut each set present in ``data_dir`` into training and streamed rows; DataError for a
-    malformed file, or for BANKING77 without its risk taxonomy."""
+    malformed file, one of fewer than ``MIN_ROWS`` rows, or BANKING77 without its taxonomy."""
     prepared: dict[Domain, DomainData] = {}
     for domain in DOMAINS:
         sets = tuple(
@@ -88,6 +89,11 @@ def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[Domain, DomainData
             writer: csv.DictWriter | None = None
             for name in sets:
                 header, rows = _rows(data_dir / name / "train.csv")
+                if len(rows) < MIN_ROWS:
+                    raise DataError(
+                        f"{data_dir / name / 'train.csv'} has {len(rows)} rows: too few to train "
+                        f"on and stream (at least {MIN_ROWS})"
+                    )
                 rng.shuffle(rows)
                 cut = max(1, round(len(rows) * STREAM_FRACTION))
                 if writer is None:

@@ -65,6 +65,13 @@ def test_banking77_without_its_taxonomy_is_refused(tmp_path: Path) -> None:
         prepare(data, tmp_path / "demo", seed=3)
 
 
+def test_a_set_too_small_to_cut_is_refused(tmp_path: Path) -> None:
+    data = data_folder(tmp_path / "data")
+    write_training_csv("news", data / "tweets" / "train.csv", 3, seed=1)
+    with pytest.raises(DataError, match="has 3 rows: too few"):
+        prepare(data, tmp_path / "demo", seed=3)
+
+
 def test_streamed_rows_come_round_again_as_new_events_with_their_truth(tmp_path: Path) -> None:
     prepared = prepare(data_folder(tmp_path / "data"), tmp_path / "demo", seed=3)
     rows = prepared["sensors"].stream
