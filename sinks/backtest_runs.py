@@ -106,15 +106,17 @@ class WorkerRunWriter:
         self._post("forget", {"run_id": run_id}, b"")
 
     def insert(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        chunk = b""
+        chunk: list[bytes] = []
+        size = 0
         for row in rows:
             line = json_rows([row])
-            if chunk and len(chunk) + len(line) > MAX_CHUNK_BYTES:
-                self._post("rows", {"table": table}, chunk)
-                chunk = b""
-            chunk += line
+            if chunk and size + len(line) > MAX_CHUNK_BYTES:
+                self._post("rows", {"table": table}, b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
         if chunk:
-            self._post("rows", {"table": table}, chunk)
+            self._post("rows", {"table": table}, b"".join(chunk))
 
     def answers(self) -> bool:
         """Whether a worker serves the port (a refused connection: no)."""

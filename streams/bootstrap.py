@@ -12,20 +12,25 @@ demo is only believable when its label counts are those of the world).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.options import TrainOptions
-from models.registry import METADATA_FILE, Registry
+from models.registry import Registry
 from models.training import train_model
 from signalyard.settings import Domain, Settings
 from streams.demo_feed import DomainData
-from streams.results import model_input
-from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS, LABEL_FIELDS
-from streams.synthetic import INTENTS, World, labeled, write_taxonomy, write_training_csv
+from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS
+from streams.synthetic import (
+    INTENTS,
+    World,
+    event_input,
+    labeled,
+    write_taxonomy,
+    write_training_csv,
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def ensure_models(
 
 def _from_synthetic(registry: Registry, domain: Domain, synthetic: Path) -> bool:
     """Whether the live model of ``domain`` was trained on the synthetic world's rows."""
-    metadata = json.loads((registry.live_dir(domain) / METADATA_FILE).read_text("utf-8"))
+    metadata = registry.metadata(domain, registry.live_dir(domain).name)
     trained_on = Path(metadata.get("data", {}).get("path", "/"))
     return trained_on.is_relative_to(synthetic.resolve())
 
@@ -119,8 +124,7 @@ def agreement(
     scorer = load_live_scorer(settings, domain)
     world = World(seed=seed)
     draws = [labeled(world, domain) for _ in range(events)]
-    schema = EVENT_SCHEMAS[domain]
-    inputs = [model_input(domain, schema.model_validate_json(json.dumps(e))) for e, _ in draws]
+    inputs = [event_input(domain, event) for event, _ in draws]
     predictions = [
         prediction
         for start in range(0, events, batch_size)

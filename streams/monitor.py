@@ -26,9 +26,6 @@ from streams.deadletter import kind_from_headers
 from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS
 
 WINDOW_S = 10.0
-
-
-WINDOW_S = 10.0
 ADAPTATION_LINES = 6
 
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from models.base import ModelInput
 from signalyard.settings import Domain
 from streams.results import ENTITY_COLUMNS, model_input
 from streams.schemas import EVENT_SCHEMAS
@@ -380,12 +381,12 @@ def write_training_csv(domain: Domain, path: Path, rows: int, seed: int = 11) ->
             writer.writerow(["text", "label"])
             for _ in range(rows):
                 event, tone = world.news()
-                writer.writerow([_model_text("news", event), tone])
+                writer.writerow([event_input("news", event), tone])
         elif domain == "tickets":
             writer.writerow(["text", "intent"])
             for _ in range(rows):
                 event, intent = world.ticket()
-                writer.writerow([_model_text("tickets", event), intent])
+                writer.writerow([event_input("tickets", event), intent])
         else:
             writer.writerow(AI4I_COLUMNS)
             for n in range(rows):
@@ -431,6 +432,6 @@ def _ai4i_row(udi: int, reading: dict[str, Any], flags: dict[str, int]) -> list[
     ]
 
 
-def _model_text(domain: Domain, event: dict[str, Any]) -> str:
-    # Trained on exactly the text the worker will give the model.
-    return str(model_input(domain, EVENT_SCHEMAS[domain].model_validate_json(json.dumps(event))))
+def event_input(domain: Domain, event: dict[str, Any]) -> ModelInput:
+    """What the worker gives the model for this event: its text, or its reading."""
+    return model_input(domain, EVENT_SCHEMAS[domain].model_validate_json(json.dumps(event)))

@@ -22,7 +22,6 @@ A small fraction of the events is malformed on purpose, to show the dead-letter 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
 import socket
@@ -39,7 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 from models.errors import DataError
-from models.registry import METADATA_FILE, Registry
+from models.registry import Registry
 from signalyard.cli.provision import provision
 from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from signalyard.stack import local_kafka
@@ -310,13 +309,8 @@ class CandidateWatch:
             for version in self.registry.version_ids(domain):
                 if version in self.seen[domain]:
                     continue
-                folder = self.registry.version_dir(domain, version)
-                metadata_file = folder / METADATA_FILE
-                if not metadata_file.is_file():
-                    continue  # still being written
-                self.seen[domain].add(version)
-                metadata = json.loads(metadata_file.read_text("utf-8"))
-                gate = metadata.get("adaptation", {}).get("gate")
+                self.seen[domain].add(version)  # a version folder appears whole
+                gate = self.registry.metadata(domain, version).get("adaptation", {}).get("gate")
                 if gate is not None:  # its reason starts with the verdict
                     lines.append(f"{domain}: candidate {version}, {gate['reason']}")
         return lines
