@@ -3,7 +3,7 @@
     from models.adaptation import AdaptOptions, adapt_model, source_validation
 
     adapt_model(domain: Domain, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
-                options: AdaptOptions) -> dict
+                options: AdaptOptions, teaching: Teaching | None = None) -> dict
     source_validation(model_dir: Path) -> TextData | SensorData | None
 
 ``adapt_model`` fine-tunes the live model's own weights (not the base encoder) on the labeled
@@ -14,6 +14,11 @@ A seeded share of the target rows is held out for early stopping and for the fig
 metadata names the version it came from (``adapted_from``) and keeps ``data`` pointing at the
 original source file and split, so that ``source_validation`` of any descendant returns the
 same source rows and every later adaptation replays the same source.
+
+With ``teaching`` (a text model with a teacher, ``models.teacher_rounds``), the live model is a
+student and learns by distillation instead (``models.distillation.distil``): the teacher's
+softened predictions on the same target and replayed rows, mixed with their labels, and on
+the teacher-labeled stream texts alone. Its metadata names the teacher it learnt from.
 
 Sensors: the defect model is gradient-boosted trees, which train in seconds, so a round
 trains them afresh on the labeled target rows together with every source training row, with
@@ -32,6 +37,7 @@ import json
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +66,7 @@ from models.training import (
 )
 from signalyard.settings import Domain
 
-__all__ = ["AdaptOptions", "adapt_model", "source_validation"]
+__all__ = ["AdaptOptions", "Teaching", "adapt_model", "source_validation"]
 
 # Early stopping on fewer held-out rows than this follows noise; smaller labeled sets train
 # for all epochs on every row instead.
@@ -102,6 +108,17 @@ class AdaptOptions(BaseModel):
         defaults = {} if domain == "sensors" else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
         unset = {key: value for key, value in defaults.items() if getattr(self, key) is None}
         return self.model_copy(update=unset)
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """A teacher for an adaptation round (see the module's doc)."""
+
+    teacher_dir: Path  # the teacher, already adapted to the same labels
+    texts: list[str]  # unlabeled target texts the student learns the teacher's view of
+    transfer: dict[str, Any]  # how those texts were chosen, for the metadata
+    temperature: float = 2.0
+    alpha: float = 0.5  # weight of the soft labels on labeled rows
 
 
 def _source_split(metadata: dict[str, Any]) -> tuple[int, float]:
@@ -173,7 +190,8 @@ def _fine_tune_text(
     validation: TextData,
     train_options: TrainOptions,
     out_dir: Path,
-) -> tuple[FitResult, dict]:
+) -> tuple[FitResult, dict, dict]:
+    """The fit, the figures on ``validation`` and the calibration fitted on it."""
     from models.train_text import train_text
 
     model, tokenizer, labels = load_text_classifier(live_dir)
@@ -186,7 +204,47 @@ def _fine_tune_text(
         domain, train, validation, labels, taxonomy, train_options, start=(model, tokenizer)
     )
     save_text_classifier(trained.model, trained.tokenizer, labels, out_dir)
-    return trained.fit, trained.metrics
+    return trained.fit, trained.metrics, trained.calibration
+
+
+def _distil_text(
+    domain: Domain,
+    live_dir: Path,
+    train: TextData,
+    validation: TextData,
+    train_options: TrainOptions,
+    out_dir: Path,
+    teaching: Teaching,
+) -> tuple[FitResult, dict, dict, dict]:
+    """As ``_fine_tune_text``, by distillation; also returns the metadata's ``distillation``."""
+    from models.distillation import DistillOptions, distil
+
+    model, tokenizer, labels = load_text_classifier(live_dir)
+    model.dropout.p = train_options.dropout
+    taxonomy = None
+    if domain == "tickets":
+        taxonomy = RiskTaxonomy.load(live_dir / TAXONOMY_FILE)
+        shutil.copyfile(live_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
+    options = DistillOptions(temperature=teaching.temperature, alpha=teaching.alpha)
+    taught = distil(
+        domain, teaching.teacher_dir, (model, tokenizer), labels, taxonomy,
+        train, teaching.texts, validation, train_options, options,
+    )  # fmt: skip
+    save_text_classifier(taught.model, tokenizer, labels, out_dir)
+    teacher = read_metadata(teaching.teacher_dir)
+    record = {
+        "teacher": {
+            "version": teaching.teacher_dir.name,
+            "model_name": teacher["model_name"],
+            "base_model": teacher.get("base_model"),
+            "metrics": taught.teacher_metrics,
+        },
+        "agreement_with_teacher": taught.agreement,
+        "temperature": teaching.temperature,
+        "alpha": teaching.alpha,
+        "transfer": {"labeled_rows": len(train.texts), "stream": teaching.transfer},
+    }
+    return taught.fit, taught.metrics, taught.calibration, record
 
 
 def _retrain_sensors(
@@ -207,9 +265,11 @@ def adapt_model(
     labeled: TextData | SensorData,
     out_dir: Path,
     options: AdaptOptions,
+    teaching: Teaching | None = None,
 ) -> dict:
-    """Adapt the model in ``live_dir`` to ``labeled`` target rows; write the adapted model
-    folder into ``out_dir`` and return its metadata (also in ``out_dir/metadata.json``)."""
+    """Adapt the model in ``live_dir`` to ``labeled`` target rows, learning from
+    ``teaching``'s teacher when given; write the adapted model folder into ``out_dir`` and
+    return its metadata (also in ``out_dir/metadata.json``)."""
     started = time.monotonic()
     live_dir, out_dir = Path(live_dir), Path(out_dir)
     live = read_metadata(live_dir)
@@ -256,6 +316,7 @@ def adapt_model(
         "options": options.model_dump(mode="json"),
         "metrics_on": "target validation rows" if held_out else "target training rows",
     }
+    extra: dict[str, Any] = {}  # calibration and distillation records, where there are some
     if domain == "sensors":
         assert isinstance(train, SensorData) and isinstance(target_validation, SensorData)
         fit, metrics, adaptation["cross_validation"] = _retrain_sensors(
@@ -263,9 +324,14 @@ def adapt_model(
         )
     else:
         assert isinstance(train, TextData) and isinstance(target_validation, TextData)
-        fit, metrics = _fine_tune_text(
-            domain, live_dir, train, target_validation, train_options, out_dir
-        )
+        if teaching is None:
+            fit, metrics, extra["calibration"] = _fine_tune_text(
+                domain, live_dir, train, target_validation, train_options, out_dir
+            )
+        else:
+            fit, metrics, extra["calibration"], extra["distillation"] = _distil_text(
+                domain, live_dir, train, target_validation, train_options, out_dir, teaching
+            )
 
     seed, fraction = _source_split(live)
     metadata = {
@@ -298,6 +364,7 @@ def adapt_model(
         "adaptation": adaptation,
         "training": fit_record(started, fit, options.device),
         "metrics": metrics,
+        **extra,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_versions(),
     }

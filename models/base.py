@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypedDict
 
+from models.calibration import Calibration
 from signalyard.settings import Domain
 
 
@@ -24,6 +25,7 @@ class SensorReading(TypedDict):
 
 class NewsPrediction(TypedDict):
     label: str  # negative, neutral or positive
+    confidence: float  # calibrated probability that ``label`` is right (models.calibration)
     p_negative: float
     p_neutral: float
     p_positive: float
@@ -32,6 +34,7 @@ class NewsPrediction(TypedDict):
 
 class TicketPrediction(TypedDict):
     intent: str
+    confidence: float  # calibrated probability that ``intent`` is right
     top_intents: list[str]
     top_probabilities: list[float]
     risk_score: float  # in [0, 1]
@@ -42,6 +45,7 @@ class SensorPrediction(TypedDict):
     failure_probability: float
     failure_mode: str  # none, TWF, HDF, PWF, OSF or RNF
     defect: bool
+    confidence: float  # probability that ``defect`` is right: p(failure) if flagged, else 1 - p
 
 
 Prediction = NewsPrediction | TicketPrediction | SensorPrediction
@@ -54,6 +58,7 @@ class Scorer(Protocol):
     domain: Domain
     model_name: str
     version: str
+    calibration: Calibration  # what turns its probabilities into each result's confidence
 
     def score(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         """Score a batch; blocking, so callers run it off the event loop."""

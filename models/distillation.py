@@ -32,6 +32,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional
+from transformers import PreTrainedTokenizerBase
 
+from models.calibration import fit_calibration
 from models.data import TextData, fingerprint, read_texts
 from models.errors import DataError
-from models.fitting import Validation, class_weights, fit, seed_everything
+from models.fitting import FitResult, Validation, class_weights, fit, seed_everything
 from models.inference import TextEngine, resolve_device, resolve_precision
 from models.loading import TAXONOMY_FILE, read_metadata
 from models.options import TrainOptions
@@ -189,13 +192,89 @@ def distill_model(
     train_data, validation = subset(rows, train_rows), subset(rows, val_rows)
     assert isinstance(train_data, TextData) and isinstance(validation, TextData)
     extra, transfer_lineage = _transfer_files(unlabeled)
-    texts = train_data.texts + extra
-    device = resolve_device(train_options.device)
-    length = train_options.max_seq_length
 
     # The student first, so that a student that cannot be made fails before minutes of
     # teacher inference.
     model, tokenizer, initialised = _student(teacher_dir, student, labels, options)
+    taught_student = distil(
+        domain, teacher_dir, (model, tokenizer), labels, taxonomy,
+        train_data, extra, validation, train_options, options,
+    )  # fmt: skip
+    model, result = taught_student.model, taught_student.fit
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_text_classifier(model, tokenizer, labels, out_dir)
+    if domain == "tickets":
+        shutil.copyfile(teacher_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
+    parameters = sum(p.numel() for p in model.parameters())
+    metadata = {
+        "domain": domain,
+        "kind": "text-classifier",
+        "model_name": train_options.model_name or f"{teacher_meta['model_name']}-student",
+        "base_model": initialised.get("path") or teacher_meta.get("base_model"),
+        "mode": "distilled",
+        "data": {
+            **data_record(Path(data), train_rows, val_rows, train_data, train_options),
+            "same_as_teacher": same_data,
+        },
+        "options": train_options.model_dump(mode="json"),
+        "distillation": {
+            "teacher": {
+                "version": teacher_dir.name,
+                "model_name": teacher_meta["model_name"],
+                "base_model": teacher_meta.get("base_model"),
+                "metrics": taught_student.teacher_metrics,
+            },
+            "agreement_with_teacher": taught_student.agreement,
+            "temperature": options.temperature,
+            "alpha": options.alpha,
+            "hidden_weight": options.hidden_weight,
+            "student": {**initialised, "parameters": parameters},
+            "transfer": {
+                "labeled_rows": len(train_rows),
+                "unlabeled_rows": len(extra),
+                "files": transfer_lineage,
+            },
+        },
+        "training": fit_record(started, result, train_options.device),
+        "metrics": taught_student.metrics,
+        "calibration": taught_student.calibration,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software": software_versions(),
+    }
+    write_model_files(out_dir, metadata)
+    return metadata
+
+
+@dataclass
+class Distilled:
+    model: TextClassifier  # on the CPU, in eval mode
+    fit: FitResult
+    metrics: dict  # the student's, on the validation rows
+    calibration: dict  # models.calibration's record, on the validation rows
+    teacher_metrics: dict  # the teacher's, on the same rows
+    agreement: float  # share of validation rows where student and teacher pick the same class
+
+
+def distil(
+    domain: Domain,
+    teacher_dir: Path,
+    student: tuple[TextClassifier, PreTrainedTokenizerBase],
+    labels: list[str],
+    taxonomy: RiskTaxonomy | None,
+    train_data: TextData,
+    extra: list[str],
+    validation: TextData,
+    train_options: TrainOptions,
+    options: DistillOptions,
+) -> Distilled:
+    """Train ``student`` on the teacher's softened predictions for ``train_data`` and the
+    unlabeled ``extra`` texts, and on ``train_data``'s labels (module docstring), choosing
+    the epoch on ``validation``. ``train_options`` is resolved (epochs, rates, batch size)."""
+    texts = train_data.texts + extra
+    device = resolve_device(train_options.device)
+    length = train_options.max_seq_length
+
+    model, tokenizer = student
     teacher, teacher_tokenizer, _ = load_text_classifier(teacher_dir)
     if options.hidden_weight and teacher.head.in_features != model.head.in_features:
         raise DataError(
@@ -281,48 +360,14 @@ def distill_model(
     )
     model.eval()
     student_validation = engine.predict_proba(validation.texts)
-    metrics = text_metrics(domain, student_validation, labels, validation.labels, taxonomy)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_text_classifier(model.cpu(), tokenizer, labels, out_dir)
-    if domain == "tickets":
-        shutil.copyfile(teacher_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
-    parameters = sum(p.numel() for p in model.parameters())
-    metadata = {
-        "domain": domain,
-        "kind": "text-classifier",
-        "model_name": train_options.model_name or f"{teacher_meta['model_name']}-student",
-        "base_model": initialised.get("path") or teacher_meta.get("base_model"),
-        "mode": "distilled",
-        "data": {
-            **data_record(Path(data), train_rows, val_rows, train_data, train_options),
-            "same_as_teacher": same_data,
-        },
-        "options": train_options.model_dump(mode="json"),
-        "distillation": {
-            "teacher": {
-                "version": teacher_dir.name,
-                "model_name": teacher_meta["model_name"],
-                "base_model": teacher_meta.get("base_model"),
-                "metrics": teacher_figures,
-            },
-            "agreement_with_teacher": agreement(student_validation, teacher_validation),
-            "temperature": temperature,
-            "alpha": alpha,
-            "hidden_weight": options.hidden_weight,
-            "student": {**initialised, "parameters": parameters},
-            "transfer": {
-                "labeled_rows": len(train_rows),
-                "unlabeled_rows": len(extra),
-                "files": transfer_lineage,
-            },
-        },
-        "training": fit_record(started, result, train_options.device),
-        "metrics": metrics,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "software": software_versions(),
-    }
-    write_model_files(out_dir, metadata)
-    return metadata
+    return Distilled(
+        model.cpu(),
+        result,
+        text_metrics(domain, student_validation, labels, validation.labels, taxonomy),
+        fit_calibration(student_validation, labels, validation.labels),
+        teacher_figures,
+        agreement(student_validation, teacher_validation),
+    )
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> float:

@@ -1,12 +1,17 @@
-"""Evaluating a model on labeled rows of its domain, with the figures of ``models.metrics``."""
+"""Evaluating a model on labeled rows of its domain, with the figures of ``models.metrics``;
+and calibrating a model folder trained before calibration was recorded."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from models.adaptation import source_validation
+from models.calibration import decision_confidence, fit_calibration
 from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
-from models.loading import LoadedScorer
+from models.errors import DataError
+from models.loading import LoadedScorer, load_scorer, read_metadata
 from models.metrics import news_metrics, sensor_figures, ticket_metrics
+from models.registry import METADATA_FILE, write_json_atomic
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
 
 
@@ -21,7 +26,8 @@ def evaluate(scorer: LoadedScorer, data: Path) -> dict:
 def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
     """The scorer's figures on ``data`` (news: accuracy, macro_f1; tickets: intent_accuracy,
     risk_macro_f1; sensors: f1, precision, recall, roc_auc and the failure-mode figures),
-    plus model name and version."""
+    plus model name and version. Text domains add ``estimated_accuracy``: the mean calibrated
+    confidence, the label-free estimate of accuracy (``models.calibration``)."""
     if isinstance(scorer, SensorScorer):
         if not isinstance(data, SensorData):
             raise TypeError("a sensors model is evaluated on SensorData")
@@ -29,15 +35,38 @@ def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
         metrics = sensor_figures(failure, modes, scorer.engine.threshold, data)
     elif not isinstance(data, TextData):
         raise TypeError(f"a {scorer.domain} model is evaluated on TextData")
-    elif isinstance(scorer, TicketScorer):
-        probabilities = scorer.predict_proba(data.texts)
-        metrics = ticket_metrics(probabilities, scorer.labels, data.labels, scorer.taxonomy)
     else:
-        assert isinstance(scorer, NewsScorer)
-        metrics = news_metrics(scorer.predict_proba(data.texts), NEWS_LABELS, data.labels)
+        probabilities = scorer.predict_proba(data.texts)
+        if isinstance(scorer, TicketScorer):
+            metrics = ticket_metrics(probabilities, scorer.labels, data.labels, scorer.taxonomy)
+        else:
+            assert isinstance(scorer, NewsScorer)
+            metrics = news_metrics(probabilities, NEWS_LABELS, data.labels)
+        confidence = decision_confidence(probabilities, scorer.calibration.temperature)
+        metrics["estimated_accuracy"] = float(confidence.mean()) if len(confidence) else None
     return {
         "domain": scorer.domain,
         "model": scorer.model_name,
         "version": scorer.version,
         **metrics,
     }
+
+
+def calibrate_folder(model_dir: Path) -> dict:
+    """Fit the calibration of a text model folder on its source validation split (the rows
+    ``models.adaptation.source_validation`` gives) and record it in its ``metadata.json``;
+    return the record. For models trained before training recorded one. Raises DataError
+    for a sensors model or when the source data is gone or changed."""
+    metadata = read_metadata(model_dir)
+    if metadata["domain"] == "sensors":
+        raise DataError("calibration is for the text domains (news, tickets)")
+    validation = source_validation(model_dir)
+    if not isinstance(validation, TextData):
+        raise DataError(f"the source data of {model_dir} is gone or changed")
+    scorer = load_scorer(model_dir, "auto", metadata.get("options", {}).get("max_seq_length", 128))
+    assert not isinstance(scorer, SensorScorer)
+    labels = NEWS_LABELS if isinstance(scorer, NewsScorer) else scorer.labels
+    record = fit_calibration(scorer.predict_proba(validation.texts), labels, validation.labels)
+    record["fitted_after_training"] = True
+    write_json_atomic(Path(model_dir) / METADATA_FILE, {**metadata, "calibration": record})
+    return record

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from models.calibration import Calibration
 from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
 from models.registry import METADATA_FILE, Registry
@@ -54,10 +55,11 @@ def load_scorer(
         return SensorScorer(SensorEngine(load_sensor_model(model_dir)), name, version)
     model, tokenizer, labels = load_text_classifier(model_dir)
     engine = TextEngine(model, tokenizer, device, max_seq_length, batch_size, precision)
+    calibration = Calibration.of(metadata)
     if domain == "news":
-        return NewsScorer(engine, labels, name, version)
+        return NewsScorer(engine, labels, name, version, calibration)
     taxonomy = RiskTaxonomy.load(model_dir / TAXONOMY_FILE)
-    return TicketScorer(engine, labels, taxonomy, name, version)
+    return TicketScorer(engine, labels, taxonomy, name, version, calibration=calibration)
 
 
 def load_live_scorer(settings: Settings, domain: Domain) -> LoadedScorer:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.base import NewsPrediction, SensorPrediction, SensorReading, TicketPrediction
+from models.calibration import UNCALIBRATED, Calibration, decision_confidence
 from models.data import FAILURE_MODES, NEWS_LABELS
 from models.inference import SensorEngine, TextEngine
 from models.taxonomy import RiskTaxonomy
@@ -16,13 +17,21 @@ from signalyard.settings import Domain
 class NewsScorer:
     domain: Domain = "news"
 
-    def __init__(self, engine: TextEngine, labels: list[str], model_name: str, version: str):
+    def __init__(
+        self,
+        engine: TextEngine,
+        labels: list[str],
+        model_name: str,
+        version: str,
+        calibration: Calibration = UNCALIBRATED,
+    ):
         if sorted(labels) != sorted(NEWS_LABELS):
             raise ValueError(f"a news model must have the labels {NEWS_LABELS}, not {labels}")
         self.engine = engine
         self.labels = labels
         self.model_name = model_name
         self.version = version
+        self.calibration = calibration  # gives ``confidence``; the probabilities stay raw
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in NEWS_LABELS order (negative, neutral, positive)."""
@@ -30,12 +39,19 @@ class NewsScorer:
         return probabilities[:, [self.labels.index(label) for label in NEWS_LABELS]]
 
     def score(self, inputs: Sequence[str]) -> list[NewsPrediction]:
+        probabilities = self.predict_proba(inputs)
+        confidence = decision_confidence(probabilities, self.calibration.temperature).tolist()
         predictions = []
-        for neg, neu, pos in self.predict_proba(inputs).tolist():
+        for (neg, neu, pos), sure in zip(probabilities.tolist(), confidence, strict=True):
             label = NEWS_LABELS[int(np.argmax([neg, neu, pos]))]
             predictions.append(
                 NewsPrediction(
-                    label=label, p_negative=neg, p_neutral=neu, p_positive=pos, sentiment=pos - neg
+                    label=label,
+                    confidence=sure,
+                    p_negative=neg,
+                    p_neutral=neu,
+                    p_positive=pos,
+                    sentiment=pos - neg,
                 )
             )
         return predictions
@@ -52,6 +68,7 @@ class TicketScorer:
         model_name: str,
         version: str,
         top_k: int = 3,
+        calibration: Calibration = UNCALIBRATED,
     ):
         self.engine = engine
         self.labels = labels
@@ -59,19 +76,23 @@ class TicketScorer:
         self.model_name = model_name
         self.version = version
         self.top_k = top_k
+        self.calibration = calibration  # gives ``confidence``; the probabilities stay raw
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Intent probabilities in ``self.labels`` order."""
         return self.engine.predict_proba(texts)
 
     def score(self, inputs: Sequence[str]) -> list[TicketPrediction]:
+        probabilities = self.predict_proba(inputs)
+        confidence = decision_confidence(probabilities, self.calibration.temperature).tolist()
         predictions = []
-        for row in self.predict_proba(inputs):
+        for row, sure in zip(probabilities, confidence, strict=True):
             top = np.argsort(-row)[: self.top_k]
             risk = self.taxonomy.risk_score(self.labels, row.tolist())
             predictions.append(
                 TicketPrediction(
                     intent=self.labels[int(top[0])],
+                    confidence=sure,
                     top_intents=[self.labels[int(i)] for i in top],
                     top_probabilities=[float(row[i]) for i in top],
                     risk_score=risk,
@@ -83,6 +104,10 @@ class TicketScorer:
 
 class SensorScorer:
     domain: Domain = "sensors"
+
+    # The trees' own probabilities, with no validation accuracy to compare an estimate with:
+    # a defect flag is right on nearly every reading, failing or not.
+    calibration = UNCALIBRATED
 
     def __init__(self, engine: SensorEngine, model_name: str, version: str):
         self.engine = engine
@@ -100,6 +125,11 @@ class SensorScorer:
             defect = p >= self.engine.threshold
             mode = FAILURE_MODES[int(np.argmax(mode_row))] if defect else "none"
             predictions.append(
-                SensorPrediction(failure_probability=p, failure_mode=mode, defect=defect)
+                SensorPrediction(
+                    failure_probability=p,
+                    failure_mode=mode,
+                    defect=defect,
+                    confidence=p if defect else 1.0 - p,
+                )
             )
         return predictions

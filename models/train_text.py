@@ -13,6 +13,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from models.calibration import fit_calibration
 from models.data import TextData
 from models.fitting import FitResult, Validation, class_weights, fit
 from models.inference import TextEngine, resolve_device, resolve_precision
@@ -29,6 +30,7 @@ class TrainedText:
     tokenizer: PreTrainedTokenizerBase
     fit: FitResult
     metrics: dict
+    calibration: dict  # models.calibration's record, fitted on the validation rows
 
 
 def base_model_path(options: TrainOptions) -> str:
@@ -201,4 +203,5 @@ def train_text(
     model.eval()
     probabilities = engine.predict_proba(validation.texts)
     metrics = text_metrics(domain, probabilities, labels, validation.labels, taxonomy)
-    return TrainedText(model.cpu(), tokenizer, result, metrics)
+    calibration = fit_calibration(probabilities, labels, validation.labels)
+    return TrainedText(model.cpu(), tokenizer, result, metrics, calibration)

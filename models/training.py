@@ -222,6 +222,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
     )
     train_data, val_data = subset(rows, train_rows), subset(rows, val_rows)
     selection: dict[str, Any] = {}
+    calibration: dict[str, Any] = {}
     if isinstance(train_data, SensorData):
         assert isinstance(val_data, SensorData)
         sensor_model, result = train_sensors(train_data, options)
@@ -237,6 +238,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
             (folder / TAXONOMY_FILE).write_text(taxonomy.to_json(), encoding="utf-8")
         kind, base = "text-classifier", str(base_model_path(options))
         metrics, result = trained_text.metrics, trained_text.fit
+        calibration = {"calibration": trained_text.calibration}
     return {
         "domain": domain,
         "kind": kind,
@@ -247,6 +249,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
         "options": options.model_dump(mode="json"),
         "training": {**fit_record(started, result, options.device), **selection},
         "metrics": metrics,
+        **calibration,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": software_versions(),
     }

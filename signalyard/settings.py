@@ -189,6 +189,8 @@ class AdaptationSettings(Section):
     schedule_s: float = Field(ge=0)
     drift_threshold: float = Field(ge=0, le=1)
     drift_window: int = Field(gt=0, le=1_000_000)
+    estimate_margin: float = Field(ge=0, le=1)
+    estimate_window: int = Field(gt=0, le=1_000_000)
     min_interval_s: float = Field(ge=0)
     mode: Literal["full", "lora", "head"]
     replay_ratio: float = Field(ge=0, le=100)
@@ -196,6 +198,9 @@ class AdaptationSettings(Section):
     min_holdout: int = Field(gt=0)
     gate_margin: float = Field(ge=0, le=1)
     source_tolerance: float = Field(ge=0, le=1)
+    unlabeled_events: int = Field(ge=0)
+    unlabeled_threshold: float = Field(ge=0, le=1)
+    unlabeled_class_cap: int = Field(gt=0)
 
 
 class StackSettings(Section):

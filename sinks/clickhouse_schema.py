@@ -38,7 +38,8 @@ TABLES: dict[str, str] = {
             model_version LowCardinality(String),
             batch_size UInt32,
             latency_ms Float64,
-            scored_at DateTime64(3, 'UTC')
+            scored_at DateTime64(3, 'UTC'),
+            confidence Float32
         ) ENGINE = ReplacingMergeTree(scored_at)
         ORDER BY (ticker, ts, event_id)
     """,
@@ -68,7 +69,8 @@ TABLES: dict[str, str] = {
             model_version LowCardinality(String),
             batch_size UInt32,
             latency_ms Float64,
-            scored_at DateTime64(3, 'UTC')
+            scored_at DateTime64(3, 'UTC'),
+            confidence Float32
         ) ENGINE = ReplacingMergeTree(scored_at)
         ORDER BY (customer_id, ts, event_id)
     """,
@@ -100,7 +102,8 @@ TABLES: dict[str, str] = {
             model_version LowCardinality(String),
             batch_size UInt32,
             latency_ms Float64,
-            scored_at DateTime64(3, 'UTC')
+            scored_at DateTime64(3, 'UTC'),
+            confidence Float32
         ) ENGINE = ReplacingMergeTree(scored_at)
         ORDER BY (machine_id, ts, event_id)
     """,
@@ -218,6 +221,11 @@ TABLES: dict[str, str] = {
 
 # Columns added after a table first shipped, so that a store made by an older version gains them.
 ADDED_COLUMNS: dict[str, list[str]] = {
+    **{
+        table: ["confidence Float32"]
+        for domain in ("news", "tickets", "sensors")
+        for table in (f"{domain}_scores", f"backtest_{domain}_scores")
+    },
     "feedback": [
         "predicted_label LowCardinality(String)",
         "model_version LowCardinality(String)",

@@ -65,7 +65,7 @@ class ScoringRuntime(Service):
         self.sink = sink
         self.store = ReadOnlyStore(sink.dsn, settings.queries)
         self.backtests = BacktestWrites(sink.dsn)
-        self.metrics = PipelineMetrics()
+        self.metrics = PipelineMetrics(settings.adaptation.estimate_window)
         self.producer = SharedProducer(settings.kafka)
         self.scorers = {domain: ScorerHolder(scorer) for domain, scorer in scorers.items()}
         # One thread per domain: a model is called by one thread at a time, and a slow model

@@ -119,6 +119,9 @@ class ScoredResult(BaseModel):
     batch_size: int
     latency_ms: float  # from the record's Kafka timestamp (ingest) to the end of scoring
     scored_at: datetime
+    # The calibrated probability that the model's decision is right; averaged over a window it
+    # estimates the live model's accuracy without labels (models.calibration).
+    confidence: float
 
 
 class NewsScore(ScoredResult):

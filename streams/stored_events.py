@@ -2,11 +2,14 @@
 
     lookup_query(domain, event_ids) -> str     # one query for a batch of event ids
     stored_event(domain, row) -> StoredEvent   # a row of that query
+    unlabeled_query(domain, limit) -> str      # the most recent events nobody labeled
+    event_input(domain, row) -> ModelInput     # a row of that query (or of lookup_query)
 
 The event's model input is rebuilt by parsing the stored row back into the event schema and
 applying the same function the scoring agent applied (``streams.results.model_input``), so a
 text is exactly the one the model read. Used by feedback (labels joined to their events),
-alert explanations and ``signalyard explain --event-id``.
+alert explanations, ``signalyard explain --event-id`` and the trainer (unlabeled events for a
+teacher to label).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from models.base import ModelInput
 from signalyard.settings import Domain
-from sinks.readonly import sql_list
+from sinks.readonly import sql_list, sql_string
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
 
@@ -54,12 +57,26 @@ def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
     )
 
 
-def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
-    """The joined row of ``lookup_query`` as the model's input and its prediction."""
+def unlabeled_query(domain: Domain, limit: int) -> str:
+    """The ``limit`` most recently stored events of ``domain`` that no feedback label names."""
+    return (
+        f"SELECT {EVENT_FIELDS[domain]} FROM {domain}_events FINAL WHERE event_id NOT IN "
+        f"(SELECT event_id FROM feedback WHERE domain = {sql_string(domain)}) "
+        f"ORDER BY ingested_at DESC, event_id LIMIT {int(limit)}"
+    )
+
+
+def event_input(domain: Domain, row: Mapping[str, Any]) -> ModelInput:
+    """The model input of a stored event row (``EVENT_FIELDS`` columns, others ignored)."""
     event = EVENT_SCHEMAS[domain].model_validate(
         {key: value for key, value in row.items() if value is not None}, strict=False
     )
-    value = model_input(domain, event)  # type: ignore[arg-type]
+    return model_input(domain, event)  # type: ignore[arg-type]
+
+
+def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
+    """The joined row of ``lookup_query`` as the model's input and its prediction."""
+    value = event_input(domain, row)
     return StoredEvent(
         input=value if isinstance(value, str) else json.dumps(value, sort_keys=True),
         model_input=value,

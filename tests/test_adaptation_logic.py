@@ -64,6 +64,20 @@ def test_drift_and_schedule_triggers() -> None:
     assert decide(due, adaptation(min_new_labels=0, drift_threshold=0, schedule_s=0)) is None
 
 
+def test_estimate_trigger_fires_when_the_estimate_falls_below_validation_by_the_margin() -> None:
+    settings = adaptation(min_new_labels=0, drift_threshold=0, schedule_s=0, min_interval_s=0,
+                          estimate_margin=0.05)  # fmt: skip
+    assert decide(state(estimate=0.81, validation_accuracy=0.86), settings) is None
+    fired = decide(state(estimate=0.80, validation_accuracy=0.86), settings)
+    assert fired is not None and fired.reason == "estimate"
+    assert "0.800" in fired.detail and "0.860" in fired.detail
+    # No window yet, or a model without a calibration record: nothing to compare.
+    assert decide(state(estimate=None, validation_accuracy=0.86), settings) is None
+    assert decide(state(estimate=0.5, validation_accuracy=None), settings) is None
+    assert decide(state(estimate=0.5, validation_accuracy=0.86),
+                  settings.model_copy(update={"estimate_margin": 0})) is None  # fmt: skip
+
+
 def test_total_variation() -> None:
     assert total_variation({"a": 5, "b": 5}, {"a": 50, "b": 50}) == pytest.approx(0)
     assert total_variation({"a": 10}, {"b": 3}) == pytest.approx(1)

@@ -9,6 +9,7 @@ import pytest
 from conftest import isolated_settings
 
 from models.base import ModelInput, Prediction, Scorer
+from models.calibration import UNCALIBRATED
 from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from streams.app import ScoringRuntime, create_app, explains_alerts
@@ -19,6 +20,7 @@ class IdleScorer:
 
     model_name = "idle"
     version = "0"
+    calibration = UNCALIBRATED
 
     def __init__(self, domain: Domain) -> None:
         self.domain = domain

@@ -28,6 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner, Result
 from conftest import query
 
+from models.calibration import UNCALIBRATED
 from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
@@ -201,6 +202,7 @@ class FailsOnNegativeRpm:
     domain = "sensors"
     model_name = "picky"
     version = "v0"
+    calibration = UNCALIBRATED
 
     def score(self, inputs: list[dict]) -> list[dict]:
         if any(reading["rpm"] < 0 for reading in inputs):

@@ -179,6 +179,31 @@ def show(domain: Domain, version: str | None) -> None:
     click.echo(json.dumps({"version": folder.name, "path": str(folder), **metadata}, indent=2))
 
 
+@models.command()
+@click.argument("domain", type=click.Choice(["news", "tickets"]))
+@click.argument("version", required=False)
+def calibrate(domain: Domain, version: str | None) -> None:
+    """Fit the calibration of a text model trained before training recorded one, on its own
+    validation split; it gives each result's confidence and the label-free accuracy estimate.
+    The last line is the record, as JSON."""
+    from models.errors import DataError
+    from models.evaluation import calibrate_folder
+
+    registry = _registry()
+    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
+    if not folder.is_dir():
+        raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
+    try:
+        record = calibrate_folder(folder)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(
+        f"{domain} {folder.name}: temperature {record['temperature']:.3f}, validation accuracy "
+        f"{record['accuracy']:.3f}, mean calibrated confidence {record['mean_confidence']:.3f}"
+    )
+    click.echo(json.dumps(record))
+
+
 announce_option = click.option(
     "--announce/--no-announce",
     default=True,

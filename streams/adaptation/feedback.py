@@ -95,6 +95,7 @@ class FeedbackAgent:
             self.sink.write("deadletter", [letter.row() for letter in dead]),
         )
         self.metrics.feedback_labels.labels("joined").inc(len(rows))
+        self.metrics.labeled(rows)
         for letter in dead:
             self.metrics.feedback_labels.labels(letter.kind).inc()
 

@@ -23,7 +23,7 @@ from streams.schemas import Name, Timestamp
 # "failure" for a failure whose mode the labeler does not know.
 SENSOR_LABELS: tuple[str, ...] = ("none", *FAILURE_MODES, "failure")
 
-TriggerReason = Literal["count", "schedule", "drift", "manual"]
+TriggerReason = Literal["count", "schedule", "drift", "estimate", "manual"]
 
 
 class FeedbackLabel(BaseModel):

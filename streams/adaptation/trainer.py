@@ -2,12 +2,12 @@
 
 It consumes ``retrain.requests`` in its own consumer group (``<app_id>-trainer``), one request
 at a time; training runs on a thread, off the event loop, so the consumer keeps its group
-membership. For each request it reads the domain's feedback from the store, runs
-``models.retraining.retrain``, announces a promotion on ``model.updates``, and only then
-commits the request's offset: a trainer that crashes mid-way trains the request again. A
-request made before the last finished round of its domain read its labels is skipped as
-superseded. A malformed request is dead-lettered with its reason; one that fails (the store
-unreachable, say) is logged and dropped, to be asked again.
+membership. For each request it reads the domain's feedback from the store (and, for a student
+with a teacher, its recent unlabeled events), runs ``models.retraining.retrain``, announces a
+promotion on ``model.updates``, and only then commits the request's offset: a trainer that
+crashes mid-way trains the request again. A request made before the last finished round of its
+domain read its labels is skipped as superseded. A malformed request is dead-lettered with its
+reason; one that fails (the store unreachable, say) is logged and dropped, to be asked again.
 
 The store is read through ``sinks.readonly.query_store``: a ClickHouse server directly, an
 embedded store through its worker's SQL endpoint (so set ``pipeline.web_port``).
@@ -33,6 +33,7 @@ from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
 from streams.connection import aiokafka_options, consumer_options
 from streams.processor import dead_letter, from_consumer_record
+from streams.stored_events import event_input, unlabeled_query
 from streams.validation import Rejected, describe
 
 log = logging.getLogger(__name__)
@@ -115,10 +116,11 @@ class Trainer:
             return
         self.labels_read[request.domain] = started
         log.warning(
-            "%s request %s (%s): %s%s",
+            "%s request %s (%s): %s%s%s",
             request.domain,
             request.request_id,
             request.reason,
+            f"adapted teacher {outcome.teacher_version}, " if outcome.teacher_version else "",
             f"candidate {outcome.version}, " if outcome.version else "",
             outcome.reason,
         )
@@ -147,7 +149,16 @@ class Trainer:
             self.settings.adaptation,
             load,
             request.model_dump(mode="json"),
+            lambda limit: self._unlabeled(domain, limit),
         )
+
+    def _unlabeled(self, domain: Domain, limit: int) -> list[str]:
+        """Texts of the domain's most recent events that nobody labeled (for a teacher)."""
+        result = query_store(self.settings, unlabeled_query(domain, limit))
+        return [
+            str(event_input(domain, dict(zip(result.columns, values, strict=True))))
+            for values in result.rows
+        ]
 
     def _labels(self, domain: Domain) -> list[LabeledRow]:
         result = query_store(self.settings, feedback_query(domain))

@@ -1,4 +1,5 @@
-"""Retrain triggers: enough new labels, a schedule, or drift of the predicted labels.
+"""Retrain triggers: enough new labels, a schedule, drift of the predicted labels, or a fall of
+the label-free accuracy estimate.
 
 The group's leader worker checks every domain it scores each ``adaptation.check_interval_s``.
 A fired trigger is one row in ``retrain_triggers`` (its reason and figures) and one request on
@@ -8,7 +9,10 @@ or newly elected leader carries on where the last one stopped:
 * count: labels of the domain now, against the count recorded with the last trigger;
 * schedule: time since the last trigger (or since the live model was made, before any);
 * drift: the total variation distance between the labels the live model predicted on the last
-  ``drift_window`` results and the labels of its training data (``metadata.data.label_counts``).
+  ``drift_window`` results and the labels of its training data (``metadata.data.label_counts``);
+* estimate: the mean calibrated confidence of the live version's last ``estimate_window``
+  results (``models.calibration``), against the accuracy its calibration was fitted beside
+  (``metadata.calibration.accuracy``): more than ``estimate_margin`` below fires.
 
 At most one trigger per domain fires every ``min_interval_s``, so a trainer that refuses a
 candidate is not asked again at once for the same reason.
@@ -50,6 +54,10 @@ class TriggerState:
     labels_at_last_trigger: int
     model_created_at: datetime | None
     drift: float | None  # None: fewer recent results than a window, or no training labels
+    # The label-free accuracy estimate and the validation accuracy it is held against; None:
+    # fewer recent results of the live version than a window, or no calibration record.
+    estimate: float | None = None
+    validation_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Trigger:
 
 
 def decide(state: TriggerState, settings: AdaptationSettings) -> Trigger | None:
-    """The trigger that fires now, if any; count first, then drift, then the schedule."""
+    """The trigger that fires now, if any: count, drift, estimate, then the schedule."""
     last = state.last_trigger_at
     if last is not None and state.now - last < timedelta(seconds=settings.min_interval_s):
         return None
@@ -72,6 +80,18 @@ def decide(state: TriggerState, settings: AdaptationSettings) -> Trigger | None:
             "drift",
             f"predicted-label distance {drift:.3f} from the training labels "
             f"(threshold {settings.drift_threshold:g})",
+        )
+    estimate, reference = state.estimate, state.validation_accuracy
+    if (
+        settings.estimate_margin
+        and estimate is not None
+        and reference is not None
+        and estimate < reference - settings.estimate_margin
+    ):
+        return Trigger(
+            "estimate",
+            f"estimated accuracy {estimate:.3f} against {reference:.3f} on validation "
+            f"(margin {settings.estimate_margin:g})",
         )
     since = last or state.model_created_at
     if settings.schedule_s and since is not None:
@@ -139,6 +159,8 @@ class TriggerCheck:
             labels_at_last_trigger=int(last.rows[0][1]) if last.rows else 0,
             model_created_at=_utc(created) if created else None,
             drift=await self._drift(domain, metadata.get("data", {}).get("label_counts")),
+            estimate=await self._estimate(domain, version),
+            validation_accuracy=metadata.get("calibration", {}).get("accuracy"),
         )
 
     async def _drift(self, domain: Domain, training: Mapping[str, int] | None) -> float | None:
@@ -153,6 +175,18 @@ class TriggerCheck:
         if sum(counts.values()) < window:
             return None
         return total_variation(counts, training)
+
+    async def _estimate(self, domain: Domain, version: str) -> float | None:
+        window = self.settings.estimate_window
+        # Every confidence is above 0 (at least 1/k for k classes); rows stored before the
+        # column existed read 0 and are left out.
+        recent = await self.store.query(
+            f"SELECT count(), avg(confidence) FROM (SELECT confidence FROM {domain}_scores "
+            f"WHERE model_version = {sql_string(version)} AND confidence > 0 "
+            f"ORDER BY scored_at DESC LIMIT {window})"
+        )
+        results, mean = recent.rows[0]
+        return float(mean) if int(results) >= window else None
 
     async def fire(
         self, domain: Domain, version: str, trigger: Trigger, state: TriggerState

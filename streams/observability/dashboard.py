@@ -44,6 +44,24 @@ PANELS: dict[str, str] = {
             UNION ALL SELECT 'sensors', scored_at, latency_ms FROM sensors_scores FINAL
             WHERE scored_at >= now() - {WINDOW})
         GROUP BY t, domain ORDER BY t, domain""",
+    # Accuracy per minute: estimated from the calibrated confidence of every result (rows stored
+    # before the column existed read 0 and are left out), and measured on the feedback labels.
+    # Sensors are left out: a defect flag is right on nearly every reading, failing or not.
+    "accuracy": f"""
+        SELECT t, series, accuracy, n FROM (
+            SELECT toStartOfInterval(scored_at, INTERVAL 1 MINUTE) AS t,
+                'news estimated' AS series, avg(confidence) AS accuracy, count() AS n
+            FROM news_scores FINAL WHERE scored_at >= now() - {WINDOW} AND confidence > 0
+            GROUP BY t
+            UNION ALL SELECT toStartOfInterval(scored_at, INTERVAL 1 MINUTE) AS t,
+                'tickets estimated', avg(confidence), count()
+            FROM tickets_scores FINAL WHERE scored_at >= now() - {WINDOW} AND confidence > 0
+            GROUP BY t
+            UNION ALL SELECT toStartOfInterval(written_at, INTERVAL 1 MINUTE) AS t,
+                concat(domain, ' on feedback'), avg(label = predicted_label), count()
+            FROM feedback FINAL WHERE written_at >= now() - {WINDOW} AND domain != 'sensors'
+            GROUP BY t, domain)
+        ORDER BY t, series""",
     "versions": f"""
         SELECT domain, model_version, count() AS events FROM (
             SELECT 'news' AS domain, model_version FROM news_scores FINAL

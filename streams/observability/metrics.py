@@ -9,7 +9,8 @@ copied on every event.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
@@ -25,10 +26,32 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class PipelineMetrics:
-    """The counters and histograms of one worker, in a registry of its own."""
+class RecentMeans:
+    """The mean of the last ``size`` values observed per (domain, model version)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        self.values: defaultdict[tuple[str, str], deque[float]] = defaultdict(
+            lambda: deque(maxlen=size)
+        )
+
+    def add(self, domain: str, version: str, values: Iterable[float]) -> None:
+        self.values[domain, version].extend(values)
+
+    def mean(self, domain: str, version: str) -> float | None:
+        """None before the first value."""
+        window = self.values.get((domain, version))
+        return sum(window) / len(window) if window else None
+
+
+class PipelineMetrics:
+    """The counters and histograms of one worker, in a registry of its own, and the windows
+    behind the accuracy gauges (each over the last ``estimate_window`` results or labels)."""
+
+    def __init__(self, estimate_window: int = 500) -> None:
+        # Mean calibrated confidence of each version's recent results: its estimated accuracy.
+        self.confidence = RecentMeans(estimate_window)
+        # Whether each recent feedback label matched what the version predicted.
+        self.feedback_correct = RecentMeans(estimate_window)
         self.registry = CollectorRegistry(auto_describe=True)
         by_domain = {"labelnames": ["domain"], "registry": self.registry}
         self.events_in = Counter(
@@ -87,12 +110,23 @@ class PipelineMetrics:
         self.events_dead.labels(domain).inc(len(batch.dead_letters))
         if not batch.results:
             return
+        for result in batch.results:
+            self.confidence.add(domain, result.model_version, (result.confidence,))
         # A batch's results share scored_at; each one's latency_ms runs from its Kafka timestamp
         # to scored_at, so delivery adds the same delay to all of them.
         since_scored = time.time() - batch.results[0].scored_at.timestamp()
         observe = self.end_to_end_seconds.labels(domain).observe
         for result in batch.results:
             observe(since_scored + result.latency_ms / 1000)
+
+    def labeled(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Feedback rows were stored: each one's label against what its version predicted."""
+        for row in rows:
+            self.feedback_correct.add(
+                row["domain"],
+                row["model_version"],
+                (float(row["label"] == row["predicted_label"]),),
+            )
 
 
 class PartitionReader(Protocol):
@@ -156,6 +190,7 @@ class WorkerCollector:
         for domain, holder in self.worker.scorers.items():
             versions.add_metric([domain, holder.current.model_name, holder.current.version], 1)
         yield versions
+        yield from self._accuracy()
         sink = self.worker.sink
         yield GaugeMetricFamily(
             "signalyard_sink_pending_rows",
@@ -173,6 +208,40 @@ class WorkerCollector:
             "1 once partitions are assigned and the sink is connected",
             value=float(is_ready(self.worker)),
         )
+
+    def _accuracy(self) -> Iterator[Metric]:
+        """The live version's accuracy three ways: estimated without labels, measured on the
+        feedback labels joined here, and on its validation split at training time."""
+        gauges = {
+            "estimated": GaugeMetricFamily(
+                "signalyard_estimated_accuracy",
+                "Mean calibrated confidence of the live model's recent results: its accuracy "
+                "estimated without labels",
+                labels=["domain", "version"],
+            ),
+            "feedback": GaugeMetricFamily(
+                "signalyard_feedback_accuracy",
+                "Share of recent feedback labels that the live model's prediction matched",
+                labels=["domain", "version"],
+            ),
+            "validation": GaugeMetricFamily(
+                "signalyard_validation_accuracy",
+                "The live model's accuracy on its validation split, where its calibration says",
+                labels=["domain", "version"],
+            ),
+        }
+        metrics = self.worker.metrics
+        for domain, holder in self.worker.scorers.items():
+            version = holder.current.version
+            figures = {
+                "estimated": metrics.confidence.mean(domain, version),
+                "feedback": metrics.feedback_correct.mean(domain, version),
+                "validation": holder.current.calibration.accuracy,
+            }
+            for name, value in figures.items():
+                if value is not None:
+                    gauges[name].add_metric([domain, version], value)
+        yield from gauges.values()
 
     def _lag(self) -> Metric:
         """Per assigned partition: the end offset last fetched minus the committed offset.

@@ -64,7 +64,14 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
         except QueryError as error:
             return self.json({"error": str(error)}, status=500)
         live = {
-            domain: {"model_name": holder.current.model_name, "version": holder.current.version}
+            domain: {
+                "model_name": holder.current.model_name,
+                "version": holder.current.version,
+                "validation_accuracy": holder.current.calibration.accuracy,
+                "estimated_accuracy": worker.metrics.confidence.mean(
+                    domain, holder.current.version
+                ),
+            }
             for domain, holder in worker.scorers.items()
         }
         return self.json({"panels": panels, "live_models": live})

@@ -1,0 +1,113 @@
+"""The teacher's part in an adaptation round: which teacher, and what it teaches from the stream.
+
+    from models.teacher_rounds import StreamTransfer, select_confident, stream_transfer, teacher_of
+
+    teacher_of(registry: Registry, domain: Domain, version: str) -> str | None
+    select_confident(confidence: np.ndarray (n,), predicted: list[str], threshold: float,
+                     class_cap: int) -> list[int]
+    stream_transfer(teacher_dir: Path, texts: Sequence[str], transfer: StreamTransfer,
+                    max_seq_length: int = 64) -> tuple[list[str], dict]
+
+A live text model distilled from a teacher (``signalyard distill``, or an earlier round) names
+that teacher in ``metadata.distillation.teacher.version``. A round then adapts the teacher to
+the feedback labels first (``models.adaptation``, with source replay), registers it beside the
+student so that the next round starts from it, and lets the adapted teacher label the
+domain's recent *unlabeled* events: those whose calibrated confidence (``models.calibration``)
+reaches ``threshold`` are kept, at most ``class_cap`` per predicted class, the most confident
+first, so that the majority class does not swamp the rest (the confidence-thresholded,
+class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy Student, 2020). The
+student then learns the teacher's softened predictions on them (``Teaching``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.calibration import Calibration, decision_confidence
+from models.inference import TextEngine, resolve_device
+from models.loading import read_metadata
+from models.registry import Registry
+from models.text_model import LABELS_FILE, load_text_classifier
+from signalyard.settings import AdaptationSettings, Domain
+
+__all__ = ["StreamTransfer", "select_confident", "stream_transfer", "teacher_of"]
+
+
+class StreamTransfer(BaseModel):
+    """Which unlabeled stream events become transfer texts (``[adaptation]`` ``unlabeled_*``
+    in the settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    events: int = Field(ge=0)  # the most recent unlabeled events read
+    threshold: float = Field(ge=0, le=1)  # calibrated confidence to keep one
+    class_cap: int = Field(gt=0)  # kept texts per predicted class, at most
+
+    @classmethod
+    def of(cls, settings: AdaptationSettings) -> StreamTransfer:
+        return cls(
+            events=settings.unlabeled_events,
+            threshold=settings.unlabeled_threshold,
+            class_cap=settings.unlabeled_class_cap,
+        )
+
+
+def teacher_of(registry: Registry, domain: Domain, version: str) -> str | None:
+    """The registered teacher the version was distilled from; None when it has none (or the
+    teacher's folder is gone)."""
+    metadata = registry.metadata(domain, version)
+    teacher = metadata.get("distillation", {}).get("teacher", {}).get("version")
+    if teacher is None or not (registry.version_dir(domain, teacher) / LABELS_FILE).is_file():
+        return None
+    return str(teacher)
+
+
+def select_confident(
+    confidence: np.ndarray, predicted: Sequence[str], threshold: float, class_cap: int
+) -> list[int]:
+    """Rows (ascending) whose confidence reaches ``threshold``, keeping at most ``class_cap``
+    of each predicted class: the most confident, ties in row order."""
+    by_class: dict[str, list[int]] = {}
+    for row in np.argsort(-np.asarray(confidence), kind="stable"):
+        if confidence[row] < threshold:
+            break
+        kept = by_class.setdefault(predicted[row], [])
+        if len(kept) < class_cap:
+            kept.append(int(row))
+    return sorted(row for rows in by_class.values() for row in rows)
+
+
+def stream_transfer(
+    teacher_dir: Path, texts: Sequence[str], transfer: StreamTransfer, max_seq_length: int = 64
+) -> tuple[list[str], dict[str, Any]]:
+    """The texts the teacher in ``teacher_dir`` is confident about, and the record of how
+    they were chosen (threshold, cap, counts read and kept, kept per class)."""
+    record: dict[str, Any] = {
+        "events_requested": transfer.events,
+        "events_read": len(texts),
+        "threshold": transfer.threshold,
+        "class_cap": transfer.class_cap,
+        "kept": 0,
+        "label_counts": {},
+    }
+    if not texts:
+        return [], record
+    model, tokenizer, labels = load_text_classifier(teacher_dir)
+    engine = TextEngine(model, tokenizer, resolve_device("auto"), max_seq_length, 64, "fp32")
+    probabilities = engine.predict_proba(list(texts))
+    temperature = Calibration.of(read_metadata(teacher_dir)).temperature
+    confidence = decision_confidence(probabilities, temperature)
+    predicted = [labels[i] for i in probabilities.argmax(-1)]
+    kept = select_confident(confidence, predicted, transfer.threshold, transfer.class_cap)
+    record.update(
+        kept=len(kept),
+        label_counts=dict(sorted(Counter(predicted[i] for i in kept).items())),
+        mean_confidence_kept=float(confidence[kept].mean()) if kept else None,
+    )
+    return [texts[i] for i in kept], record

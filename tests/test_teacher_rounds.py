@@ -1,0 +1,128 @@
+"""Adaptation rounds through a teacher, on tiny models: the teacher adapts and is registered,
+its confident view of unlabeled stream text becomes the student's transfer set (threshold and
+per-class cap respected and counted), and a round without unlabeled text works from labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_distillation
+import test_training
+
+from models.calibration import Calibration
+from models.loading import load_scorer
+from models.registry import Registry
+from models.retraining import LabeledRow, retrain
+from models.teacher_rounds import select_confident, teacher_of
+from signalyard.cli import main
+from signalyard.settings import AdaptationSettings, load_settings
+
+tiny_base = test_training.tiny_base
+teacher_home = test_distillation.teacher_home
+# Tweets-like target text: the source's phrases with a cashtag and a link, labels as the source.
+TARGET = [
+    (f"${ticker} {phrase} https://t.co/{i}", label)
+    for i, ticker in enumerate(["ACME", "BOLT", "CRUX", "DYNA"])
+    for label, phrases in test_training.NEWS_WORDS.items()
+    for phrase in phrases
+]
+
+
+@pytest.fixture
+def student_home(
+    teacher_home: tuple[Registry, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> Registry:
+    """Teacher v1, and v2 live: a one-layer student distilled from it."""
+    registry, data, unlabeled = teacher_home
+    main(["distill", "news", "--teacher", "v1", "--data", str(data), "--unlabeled",
+          str(unlabeled), "--student-layers", "1", "--epochs", "4", "--lr", "3e-3",
+          "--head-lr", "3e-3", *test_distillation.FAST])  # fmt: skip
+    capsys.readouterr()
+    assert registry.live_version("news") == "v2" and teacher_of(registry, "news", "v2") == "v1"
+    return registry
+
+
+def settings(**changes: object) -> AdaptationSettings:
+    fast = {"mode": "full", "min_holdout": 5, "gate_margin": 0.0, "source_tolerance": 1.0}
+    return load_settings().adaptation.model_copy(update=fast | changes)
+
+
+def labeled() -> list[LabeledRow]:
+    return [LabeledRow(f"e{i}", label, text) for i, (text, label) in enumerate(TARGET * 2)]
+
+
+def load(folder: Path):  # type: ignore[no-untyped-def]
+    return load_scorer(folder, "cpu", 16)
+
+
+def test_select_confident_keeps_the_surest_under_the_threshold_and_the_cap() -> None:
+    confidence = np.array([0.95, 0.5, 0.99, 0.97, 0.91, 0.92, 0.89])
+    predicted = ["a", "a", "a", "a", "b", "b", "c"]
+    assert select_confident(confidence, predicted, 0.9, 2) == [2, 3, 4, 5]
+    assert select_confident(confidence, predicted, 0.9, 10) == [0, 2, 3, 4, 5]
+    assert select_confident(confidence, predicted, 0.999, 10) == []
+
+
+def test_a_round_registers_an_adapted_teacher_and_a_student_taught_from_the_stream(
+    student_home: Registry,
+) -> None:
+    registry = student_home
+    stream = [f"${t} {p} update" for t in ("EFX", "GLOB") for ps in
+              test_training.NEWS_WORDS.values() for p in ps]  # fmt: skip
+    asked: list[int] = []
+
+    def unlabeled(limit: int) -> list[str]:
+        asked.append(limit)
+        return stream[:limit]
+
+    adaptation = settings(unlabeled_events=15, unlabeled_threshold=0.0, unlabeled_class_cap=4)
+    outcome = retrain("news", registry, labeled(), adaptation, load, {"reason": "t"}, unlabeled)
+    assert asked == [15]
+    assert outcome.teacher_version == "v3" and outcome.version == "v4", outcome
+
+    teacher = registry.metadata("news", "v3")
+    assert teacher["role"] == "teacher" and teacher["adapted_from"] == "v1"
+    assert teacher["adaptation"]["request"] == {"reason": "t"}
+    assert registry.live_version("news") != "v3"  # a teacher serves rounds, not events
+
+    student = registry.metadata("news", "v4")
+    assert student["adapted_from"] == "v2"
+    taught = student["distillation"]
+    assert taught["teacher"]["version"] == "v3"
+    transfer = taught["transfer"]["stream"]
+    assert transfer["events_read"] == 15 and transfer["class_cap"] == 4
+    # Every text passes a threshold of 0; the cap keeps 4 of each predicted class at most.
+    assert sum(transfer["label_counts"].values()) == transfer["kept"] <= 12
+    assert all(count <= 4 for count in transfer["label_counts"].values())
+    assert transfer["kept"] == sum(min(4, n) for n in _predicted_counts(registry, stream[:15]))
+    assert Calibration.of(student).accuracy is not None
+    # The next round starts from the adapted teacher.
+    assert teacher_of(registry, "news", "v4") == "v3"
+
+
+def _predicted_counts(registry: Registry, texts: list[str]) -> list[int]:
+    scorer = load(registry.version_dir("news", "v3"))
+    predicted = [row["label"] for row in scorer.score(texts)]
+    return [predicted.count(label) for label in set(predicted)]
+
+
+def test_a_round_without_unlabeled_events_learns_from_labels_alone(
+    student_home: Registry,
+) -> None:
+    registry = student_home
+    outcome = retrain("news", registry, labeled(), settings(), load, {}, lambda limit: [])
+    assert outcome.teacher_version == "v3" and outcome.version == "v4"
+    transfer = registry.metadata("news", "v4")["distillation"]["transfer"]
+    assert transfer["stream"]["events_read"] == 0 and transfer["stream"]["kept"] == 0
+    assert transfer["labeled_rows"] > 0
+
+
+def test_head_mode_or_a_model_without_a_teacher_adapts_as_before(
+    student_home: Registry,
+) -> None:
+    registry = student_home
+    outcome = retrain("news", registry, labeled(), settings(mode="head"), load, {})
+    assert outcome.teacher_version is None and outcome.version == "v3"
+    assert "distillation" not in registry.metadata("news", "v3")
