@@ -31,6 +31,7 @@ EXPECTED_COLUMNS = {
     "Throughput (events/s)": ["time", "domain", "events_per_s"],
     "Latency, ingest to scored (p50, p95)": ["time", "domain", "p50_ms", "p95_ms"],
     "Dead letters per source topic": ["time", "source_topic", "dead_letters"],
+    "Accuracy: estimated without labels, and on feedback": ["time", "series", "accuracy"],
     "Model versions": ["domain", "model_name", "model_version", "events", "last_scored"],
     "Latest alerts": ["ts", "domain", "entity", "rule", "severity", "model_version"],
 }
@@ -64,7 +65,7 @@ def expand_macros(sql: str) -> str:
 def rows() -> dict[str, list[dict]]:
     at = NOW - timedelta(minutes=5)
     scored = {"model_name": "m", "model_version": "v1", "batch_size": 1, "latency_ms": 12.5}
-    scored |= {"ts": at, "scored_at": at}
+    scored |= {"ts": at, "scored_at": at, "confidence": 0.9}
     return {
         "news_scores": [
             {**scored, "event_id": "n1", "ticker": "ACME", "label": "negative",
@@ -78,6 +79,11 @@ def rows() -> dict[str, list[dict]]:
         "sensors_scores": [
             {**scored, "event_id": "s1", "machine_id": "M1", "failure_probability": 0.95,
              "failure_mode": "tool_wear", "defect": True},
+        ],
+        "feedback": [
+            {"event_id": "n1", "domain": "news", "label": "negative", "labeler": "ana", "ts": at,
+             "written_at": at, "predicted_label": "negative", "model_version": "v1",
+             "input": "ACME falls", "event_ts": at},
         ],
         "deadletter": [
             {"source_topic": "news.raw", "partition": 0, "offset": 1, "reason": "not JSON",
