@@ -120,8 +120,9 @@ class ScoredResult(BaseModel):
     latency_ms: float  # from the record's Kafka timestamp (ingest) to the end of scoring
     scored_at: datetime
     # The calibrated probability that the model's decision is right; averaged over a window it
-    # estimates the live model's accuracy without labels (models.calibration).
-    confidence: float
+    # estimates the live model's accuracy without labels (models.calibration). 0: not known, as
+    # in results written before it existed (and in their stored rows), which estimates skip.
+    confidence: float = 0.0
 
 
 class NewsScore(ScoredResult):
