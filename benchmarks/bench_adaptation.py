@@ -184,7 +184,9 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             transfer = StreamTransfer.of(load_settings().adaptation).model_copy(
                 update={"events": len(texts)}
             )
-            kept, record = stream_transfer(teacher_dir, texts, transfer, args.max_seq_length)
+            kept, record = stream_transfer(
+                teacher_dir, texts, transfer, args.max_seq_length, args.device
+            )
             teaching = Teaching(teacher_dir, kept, record)
             adapt_model("news", live_dir, labeled, work / "student", options, teaching)
             measure(work / "student", labels, "student", stream, kept=record["kept"])

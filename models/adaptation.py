@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from transformers import PreTrainedTokenizerBase
 
 from models.data import SensorData, TextData, fingerprint
 from models.errors import DataError
@@ -51,7 +52,12 @@ from models.loading import TAXONOMY_FILE, read_metadata
 from models.options import TrainOptions
 from models.sensor_model import save_sensor_model
 from models.taxonomy import RiskTaxonomy
-from models.text_model import LABELS_FILE, load_text_classifier, save_text_classifier
+from models.text_model import (
+    LABELS_FILE,
+    TextClassifier,
+    load_text_classifier,
+    save_text_classifier,
+)
 from models.training import (
     concat,
     fit_record,
@@ -117,8 +123,6 @@ class Teaching:
     teacher_dir: Path  # the teacher, already adapted to the same labels
     texts: list[str]  # unlabeled target texts the student learns the teacher's view of
     transfer: dict[str, Any]  # how those texts were chosen, for the metadata
-    temperature: float = 2.0
-    alpha: float = 0.5  # weight of the soft labels on labeled rows
 
 
 def _source_split(metadata: dict[str, Any]) -> tuple[int, float]:
@@ -183,6 +187,20 @@ def _check_labels(domain: Domain, labeled: TextData | SensorData, live_dir: Path
         raise DataError(f"labels the {domain} model does not know: {', '.join(unknown)}")
 
 
+def _live_text_model(
+    domain: Domain, live_dir: Path, train_options: TrainOptions, out_dir: Path
+) -> tuple[TextClassifier, PreTrainedTokenizerBase, list[str], RiskTaxonomy | None]:
+    """The live classifier to train on, its labels and (tickets) its taxonomy, which the
+    adapted folder keeps too."""
+    model, tokenizer, labels = load_text_classifier(live_dir)
+    model.dropout.p = train_options.dropout
+    taxonomy = None
+    if domain == "tickets":
+        taxonomy = RiskTaxonomy.load(live_dir / TAXONOMY_FILE)
+        shutil.copyfile(live_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
+    return model, tokenizer, labels, taxonomy
+
+
 def _fine_tune_text(
     domain: Domain,
     live_dir: Path,
@@ -194,12 +212,7 @@ def _fine_tune_text(
     """The fit, the figures on ``validation`` and the calibration fitted on it."""
     from models.train_text import train_text
 
-    model, tokenizer, labels = load_text_classifier(live_dir)
-    model.dropout.p = train_options.dropout
-    taxonomy = None
-    if domain == "tickets":
-        taxonomy = RiskTaxonomy.load(live_dir / TAXONOMY_FILE)
-        shutil.copyfile(live_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
+    model, tokenizer, labels, taxonomy = _live_text_model(domain, live_dir, train_options, out_dir)
     trained = train_text(
         domain, train, validation, labels, taxonomy, train_options, start=(model, tokenizer)
     )
@@ -219,13 +232,14 @@ def _distil_text(
     """As ``_fine_tune_text``, by distillation; also returns the metadata's ``distillation``."""
     from models.distillation import DistillOptions, distil
 
-    model, tokenizer, labels = load_text_classifier(live_dir)
-    model.dropout.p = train_options.dropout
-    taxonomy = None
-    if domain == "tickets":
-        taxonomy = RiskTaxonomy.load(live_dir / TAXONOMY_FILE)
-        shutil.copyfile(live_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
-    options = DistillOptions(temperature=teaching.temperature, alpha=teaching.alpha)
+    model, tokenizer, labels, taxonomy = _live_text_model(domain, live_dir, train_options, out_dir)
+    # The softening and mix the student was distilled with in the first place.
+    lineage = read_metadata(live_dir).get("distillation", {})
+    defaults = DistillOptions()
+    options = DistillOptions(
+        temperature=lineage.get("temperature", defaults.temperature),
+        alpha=lineage.get("alpha", defaults.alpha),
+    )
     taught = distil(
         domain, teaching.teacher_dir, (model, tokenizer), labels, taxonomy,
         train, teaching.texts, validation, train_options, options,
@@ -240,8 +254,8 @@ def _distil_text(
             "metrics": taught.teacher_metrics,
         },
         "agreement_with_teacher": taught.agreement,
-        "temperature": teaching.temperature,
-        "alpha": teaching.alpha,
+        "temperature": options.temperature,
+        "alpha": options.alpha,
         "transfer": {"labeled_rows": len(train.texts), "stream": teaching.transfer},
     }
     return taught.fit, taught.metrics, taught.calibration, record
@@ -328,10 +342,18 @@ def adapt_model(
             fit, metrics, extra["calibration"] = _fine_tune_text(
                 domain, live_dir, train, target_validation, train_options, out_dir
             )
+            if "distillation" in live:  # still the same student: its teacher stays its own
+                extra["distillation"] = {**live["distillation"], "carried_from": live_dir.name}
         else:
             fit, metrics, extra["calibration"], extra["distillation"] = _distil_text(
                 domain, live_dir, train, target_validation, train_options, out_dir, teaching
             )
+        if not held_out:
+            # A temperature fitted on the rows just trained on is too low and their accuracy
+            # too high: the live model's record stands in, or none.
+            extra.pop("calibration")
+            if live.get("calibration"):
+                extra["calibration"] = {**live["calibration"], "carried_from": live_dir.name}
 
     seed, fraction = _source_split(live)
     metadata = {

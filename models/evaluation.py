@@ -56,10 +56,13 @@ def calibrate_folder(model_dir: Path) -> dict:
     """Fit the calibration of a text model folder on its source validation split (the rows
     ``models.adaptation.source_validation`` gives) and record it in its ``metadata.json``;
     return the record. For models trained before training recorded one. Raises DataError
-    for a sensors model or when the source data is gone or changed."""
+    for a sensors model, a model that has a record, or when the source data is gone or
+    changed."""
     metadata = read_metadata(model_dir)
     if metadata["domain"] == "sensors":
         raise DataError("calibration is for the text domains (news, tickets)")
+    if "calibration" in metadata:
+        raise DataError(f"{model_dir} was calibrated when it was trained")
     validation = source_validation(model_dir)
     if not isinstance(validation, TextData):
         raise DataError(f"the source data of {model_dir} is gone or changed")

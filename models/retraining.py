@@ -9,10 +9,11 @@ is registered, promoted or not, with the gate's decision and both sets of metric
 metadata (``signalyard models show DOMAIN VERSION``).
 
 When the live model is a student with a registered teacher and the mode is full, the round
-goes through the teacher (``models.teacher_rounds``): the teacher is adapted to the same
-training labels and registered (never promoted: it serves the next round), ``unlabeled()``
-gives the domain's recent unlabeled texts for it to label, and the student candidate learns
-from the adapted teacher on labels, replayed source rows and the texts it kept.
+goes through the teacher (``models.teacher_rounds``): ``unlabeled(n)`` gives the domain's
+recent unlabeled texts, the teacher is adapted to the same training labels and labels them,
+and the student candidate learns from the adapted teacher on labels, replayed source rows
+and the texts it kept. When the student is promoted, its teacher is registered too (never
+promoted: it serves the next round, which starts from it).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class RetrainOutcome:
     promoted: bool
     reason: str
     decision: GateDecision | None = None
-    teacher_version: str | None = None  # the adapted teacher registered by this round
+    teacher_version: str | None = None  # the adapted teacher registered with a promotion
 
 
 def labeled_data(domain: Domain, rows: Sequence[LabeledRow]) -> TextData | SensorData:
@@ -105,41 +106,54 @@ def retrain(
     train = labeled_data(domain, labeled[:training])
     options = AdaptOptions(mode=settings.mode, replay_ratio=settings.replay_ratio)
     teacher = teacher_of(registry, domain, live_version) if settings.mode == "full" else None
-    teaching, teacher_version = None, None
-    if teacher is not None:
-        teacher_version = _adapt_teacher(domain, registry, teacher, train, options, request)
-        texts, transfer = stream_transfer(
-            registry.version_dir(domain, teacher_version),
-            unlabeled(settings.unlabeled_events) if settings.unlabeled_events else [],
-            StreamTransfer.of(settings),
-            options.max_seq_length,
-        )
-        teaching = Teaching(registry.version_dir(domain, teacher_version), texts, transfer)
-    staging = Path(tempfile.mkdtemp(prefix=f"signalyard-adapt-{domain}-"))
+    # Read before minutes of training, so that a store that cannot answer wastes none.
+    texts = unlabeled(settings.unlabeled_events) if teacher and settings.unlabeled_events else []
+    work = Path(tempfile.mkdtemp(prefix=f"signalyard-adapt-{domain}-"))
+    candidate, teacher_dir = work / "candidate", work / "teacher"
     try:
-        metadata = adapt_model(domain, live_dir, train, staging, options, teaching)
+        teaching = None
+        if teacher is not None:
+            teacher_from = registry.version_dir(domain, teacher)
+            _adapt_teacher(domain, teacher_from, train, options, teacher_dir, request)
+            kept, transfer = stream_transfer(
+                teacher_dir,
+                texts,
+                StreamTransfer.of(settings),
+                options.max_seq_length,
+                options.device,
+            )
+            teaching = Teaching(teacher_dir, kept, transfer)
+        metadata = adapt_model(domain, live_dir, train, candidate, options, teaching)
         source = source_validation(live_dir)
         decision = judge(
             domain,
             _metrics(load(live_dir), target, source),
-            _metrics(load(staging), target, source),
+            _metrics(load(candidate), target, source),
             settings.gate_margin,
             settings.source_tolerance,
         )
+        promoted, reason = decision.promote, decision.reason
+        if promoted and registry.live_version(domain) != live_version:
+            promoted = False
+            reason = f"not promoted: the live model changed from {live_version} while it trained"
+        teacher_version = None
+        if teaching is not None:
+            # The adapted teacher is kept for the student that goes live, whose next round
+            # starts from it; a refused candidate's teacher is not worth its disk.
+            teacher_version = (
+                registry.register(domain, teacher_dir, promote=False) if promoted else None
+            )
+            metadata["distillation"]["teacher"]["version"] = teacher_version
         metadata["adaptation"] = {
             **metadata.get("adaptation", {}),
             "request": request,
             "labels": {"train": training, "holdout": holdout},
             "gate": decision.to_json(),
         }
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
-        version = registry.register(domain, staging, promote=False)
+        (candidate / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
+        version = registry.register(domain, candidate, promote=False)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    promoted, reason = decision.promote, decision.reason
-    if promoted and registry.live_version(domain) != live_version:
-        promoted = False
-        reason = f"not promoted: the live model changed from {live_version} while {version} trained"
+        shutil.rmtree(work, ignore_errors=True)
     if promoted:
         registry.promote(domain, version)
     return RetrainOutcome(
@@ -149,24 +163,17 @@ def retrain(
 
 def _adapt_teacher(
     domain: Domain,
-    registry: Registry,
-    teacher: str,
+    teacher_dir: Path,
     train: TextData | SensorData,
     options: AdaptOptions,
+    out_dir: Path,
     request: dict[str, Any],
-) -> str:
-    """Adapt the teacher to the round's training labels; register it, unpromoted."""
-    staging = Path(tempfile.mkdtemp(prefix=f"signalyard-teacher-{domain}-"))
-    try:
-        metadata = adapt_model(
-            domain, registry.version_dir(domain, teacher), train, staging, options
-        )
-        metadata["role"] = "teacher"
-        metadata["adaptation"] = {**metadata["adaptation"], "request": request}
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
-        return registry.register(domain, staging, promote=False)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+) -> None:
+    """Adapt the teacher to the round's training labels into ``out_dir``, marked a teacher."""
+    metadata = adapt_model(domain, teacher_dir, train, out_dir, options)
+    metadata["role"] = "teacher"
+    metadata["adaptation"] = {**metadata["adaptation"], "request": request}
+    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
 
 
 def _metrics(

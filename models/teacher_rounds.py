@@ -6,17 +6,18 @@
     select_confident(confidence: np.ndarray (n,), predicted: list[str], threshold: float,
                      class_cap: int) -> list[int]
     stream_transfer(teacher_dir: Path, texts: Sequence[str], transfer: StreamTransfer,
-                    max_seq_length: int = 64) -> tuple[list[str], dict]
+                    max_seq_length: int = 64, device: str = "auto") -> tuple[list[str], dict]
 
 A live text model distilled from a teacher (``signalyard distill``, or an earlier round) names
 that teacher in ``metadata.distillation.teacher.version``. A round then adapts the teacher to
-the feedback labels first (``models.adaptation``, with source replay), registers it beside the
-student so that the next round starts from it, and lets the adapted teacher label the
-domain's recent *unlabeled* events: those whose calibrated confidence (``models.calibration``)
-reaches ``threshold`` are kept, at most ``class_cap`` per predicted class, the most confident
-first, so that the majority class does not swamp the rest (the confidence-thresholded,
-class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy Student, 2020). The
-student then learns the teacher's softened predictions on them (``Teaching``).
+the feedback labels first (``models.adaptation``, with source replay) and lets the adapted
+teacher label the domain's recent *unlabeled* events (``models.retraining`` registers it with a
+promoted student, whose next round starts from it): those whose calibrated confidence
+(``models.calibration``) reaches ``threshold`` are kept, at most ``class_cap`` per predicted
+class, the most confident first, so that the majority class does not swamp the rest (the
+confidence-thresholded, class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy
+Student, 2020). The student then learns the teacher's softened predictions on them
+(``Teaching``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ def select_confident(
 
 
 def stream_transfer(
-    teacher_dir: Path, texts: Sequence[str], transfer: StreamTransfer, max_seq_length: int = 64
+    teacher_dir: Path,
+    texts: Sequence[str],
+    transfer: StreamTransfer,
+    max_seq_length: int = 64,
+    device: str = "auto",
 ) -> tuple[list[str], dict[str, Any]]:
     """The texts the teacher in ``teacher_dir`` is confident about, and the record of how
     they were chosen (threshold, cap, counts read and kept, kept per class)."""
@@ -99,7 +104,7 @@ def stream_transfer(
     if not texts:
         return [], record
     model, tokenizer, labels = load_text_classifier(teacher_dir)
-    engine = TextEngine(model, tokenizer, resolve_device("auto"), max_seq_length, 64, "fp32")
+    engine = TextEngine(model, tokenizer, resolve_device(device), max_seq_length, 64, "fp32")
     probabilities = engine.predict_proba(list(texts))
     temperature = Calibration.of(read_metadata(teacher_dir)).temperature
     confidence = decision_confidence(probabilities, temperature)

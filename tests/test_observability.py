@@ -323,7 +323,9 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
                    .map(p => [p.dataset.name, Number(p.dataset.points)]);
                return {sentiment: series("sentiment"), risk: series("risk"),
                        defects: series("defects"), throughput: series("throughput"),
-                       latency: series("latency"),
+                       latency: series("latency"), accuracy: series("accuracy"),
+                       cards: [...document.querySelectorAll("#models .model")]
+                           .map(card => card.textContent),
                        models: [...document.querySelectorAll("#models .model b")]
                            .map(b => b.textContent),
                        alerts: [...document.querySelectorAll("#alerts tr.alert")]
@@ -347,6 +349,9 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
         assert drawn[chart] and all(points >= 1 for _, points in drawn[chart]), drawn
     assert {name for name, _ in drawn["throughput"]} == set(DOMAINS)
     assert {name for name, _ in drawn["latency"]} == set(DOMAINS)
+    # The label-free estimate of the two text models (their calibration is recorded).
+    assert {name for name, _ in drawn["accuracy"]} == {"news estimated", "tickets estimated"}
+    assert all("estimated now" in card for card in drawn["cards"]), drawn["cards"]
     # Tickers come from the events sent; none is made up by the page.
     assert {name for name, _ in drawn["sentiment"]} <= live.tickers
     assert screenshot.stat().st_size > 10_000

@@ -4,6 +4,7 @@ per-class cap respected and counted), and a round without unlabeled text works f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -125,4 +126,34 @@ def test_head_mode_or_a_model_without_a_teacher_adapts_as_before(
     registry = student_home
     outcome = retrain("news", registry, labeled(), settings(mode="head"), load, {})
     assert outcome.teacher_version is None and outcome.version == "v3"
-    assert "distillation" not in registry.metadata("news", "v3")
+    # Still the same student: the next full round goes through its teacher.
+    assert registry.metadata("news", "v3")["distillation"]["carried_from"] == "v2"
+    assert teacher_of(registry, "news", "v3") == "v1"
+
+
+def test_a_refused_candidate_keeps_no_teacher(student_home: Registry) -> None:
+    registry = student_home
+    outcome = retrain("news", registry, labeled(), settings(gate_margin=1.0), load, {})
+    assert not outcome.promoted and outcome.teacher_version is None and outcome.version == "v3"
+    assert registry.version_ids("news") == ["v1", "v2", "v3"]
+    assert registry.metadata("news", "v3")["distillation"]["teacher"]["version"] is None
+    assert registry.live_version("news") == "v2"
+
+
+def test_calibrate_records_a_temperature_once(
+    student_home: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = student_home
+    folder = registry.version_dir("news", "v1")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    del metadata["calibration"]  # as a model trained before calibration was recorded
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    main(["models", "calibrate", "news", "v1"])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["temperature"] > 0 and record["rows"] == metadata["data"]["validation_rows"]
+    assert registry.metadata("news", "v1")["calibration"] == record
+    assert load(folder).calibration == Calibration(record["temperature"], record["accuracy"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "calibrate", "news", "v1"])
+    assert exit_info.value.code == 1
+    assert "was calibrated when it was trained" in capsys.readouterr().err

@@ -181,7 +181,7 @@ class TriggerCheck:
         # Every confidence is above 0 (at least 1/k for k classes); rows stored before the
         # column existed read 0 and are left out.
         recent = await self.store.query(
-            f"SELECT count(), avg(confidence) FROM (SELECT confidence FROM {domain}_scores "
+            f"SELECT count(), avg(confidence) FROM (SELECT confidence FROM {domain}_scores FINAL "
             f"WHERE model_version = {sql_string(version)} AND confidence > 0 "
             f"ORDER BY scored_at DESC LIMIT {window})"
         )

@@ -232,11 +232,14 @@ class WorkerCollector:
         }
         metrics = self.worker.metrics
         for domain, holder in self.worker.scorers.items():
-            version = holder.current.version
+            version, validation = holder.current.version, holder.current.calibration.accuracy
             figures = {
-                "estimated": metrics.confidence.mean(domain, version),
+                # Only a calibrated model's confidence estimates its accuracy.
+                "estimated": None
+                if validation is None
+                else metrics.confidence.mean(domain, version),
                 "feedback": metrics.feedback_correct.mean(domain, version),
-                "validation": holder.current.calibration.accuracy,
+                "validation": validation,
             }
             for name, value in figures.items():
                 if value is not None:
