@@ -78,6 +78,17 @@ def flipped_labels(path: Path) -> Path:
     return path
 
 
+def process_overrides(models: Path) -> dict[str, str]:
+    """Environment of a test's worker and trainer: the registry, a fresh group, quick
+    rebalances, and no alerting in the scoring worker."""
+    return {
+        "SIGNALYARD_REGISTRY_DIR": str(models),
+        "SIGNALYARD_PIPELINE__APP_ID": f"t-{uuid.uuid4().hex[:8]}",
+        "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
+        "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
+    }
+
+
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
@@ -178,12 +189,7 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
     shutil.copytree(registry_dir, models)
     registry = Registry(models)
     asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
-    overrides = {
-        "SIGNALYARD_REGISTRY_DIR": str(models),
-        "SIGNALYARD_PIPELINE__APP_ID": f"t-{uuid.uuid4().hex[:8]}",
-        "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
-        "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
-    }
+    overrides = process_overrides(models)
     worker = WorkerProcess(settings, tmp_path / "worker.log", ("worker",), overrides)
     trainer = WorkerProcess(settings, tmp_path / "trainer.log", ("trainer",), overrides)
     labels_file = flipped_labels(tmp_path / "labels.csv")

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import test_distillation
 import test_training
 from conftest import query
 from prometheus_client.parser import text_string_to_metric_families
-from test_adaptation_loop import free_port, ready, wait_for
+from test_adaptation_loop import free_port, process_overrides, ready, wait_for
 from test_teacher_rounds import TARGET
 
 from models.registry import Registry
@@ -110,13 +109,7 @@ def worker_settings(kafka: Settings, port: int, **adaptation: object) -> Setting
 
 def start_worker(settings: Settings, models: Path, log: Path) -> WorkerProcess:
     asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
-    overrides = {
-        "SIGNALYARD_REGISTRY_DIR": str(models),
-        "SIGNALYARD_PIPELINE__APP_ID": f"t-{uuid.uuid4().hex[:8]}",
-        "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
-        "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
-    }
-    worker = WorkerProcess(settings, log, ("worker",), overrides)
+    worker = WorkerProcess(settings, log, ("worker",), process_overrides(models))
     return worker.start("--domain", "news", "--loglevel", "info")
 
 
