@@ -228,34 +228,26 @@ def _distil_text(
     train_options: TrainOptions,
     out_dir: Path,
     teaching: Teaching,
+    first: dict[str, Any],
 ) -> tuple[FitResult, dict, dict, dict]:
-    """As ``_fine_tune_text``, by distillation; also returns the metadata's ``distillation``."""
-    from models.distillation import DistillOptions, distil
+    """As ``_fine_tune_text``, by distillation with the softening and mix the student was
+    first distilled with (``first``, its ``distillation`` metadata); also returns the
+    metadata's new ``distillation``."""
+    from models.distillation import DistillOptions, distil, lineage
 
     model, tokenizer, labels, taxonomy = _live_text_model(domain, live_dir, train_options, out_dir)
-    # The softening and mix the student was distilled with in the first place.
-    lineage = read_metadata(live_dir).get("distillation", {})
     defaults = DistillOptions()
     options = DistillOptions(
-        temperature=lineage.get("temperature", defaults.temperature),
-        alpha=lineage.get("alpha", defaults.alpha),
+        temperature=first.get("temperature", defaults.temperature),
+        alpha=first.get("alpha", defaults.alpha),
     )
     taught = distil(
         domain, teaching.teacher_dir, (model, tokenizer), labels, taxonomy,
         train, teaching.texts, validation, train_options, options,
     )  # fmt: skip
     save_text_classifier(taught.model, tokenizer, labels, out_dir)
-    teacher = read_metadata(teaching.teacher_dir)
     record = {
-        "teacher": {
-            "version": teaching.teacher_dir.name,
-            "model_name": teacher["model_name"],
-            "base_model": teacher.get("base_model"),
-            "metrics": taught.teacher_metrics,
-        },
-        "agreement_with_teacher": taught.agreement,
-        "temperature": options.temperature,
-        "alpha": options.alpha,
+        **lineage(teaching.teacher_dir, taught, options),
         "transfer": {"labeled_rows": len(train.texts), "stream": teaching.transfer},
     }
     return taught.fit, taught.metrics, taught.calibration, record
@@ -346,8 +338,9 @@ def adapt_model(
                 extra["distillation"] = {**live["distillation"], "carried_from": live_dir.name}
         else:
             fit, metrics, extra["calibration"], extra["distillation"] = _distil_text(
-                domain, live_dir, train, target_validation, train_options, out_dir, teaching
-            )
+                domain, live_dir, train, target_validation, train_options, out_dir, teaching,
+                live.get("distillation", {}),
+            )  # fmt: skip
         if not held_out:
             # A temperature fitted on the rows just trained on is too low and their accuracy
             # too high: the live model's record stands in, or none.

@@ -218,15 +218,7 @@ def distill_model(
         },
         "options": train_options.model_dump(mode="json"),
         "distillation": {
-            "teacher": {
-                "version": teacher_dir.name,
-                "model_name": teacher_meta["model_name"],
-                "base_model": teacher_meta.get("base_model"),
-                "metrics": taught_student.teacher_metrics,
-            },
-            "agreement_with_teacher": taught_student.agreement,
-            "temperature": options.temperature,
-            "alpha": options.alpha,
+            **lineage(teacher_dir, taught_student, options),
             "hidden_weight": options.hidden_weight,
             "student": {**initialised, "parameters": parameters},
             "transfer": {
@@ -368,6 +360,23 @@ def distil(
         teacher_figures,
         agreement(student_validation, teacher_validation),
     )
+
+
+def lineage(teacher_dir: Path, taught: Distilled, options: DistillOptions) -> dict[str, Any]:
+    """What a student's ``distillation`` metadata says of its teacher and how it learnt: the
+    teacher's version (its folder name), name, base and figures, the agreement, T and alpha."""
+    teacher = read_metadata(teacher_dir)
+    return {
+        "teacher": {
+            "version": teacher_dir.name,
+            "model_name": teacher["model_name"],
+            "base_model": teacher.get("base_model"),
+            "metrics": taught.teacher_metrics,
+        },
+        "agreement_with_teacher": taught.agreement,
+        "temperature": options.temperature,
+        "alpha": options.alpha,
+    }
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> float:
