@@ -8,7 +8,9 @@ same labeled rows: texts per second at the pipeline's batch size and quality.
 Throughput is measured on the data's own texts (their real lengths, length-bucketed as the
 pipeline does), cycling through them for at least ``--seconds`` after one warm-up batch.
 Quality is each runtime's own predictions on every row. ``int8`` is torch's dynamic int8
-quantization of the linear layers (CPU); ``bf16`` autocast needs CUDA.
+quantization of the linear layers (CPU), but for those the model's int8 plan keeps in fp32
+(``signalyard models quantize``; the ``fp32 layers`` column counts them); ``bf16`` is autocast,
+native on CUDA and on CPUs with AVX512-BF16 or AMX.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from rich.table import Table
 from models.data import NEWS_LABELS, read_text
 from models.encoders import WEIGHTS_FILE, stored_parameters
 from models.evaluation import evaluate_data
-from models.loading import load_scorer
+from models.loading import load_scorer, read_metadata
+from models.quantization import kept_fp32
 from models.scorers import NewsScorer, TicketScorer
 from models.text_model import HEAD_FILE
 
@@ -78,6 +81,9 @@ def main() -> None:
                     "model": name,
                     "version": scorer.version,
                     "precision": scorer.engine.precision,
+                    "fp32_layers": len(kept_fp32(read_metadata(Path(folder))))
+                    if scorer.engine.precision == "int8"
+                    else None,
                     "parameters": parameters,
                     "texts_per_s": round(rate, 1),
                     **{k: v for k, v in quality.items() if isinstance(v, float)},
@@ -86,11 +92,14 @@ def main() -> None:
             )
             console.log(rows[-1])
     primary = "accuracy" if "accuracy" in rows[0] else "intent_accuracy"
-    table = Table("model", "precision", "parameters", "texts/s", primary, "macro-F1 / risk F1")
+    table = Table(
+        "model", "precision", "fp32 layers", "parameters", "texts/s", primary, "macro-F1 / risk F1"
+    )
     for row in rows:
         table.add_row(
             row["model"],
             row["precision"],
+            "" if row["fp32_layers"] is None else str(row["fp32_layers"]),
             f"{row['parameters'] / 1e6:.1f} M",
             f"{row['texts_per_s']:.1f}",
             f"{row[primary]:.4f}",

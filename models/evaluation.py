@@ -1,18 +1,25 @@
 """Evaluating a model on labeled rows of its domain, with the figures of ``models.metrics``;
-and calibrating a model folder trained before calibration was recorded."""
+calibrating a model folder trained before calibration was recorded; fitting its int8 plan."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+from torch import nn
 
 from models.adaptation import source_validation
 from models.calibration import decision_confidence, fit_calibration
 from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
 from models.errors import DataError
+from models.inference import TextEngine
 from models.loading import LoadedScorer, load_scorer, read_metadata
 from models.metrics import news_metrics, sensor_figures, ticket_metrics
+from models.quantization import fit_int8_plan
 from models.registry import METADATA_FILE, write_json_atomic
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
+from models.text_model import load_text_classifier
 
 
 def evaluate(scorer: LoadedScorer, data: Path) -> dict:
@@ -72,4 +79,39 @@ def calibrate_folder(model_dir: Path) -> dict:
     record = fit_calibration(scorer.predict_proba(validation.texts), labels, validation.labels)
     record["fitted_after_training"] = True
     write_json_atomic(Path(model_dir) / METADATA_FILE, {**metadata, "calibration": record})
+    return record
+
+
+def quantize_folder(
+    model_dir: Path, max_changed: float = 0.005, show_progress: bool = False
+) -> dict:
+    """Fit the int8 plan of a text model folder on its source validation split (which linear
+    layers stay fp32 so that int8 changes at most ``max_changed`` of the decisions there; see
+    ``models.quantization``) and record it in its ``metadata.json``, replacing an older plan;
+    return the record. Raises DataError for a sensors model, when the source data is gone or
+    changed, or when no plan within ``max_changed`` exists."""
+    metadata = read_metadata(model_dir)
+    if metadata["domain"] == "sensors":
+        raise DataError("int8 plans are for the text domains (news, tickets)")
+    validation = source_validation(model_dir)
+    if not isinstance(validation, TextData):
+        raise DataError(f"the source data of {model_dir} is gone or changed")
+    model, tokenizer, labels = load_text_classifier(model_dir)
+    length = metadata.get("options", {}).get("max_seq_length", 128)
+
+    def logits(candidate: nn.Module, texts: Sequence[str]) -> np.ndarray:
+        # The serving batch size, so the recorded rates compare with the pipeline's.
+        engine = TextEngine(candidate, tokenizer, "cpu", length, 32, "fp32")
+        return engine.predict_logits(texts)
+
+    record = fit_int8_plan(
+        model.eval(),
+        logits,
+        validation.texts,
+        validation.labels,
+        labels,
+        max_changed,
+        show_progress=show_progress,
+    )
+    write_json_atomic(Path(model_dir) / METADATA_FILE, {**metadata, "quantization": record})
     return record

@@ -3,24 +3,25 @@
 Texts are tokenized once without padding, sorted by length and cut into sub-batches, so each
 sub-batch is padded only to its own longest text (length bucketing within a batch); results
 go back in input order. Precision: on CUDA, bf16 autocast where the GPU supports it and fp16
-otherwise; on CPU fp32, or dynamic int8 quantization of the linear layers when asked for
-(``precision="int8"``; ``benchmarks/bench_inference.py`` measures its speed and accuracy cost).
+otherwise; on CPU fp32 by default, bf16 autocast when asked for (native on CPUs with AVX512-BF16
+or AMX, emulated and slow on others), or dynamic int8 of the linear layers
+(``precision="int8"``, with the layers the model's int8 plan keeps in fp32:
+``models.quantization``). ``benchmarks/bench_serving.py`` measures their speed and accuracy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from models.base import SensorReading
 from models.data import FAILURE_MODES
+from models.quantization import quantize_int8
 from models.sensor_model import SensorModel, features
 from models.text_model import TextClassifier
 
@@ -43,21 +44,9 @@ def resolve_precision(device: torch.device, precision: Precision | str) -> str:
         return "fp32"
     if precision == "int8" and device.type != "cpu":
         raise ValueError("int8 dynamic quantization runs on the CPU only")
-    if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise ValueError(f"{precision} autocast is for CUDA; use fp32 or int8 on the CPU")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast is for CUDA; use fp32, bf16 or int8 on the CPU")
     return precision
-
-
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose linear layers run in dynamic int8 (CPU only), with one weight
-    scale per output channel: on the distilled fpb student one scale per tensor lost 0.9
-    points of accuracy on 582 held-out fpb rows, one per channel 0.5."""
-    with warnings.catch_warnings():
-        # torch points eager quantization users to torchao; the eager API still works.
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 class TextEngine:
@@ -71,12 +60,16 @@ class TextEngine:
         max_seq_length: int = 128,
         batch_size: int = 64,
         precision: Precision | str = "auto",
+        keep_fp32: Collection[str] = (),
     ) -> None:
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
         model = model.eval()
         self.num_labels = model.head.out_features
-        self.model = quantize_int8(model) if self.precision == "int8" else model.to(self.device)
+        if self.precision == "int8":
+            self.model = quantize_int8(model, keep_fp32)
+        else:
+            self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
@@ -84,7 +77,7 @@ class TextEngine:
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.precision in ("bf16", "fp16"):
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            return torch.autocast(device_type="cuda", dtype=dtype)
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def sub_batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from models.calibration import Calibration
 from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
+from models.quantization import kept_fp32
 from models.registry import METADATA_FILE, Registry
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
 from models.sensor_model import load_sensor_model
@@ -54,7 +55,9 @@ def load_scorer(
     if domain == "sensors":
         return SensorScorer(SensorEngine(load_sensor_model(model_dir)), name, version)
     model, tokenizer, labels = load_text_classifier(model_dir)
-    engine = TextEngine(model, tokenizer, device, max_seq_length, batch_size, precision)
+    engine = TextEngine(
+        model, tokenizer, device, max_seq_length, batch_size, precision, kept_fp32(metadata)
+    )
     calibration = Calibration.of(metadata)
     if domain == "news":
         return NewsScorer(engine, labels, name, version, calibration)

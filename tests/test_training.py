@@ -125,6 +125,11 @@ def test_head_mode_learns_and_scores(tmp_path: Path, tiny_base: Path, news_csv: 
     assert single == pytest.approx([p["p_positive"] for p in predictions], abs=1e-5)
     int8 = load_scorer(folder, device="cpu", max_seq_length=16, precision="int8")
     assert [p["label"] for p in int8.score(texts)] == ["positive", "negative", "neutral"]
+    bf16 = load_scorer(folder, device="cpu", max_seq_length=16, precision="bf16")
+    assert bf16.engine.precision == "bf16"
+    assert [p["p_positive"] for p in bf16.score(texts)] == pytest.approx(
+        [p["p_positive"] for p in predictions], abs=0.02
+    )
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])

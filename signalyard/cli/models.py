@@ -204,6 +204,41 @@ def calibrate(domain: Domain, version: str | None) -> None:
     click.echo(json.dumps(record))
 
 
+@models.command()
+@click.argument("domain", type=click.Choice(["news", "tickets"]))
+@click.argument("version", required=False)
+@click.option(
+    "--max-changed",
+    type=click.FloatRange(0, 1),
+    default=0.005,
+    show_default=True,
+    help="Share of the validation decisions int8 may change (bounds the accuracy it loses).",
+)
+def quantize(domain: Domain, version: str | None, max_changed: float) -> None:
+    """Fit a text model's int8 plan on its own validation split: the fewest most sensitive
+    linear layers kept in fp32 so that int8 changes at most --max-changed of fp32's decisions.
+    Workers apply it when inference.precision is int8. The last line is the record, as JSON."""
+    from models.errors import DataError
+    from models.evaluation import quantize_folder
+
+    registry = _registry()
+    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
+    if not folder.is_dir():
+        raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
+    try:
+        record = quantize_folder(folder, max_changed, show_progress=True)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(
+        f"{domain} {folder.name}: {len(record['keep_fp32'])} linear layers kept in fp32; "
+        f"{record['changed']:.2%} of the decisions changed; validation accuracy fp32 "
+        f"{record['accuracy_fp32']:.4f}, int8 {record['accuracy_int8']:.4f}; "
+        f"{record['texts_per_s_fp32']:.1f} -> "
+        f"{record['texts_per_s_int8']:.1f} texts/s on {record['rows']} rows"
+    )
+    click.echo(json.dumps(record))
+
+
 announce_option = click.option(
     "--announce/--no-announce",
     default=True,
