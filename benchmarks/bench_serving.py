@@ -27,8 +27,7 @@ from rich.table import Table
 from models.data import NEWS_LABELS, read_text
 from models.encoders import WEIGHTS_FILE, stored_parameters
 from models.evaluation import evaluate_data
-from models.loading import load_scorer, read_metadata
-from models.quantization import kept_fp32
+from models.loading import load_scorer
 from models.scorers import NewsScorer, TicketScorer
 from models.text_model import HEAD_FILE
 
@@ -81,7 +80,7 @@ def main() -> None:
                     "model": name,
                     "version": scorer.version,
                     "precision": scorer.engine.precision,
-                    "fp32_layers": len(kept_fp32(read_metadata(Path(folder))))
+                    "fp32_layers": len(scorer.engine.keep_fp32)
                     if scorer.engine.precision == "int8"
                     else None,
                     "parameters": parameters,

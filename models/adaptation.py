@@ -347,6 +347,10 @@ def adapt_model(
             extra.pop("calibration")
             if live.get("calibration"):
                 extra["calibration"] = {**live["calibration"], "carried_from": live_dir.name}
+        if "quantization" in live:
+            # Same layers, so the same few carry outlier features: under precision int8 the gate
+            # then judges the candidate as it would serve. `models quantize` refits it.
+            extra["quantization"] = {**live["quantization"], "carried_from": live_dir.name}
 
     seed, fraction = _source_split(live)
     metadata = {

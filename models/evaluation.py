@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -59,21 +60,29 @@ def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
     }
 
 
-def calibrate_folder(model_dir: Path) -> dict:
+def _text_validation(model_dir: Path, what: str) -> tuple[dict[str, Any], TextData, int]:
+    """A text model folder's metadata, source validation rows and sequence length; ``what``
+    names the record being fitted, for the errors. Raises DataError for a sensors model or
+    when the source data is gone or changed."""
+    metadata = read_metadata(model_dir)
+    if metadata["domain"] == "sensors":
+        raise DataError(f"{what} is for the text domains (news, tickets)")
+    validation = source_validation(model_dir)
+    if not isinstance(validation, TextData):
+        raise DataError(f"the source data of {model_dir} is gone or changed")
+    return metadata, validation, metadata.get("options", {}).get("max_seq_length", 128)
+
+
+def calibrate_folder(model_dir: Path) -> dict[str, Any]:
     """Fit the calibration of a text model folder on its source validation split (the rows
     ``models.adaptation.source_validation`` gives) and record it in its ``metadata.json``;
     return the record. For models trained before training recorded one. Raises DataError
     for a sensors model, a model that has a record, or when the source data is gone or
     changed."""
-    metadata = read_metadata(model_dir)
-    if metadata["domain"] == "sensors":
-        raise DataError("calibration is for the text domains (news, tickets)")
+    metadata, validation, length = _text_validation(model_dir, "calibration")
     if "calibration" in metadata:
         raise DataError(f"{model_dir} was calibrated when it was trained")
-    validation = source_validation(model_dir)
-    if not isinstance(validation, TextData):
-        raise DataError(f"the source data of {model_dir} is gone or changed")
-    scorer = load_scorer(model_dir, "auto", metadata.get("options", {}).get("max_seq_length", 128))
+    scorer = load_scorer(model_dir, "auto", length)
     assert not isinstance(scorer, SensorScorer)
     labels = NEWS_LABELS if isinstance(scorer, NewsScorer) else scorer.labels
     record = fit_calibration(scorer.predict_proba(validation.texts), labels, validation.labels)
@@ -84,20 +93,14 @@ def calibrate_folder(model_dir: Path) -> dict:
 
 def quantize_folder(
     model_dir: Path, max_changed: float = 0.005, show_progress: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """Fit the int8 plan of a text model folder on its source validation split (which linear
     layers stay fp32 so that int8 changes at most ``max_changed`` of the decisions there; see
     ``models.quantization``) and record it in its ``metadata.json``, replacing an older plan;
     return the record. Raises DataError for a sensors model, when the source data is gone or
     changed, or when no plan within ``max_changed`` exists."""
-    metadata = read_metadata(model_dir)
-    if metadata["domain"] == "sensors":
-        raise DataError("int8 plans are for the text domains (news, tickets)")
-    validation = source_validation(model_dir)
-    if not isinstance(validation, TextData):
-        raise DataError(f"the source data of {model_dir} is gone or changed")
+    metadata, validation, length = _text_validation(model_dir, "an int8 plan")
     model, tokenizer, labels = load_text_classifier(model_dir)
-    length = metadata.get("options", {}).get("max_seq_length", 128)
 
     def logits(candidate: nn.Module, texts: Sequence[str]) -> np.ndarray:
         # The serving batch size, so the recorded rates compare with the pipeline's.

@@ -50,7 +50,9 @@ def resolve_precision(device: torch.device, precision: Precision | str) -> str:
 
 
 class TextEngine:
-    """Class probabilities for texts from a :class:`TextClassifier`."""
+    """Class probabilities for texts from a :class:`TextClassifier`. ``keep_fp32`` names the
+    linear layers that stay fp32 under ``precision="int8"`` (the model's int8 plan); other
+    precisions ignore it, and ``self.keep_fp32`` is then empty."""
 
     def __init__(
         self,
@@ -67,8 +69,10 @@ class TextEngine:
         model = model.eval()
         self.num_labels = model.head.out_features
         if self.precision == "int8":
-            self.model = quantize_int8(model, keep_fp32)
+            self.keep_fp32 = tuple(keep_fp32)
+            self.model = quantize_int8(model, self.keep_fp32)
         else:
+            self.keep_fp32 = ()
             self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length

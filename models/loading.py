@@ -55,9 +55,17 @@ def load_scorer(
     if domain == "sensors":
         return SensorScorer(SensorEngine(load_sensor_model(model_dir)), name, version)
     model, tokenizer, labels = load_text_classifier(model_dir)
-    engine = TextEngine(
-        model, tokenizer, device, max_seq_length, batch_size, precision, kept_fp32(metadata)
-    )
+    try:
+        engine = TextEngine(
+            model, tokenizer, device, max_seq_length, batch_size, precision, kept_fp32(metadata)
+        )
+    except ValueError as error:
+        if "quantization" not in metadata:
+            raise
+        raise ModelNotFoundError(
+            f"{model_dir}: its int8 plan does not fit the model ({error}); "
+            "refit it with signalyard models quantize"
+        ) from error
     calibration = Calibration.of(metadata)
     if domain == "news":
         return NewsScorer(engine, labels, name, version, calibration)

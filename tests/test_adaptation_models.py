@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import test_training
+import torch
 
 from models.adaptation import AdaptOptions, adapt_model, source_validation
 from models.base import SensorReading
@@ -99,11 +100,18 @@ def test_adapted_model_registers_loads_and_keeps_its_source(
     scorer = load_scorer(folder, device="cpu", max_seq_length=16)
     assert scorer.version == "v2" and len(scorer.score(["profit soars 99"])) == 1
 
-    # Adapting the adapted model still replays the original source.
+    # Adapting the adapted model still replays the original source, and carries its int8 plan
+    # so that an int8 gate judges the candidate as it would serve.
+    assert "quantization" not in stored
+    plan = {"keep_fp32": ["head"], "changed": 0.0}
+    (folder / "metadata.json").write_text(json.dumps({**stored, "quantization": plan}))
     options = head_options(epochs=2, replay_ratio=0.5)
     again = adapt_model("news", folder, target, tmp_path / "again", options)
     assert again["adapted_from"] == "v2" and again["data"]["path"] == live["data"]["path"]
     assert again["data"]["replay"]["rows"] == 18 and again["mode"] == "head"
+    assert again["quantization"] == {**plan, "carried_from": "v2"}
+    int8 = load_scorer(tmp_path / "again", device="cpu", max_seq_length=16, precision="int8")
+    assert int8.engine.keep_fp32 == ("head",) and type(int8.engine.model.head) is torch.nn.Linear
 
 
 def test_flipped_target_labels_move_target_accuracy(

@@ -15,9 +15,10 @@ import test_training
 import torch
 from torch import nn
 
-from models.errors import DataError
+from models.errors import DataError, ModelNotFoundError
+from models.inference import resolve_precision
 from models.loading import load_scorer
-from models.quantization import fit_int8_plan, kept_fp32, quantize_int8
+from models.quantization import Logits, fit_int8_plan, kept_fp32, quantize_int8
 from models.registry import Registry
 from signalyard.cli import main
 
@@ -53,7 +54,7 @@ def rows(n: int = 200) -> tuple[torch.Tensor, list[str]]:
     return x, ["up" if value > 0 else "down" for value in x[:, 1].tolist()]
 
 
-def logits_of(x: torch.Tensor):  # type: ignore[no-untyped-def]
+def logits_of(x: torch.Tensor) -> Logits:
     def logits(model: nn.Module, texts: Sequence[str]) -> np.ndarray:
         with torch.inference_mode():
             return model(x[[int(t) for t in texts]]).numpy()
@@ -86,8 +87,23 @@ def test_the_plan_says_why_it_cannot_be_made() -> None:
         fit_int8_plan(Outlier().eval(), logits_of(x), texts, truth, ["down", "flat"])
     with pytest.raises(DataError, match="needs validation rows"):
         fit_int8_plan(Outlier().eval(), logits_of(x), [], [], ["down", "up"])
-    with pytest.raises(KeyError, match="not linear layers of the model: third"):
+    with pytest.raises(ValueError, match="not linear layers of the model: third"):
         quantize_int8(Outlier(), ["third"])
+    with pytest.raises(ValueError, match="not one string"):
+        quantize_int8(Outlier(), "first")
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "resolved"),
+    [("cpu", "auto", "fp32"), ("cpu", "bf16", "bf16"), ("cpu", "int8", "int8"),
+     ("cpu", "fp16", "fp16 autocast is for CUDA"), ("meta", "int8", "runs on the CPU only")],
+)  # fmt: skip
+def test_precisions_a_device_can_run(device: str, precision: str, resolved: str) -> None:
+    if " " not in resolved:
+        assert resolve_precision(torch.device(device), precision) == resolved
+        return
+    with pytest.raises(ValueError, match=resolved):
+        resolve_precision(torch.device(device), precision)
 
 
 def test_a_loaded_model_applies_its_plan_and_the_command_records_one(
@@ -111,6 +127,14 @@ def test_a_loaded_model_applies_its_plan_and_the_command_records_one(
     assert linear == ["head"]
     fp32 = load_scorer(folder, "cpu", 16, "fp32").engine.model
     assert len([m for m in fp32.modules() if type(m) is nn.Linear]) > 1
+
+    # A plan naming layers the model lacks is one clear error, under int8 only.
+    (folder / "metadata.json").write_text(
+        json.dumps({**metadata, "quantization": {**record, "keep_fp32": ["pooler"]}})
+    )
+    with pytest.raises(ModelNotFoundError, match="its int8 plan does not fit the model"):
+        load_scorer(folder, "cpu", 16, "int8")
+    assert load_scorer(folder, "cpu", 16, "fp32").engine.keep_fp32 == ()
 
     with pytest.raises(SystemExit) as exit_info:
         main(["models", "quantize", "news", "v9"])

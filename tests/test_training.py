@@ -126,10 +126,13 @@ def test_head_mode_learns_and_scores(tmp_path: Path, tiny_base: Path, news_csv: 
     int8 = load_scorer(folder, device="cpu", max_seq_length=16, precision="int8")
     assert [p["label"] for p in int8.score(texts)] == ["positive", "negative", "neutral"]
     bf16 = load_scorer(folder, device="cpu", max_seq_length=16, precision="bf16")
-    assert bf16.engine.precision == "bf16"
+    seen: list[torch.dtype] = []
+    hook = bf16.engine.model.head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     assert [p["p_positive"] for p in bf16.score(texts)] == pytest.approx(
         [p["p_positive"] for p in predictions], abs=0.02
     )
+    hook.remove()
+    assert seen == [torch.bfloat16]  # the head really ran under bf16 autocast
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])

@@ -31,6 +31,15 @@ def _registry() -> Registry:
     return Registry(load_settings().models_dir)
 
 
+def _version_folder(domain: Domain, version: str | None) -> Path:
+    """The folder of a registered version (default: the live one); one line if it has none."""
+    registry = _registry()
+    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
+    if not folder.is_dir():
+        raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
+    return folder
+
+
 @click.command()
 @domain_argument
 @click.option("--data", required=True, type=existing_file, help="Labeled CSV of the domain.")
@@ -189,10 +198,7 @@ def calibrate(domain: Domain, version: str | None) -> None:
     from models.errors import DataError
     from models.evaluation import calibrate_folder
 
-    registry = _registry()
-    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
-    if not folder.is_dir():
-        raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
+    folder = _version_folder(domain, version)
     try:
         record = calibrate_folder(folder)
     except DataError as error:
@@ -221,10 +227,7 @@ def quantize(domain: Domain, version: str | None, max_changed: float) -> None:
     from models.errors import DataError
     from models.evaluation import quantize_folder
 
-    registry = _registry()
-    folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
-    if not folder.is_dir():
-        raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
+    folder = _version_folder(domain, version)
     try:
         record = quantize_folder(folder, max_changed, show_progress=True)
     except DataError as error:
