@@ -1,9 +1,11 @@
 """Inference throughput, texts per second, by batch size and sequence length: fp32 against
-the fast mode of the device (int8 dynamic quantization on CPU, bf16 autocast on CUDA), and
-the accuracy the fast mode costs on a labeled file.
+a fast mode (default: dynamic int8 with the model's plan on the CPU, bf16 autocast on CUDA;
+``--fast bf16`` on a CPU with AVX512-BF16 or AMX), and the accuracy the fast mode costs on a
+labeled file.
 
     python benchmarks/bench_inference.py --model-dir DIR --data VALIDATION_CSV \
-        [--batch-sizes 1,16,64] [--seq-lengths 32,128] [--seconds 3] [--out results.json]
+        [--fast int8|bf16] [--batch-sizes 1,16,64] [--seq-lengths 32,128] [--seconds 3] \
+        [--out results.json]
 
 Each measurement feeds texts at least as long as the sequence length, so every batch is
 exactly ``batch x length`` tokens; one warm-up batch runs before the clock starts.
@@ -43,10 +45,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,16,64")
     parser.add_argument("--seq-lengths", default="32,128")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--fast", choices=["int8", "bf16"], help="default: the device's")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    fast = "int8" if device.type == "cpu" else "auto"
+    fast = args.fast or ("int8" if device.type == "cpu" else "auto")
     console = Console(stderr=True)
     console.print(f"device {device}, torch threads {torch.get_num_threads()}, fast mode {fast}")
 
