@@ -40,6 +40,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import load_settings
 from models.adaptation import AdaptOptions, Teaching, adapt_model, source_validation
 from models.data import NEWS_LABELS, TextData, read_text
 from models.evaluation import evaluate_data
@@ -47,7 +48,6 @@ from models.loading import load_scorer, read_metadata
 from models.registry import Registry
 from models.teacher_rounds import StreamTransfer, stream_transfer, teacher_of
 from models.training import TrainOptions, split_indices, subset, train_model
-from signalyard.settings import load_settings
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 GOAL_ACCURACY, GOAL_FORGETTING = 0.85, 0.02

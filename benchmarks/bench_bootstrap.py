@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from signalyard.settings import DOMAINS, load_settings
+from config.settings import DOMAINS, load_settings
 from streams.bootstrap import agreement, ensure_models
 
 console = Console(width=120)

@@ -44,8 +44,8 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import Domain, Settings, load_settings, with_topic_suffix
 from models.loading import load_live_scorer
-from signalyard.settings import Domain, Settings, load_settings, with_topic_suffix
 from sinks.clickhouse import connect
 from sinks.clickhouse_sink import count_final
 from streams.bootstrap import ensure_models

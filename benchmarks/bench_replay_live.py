@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
-from signalyard.settings import Settings, load_settings, settings_environment, with_topic_suffix
+from config.settings import Settings, load_settings, settings_environment, with_topic_suffix
 from streams.bootstrap import ensure_models
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from signalyard.settings import SinkSettings
+from config.settings import SinkSettings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from sinks.clickhouse_sink import ClickHouseSink, count_final

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from signalyard.settings import Settings, load_settings, with_topic_suffix
+from config.settings import Settings, load_settings, with_topic_suffix
 from streams.bootstrap import ensure_models
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable

@@ -45,6 +45,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
+from config.settings import Domain
 from models.data import SensorData, TextData, fingerprint
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
@@ -70,7 +71,6 @@ from models.training import (
     subset,
     write_model_files,
 )
-from signalyard.settings import Domain
 
 __all__ = ["AdaptOptions", "Teaching", "adapt_model", "source_validation"]
 

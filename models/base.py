@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypedDict
 
+from config.settings import Domain
 from models.calibration import Calibration
-from signalyard.settings import Domain
 
 
 class SensorReading(TypedDict):

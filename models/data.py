@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import Domain
 from models.base import SensorReading
 from models.errors import DataError
-from signalyard.settings import Domain
 
 NEWS_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 FAILURE_MODES: tuple[str, ...] = ("TWF", "HDF", "PWF", "OSF", "RNF")

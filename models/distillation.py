@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn import functional
 from transformers import PreTrainedTokenizerBase
 
+from config.settings import Domain
 from models.calibration import fit_calibration
 from models.data import TextData, fingerprint, read_texts
 from models.errors import DataError
@@ -69,7 +70,6 @@ from models.training import (
     subset,
     write_model_files,
 )
-from signalyard.settings import Domain
 
 __all__ = ["DistillOptions", "distill_model", "shrink_encoder"]
 

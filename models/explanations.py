@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from config.settings import Domain
 from models.base import ModelInput, SensorReading
 from models.data import SENSOR_COLUMNS
 from models.sensor_model import SensorModel, features, load_sensor_model
 from models.text_model import TextClassifier, load_text_classifier
-from signalyard.settings import Domain
 
 SENSOR_INPUTS: tuple[str, ...] = tuple(SENSOR_COLUMNS)
 UNITS = {"air_temp_k": "K", "process_temp_k": "K", "rpm": "rpm", "torque_nm": "Nm",

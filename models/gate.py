@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from config.settings import Domain
 from models.metrics import PRIMARY_METRIC
-from signalyard.settings import Domain
 
 
 @dataclass(frozen=True)

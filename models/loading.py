@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from config.settings import Domain, Settings
 from models.calibration import Calibration
 from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
@@ -26,7 +27,6 @@ from models.scorers import NewsScorer, SensorScorer, TicketScorer
 from models.sensor_model import load_sensor_model
 from models.taxonomy import RiskTaxonomy
 from models.text_model import load_text_classifier
-from signalyard.settings import Domain, Settings
 
 TAXONOMY_FILE = "taxonomy.json"
 

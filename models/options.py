@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from signalyard.settings import Domain
+from config.settings import Domain
 
 Mode = Literal["full", "lora", "head"]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.settings import DOMAINS, Domain
 from models.errors import ModelNotFoundError, RegistryError
-from signalyard.settings import DOMAINS, Domain
 
 LIVE_FILE = "live.json"
 METADATA_FILE = "metadata.json"

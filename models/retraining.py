@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.settings import AdaptationSettings, Domain
 from models.adaptation import AdaptOptions, Teaching, adapt_model, source_validation
 from models.base import SensorReading
 from models.data import FAILURE_MODES, SensorData, TextData
@@ -35,7 +36,6 @@ from models.gate import GateDecision, Metrics, judge
 from models.loading import LoadedScorer
 from models.registry import METADATA_FILE, Registry
 from models.teacher_rounds import StreamTransfer, stream_transfer, teacher_of
-from signalyard.settings import AdaptationSettings, Domain
 
 FIGURES = ("domain", "model", "version")  # evaluate_data's labels, not metrics
 

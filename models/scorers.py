@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from config.settings import Domain
 from models.base import NewsPrediction, SensorPrediction, SensorReading, TicketPrediction
 from models.calibration import UNCALIBRATED, Calibration, decision_confidence
 from models.data import FAILURE_MODES, NEWS_LABELS
 from models.inference import SensorEngine, TextEngine
 from models.taxonomy import RiskTaxonomy
-from signalyard.settings import Domain
 
 
 class NewsScorer:

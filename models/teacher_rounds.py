@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.settings import AdaptationSettings, Domain
 from models.calibration import Calibration, decision_confidence
 from models.inference import TextEngine, resolve_device
 from models.loading import read_metadata
 from models.registry import Registry
 from models.text_model import LABELS_FILE, load_text_classifier
-from signalyard.settings import AdaptationSettings, Domain
 
 __all__ = ["StreamTransfer", "select_confident", "stream_transfer", "teacher_of"]
 

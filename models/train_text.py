@@ -13,6 +13,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from config.settings import Domain
 from models.calibration import fit_calibration
 from models.data import TextData
 from models.fitting import FitResult, Validation, class_weights, fit
@@ -21,7 +22,6 @@ from models.metrics import PRIMARY_METRIC, news_metrics, ticket_metrics
 from models.options import TrainOptions
 from models.taxonomy import RiskTaxonomy
 from models.text_model import TextClassifier, load_encoder
-from signalyard.settings import Domain
 
 
 @dataclass

@@ -32,6 +32,7 @@ import torch
 import transformers
 from sklearn.model_selection import train_test_split
 
+from config.settings import Domain
 from models.data import NEWS_LABELS, SensorData, TextData, fingerprint, read_sensors, read_text
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
@@ -41,7 +42,6 @@ from models.registry import METADATA_FILE, METRICS_FILE, Registry
 from models.sensor_model import save_sensor_model
 from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
-from signalyard.settings import Domain
 
 __all__ = [
     "TrainOptions",

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 
-from signalyard.settings import DOMAINS, Settings
+from config.settings import DOMAINS, Settings
 from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
 from sinks.clickhouse_schema import create_tables
 

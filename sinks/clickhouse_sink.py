@@ -32,7 +32,7 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from signalyard.settings import SinkSettings
+from config.settings import SinkSettings
 from sinks.clickhouse import CHDB_SCHEME, connect
 
 log = logging.getLogger(__name__)

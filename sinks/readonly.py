@@ -26,7 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from signalyard.settings import QuerySettings, Settings
+from config.settings import QuerySettings, Settings
 from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
 
 WORKER_TIMEOUT_S = 60

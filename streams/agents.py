@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from signalyard.settings import KafkaSettings
+from config.settings import KafkaSettings
 from streams.connection import aiokafka_options
 
 log = logging.getLogger(__name__)

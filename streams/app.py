@@ -28,9 +28,9 @@ import faust
 import torch
 from mode import Service
 
+from config.settings import Domain, Settings
 from models.base import Scorer
 from models.registry import Registry
-from signalyard.settings import Domain, Settings
 from sinks.backtest_runs import BacktestWrites
 from sinks.clickhouse import CHDB_SCHEME
 from sinks.clickhouse_sink import ClickHouseSink

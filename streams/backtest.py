@@ -30,8 +30,8 @@ from typing import Any
 
 from sklearn.metrics import accuracy_score, f1_score
 
+from config.settings import Domain, Settings
 from models.base import Scorer
-from signalyard.settings import Domain, Settings
 from sinks.backtest_runs import RUNS_TABLE, RunWriter, scores_table
 from sinks.readonly import query_store, sql_list, sql_string
 from streams.alerting.alert import Alert

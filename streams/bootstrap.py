@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import Domain, Settings
 from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
-from signalyard.settings import Domain, Settings
 from streams.demo_feed import DomainData
 from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS
 from streams.synthetic import (

@@ -8,7 +8,7 @@ from aiokafka.helpers import create_ssl_context
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT as Credentials
 
-from signalyard.settings import KafkaSettings
+from config.settings import KafkaSettings
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:

@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from config.settings import DOMAINS, Domain
 from models.data import NEWS_LABELS, read_sensors, read_text
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
-from signalyard.settings import DOMAINS, Domain
 from streams.adaptation.feedback_import import CASHTAG, sensor_label
 from streams.results import ENTITY_COLUMNS
 from streams.synthetic import CHANNELS, COMPANIES, World, labeled, malform

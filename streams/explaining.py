@@ -37,11 +37,11 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any
 
+from config.settings import DOMAINS, Domain, ExplanationSettings
 from models.base import ModelInput
 from models.errors import RegistryError
 from models.explanations import Explanation
 from models.registry import Registry
-from signalyard.settings import DOMAINS, Domain, ExplanationSettings
 from sinks.readonly import QueryError, ReadOnlyStore, sql_string
 from streams.alerting.alert import Alert
 from streams.explainer_process import explain_in_process, start_explainer_process, warm_up

@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from mode import Service
 
-from signalyard.settings import KafkaSettings
+from config.settings import KafkaSettings
 from streams.agents import exit_fatally, exit_on_failure
 from streams.connection import group_member_options
 

@@ -7,7 +7,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
-from signalyard.settings import KafkaSettings
+from config.settings import KafkaSettings
 from streams.connection import aiokafka_options
 
 # A fresh broker creates its offsets topic on the first group request; until its coordinator

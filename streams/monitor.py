@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
-from signalyard.settings import DOMAINS, Domain, Settings
+from config.settings import DOMAINS, Domain, Settings
 from streams.adaptation.messages import ModelUpdate, RetrainRequest
 from streams.connection import consumer_options
 from streams.deadletter import kind_from_headers

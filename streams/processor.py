@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
 
+from config.settings import Domain
 from models.base import ModelInput, Prediction, Scorer
-from signalyard.settings import Domain
 from streams.deadletter import DeadLetter
 from streams.publishing import Outgoing, Publish
 from streams.results import ENTITY_COLUMNS, event_row, model_input, scored_result

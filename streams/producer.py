@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from signalyard.settings import Domain, KafkaSettings
+from config.settings import Domain, KafkaSettings
 from streams.connection import aiokafka_options
 from streams.results import ENTITY_COLUMNS
 from streams.schemas import EVENT_SCHEMAS

@@ -24,7 +24,7 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from signalyard.settings import KafkaSettings
+from config.settings import KafkaSettings
 from streams.connection import aiokafka_options, consumer_options
 from streams.processor import SourceRecord, from_consumer_record
 from streams.topics import partition_count

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from config.settings import Domain
 from models.base import ModelInput, Prediction, Scorer, SensorReading
-from signalyard.settings import Domain
 from streams.schemas import (
     SCORE_SCHEMAS,
     Event,

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from signalyard.settings import Domain
+from config.settings import Domain
 
 
 def _utc(value: datetime) -> datetime:

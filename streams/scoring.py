@@ -40,7 +40,7 @@ from aiokafka import (
 from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
-from signalyard.settings import Domain, Settings
+from config.settings import Domain, Settings
 from streams.agents import exit_on_failure
 from streams.batching import MicroBatcher
 from streams.commits import CommitTracker, Partition, Ticket

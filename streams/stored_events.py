@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from config.settings import Domain
 from models.base import ModelInput
-from signalyard.settings import Domain
 from sinks.readonly import sql_list, sql_string
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS

@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from config.settings import Domain
 from models.base import ModelInput
-from signalyard.settings import Domain
 from streams.results import ENTITY_COLUMNS, model_input
 from streams.schemas import EVENT_SCHEMAS
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from signalyard.settings import KafkaSettings, TopicSettings
+from config.settings import KafkaSettings, TopicSettings
 from streams.connection import aiokafka_options
 
 

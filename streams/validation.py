@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from signalyard.settings import DOMAINS, Domain, PipelineSettings
+from config.settings import DOMAINS, Domain, PipelineSettings
 from streams.schemas import EVENT_SCHEMAS, Event
 
 MAX_REASONS = 3

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from signalyard.settings import ENV_PREFIX, Settings, settings_environment
+from config.settings import ENV_PREFIX, Settings, settings_environment
 
 
 class WorkerProcess:

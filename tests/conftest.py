@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from signalyard.settings import DOMAINS, Settings, load_settings, with_topic_suffix
+from config.settings import DOMAINS, Settings, load_settings, with_topic_suffix
 from signalyard.stack.local_kafka import port_answers
 from sinks.clickhouse import connect
 

@@ -32,9 +32,9 @@ from aiokafka import AIOKafkaConsumer
 from conftest import query
 from prometheus_client.parser import text_string_to_metric_families
 
+from config.settings import Settings, settings_environment
 from models.registry import Registry
 from models.retraining import split_recent
-from signalyard.settings import Settings, settings_environment
 from streams.adaptation.feedback_import import labeled_events
 from streams.connection import aiokafka_options
 from streams.producer import produce

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signalyard.settings import load_settings
+from config.settings import load_settings
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import (

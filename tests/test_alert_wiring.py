@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import isolated_settings
 
+from config.settings import Domain, Settings
 from models.base import ModelInput, Prediction, Scorer
 from models.calibration import UNCALIBRATED
-from signalyard.settings import Domain, Settings
 from sinks.clickhouse_sink import ClickHouseSink
 from streams.app import ScoringRuntime, create_app, explains_alerts
 

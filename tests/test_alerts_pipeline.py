@@ -37,7 +37,7 @@ from test_alert_rules import (
 )
 from test_pipeline import Worker, provision
 
-from signalyard.settings import DOMAINS, Settings, TopicSettings
+from config.settings import DOMAINS, Settings, TopicSettings
 from streams.alerting.alert import alert_id
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_REASON, kind_from_headers

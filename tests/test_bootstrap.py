@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from signalyard.settings import DOMAINS, Domain, Settings, load_settings
+from config.settings import DOMAINS, Domain, Settings, load_settings
 from streams.bootstrap import agreement, ensure_models
 from streams.synthetic import World, labeled
 

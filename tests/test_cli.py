@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signalyard.settings import load_settings
+from config.settings import load_settings
 from signalyard.stack.local_kafka import (
     broker_paths,
     fetch_jars,

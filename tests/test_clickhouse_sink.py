@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from signalyard.settings import SettingsError, SinkSettings, load_settings
+from config.settings import SettingsError, SinkSettings, load_settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import TABLES, create_tables
 from sinks.clickhouse_sink import ClickHouseSink, SinkError, count_final

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from config.settings import load_settings, setting_names
 from signalyard.cli import cli
-from signalyard.settings import load_settings, setting_names
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 

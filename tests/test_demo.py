@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from config.settings import Settings, settings_environment
 from models.errors import DataError
-from signalyard.settings import Settings, settings_environment
 from streams.adaptation.messages import FeedbackLabel
 from streams.connection import aiokafka_options
 from streams.demo_feed import STREAM_FRACTION, data_feed, prepare

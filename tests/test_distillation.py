@@ -10,13 +10,13 @@ import pytest
 import test_training
 import torch
 
+from config.settings import load_settings
 from models.distillation import agreement, shrink_encoder
 from models.inference import TextEngine
 from models.registry import Registry
 from models.text_model import TextClassifier, load_encoder, save_text_classifier
 from models.training import train_model
 from signalyard.cli import main
-from signalyard.settings import load_settings
 
 tiny_base = test_training.tiny_base
 FAST = ["--max-seq-length", "16", "--batch-size", "8"]

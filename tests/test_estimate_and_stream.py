@@ -31,8 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_adaptation_loop import free_port, process_overrides, ready, wait_for
 from test_teacher_rounds import TARGET
 
+from config.settings import Settings
 from models.registry import Registry
-from signalyard.settings import Settings
 from sinks.readonly import query_store
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.trainer import Trainer

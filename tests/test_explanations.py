@@ -13,6 +13,7 @@ import pytest
 import test_training
 from conftest import isolated_settings, query
 
+from config.settings import Settings
 from models.explanations import explain_readings, explain_texts
 from models.loading import load_scorer
 from models.registry import Registry
@@ -20,7 +21,6 @@ from models.sensor_model import load_sensor_model
 from models.text_model import load_text_classifier
 from models.training import TrainOptions, train_model
 from signalyard.cli import main
-from signalyard.settings import Settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from sinks.clickhouse_sink import ClickHouseSink

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from signalyard.settings import Settings
+from config.settings import Settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import TABLES, create_tables
 

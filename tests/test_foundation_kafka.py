@@ -7,7 +7,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from signalyard.settings import Settings, TopicSettings
+from config.settings import Settings, TopicSettings
 from streams.connection import aiokafka_options
 from streams.topics import partition_count, provision_topics, topic_config
 

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_alert_rules import reading
 from test_pipeline import MALFORMED, Worker, ids_of, provision, send, synthetic
 
+from config.settings import DOMAINS, Domain, Settings
 from models.registry import Registry
 from signalyard.cli import main
-from signalyard.settings import DOMAINS, Domain, Settings
 from signalyard.stack.local_kafka import port_answers
 from streams.producer import produce
 

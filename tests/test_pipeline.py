@@ -23,8 +23,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from conftest import query
 
+from config.settings import DOMAINS, Domain, Settings, load_settings
 from models.registry import Registry
-from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from streams.groups import wait_until_stable

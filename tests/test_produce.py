@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from config.settings import Settings
 from signalyard.cli import main
-from signalyard.settings import Settings
 from streams.connection import aiokafka_options
 from streams.producer import csv_record, jsonl_record, read_records
 

@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from signalyard.settings import Settings
+from config.settings import Settings
 from streams.connection import aiokafka_options
 from streams.publishing import BatchPublisher, Outgoing
 from streams.topics import provision_topics

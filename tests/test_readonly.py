@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import QuerySettings
 from signalyard.cli import main
-from signalyard.settings import QuerySettings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from sinks.readonly import QueryError, read_statement, run_read_only

@@ -28,12 +28,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner, Result
 from conftest import query
 
+from config.settings import Domain, Settings, settings_environment
 from models.calibration import UNCALIBRATED
 from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
 from signalyard.cli import cli
-from signalyard.settings import Domain, Settings, settings_environment
 from sinks.clickhouse import connect
 from streams.alerting.rules import RuleBook
 from streams.backtest import (

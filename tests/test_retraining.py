@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import AdaptationSettings, load_settings
 from models.loading import LoadedScorer, load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
-from signalyard.settings import AdaptationSettings, load_settings
 from streams.bootstrap import BootstrapSize, ensure_models
 from streams.synthetic import write_training_csv
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from signalyard.settings import Domain
+from config.settings import Domain
 from streams.deadletter import HEADER_KIND, HEADER_REASON, DeadLetter, kind_from_headers
 from streams.results import event_row, model_input
 from streams.schemas import NewsEvent, SensorEvent, TicketEvent

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
 import pytest
 
-from signalyard.settings import (
+from config.settings import (
     ENV_PREFIX,
     SettingsError,
     load_settings,
@@ -129,3 +130,27 @@ def test_environment_of_settings_round_trips(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert load_settings() == original
+
+
+# Floor by floor, bottom up: a package may import from its own floor and those below it.
+FLOORS = [("config",), ("sinks", "models"), ("streams",), ("signalyard",)]
+
+
+def _project_imports(source: Path) -> set[str]:
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]  # fmt: skip
+    names += [node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module and not node.level]  # fmt: skip
+    packages = {package for floor in FLOORS for package in floor}
+    return {name.split(".")[0] for name in names} & packages
+
+
+def test_settings_are_the_ground_floor_and_no_floor_imports_upward() -> None:
+    root = Path(__file__).resolve().parents[1]
+    for level, floor in enumerate(FLOORS):
+        allowed = {package for below in FLOORS[: level + 1] for package in below}
+        for package in floor:
+            for source in (root / package).rglob("*.py"):
+                upward = _project_imports(source) - allowed
+                assert not upward, f"{source.relative_to(root)} imports {sorted(upward)}"

@@ -12,13 +12,13 @@ import pytest
 import test_distillation
 import test_training
 
+from config.settings import AdaptationSettings, load_settings
 from models.calibration import Calibration
 from models.loading import load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
 from models.teacher_rounds import select_confident, teacher_of
 from signalyard.cli import main
-from signalyard.settings import AdaptationSettings, load_settings
 
 tiny_base = test_training.tiny_base
 teacher_home = test_distillation.teacher_home

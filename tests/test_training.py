@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
+from config.settings import load_settings
 from models.loading import load_live_scorer, load_scorer
 from models.registry import Registry
 from models.training import TrainOptions, train_model
 from signalyard.cli import main
-from signalyard.settings import load_settings
 
 NEWS_WORDS = {
     "positive": ["profit soars", "record growth", "shares jump"],

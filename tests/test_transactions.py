@@ -21,7 +21,7 @@ from test_alerts_pipeline import AlertWorker, alerts_on_topic, wait_until_consum
 from test_pipeline import Worker, ids_of, provision, read_until, synthetic
 from test_replay import committed, run_cli
 
-from signalyard.settings import Settings
+from config.settings import Settings
 from streams.connection import aiokafka_options, consumer_options
 
 pytestmark = pytest.mark.kafka

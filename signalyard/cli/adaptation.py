@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from config.settings import DOMAINS, Domain, Settings, load_settings
 from models.registry import Registry
-from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from sinks.readonly import QueryError, query_store, sql_list
 from streams.adaptation.messages import RetrainRequest
 from streams.producer import produce

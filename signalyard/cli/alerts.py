@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.markup import escape
 
+from config.settings import DOMAINS, Domain, Settings, load_settings
 from signalyard.cli.provision import provision
-from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from streams.alerting.rules import SEVERITIES, Severity, load_rules
 from streams.connection import consumer_options
 from streams.topics import provision_topics

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from config.settings import DOMAINS, Domain, load_settings
 from models.registry import Registry
-from signalyard.settings import DOMAINS, Domain, load_settings
 from sinks.backtest_runs import BacktestStoreError, WorkerRunWriter, run_writer
 from sinks.readonly import QueryError
 from streams.replay import TimeRange, UnknownTopicError, format_time, parse_time

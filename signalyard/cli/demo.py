@@ -37,10 +37,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from config.settings import DOMAINS, Domain, Settings, load_settings
 from models.errors import DataError
 from models.registry import Registry
 from signalyard.cli.provision import provision
-from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 from signalyard.stack import local_kafka
 from signalyard.stack.local_kafka import port_answers
 from streams.adaptation.messages import FeedbackLabel

@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from config.settings import load_settings
 from models.options import TrainOptions
 from models.registry import Registry
-from signalyard.settings import load_settings
 
 console = Console(stderr=True)
 existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)

@@ -7,8 +7,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import load_settings
 from models.encoders import KNOWN_ENCODERS, fetch_encoder, installed_encoders
-from signalyard.settings import load_settings
 
 console = Console(stderr=True)
 

@@ -7,8 +7,8 @@ from typing import NoReturn
 
 import click
 
+from config.settings import SettingsError
 from models.errors import DataError, EncoderFetchError, RegistryError
-from signalyard.settings import SettingsError
 from signalyard.stack.local_kafka import StackError
 from sinks.clickhouse import ClickHouseInUseError
 

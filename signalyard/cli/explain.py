@@ -15,8 +15,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import DOMAINS, Domain, Settings, load_settings
 from models.registry import Registry
-from signalyard.settings import DOMAINS, Domain, Settings, load_settings
 
 if TYPE_CHECKING:
     from models.explanations import Explanation

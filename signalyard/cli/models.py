@@ -13,9 +13,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import DOMAINS, Domain, load_settings
 from models.options import TrainOptions
 from models.registry import Registry
-from signalyard.settings import DOMAINS, Domain, load_settings
 
 console = Console(stderr=True)
 HEADLINE_METRICS = {

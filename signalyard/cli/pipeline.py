@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from config.settings import DOMAINS, Domain, load_settings
 from signalyard.cli.provision import provision
-from signalyard.settings import DOMAINS, Domain, load_settings
 from streams.producer import file_format, produce, read_records
 from streams.topics import provision_topics
 

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from signalyard.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from streams.topics import provision_topics

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from signalyard.settings import load_settings
+from config.settings import load_settings
 from sinks.readonly import QueryError, QueryResult, query_store, read_statement
 
 

@@ -7,7 +7,7 @@ import time
 import click
 from rich.console import Console
 
-from signalyard.settings import load_settings
+from config.settings import load_settings
 from signalyard.stack import local_kafka
 
 console = Console(stderr=True, soft_wrap=True)

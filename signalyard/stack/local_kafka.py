@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from signalyard.settings import StackSettings
+from config.settings import StackSettings
 
 RESOURCES = Path(__file__).resolve().parent
 BROKER_MAIN_CLASS = "kafka.Kafka"

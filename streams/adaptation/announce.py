@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from config.settings import Domain, Settings
 from models.registry import Registry
-from signalyard.settings import Domain, Settings
 from streams.adaptation.messages import ModelUpdate
 from streams.producer import produce
 

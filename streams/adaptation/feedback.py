@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from signalyard.settings import Domain, KafkaSettings
+from config.settings import Domain, KafkaSettings
 from sinks.readonly import QueryError, ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import Send

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from config.settings import Domain
 from models.data import FAILURE_MODES, NEWS_LABELS, read_sensors, read_text
-from signalyard.settings import Domain
 from streams.adaptation.messages import FeedbackLabel
 from streams.producer import Record
 

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from config.settings import Domain
 from models.data import FAILURE_MODES, NEWS_LABELS
-from signalyard.settings import Domain
 from streams.schemas import Name, Timestamp
 
 # Sensor labels are what a scored reading's failure_mode holds ("none" or a mode), plus

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from config.settings import Domain, KafkaSettings, TopicSettings
 from models.base import Scorer
 from models.registry import Registry
-from signalyard.settings import Domain, KafkaSettings, TopicSettings
 from streams.adaptation.messages import ModelUpdate
 from streams.connection import consumer_options
 from streams.observability.metrics import PipelineMetrics

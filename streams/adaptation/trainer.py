@@ -24,10 +24,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
+from config.settings import Domain, Settings
 from models.loading import LoadedScorer, load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, RetrainOutcome, retrain
-from signalyard.settings import Domain, Settings
 from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from config.settings import AdaptationSettings, Domain
 from models.registry import Registry
-from signalyard.settings import AdaptationSettings, Domain
 from sinks.readonly import ReadOnlyStore, sql_string
 from streams.adaptation.messages import RetrainRequest, TriggerReason
 from streams.processor import ScorerHolder, Sink

@@ -15,9 +15,9 @@ from functools import partial
 
 import faust
 
+from config.settings import Domain, Settings
 from models.loading import load_version
 from models.registry import Registry
-from signalyard.settings import Domain, Settings
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.feedback import FeedbackAgent, FeedbackConsumer
 from streams.adaptation.messages import RetrainRequest

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from signalyard.settings import Domain
+from config.settings import Domain
 from streams.alerting.rules import Severity
 
 

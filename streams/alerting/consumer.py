@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from signalyard.settings import DOMAINS, Domain, Settings, TopicSettings
+from config.settings import DOMAINS, Domain, Settings, TopicSettings
 from streams.agents import Send, SharedProducer
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate

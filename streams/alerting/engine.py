@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from signalyard.settings import Domain
+from config.settings import Domain
 from streams.alerting.alert import Alert, alert_id
 from streams.alerting.rules import ConsecutiveRule, CountRule, MeanRule, Rule, ShareRule
 from streams.results import ENTITY_COLUMNS

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from signalyard.settings import Domain, SettingsError
+from config.settings import Domain, SettingsError
 from streams.schemas import SCORE_SCHEMAS
 
 Severity = Literal["info", "warning", "critical"]

@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from signalyard.settings import Domain
+from config.settings import Domain
 from sinks.readonly import ReadOnlyStore
 from streams.processor import PreparedBatch, ScorerHolder
 

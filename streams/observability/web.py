@@ -22,7 +22,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from signalyard.settings import DOMAINS
+from config.settings import DOMAINS
 from sinks.readonly import QueryError
 from streams.observability.dashboard import page, panel_data
 from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready

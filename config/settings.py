@@ -30,7 +30,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "SIGNALYARD_"
 ENV_NESTED_DELIMITER = "__"
-REPO_CONFIG_FILE = Path(__file__).resolve().parent.parent / "config" / "signalyard.toml"
+REPO_CONFIG_FILE = Path(__file__).resolve().parent / "signalyard.toml"
 
 Domain = Literal["news", "tickets", "sensors"]
 DOMAINS: tuple[Domain, ...] = ("news", "tickets", "sensors")
