@@ -30,6 +30,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from models.labels import label_indices
+
 __all__ = ["UNCALIBRATED", "Calibration", "calibrated", "decision_confidence", "fit_calibration"]
 
 # ln T is searched in [-3, 3]: T from 0.05 to 20, far beyond what trained classifiers need.
@@ -61,14 +63,10 @@ def fit_calibration(
 ) -> dict[str, Any]:
     """Fit the temperature on validation rows: ``probabilities`` (n, k) in ``labels`` order,
     ``truth`` the n true labels. Returns the record stored in the model's metadata. Raises
-    ValueError on an empty split or a true label outside ``labels``."""
+    ValueError on an empty split, DataError (a ValueError) on a true label outside ``labels``."""
     if not len(truth):
         raise ValueError("calibration needs at least one validation row")
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(set(truth) - set(index))
-    if unknown:
-        raise ValueError(f"labels outside the model's: {', '.join(unknown)}")
-    y = np.array([index[label] for label in truth])
+    y = label_indices(truth, labels)
     log_p = _log_probabilities(probabilities)
     found = minimize_scalar(
         lambda log_t: _nll(log_p, y, float(np.exp(log_t))), bounds=_LOG_T_BOUNDS, method="bounded"

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from models.errors import DataError
+from models.labels import label_indices
 from models.progress import progress_bar
 
 __all__ = ["Logits", "fit_int8_plan", "kept_fp32", "layer_sensitivity", "quantize_int8"]
@@ -114,11 +115,7 @@ def fit_int8_plan(
     are not enough."""
     if not texts:
         raise DataError("an int8 plan needs validation rows")
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(set(truth) - set(index))
-    if unknown:
-        raise DataError(f"labels the model does not know: {', '.join(unknown)}")
-    target = np.array([index[label] for label in truth])
+    target = label_indices(truth, labels)
 
     def decisions(candidate: nn.Module) -> tuple[np.ndarray, float]:
         logits(candidate, texts[:32])  # warm-up: the first batch pays one-time costs

@@ -50,7 +50,7 @@ def test_calibration_changes_no_prediction() -> None:
 def test_bad_calibration_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         fit_calibration(np.zeros((0, 3)), LABELS, [])
-    with pytest.raises(ValueError, match="outside the model's: bullish"):
+    with pytest.raises(ValueError, match="labels the model does not know: bullish"):
         fit_calibration(np.full((1, 3), 1 / 3), LABELS, ["bullish"])
 
 
