@@ -21,7 +21,7 @@ from config.settings import Domain, Settings
 from models.calibration import Calibration
 from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
-from models.quantization import kept_fp32
+from models.quantization import UnknownLayersError, kept_fp32
 from models.registry import METADATA_FILE, Registry
 from models.scorers import NewsScorer, SensorScorer, TicketScorer
 from models.sensor_model import load_sensor_model
@@ -59,9 +59,7 @@ def load_scorer(
         engine = TextEngine(
             model, tokenizer, device, max_seq_length, batch_size, precision, kept_fp32(metadata)
         )
-    except ValueError as error:
-        if "quantization" not in metadata:
-            raise
+    except UnknownLayersError as error:
         raise ModelNotFoundError(
             f"{model_dir}: its int8 plan does not fit the model ({error}); "
             "refit it with signalyard models quantize"

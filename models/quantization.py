@@ -38,17 +38,34 @@ from models.errors import DataError
 from models.labels import label_indices
 from models.progress import progress_bar
 
-__all__ = ["Logits", "fit_int8_plan", "kept_fp32", "layer_sensitivity", "quantize_int8"]
+__all__ = [
+    "Logits",
+    "UnknownLayersError",
+    "fit_int8_plan",
+    "kept_fp32",
+    "layer_sensitivity",
+    "quantize_int8",
+]
 
 Logits = Callable[[nn.Module, Sequence[str]], np.ndarray]
+
+
+class UnknownLayersError(ValueError):
+    """Names to keep in fp32 that are not linear layers of the model (a plan that does not
+    fit it)."""
+
+
+def _linear_layers(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
 
 
 def quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Module:
     """A copy of ``model`` whose linear layers, except those named in ``keep_fp32`` (names
     from ``model.named_modules()``), run in dynamic int8 (CPU only) with one weight scale per
     output channel: on the 6-layer distilled fpb student one scale per tensor lost 0.9 points
-    of accuracy on 582 held-out fpb rows, one per channel 0.5. Raises ValueError for a name
-    that is not a linear layer of ``model``, or a bare string instead of a collection."""
+    of accuracy on 582 held-out fpb rows, one per channel 0.5. Raises UnknownLayersError for a
+    name that is not a linear layer of ``model``, ValueError for a bare string instead of a
+    collection."""
     if isinstance(keep_fp32, str):
         raise ValueError("keep_fp32 takes a collection of layer names, not one string")
     with warnings.catch_warnings():
@@ -56,10 +73,10 @@ def quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Modul
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+        linear = _linear_layers(model)
         unknown = sorted(set(keep_fp32) - set(linear))
         if unknown:
-            raise ValueError(f"not linear layers of the model: {', '.join(unknown)}")
+            raise UnknownLayersError(f"not linear layers of the model: {', '.join(unknown)}")
         spec = {name: per_channel_dynamic_qconfig for name in linear if name not in keep_fp32}
         return quantize_dynamic(model, spec, dtype=torch.qint8)  # a copy: inplace=False
 
@@ -82,7 +99,7 @@ def layer_sensitivity(
     """Each linear layer's KL divergence (nats, mean over ``texts``) of the class
     probabilities from fp32 when that layer alone runs in int8; most sensitive first."""
     reference = logits(model, texts)
-    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    linear = _linear_layers(model)
     scores = {}
     with progress_bar(show_progress) as bar:
         for name in bar.track(linear, description="int8 sensitivity, layer by layer"):

@@ -134,6 +134,8 @@ def test_a_loaded_model_applies_its_plan_and_the_command_records_one(
     )
     with pytest.raises(ModelNotFoundError, match="its int8 plan does not fit the model"):
         load_scorer(folder, "cpu", 16, "int8")
+    with pytest.raises(ValueError, match="fp16 autocast is for CUDA"):  # not blamed on the plan
+        load_scorer(folder, "cpu", 16, "fp16")
     assert load_scorer(folder, "cpu", 16, "fp32").engine.keep_fp32 == ()
 
     with pytest.raises(SystemExit) as exit_info:
