@@ -86,6 +86,10 @@ def main() -> None:
     parser.add_argument(
         "--unlabeled-events", type=int, default=StreamTransfer.of(load_settings().adaptation).events
     )
+    parser.add_argument("--threshold", type=float, help="teacher confidence to keep an event")
+    parser.add_argument("--class-cap", type=int, help="kept events per predicted class")
+    parser.add_argument("--keep-teachers", type=Path, help="keep each step's adapted teacher here")
+    parser.add_argument("--teachers", type=Path, help="adapted teachers kept by an earlier run")
     parser.add_argument("--mode", choices=["full", "lora", "head"], default="full")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lr", type=float, help="learning rate (default: AdaptOptions')")
@@ -164,6 +168,9 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
         rows.append({"labels": labels, "model": model, "stream": stream, **figured, **extra})
         console.log(rows[-1])
 
+    defaults = StreamTransfer.of(load_settings().adaptation)
+    transfer_threshold = defaults.threshold if args.threshold is None else args.threshold
+    transfer_cap = args.class_cap or defaults.class_cap
     rows: list[dict] = []
     measure(live_dir, 0, "student" if teacher else "model", "-")
     if teacher is not None:
@@ -175,14 +182,19 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             measure(work / "adapted", labels, "model", "-")
             shutil.rmtree(work / "adapted")
             continue
-        teacher_dir = work / f"teacher-{labels}"
-        adapt_model("news", registry.version_dir("news", teacher), labeled, teacher_dir, options)
+        teacher_dir = (args.teachers or work) / f"teacher-{labels}"
+        if not args.teachers:
+            adapt_model(
+                "news", registry.version_dir("news", teacher), labeled, teacher_dir, options
+            )
+            if args.keep_teachers:
+                shutil.copytree(teacher_dir, args.keep_teachers / teacher_dir.name)
         measure(teacher_dir, labels, "teacher", "-")
         for stream in args.stream.split(","):
             unlabeled = pool_rows[labels : labels + args.unlabeled_events]
             texts = [tweets.texts[i] for i in unlabeled] if stream == "with" else []
-            transfer = StreamTransfer.of(load_settings().adaptation).model_copy(
-                update={"events": len(texts)}
+            transfer = StreamTransfer(
+                events=len(texts), threshold=transfer_threshold, class_cap=transfer_cap
             )
             kept, record = stream_transfer(
                 teacher_dir, texts, transfer, args.max_seq_length, args.device
@@ -191,7 +203,8 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             adapt_model("news", live_dir, labeled, work / "student", options, teaching)
             measure(work / "student", labels, "student", stream, kept=record["kept"])
             shutil.rmtree(work / "student")
-        shutil.rmtree(teacher_dir)
+        if not args.teachers:
+            shutil.rmtree(teacher_dir)
 
     table = Table("labels", "model", "stream", "kept", "tweets acc", "F1", "estimate")
     table.add_column("fpb acc")
