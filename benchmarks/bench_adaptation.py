@@ -65,6 +65,8 @@ def figures(model_dir: Path, tweets: TextData, fpb: TextData, args: argparse.Nam
         **{f"tweets_{key}": on_tweets[key] for key in COLUMNS},
         **{f"fpb_{key}": on_fpb[key] for key in COLUMNS},
         "calibrated": "calibration" in metadata,
+        # On the round's own held-out labels: what a recipe may be chosen on.
+        "validation_accuracy": metadata.get("metrics", {}).get("accuracy"),
         **{key: training[key] for key in ("seconds", "best_epoch", "epochs_run")},
     }
 
@@ -210,6 +212,7 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
     table.add_column("fpb acc")
     table.add_column("F1")
     table.add_column("estimate")
+    table.add_column("validation")
     table.add_column("train s")
     for row in rows:
         table.add_row(
@@ -219,6 +222,7 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             str(row.get("kept", "")),
             *(f"{row[f'tweets_{key}']:.4f}" for key in COLUMNS),
             *(f"{row[f'fpb_{key}']:.4f}" for key in COLUMNS),
+            f"{row['validation_accuracy']:.4f}" if row["labels"] else "",
             f"{row['seconds']:.0f}",
         )
     Console(width=160).print(table)

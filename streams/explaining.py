@@ -42,16 +42,15 @@ from models.base import ModelInput
 from models.errors import RegistryError
 from models.explanations import Explanation
 from models.registry import Registry
-from sinks.readonly import QueryError, ReadOnlyStore, sql_string
+from sinks.readonly import ReadOnlyStore, sql_string
 from streams.alerting.alert import Alert
 from streams.explainer_process import explain_in_process, start_explainer_process, warm_up
 from streams.processor import Sink
-from streams.stored_events import lookup_query, stored_event
+from streams.stored_events import find_events
 
 log = logging.getLogger(__name__)
 
 EXPLANATIONS_TABLE = "explanations"
-LOOKUP_INTERVAL_S = 0.5
 Key = tuple[Domain, str, str]  # domain, event id, model version
 
 
@@ -201,38 +200,19 @@ class EventExplainer:
     ) -> tuple[dict[Key, tuple[ModelInput, str]], dict[Key, str]]:
         """The model input and predicted label of each wanted event, and why the others have
         none."""
+        lookup = await find_events(self.store, {(d, e) for d, e, _ in wanted}, wait_s)
         found: dict[Key, tuple[ModelInput, str]] = {}
         errors: dict[Key, str] = {}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        missing = set(wanted)
-        failure = "the event is not in the store"
-        while missing:
-            for domain in {d for d, _, _ in missing}:
-                ids = sorted({e for d, e, _ in missing if d == domain})
-                try:
-                    result = await self.store.query(lookup_query(domain, ids))
-                except QueryError as error:
-                    log.warning("explanations: looking up %s events failed: %s", domain, error)
-                    failure = f"looking the event up failed: {error}"
-                    continue
-                for values in result.rows:
-                    row = dict(zip(result.columns, values, strict=True))
-                    keys = [k for k in missing if k[0] == domain and k[1] == row["id"]]
-                    try:
-                        event = stored_event(domain, row)
-                    except ValueError as error:  # a stored row that no longer parses
-                        errors.update(dict.fromkeys(keys, f"the stored event is invalid: {error}"))
-                        missing.difference_update(keys)
-                        continue
-                    for key in keys:
-                        found[key] = (event.model_input, event.predicted_label)
-                        missing.discard(key)
-            if missing and loop.time() < deadline:
-                await asyncio.sleep(LOOKUP_INTERVAL_S)
-            elif missing:
-                errors.update(dict.fromkeys(missing, failure))
-                break
+        for key in wanted:
+            event = lookup.found.get(key[:2])
+            if event is not None:
+                found[key] = (event.model_input, event.predicted_label)
+            elif key[:2] in lookup.invalid:
+                errors[key] = lookup.invalid[key[:2]]
+            elif lookup.error is not None:
+                errors[key] = f"looking the event up failed: {lookup.error}"
+            else:
+                errors[key] = "the event is not in the store"
         return found, errors
 
     def start(self) -> None:

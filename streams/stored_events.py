@@ -2,6 +2,7 @@
 
     lookup_query(domain, event_ids) -> str     # one query for a batch of event ids
     stored_event(domain, row) -> StoredEvent   # a row of that query
+    await find_events(store, wanted, wait_s) -> Lookup   # those queries until all are found
     unlabeled_query(domain, limit) -> str      # the most recent events nobody labeled
     event_input(domain, row) -> ModelInput     # a row of that query (or of lookup_query)
 
@@ -14,16 +15,22 @@ teacher to label).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from config.settings import Domain
 from models.base import ModelInput
-from sinks.readonly import sql_list, sql_string
+from sinks.readonly import QueryError, ReadOnlyStore, sql_list, sql_string
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
+
+log = logging.getLogger(__name__)
+
+LOOKUP_INTERVAL_S = 0.5  # between lookups of events not in the store yet
 
 # Event table columns, named as the event schema's fields, so a stored row parses back into the
 # event it came from and gives the model input the scoring agent computed.
@@ -55,6 +62,51 @@ def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
         f"model_version FROM {domain}_scores FINAL WHERE event_id IN {ids}) AS s "
         "ON s.event_id = e.id"
     )
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What ``find_events`` found, by (domain, event id)."""
+
+    found: dict[tuple[Domain, str], StoredEvent]
+    invalid: dict[tuple[Domain, str], str]  # stored rows that no longer parse, and why
+    error: QueryError | None  # the last attempt's query error, when events are still missing
+
+
+async def find_events(
+    store: ReadOnlyStore, wanted: Iterable[tuple[Domain, str]], wait_s: float
+) -> Lookup:
+    """Look the wanted (domain, event id) pairs up in ``store``, one query per domain, and
+    again every ``LOOKUP_INTERVAL_S`` for those still missing until ``wait_s`` seconds have
+    passed: a label or an alert can name an event whose rows the sink has not written yet.
+    A query error (busy, over a ``[queries]`` limit) is logged and tried again."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    missing = set(wanted)
+    found: dict[tuple[Domain, str], StoredEvent] = {}
+    invalid: dict[tuple[Domain, str], str] = {}
+    error: QueryError | None = None
+    while missing:
+        error = None
+        for domain in sorted({domain for domain, _ in missing}):
+            ids = sorted(event_id for d, event_id in missing if d == domain)
+            try:
+                result = await store.query(lookup_query(domain, ids))
+            except QueryError as failure:
+                log.warning("looking up %d %s events: %s", len(ids), domain, failure)
+                error = failure
+                continue
+            for values in result.rows:
+                row = dict(zip(result.columns, values, strict=True))
+                try:
+                    found[(domain, row["id"])] = stored_event(domain, row)
+                except ValueError as bad:
+                    invalid[(domain, row["id"])] = f"the stored event is invalid: {bad}"
+        missing -= found.keys() | invalid.keys()
+        if not missing or loop.time() >= deadline:
+            break
+        await asyncio.sleep(LOOKUP_INTERVAL_S)
+    return Lookup(found, invalid, error if missing else None)
 
 
 def unlabeled_query(domain: Domain, limit: int) -> str:

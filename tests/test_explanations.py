@@ -28,7 +28,8 @@ from sinks.readonly import ReadOnlyStore
 from streams.alerting.alert import Alert, alert_id
 from streams.explaining import EventExplainer
 from streams.results import event_row, model_input, scored_result
-from streams.schemas import NewsEvent
+from streams.schemas import NewsEvent, ScoredResult
+from streams.stored_events import Lookup, find_events
 
 tiny_base = test_training.tiny_base
 FILLER = ["the", "company", "said", "on", "monday", "that", "its", "report", "shows", "news"]
@@ -141,9 +142,8 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
             settings.explanations, Registry(settings.models_dir), store, sink, 32
         )
         try:
-            await sink.write("news_events", [event_row("news", event, now)])
-            await sink.write("news_scores", [result.model_dump()])
-            first = await explainer.attach([alert("e-1"), alert("not-stored")])
+            await write_events(sink, event, result, now)
+            first = await explainer.attach([alert("e-1"), alert("not-stored"), alert("bad")])
             replayed = await explainer.attach([alert("e-1")])
             found = await explainer.explain_event("e-1", None)
             unknown = await explainer.explain_event("no-such-event", "news")
@@ -158,12 +158,60 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
     assert evidence["explanation"].startswith("+bankruptcy") and "explanation_error" not in evidence
     assert replayed[0].evidence == evidence and replayed[0].alert_id == first[0].alert_id
     assert first[1].evidence["explanation_error"] == "the event is not in the store"
+    assert first[2].evidence["explanation_error"].startswith("the stored event is invalid: ")
     assert found["domain"] == "news" and found["model_version"] == "v1"
     assert found["label"] == "negative" and found["attributions"][0]["feature"] == "bankruptcy"
     assert unknown["error"] == "no scored event with this id in the store"
     rows = query(settings, "SELECT event_id, model_version, short FROM explanations FINAL")
     assert [(r[0], r[1]) for r in rows] == [("e-1", "v1")]
     assert rows[0][2] == evidence["explanation"]
+
+
+async def write_events(
+    sink: ClickHouseSink, event: NewsEvent, result: ScoredResult, now: datetime
+) -> None:
+    """``event`` and its result, and a result whose event row (id "bad") no longer parses as
+    a news event: its headline is blank."""
+    bad_row = {**event_row("news", event, now), "event_id": "bad", "headline": "  "}
+    await sink.write("news_events", [event_row("news", event, now), bad_row])
+    bad_result = {**result.model_dump(), "event_id": "bad"}
+    await sink.write("news_scores", [result.model_dump(), bad_result])
+
+
+def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
+    tmp_path: Path, keyword_model: Path
+) -> None:
+    """The real embedded store: a stored event is found, one whose row no longer parses is
+    invalid with the reason, and one never stored is neither, after the wait."""
+    settings = isolated_settings(tmp_path / "home", registry_dir=keyword_model.parent.parent.parent)
+    scorer = load_scorer(keyword_model, "cpu", 32)
+    now = datetime.now(UTC)
+    event = NewsEvent(id="e-1", ts=now, source="wire", ticker="ACME", headline="a report")
+    (prediction,) = scorer.score([model_input("news", event)])
+    result = scored_result("news", event, prediction, scorer, 1, now, now)
+
+    async def run() -> tuple[Lookup, float]:
+        sink = ClickHouseSink(settings.clickhouse_dsn, settings.sink)
+        await sink.start()
+        try:
+            await write_events(sink, event, result, now)
+            store = ReadOnlyStore(settings.clickhouse_dsn, settings.queries)
+            started = asyncio.get_running_loop().time()
+            wanted = [("news", "e-1"), ("news", "bad"), ("news", "never"), ("tickets", "e-1")]
+            lookup = await find_events(store, wanted, 0.6)
+            return lookup, asyncio.get_running_loop().time() - started
+        finally:
+            await sink.stop()
+
+    create_tables_in(settings)
+    lookup, waited = asyncio.run(run())
+    assert list(lookup.found) == [("news", "e-1")]
+    assert lookup.found[("news", "e-1")].model_input == "a report"
+    assert lookup.found[("news", "e-1")].predicted_label == prediction["label"]
+    assert list(lookup.invalid) == [("news", "bad")]
+    assert "headline" in lookup.invalid[("news", "bad")]
+    assert lookup.error is None
+    assert waited >= 0.6  # the never-stored events were looked for until the wait was over
 
 
 def create_tables_in(settings: Settings) -> None:

@@ -16,28 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from config.settings import Domain, KafkaSettings
-from sinks.readonly import QueryError, ReadOnlyStore
+from sinks.readonly import ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import Send
 from streams.deadletter import DeadLetter
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter, from_consumer_record
-from streams.stored_events import StoredEvent, lookup_query, stored_event
+from streams.stored_events import StoredEvent, find_events
 from streams.validation import Rejected, describe, reject_repeated_keys
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_TABLE = "feedback"
 BATCH_SIZE = 500
-LOOKUP_INTERVAL_S = 1.0
 
 
 class FeedbackAgent:
@@ -52,7 +51,6 @@ class FeedbackAgent:
         deadletter_topic: str,
         event_wait_s: float,
         metrics: PipelineMetrics,
-        clock: Callable[[], float] = lambda: asyncio.get_running_loop().time(),
     ) -> None:
         self.scorers = scorers
         self.metrics = metrics
@@ -61,7 +59,6 @@ class FeedbackAgent:
         self.sink = sink
         self.deadletter_topic = deadletter_topic
         self.event_wait_s = event_wait_s
-        self.clock = clock
 
     async def handle(self, records: Sequence[SourceRecord]) -> None:
         """Write the batch's feedback rows and dead letters; returns once both are stored."""
@@ -73,11 +70,21 @@ class FeedbackAgent:
                 labels.append((record, self._parse(record)))
             except ValueError as error:
                 dead.append(dead_letter(record, Rejected("invalid feedback", str(error)), now))
-        found = await self._lookup(labels)
+        lookup = await find_events(
+            self.store, {(label.domain, label.event_id) for _, label in labels}, self.event_wait_s
+        )
+        if lookup.error is not None:
+            # Busy or over a [queries] limit for the whole wait: the error ends the worker
+            # and the labels are read again, rather than dead-lettered as unknown.
+            raise lookup.error
         rows = []
         for record, label in labels:
-            stored = found.get((label.domain, label.event_id))
-            if stored is None:
+            key = (label.domain, label.event_id)
+            stored = lookup.found.get(key)
+            if key in lookup.invalid:
+                rejected = Rejected("invalid event", lookup.invalid[key])
+                dead.append(dead_letter(record, rejected, now))
+            elif stored is None:
                 reason = (
                     f"unknown event id: no scored {label.domain} event {label.event_id!r} "
                     f"in the store after {self.event_wait_s:g} s"
@@ -115,33 +122,6 @@ class FeedbackAgent:
             shown = ", ".join(allowed[:10]) + (", ..." if len(allowed) > 10 else "")
             raise ValueError(f"unknown {label.domain} label {label.label!r} (expected {shown})")
         return label
-
-    async def _lookup(
-        self, labels: Sequence[tuple[SourceRecord, FeedbackLabel]]
-    ) -> dict[tuple[Domain, str], StoredEvent]:
-        missing = {(label.domain, label.event_id) for _, label in labels}
-        found: dict[tuple[Domain, str], StoredEvent] = {}
-        deadline = self.clock() + self.event_wait_s
-        while missing:
-            for domain in {domain for domain, _ in missing}:
-                ids = sorted(event_id for d, event_id in missing if d == domain)
-                try:
-                    result = await self.store.query(lookup_query(domain, ids))
-                except QueryError as error:
-                    # Busy or over a [queries] limit: look again until the wait is over; past
-                    # it the error ends the worker, and the labels are read again.
-                    if self.clock() >= deadline:
-                        raise
-                    log.warning("feedback lookup of %d %s events: %s", len(ids), domain, error)
-                    continue
-                for values in result.rows:
-                    row = dict(zip(result.columns, values, strict=True))
-                    found[(domain, row["id"])] = stored_event(domain, row)
-            missing -= found.keys()
-            if not missing or self.clock() >= deadline:
-                break
-            await asyncio.sleep(LOOKUP_INTERVAL_S)
-        return found
 
 
 def _row(label: FeedbackLabel, stored: StoredEvent, written_at: datetime) -> dict[str, Any]:
