@@ -5,7 +5,8 @@ label is dead-lettered with its reason), then looked up: the event's input (the 
 read, or the reading as JSON), the label the live model predicted and the version that did.
 A label may arrive before its event is scored and stored (``signalyard feedback import``
 publishes both at once), so a label whose event is missing is looked up again until
-``adaptation.event_wait_s`` has passed; then it is dead-lettered as an unknown event id.
+``adaptation.event_wait_s`` has passed; then it is dead-lettered as an unknown event id. A
+label whose stored event no longer parses as its schema is dead-lettered as an invalid event.
 
 Labels are read by ``FeedbackConsumer`` in the group ``<app_id>-feedback``, a fetch at a
 time (one store lookup per fetch), and committed only after their rows and dead letters are
