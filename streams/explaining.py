@@ -209,8 +209,8 @@ class EventExplainer:
                 found[key] = (event.model_input, event.predicted_label)
             elif key[:2] in lookup.invalid:
                 errors[key] = lookup.invalid[key[:2]]
-            elif lookup.error is not None:
-                errors[key] = f"looking the event up failed: {lookup.error}"
+            elif key[0] in lookup.errors:
+                errors[key] = f"looking the event up failed: {lookup.errors[key[0]]}"
             else:
                 errors[key] = "the event is not in the store"
         return found, errors

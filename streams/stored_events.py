@@ -22,11 +22,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from config.settings import Domain
 from models.base import ModelInput
 from sinks.readonly import QueryError, ReadOnlyStore, sql_list, sql_string
 from streams.results import model_input
 from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
+from streams.validation import describe
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,8 @@ class Lookup:
 
     found: dict[tuple[Domain, str], StoredEvent]
     invalid: dict[tuple[Domain, str], str]  # stored rows that no longer parse, and why
-    error: QueryError | None  # the last attempt's query error, when events are still missing
+    # By domain: the query error of the last attempt, for domains with events still missing.
+    errors: dict[Domain, QueryError]
 
 
 async def find_events(
@@ -78,35 +82,39 @@ async def find_events(
 ) -> Lookup:
     """Look the wanted (domain, event id) pairs up in ``store``, one query per domain, and
     again every ``LOOKUP_INTERVAL_S`` for those still missing until ``wait_s`` seconds have
-    passed: a label or an alert can name an event whose rows the sink has not written yet.
-    A query error (busy, over a ``[queries]`` limit) is logged and tried again."""
+    passed (the last attempt may start up to ``LOOKUP_INTERVAL_S`` after that): a label or an
+    alert can name an event whose rows the sink has not written yet. A row that no longer
+    parses as its event schema is ``invalid`` and not looked up again. A query error (busy,
+    over a ``[queries]`` limit) is logged and tried again; the last attempt's are returned in
+    ``errors``, not raised."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     missing = set(wanted)
     found: dict[tuple[Domain, str], StoredEvent] = {}
     invalid: dict[tuple[Domain, str], str] = {}
-    error: QueryError | None = None
+    errors: dict[Domain, QueryError] = {}
     while missing:
-        error = None
+        errors = {}
         for domain in sorted({domain for domain, _ in missing}):
             ids = sorted(event_id for d, event_id in missing if d == domain)
             try:
                 result = await store.query(lookup_query(domain, ids))
-            except QueryError as failure:
-                log.warning("looking up %d %s events: %s", len(ids), domain, failure)
-                error = failure
+            except QueryError as error:
+                log.warning("looking up %d stored %s events: %s", len(ids), domain, error)
+                errors[domain] = error
                 continue
             for values in result.rows:
                 row = dict(zip(result.columns, values, strict=True))
                 try:
                     found[(domain, row["id"])] = stored_event(domain, row)
-                except ValueError as bad:
-                    invalid[(domain, row["id"])] = f"the stored event is invalid: {bad}"
+                except ValidationError as error:
+                    reason = f"the stored event is invalid: {describe(error)}"
+                    invalid[(domain, row["id"])] = reason
         missing -= found.keys() | invalid.keys()
         if not missing or loop.time() >= deadline:
             break
         await asyncio.sleep(LOOKUP_INTERVAL_S)
-    return Lookup(found, invalid, error if missing else None)
+    return Lookup(found, invalid, errors)
 
 
 def unlabeled_query(domain: Domain, limit: int) -> str:

@@ -182,7 +182,8 @@ def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
     tmp_path: Path, keyword_model: Path
 ) -> None:
     """The real embedded store: a stored event is found, one whose row no longer parses is
-    invalid with the reason, and one never stored is neither, after the wait."""
+    invalid with the reason, and one never stored is neither, after the wait; a lookup over
+    the store's [queries] limits comes back as that domain's error."""
     settings = isolated_settings(tmp_path / "home", registry_dir=keyword_model.parent.parent.parent)
     scorer = load_scorer(keyword_model, "cpu", 32)
     now = datetime.now(UTC)
@@ -190,7 +191,7 @@ def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
     (prediction,) = scorer.score([model_input("news", event)])
     result = scored_result("news", event, prediction, scorer, 1, now, now)
 
-    async def run() -> tuple[Lookup, float]:
+    async def run() -> tuple[Lookup, float, Lookup]:
         sink = ClickHouseSink(settings.clickhouse_dsn, settings.sink)
         await sink.start()
         try:
@@ -199,19 +200,24 @@ def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
             started = asyncio.get_running_loop().time()
             wanted = [("news", "e-1"), ("news", "bad"), ("news", "never"), ("tickets", "e-1")]
             lookup = await find_events(store, wanted, 0.6)
-            return lookup, asyncio.get_running_loop().time() - started
+            waited = asyncio.get_running_loop().time() - started
+            limits = settings.queries.model_copy(update={"max_rows_to_read": 1})
+            over = ReadOnlyStore(settings.clickhouse_dsn, limits)
+            return lookup, waited, await find_events(over, [("news", "e-1")], 0)
         finally:
             await sink.stop()
 
     create_tables_in(settings)
-    lookup, waited = asyncio.run(run())
+    lookup, waited, failed = asyncio.run(run())
     assert list(lookup.found) == [("news", "e-1")]
     assert lookup.found[("news", "e-1")].model_input == "a report"
     assert lookup.found[("news", "e-1")].predicted_label == prediction["label"]
     assert list(lookup.invalid) == [("news", "bad")]
     assert "headline" in lookup.invalid[("news", "bad")]
-    assert lookup.error is None
+    assert lookup.errors == {}
     assert waited >= 0.6  # the never-stored events were looked for until the wait was over
+    assert not failed.found and list(failed.errors) == ["news"]
+    assert "rows" in str(failed.errors["news"]).lower()
 
 
 def create_tables_in(settings: Settings) -> None:

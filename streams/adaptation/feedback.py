@@ -6,7 +6,8 @@ read, or the reading as JSON), the label the live model predicted and the versio
 A label may arrive before its event is scored and stored (``signalyard feedback import``
 publishes both at once), so a label whose event is missing is looked up again until
 ``adaptation.event_wait_s`` has passed; then it is dead-lettered as an unknown event id. A
-label whose stored event no longer parses as its schema is dead-lettered as an invalid event.
+label whose stored event no longer parses as its schema is dead-lettered as an invalid stored
+event.
 
 Labels are read by ``FeedbackConsumer`` in the group ``<app_id>-feedback``, a fetch at a
 time (one store lookup per fetch), and committed only after their rows and dead letters are
@@ -16,14 +17,13 @@ written (``streams.group_consumer``).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from config.settings import Domain, KafkaSettings
+from config.settings import DOMAINS, Domain, KafkaSettings
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import Send
@@ -31,10 +31,8 @@ from streams.deadletter import DeadLetter
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter, from_consumer_record
-from streams.stored_events import StoredEvent, find_events
+from streams.stored_events import LOOKUP_INTERVAL_S, StoredEvent, find_events
 from streams.validation import Rejected, describe, reject_repeated_keys
-
-log = logging.getLogger(__name__)
 
 FEEDBACK_TABLE = "feedback"
 BATCH_SIZE = 500
@@ -74,16 +72,17 @@ class FeedbackAgent:
         lookup = await find_events(
             self.store, {(label.domain, label.event_id) for _, label in labels}, self.event_wait_s
         )
-        if lookup.error is not None:
-            # Busy or over a [queries] limit for the whole wait: the error ends the worker
-            # and the labels are read again, rather than dead-lettered as unknown.
-            raise lookup.error
+        if lookup.errors:
+            # The last lookup, past the wait, failed (busy, over a [queries] limit): the error
+            # ends the worker and the labels are read again, rather than dead-lettered as
+            # unknown.
+            raise next(iter(lookup.errors.values()))
         rows = []
         for record, label in labels:
             key = (label.domain, label.event_id)
             stored = lookup.found.get(key)
             if key in lookup.invalid:
-                rejected = Rejected("invalid event", lookup.invalid[key])
+                rejected = Rejected("invalid stored event", lookup.invalid[key])
                 dead.append(dead_letter(record, rejected, now))
             elif stored is None:
                 reason = (
@@ -149,8 +148,9 @@ class FeedbackConsumer(GroupConsumer):
         self, agent: FeedbackAgent, kafka: KafkaSettings, app_id: str, topic: str,
         session_timeout_s: float, query_timeout_s: float, **kwargs: Any,
     ) -> None:  # fmt: skip
-        # A fetch may wait event_wait_s for its events, plus a lookup that runs out of time.
-        handle_s = agent.event_wait_s + 2 * query_timeout_s
+        # A fetch may wait event_wait_s for its events, then one more lookup: a query per
+        # domain, each of which may run out of time.
+        handle_s = agent.event_wait_s + LOOKUP_INTERVAL_S + len(DOMAINS) * query_timeout_s
         group = f"{app_id}-feedback"
         super().__init__(kafka, group, [topic], session_timeout_s, handle_s, **kwargs)
         self.agent = agent
