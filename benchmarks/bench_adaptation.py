@@ -17,12 +17,15 @@ rows of one seeded shuffle of the pool, so the label sets are nested.
 (``models.retraining``): the teacher is adapted to the N labels, then the student learns from
 it, ``without`` the stream (labels and replayed source rows alone) and ``with`` it: the next
 ``--unlabeled-events`` pool rows, labels hidden, as the unlabeled stream the adapted teacher
-labels (threshold and per-class cap as in the settings). The teacher's own figures are reported
-as a reference.
+labels (threshold and per-class cap as in the settings, or ``--threshold`` / ``--class-cap``).
+The teacher's own figures are reported as a reference. ``--keep-teachers DIR`` keeps each
+step's adapted teacher, and ``--teachers DIR`` reuses them instead of adapting again, so that
+student recipes can be compared on one teacher.
 
 Each row reports accuracy, macro-F1 and the label-free estimate (mean calibrated confidence,
 ``models.calibration``) on the held-out tweets and on fpb (``--fpb-eval``, else the fpb model's
-own validation split), and the seconds the adaptation took. The goal of issue #17: the served
+own validation split), the seconds the adaptation took, and the accuracy on the round's own held-out labels
+(``validation``: the figure to choose a recipe on). The goal of issue #17: the served
 student at least 0.85 accuracy on tweets after 2,000 labels, with fpb accuracy within 2 points
 of where it started.
 """
