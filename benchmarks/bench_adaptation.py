@@ -24,10 +24,10 @@ student recipes can be compared on one teacher.
 
 Each row reports accuracy, macro-F1 and the label-free estimate (mean calibrated confidence,
 ``models.calibration``) on the held-out tweets and on fpb (``--fpb-eval``, else the fpb model's
-own validation split), the seconds the adaptation took, and the accuracy on the round's own held-out labels
-(``validation``: the figure to choose a recipe on). The goal of issue #17: the served
-student at least 0.85 accuracy on tweets after 2,000 labels, with fpb accuracy within 2 points
-of where it started.
+own validation split), the seconds the adaptation took, and the accuracy on the round's own
+held-out labels (``validation``: the figure to choose a recipe on). The goal of issue #17: the
+served student at least 0.85 accuracy on tweets after 2,000 labels, with fpb accuracy within 2
+points of where it started.
 """
 
 from __future__ import annotations
