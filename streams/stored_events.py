@@ -101,7 +101,9 @@ async def find_events(
                 result = await store.query(lookup_query(domain, ids))
             except QueryError as error:
                 log.warning("looking up %d stored %s events: %s", len(ids), domain, error)
-                errors[domain] = error
+                # Kept without its frames, which would hold this call's locals (the
+                # store's client among them) in a reference cycle until a collection.
+                errors[domain] = error.with_traceback(None)
                 continue
             for values in result.rows:
                 row = dict(zip(result.columns, values, strict=True))
