@@ -4,10 +4,13 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# The test broker has its own home and ports, so it never meets a demo broker on 9092.
+# The test broker has its own home and ports, so it never meets a demo broker on 9092. Its
+# ports sit below Linux's ephemeral range (32768-60999): a client that polls a port in that
+# range while nothing listens can be given that very port and connect to itself, and the
+# broker then fails to bind it (seen with 39092).
 TEST_ENV := SIGNALYARD_HOME=$(CURDIR)/.test-home \
-	SIGNALYARD_STACK__PORT=39092 SIGNALYARD_STACK__CONTROLLER_PORT=39093 \
-	SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:39092
+	SIGNALYARD_STACK__PORT=29092 SIGNALYARD_STACK__CONTROLLER_PORT=29093 \
+	SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:29092
 
 .PHONY: setup browser demo test lint bench models clean
 
