@@ -186,7 +186,14 @@ class Tail:
     def __init__(self, env: dict[str, str], *options: str) -> None:
         command = [sys.executable, "-m", "signalyard", "alerts", "tail", *options]
         self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # A suite started as a background job of a non-interactive shell passes SIGINT on
+            # ignored, and Python then leaves it ignored: the tail must get Ctrl-C as a user's.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: list[str] = []
         # A daemon: a test that fails before stop() must not keep pytest from exiting.
