@@ -37,6 +37,7 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,6 +113,10 @@ class AdaptOptions(BaseModel):
     def resolved(self, domain: Domain) -> AdaptOptions:
         """Text: the mode's defaults. Sensors: unset options keep the live model's own."""
         defaults = {} if domain == "sensors" else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
+        return self.filled(defaults)
+
+    def filled(self, defaults: Mapping[str, float | int]) -> AdaptOptions:
+        """These options with each of ``defaults`` that is unset (None) here set to its value."""
         unset = {key: value for key, value in defaults.items() if getattr(self, key) is None}
         return self.model_copy(update=unset)
 

@@ -12,8 +12,9 @@ When the live model is a student with a registered teacher and the mode is full,
 goes through the teacher (``models.teacher_rounds``): ``unlabeled(n)`` gives the domain's
 recent unlabeled texts, the teacher is adapted to the same training labels and labels them,
 and the student candidate learns from the adapted teacher on labels, replayed source rows
-and the texts it kept. When the student is promoted, its teacher is registered too (never
-promoted: it serves the next round, which starts from it).
+and the texts it kept, both with a round's own learning rate and epochs (``round_options``).
+When the student is promoted, its teacher is registered too (never promoted: it serves the
+next round, which starts from it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from models.evaluation import evaluate_data
 from models.gate import GateDecision, Metrics, judge
 from models.loading import LoadedScorer
 from models.registry import METADATA_FILE, Registry
-from models.teacher_rounds import StreamTransfer, stream_transfer, teacher_of
+from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of
 
 FIGURES = ("domain", "model", "version")  # evaluate_data's labels, not metrics
 
@@ -113,8 +114,9 @@ def retrain(
     try:
         teaching = None
         if teacher is not None:
+            teacher_options, options = round_options(options)
             teacher_from = registry.version_dir(domain, teacher)
-            _adapt_teacher(domain, teacher_from, train, options, teacher_dir, request)
+            _adapt_teacher(domain, teacher_from, train, teacher_options, teacher_dir, request)
             kept, transfer = stream_transfer(
                 teacher_dir,
                 texts,

@@ -1,8 +1,11 @@
 """The teacher's part in an adaptation round: which teacher, and what it teaches from the stream.
 
-    from models.teacher_rounds import StreamTransfer, select_confident, stream_transfer, teacher_of
+    from models.teacher_rounds import (
+        StreamTransfer, round_options, select_confident, stream_transfer, teacher_of,
+    )
 
     teacher_of(registry: Registry, domain: Domain, version: str) -> str | None
+    round_options(options: AdaptOptions) -> tuple[AdaptOptions, AdaptOptions]
     select_confident(confidence: np.ndarray (n,), predicted: list[str], threshold: float,
                      class_cap: int) -> list[int]
     stream_transfer(teacher_dir: Path, texts: Sequence[str], transfer: StreamTransfer,
@@ -17,7 +20,15 @@ promoted student, whose next round starts from it): those whose calibrated confi
 class, the most confident first, so that the majority class does not swamp the rest (the
 confidence-thresholded, class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy
 Student, 2020). The student then learns the teacher's softened predictions on them
-(``Teaching``).
+(``Teaching``). A threshold of 0 keeps every event: the softened predictions carry the
+teacher's doubt, so the ambiguous events a threshold drops still teach (the "patient and
+consistent" distillation of Beyer et al., 2022).
+
+A round's learning rate and epochs (``round_options``) are their own, not the direct
+adaptation's (``models.adaptation``), as measured by ``benchmarks/bench_adaptation.py``
+(fpb -> tweets, 2,000 labels, issue #17): at 5e-5 every student's best epoch on its round's
+validation labels was its first, so both learn at 3e-5; at 3 epochs every teacher's best was
+its last, so the teacher gets 5.
 """
 
 from __future__ import annotations
@@ -31,13 +42,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from config.settings import AdaptationSettings, Domain
+from models.adaptation import AdaptOptions
 from models.calibration import Calibration, decision_confidence
 from models.inference import TextEngine, resolve_device
 from models.loading import read_metadata
 from models.registry import Registry
 from models.text_model import LABELS_FILE, load_text_classifier
 
-__all__ = ["StreamTransfer", "select_confident", "stream_transfer", "teacher_of"]
+__all__ = ["StreamTransfer", "round_options", "select_confident", "stream_transfer", "teacher_of"]
+
+# A round through a teacher: what AdaptOptions leaves unset (see the module's doc).
+TEACHER_DEFAULTS: dict[str, float | int] = {"epochs": 5, "learning_rate": 3e-5}
+STUDENT_DEFAULTS: dict[str, float | int] = {"epochs": 3, "learning_rate": 3e-5}
 
 
 class StreamTransfer(BaseModel):
@@ -67,6 +83,12 @@ def teacher_of(registry: Registry, domain: Domain, version: str) -> str | None:
     if teacher is None or not (registry.version_dir(domain, teacher) / LABELS_FILE).is_file():
         return None
     return str(teacher)
+
+
+def round_options(options: AdaptOptions) -> tuple[AdaptOptions, AdaptOptions]:
+    """(the teacher's, the student's) options for a round through a teacher: ``options``
+    with its unset (None) epochs and learning rate taken from the round's defaults."""
+    return options.filled(TEACHER_DEFAULTS), options.filled(STUDENT_DEFAULTS)
 
 
 def select_confident(

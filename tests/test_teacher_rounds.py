@@ -13,11 +13,18 @@ import test_distillation
 import test_training
 
 from config.settings import AdaptationSettings, load_settings
+from models.adaptation import AdaptOptions
 from models.calibration import Calibration
 from models.loading import load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
-from models.teacher_rounds import select_confident, teacher_of
+from models.teacher_rounds import (
+    STUDENT_DEFAULTS,
+    TEACHER_DEFAULTS,
+    round_options,
+    select_confident,
+    teacher_of,
+)
 from signalyard.cli import main
 
 tiny_base = test_training.tiny_base
@@ -66,6 +73,17 @@ def test_select_confident_keeps_the_surest_under_the_threshold_and_the_cap() -> 
     assert select_confident(confidence, predicted, 0.999, 10) == []
 
 
+def test_round_options_fill_what_is_unset_with_the_round_defaults() -> None:
+    teacher, student = round_options(AdaptOptions(replay_ratio=0.25))
+    assert (teacher.epochs, teacher.learning_rate) == (5, 3e-5) == tuple(TEACHER_DEFAULTS.values())
+    assert (student.epochs, student.learning_rate) == (3, 3e-5) == tuple(STUDENT_DEFAULTS.values())
+    assert teacher.replay_ratio == student.replay_ratio == 0.25
+    # What is set is kept, for both.
+    teacher, student = round_options(AdaptOptions(epochs=1, learning_rate=1e-3))
+    assert (teacher.epochs, teacher.learning_rate) == (student.epochs, student.learning_rate)
+    assert (student.epochs, student.learning_rate) == (1, 1e-3)
+
+
 def test_a_round_registers_an_adapted_teacher_and_a_student_taught_from_the_stream(
     student_home: Registry,
 ) -> None:
@@ -86,10 +104,12 @@ def test_a_round_registers_an_adapted_teacher_and_a_student_taught_from_the_stre
     teacher = registry.metadata("news", "v3")
     assert teacher["role"] == "teacher" and teacher["adapted_from"] == "v1"
     assert teacher["adaptation"]["request"] == {"reason": "t"}
+    assert {k: teacher["adaptation"]["options"][k] for k in TEACHER_DEFAULTS} == TEACHER_DEFAULTS
     assert registry.live_version("news") != "v3"  # a teacher serves rounds, not events
 
     student = registry.metadata("news", "v4")
     assert student["adapted_from"] == "v2"
+    assert {k: student["adaptation"]["options"][k] for k in STUDENT_DEFAULTS} == STUDENT_DEFAULTS
     taught = student["distillation"]
     assert taught["teacher"]["version"] == "v3"
     transfer = taught["transfer"]["stream"]
