@@ -69,7 +69,7 @@ def figures(
     on_tweets, on_fpb = evaluate_data(scorer, tweets), evaluate_data(scorer, fpb)
     on_dev = evaluate_data(scorer, dev)["accuracy"] if dev.texts else None
     metadata = read_metadata(model_dir)
-    training = metadata["training"]
+    training, adapted = metadata["training"], metadata.get("adaptation", {}).get("options", {})
     return {
         **{f"tweets_{key}": on_tweets[key] for key in COLUMNS},
         **{f"fpb_{key}": on_fpb[key] for key in COLUMNS},
@@ -77,6 +77,8 @@ def figures(
         # On the round's own held-out labels: what a recipe may be chosen on.
         "validation_accuracy": metadata.get("metrics", {}).get("accuracy"),
         "dev_accuracy": on_dev,  # on the --dev-rows, which no round trains on
+        # As the model was trained (a teacher from --teachers: in the run that adapted it).
+        **{key: adapted.get(key) for key in ("epochs", "learning_rate")},
         **{key: training[key] for key in ("seconds", "best_epoch", "epochs_run")},
     }
 
@@ -106,8 +108,10 @@ def main() -> None:
     parser.add_argument("--keep-teachers", type=Path, help="keep each step's adapted teacher here")
     parser.add_argument("--teachers", type=Path, help="adapted teachers kept by an earlier run")
     parser.add_argument("--mode", choices=["full", "lora", "head"], default="full")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--lr", type=float, help="learning rate (default: AdaptOptions')")
+    parser.add_argument("--epochs", type=int, help="epochs (default: as --lr)")
+    parser.add_argument(
+        "--lr", type=float, help="learning rate (default: AdaptOptions', or round_options')"
+    )
     parser.add_argument("--head-lr", type=float)
     parser.add_argument("--replay-ratio", type=float, default=AdaptOptions().replay_ratio)
     parser.add_argument("--max-seq-length", type=int, default=AdaptOptions().max_seq_length)
@@ -120,6 +124,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.through_teacher and args.mode != "full":
+        parser.error("--through-teacher: a round through a teacher is a full fine-tune")
     if args.threads:
         torch.set_num_threads(args.threads)
     console = Console(stderr=True)
@@ -162,12 +168,17 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
         pool_rows, eval_rows = split_indices(tweets.labels, args.eval_fraction, args.seed)
         held_out = subset(tweets, eval_rows)
     random.Random(args.seed).shuffle(pool_rows)
-    # The last rows of the shuffle: the label and stream rows of every step stay as without.
-    pool_rows, dev_rows = (
-        pool_rows[: len(pool_rows) - args.dev_rows],
-        pool_rows[len(pool_rows) - args.dev_rows :],
-    )
-    dev = subset(tweets, dev_rows)
+    steps = [int(step) for step in args.steps.split(",")]
+    # The last rows of the shuffle, so that every step's label and stream rows stay as they
+    # are without a development split, and a figure may be compared with an earlier run's.
+    cut = len(pool_rows) - args.dev_rows
+    streamed = args.unlabeled_events if args.through_teacher and "with" in args.stream else 0
+    if args.dev_rows < 0 or (args.dev_rows and max(steps) + streamed > cut):
+        raise SystemExit(
+            f"--dev-rows {args.dev_rows}: the pool of {len(pool_rows)} tweets must also hold "
+            f"{max(steps)} labels and {streamed} stream events"
+        )
+    pool_rows, dev = pool_rows[:cut], subset(tweets, pool_rows[cut:])
     options = AdaptOptions(
         mode=args.mode,
         epochs=args.epochs,
@@ -183,7 +194,7 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
     teacher = teacher_of(registry, "news", version) if args.through_teacher else None
     if args.through_teacher and teacher is None:
         raise SystemExit(f"news {version} has no registered teacher to adapt through")
-    teacher_options, student_options = round_options(options) if teacher else (None, options)
+    teacher_options, student_options = round_options(options) if teacher else (options, options)
 
     def measure(model_dir: Path, labels: int, model: str, stream: str, **extra: object) -> None:
         figured = figures(model_dir, held_out, fpb_validation, dev, args)
@@ -197,7 +208,7 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
     measure(live_dir, 0, "student" if teacher else "model", "-")
     if teacher is not None:
         measure(registry.version_dir("news", teacher), 0, "teacher", "-")
-    for labels in (int(step) for step in args.steps.split(",")):
+    for labels in steps:
         labeled = subset(tweets, pool_rows[:labels])
         if teacher is None:
             adapt_model("news", live_dir, labeled, work / "adapted", options)
@@ -257,14 +268,12 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
     result = {
         "fpb_model": {"path": str(live_dir), "metadata": read_metadata(live_dir)},
         "adapt_options": student_options.resolved("news").model_dump(mode="json"),
-        "teacher_options": (
-            teacher_options.resolved("news").model_dump(mode="json") if teacher_options else None
-        ),
         "eval": {
             "tweets_rows": len(held_out.texts),
             "fpb_rows": len(fpb_validation.texts),
             "tweets_eval": str(args.tweets_eval or f"{args.eval_fraction} of {args.tweets}"),
             "fpb_eval": str(args.fpb_eval or "the fpb model's validation split"),
+            "dev_rows": len(dev.texts),
         },
         "steps": rows,
         "goal": {"tweets_accuracy": GOAL_ACCURACY, "fpb_drop": GOAL_FORGETTING, "met": goal_met},

@@ -107,6 +107,7 @@ def retrain(
     train = labeled_data(domain, labeled[:training])
     options = AdaptOptions(mode=settings.mode, replay_ratio=settings.replay_ratio)
     teacher = teacher_of(registry, domain, live_version) if settings.mode == "full" else None
+    teacher_options, student_options = round_options(options) if teacher else (options, options)
     # Read before minutes of training, so that a store that cannot answer wastes none.
     texts = unlabeled(settings.unlabeled_events) if teacher and settings.unlabeled_events else []
     work = Path(tempfile.mkdtemp(prefix=f"signalyard-adapt-{domain}-"))
@@ -114,18 +115,17 @@ def retrain(
     try:
         teaching = None
         if teacher is not None:
-            teacher_options, options = round_options(options)
             teacher_from = registry.version_dir(domain, teacher)
             _adapt_teacher(domain, teacher_from, train, teacher_options, teacher_dir, request)
             kept, transfer = stream_transfer(
                 teacher_dir,
                 texts,
                 StreamTransfer.of(settings),
-                options.max_seq_length,
-                options.device,
+                student_options.max_seq_length,
+                student_options.device,
             )
             teaching = Teaching(teacher_dir, kept, transfer)
-        metadata = adapt_model(domain, live_dir, train, candidate, options, teaching)
+        metadata = adapt_model(domain, live_dir, train, candidate, student_options, teaching)
         source = source_validation(live_dir)
         decision = judge(
             domain,

@@ -34,8 +34,9 @@ its last, so the teacher gets 5.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,8 @@ from models.text_model import LABELS_FILE, load_text_classifier
 __all__ = ["StreamTransfer", "round_options", "select_confident", "stream_transfer", "teacher_of"]
 
 # A round through a teacher: what AdaptOptions leaves unset (see the module's doc).
-TEACHER_DEFAULTS: dict[str, float | int] = {"epochs": 5, "learning_rate": 3e-5}
-STUDENT_DEFAULTS: dict[str, float | int] = {"epochs": 3, "learning_rate": 3e-5}
+TEACHER_DEFAULTS: Mapping[str, float | int] = MappingProxyType({"epochs": 5, "learning_rate": 3e-5})
+STUDENT_DEFAULTS: Mapping[str, float | int] = MappingProxyType({"epochs": 3, "learning_rate": 3e-5})
 
 
 class StreamTransfer(BaseModel):
