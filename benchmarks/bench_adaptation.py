@@ -105,6 +105,12 @@ def main() -> None:
     )
     parser.add_argument("--threshold", type=float, help="teacher confidence to keep an event")
     parser.add_argument("--class-cap", type=int, help="kept events per predicted class")
+    parser.add_argument(
+        "--student-from",
+        choices=["live", "teacher"],
+        default=load_settings().adaptation.student_from,
+        help="the student a round trains: the live one, or the adapted teacher cut afresh",
+    )
     parser.add_argument("--keep-teachers", type=Path, help="keep each step's adapted teacher here")
     parser.add_argument("--teachers", type=Path, help="adapted teachers kept by an earlier run")
     parser.add_argument("--mode", choices=["full", "lora", "head"], default="full")
@@ -232,9 +238,12 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             kept, record = stream_transfer(
                 teacher_dir, texts, transfer, args.max_seq_length, args.device
             )
-            teaching = Teaching(teacher_dir, kept, record)
+            teaching = Teaching(teacher_dir, kept, record, args.student_from)
             adapt_model("news", live_dir, labeled, work / "student", student_options, teaching)
-            measure(work / "student", labels, "student", stream, kept=record["kept"])
+            measure(
+                work / "student", labels, "student", stream,
+                kept=record["kept"], student_from=args.student_from,
+            )  # fmt: skip
             shutil.rmtree(work / "student")
         if not args.teachers:
             shutil.rmtree(teacher_dir)

@@ -201,6 +201,7 @@ class AdaptationSettings(Section):
     unlabeled_events: int = Field(ge=0)
     unlabeled_threshold: float = Field(ge=0, le=1)
     unlabeled_class_cap: int = Field(gt=0)
+    student_from: Literal["live", "teacher"]
 
 
 class StackSettings(Section):

@@ -128,6 +128,9 @@ class Teaching:
     teacher_dir: Path  # the teacher, already adapted to the same labels
     texts: list[str]  # unlabeled target texts the student learns the teacher's view of
     transfer: dict[str, Any]  # how those texts were chosen, for the metadata
+    # "live": the live student learns on; "teacher": the adapted teacher cut to as many
+    # layers as the live student has (same architecture) starts afresh.
+    student_from: Literal["live", "teacher"] = "live"
 
 
 def _source_split(metadata: dict[str, Any]) -> tuple[int, float]:
@@ -238,9 +241,19 @@ def _distil_text(
     """As ``_fine_tune_text``, by distillation with the softening and mix the student was
     first distilled with (``first``, its ``distillation`` metadata); also returns the
     metadata's new ``distillation``."""
-    from models.distillation import DistillOptions, distil, lineage
+    from models.distillation import DistillOptions, distil, lineage, teacher_cut
 
     model, tokenizer, labels, taxonomy = _live_text_model(domain, live_dir, train_options, out_dir)
+    student: dict[str, Any] = {"from": "live", "version": live_dir.name}
+    if teaching.student_from == "teacher":
+        layers = len(getattr(getattr(model.encoder, "encoder", None), "layer", ()))
+        cut, tokenizer, keep = teacher_cut(teaching.teacher_dir, layers, train_options.dropout)
+        if _shapes(cut) != _shapes(model):
+            raise DataError(
+                f"the live student {live_dir.name} is not its teacher cut to {layers} layers; "
+                "a round cannot start it afresh from the teacher"
+            )
+        model, student = cut, {"from": "teacher layers", "layers": keep}
     defaults = DistillOptions()
     options = DistillOptions(
         temperature=first.get("temperature", defaults.temperature),
@@ -253,9 +266,14 @@ def _distil_text(
     save_text_classifier(taught.model, tokenizer, labels, out_dir)
     record = {
         **lineage(teaching.teacher_dir, taught, options),
+        "student": student,
         "transfer": {"labeled_rows": len(train.texts), "stream": teaching.transfer},
     }
     return taught.fit, taught.metrics, taught.calibration, record
+
+
+def _shapes(model: TextClassifier) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
 def _retrain_sensors(

@@ -1,9 +1,11 @@
 """Knowledge distillation: a small student learns a registered teacher's predictions.
 
-    from models.distillation import DistillOptions, distill_model
+    from models.distillation import DistillOptions, distill_model, teacher_cut
 
     distill_model(domain: Domain, teacher_dir: Path, data: Path, unlabeled: Sequence[Path],
                   out_dir: Path, options: DistillOptions, student: Path | str | None) -> dict
+    teacher_cut(teacher_dir: Path, layers: int | None, dropout: float)
+        -> (TextClassifier, tokenizer, kept layer indices)
 
 The loss of a row is Hinton et al.'s (2015): ``alpha * T^2 * KL(p_teacher,T || p_student,T)
 + (1 - alpha) * CE(label)``, with both distributions softened by the temperature ``T``;
@@ -71,7 +73,7 @@ from models.training import (
     write_model_files,
 )
 
-__all__ = ["DistillOptions", "distill_model", "shrink_encoder"]
+__all__ = ["DistillOptions", "distill_model", "shrink_encoder", "teacher_cut"]
 
 
 class DistillOptions(BaseModel):
@@ -102,17 +104,28 @@ def shrink_encoder(encoder: nn.Module, layers: int) -> tuple[nn.Module, list[int
     return student, keep
 
 
+def teacher_cut(
+    teacher_dir: Path, layers: int | None, dropout: float
+) -> tuple[TextClassifier, PreTrainedTokenizerBase, list[int]]:
+    """The classifier in ``teacher_dir`` cut to ``layers`` of its transformer layers (None:
+    half) by ``shrink_encoder``, with its head and ``dropout``; returns it, its tokenizer and
+    the kept layer indices. Raises DataError for an encoder without BERT's layer stack."""
+    teacher, tokenizer, _ = load_text_classifier(teacher_dir)
+    total = len(getattr(getattr(teacher.encoder, "encoder", None), "layer", ()))
+    encoder, keep = shrink_encoder(teacher.encoder, layers or max(1, total // 2))
+    model = TextClassifier(encoder, teacher.head.out_features, dropout)
+    model.head.load_state_dict(teacher.head.state_dict())
+    return model, tokenizer, keep
+
+
 def _student(
     teacher_dir: Path, student: Path | str | None, labels: list[str], options: DistillOptions
 ) -> tuple[TextClassifier, Any, dict[str, Any]]:
     """The student model, its tokenizer and how it was initialised (for the metadata)."""
     if student is None:
-        teacher, tokenizer, _ = load_text_classifier(teacher_dir)
-        total = len(teacher.encoder.encoder.layer)
-        layers = options.student_layers or max(1, total // 2)
-        encoder, keep = shrink_encoder(teacher.encoder, layers)
-        model = TextClassifier(encoder, len(labels), options.train.dropout)
-        model.head.load_state_dict(teacher.head.state_dict())
+        model, tokenizer, keep = teacher_cut(
+            teacher_dir, options.student_layers, options.train.dropout
+        )
         return model, tokenizer, {"from": "teacher layers", "layers": keep}
     if options.student_layers is not None:
         raise DataError("--student-layers cuts the teacher; it does not apply with --student")

@@ -124,7 +124,7 @@ def retrain(
                 student_options.max_seq_length,
                 student_options.device,
             )
-            teaching = Teaching(teacher_dir, kept, transfer)
+            teaching = Teaching(teacher_dir, kept, transfer, settings.student_from)
         metadata = adapt_model(domain, live_dir, train, candidate, student_options, teaching)
         source = source_validation(live_dir)
         decision = judge(

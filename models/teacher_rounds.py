@@ -20,9 +20,11 @@ promoted student, whose next round starts from it): those whose calibrated confi
 class, the most confident first, so that the majority class does not swamp the rest (the
 confidence-thresholded, class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy
 Student, 2020). The student then learns the teacher's softened predictions on them
-(``Teaching``). A threshold of 0 keeps every event, softened predictions and all; on the
-adaptation benchmark's development split it did worse than 0.9 (0.837 against 0.853 at
-4,000 events, issue #17), so the settings' default keeps the threshold.
+(``Teaching``), starting from the live student or, with ``student_from = "teacher"``, from
+the adapted teacher cut to the live student's layers. A threshold of 0 keeps every event,
+softened predictions and all; on the adaptation benchmark's development split it did worse
+than 0.9 (0.837 against 0.853 at 4,000 events, issue #17), so the settings' default keeps
+the threshold.
 
 A round's learning rate and epochs (``round_options``) are their own, not the direct
 adaptation's (``models.adaptation``), as measured by ``benchmarks/bench_adaptation.py``

@@ -25,6 +25,7 @@ from models.teacher_rounds import (
     select_confident,
     teacher_of,
 )
+from models.text_model import load_text_classifier
 from signalyard.cli import main
 
 tiny_base = test_training.tiny_base
@@ -119,8 +120,28 @@ def test_a_round_registers_an_adapted_teacher_and_a_student_taught_from_the_stre
     assert all(count <= 4 for count in transfer["label_counts"].values())
     assert transfer["kept"] == sum(min(4, n) for n in _predicted_counts(registry, stream[:15]))
     assert Calibration.of(student).accuracy is not None
+    assert taught["student"] == {"from": "live", "version": "v2"}
     # The next round starts from the adapted teacher.
     assert teacher_of(registry, "news", "v4") == "v3"
+
+
+def test_a_round_can_cut_its_student_afresh_from_the_adapted_teacher(
+    student_home: Registry,
+) -> None:
+    registry = student_home
+    layers = registry.metadata("news", "v2")["distillation"]["student"]["layers"]
+    adaptation = settings(student_from="teacher")
+    outcome = retrain("news", registry, labeled(), adaptation, load, {}, lambda limit: [])
+    assert outcome.teacher_version == "v3" and outcome.version == "v4", outcome
+    taught = registry.metadata("news", "v4")["distillation"]
+    assert taught["student"] == {"from": "teacher layers", "layers": layers}
+    # The same architecture as the live student, so that it serves where v2 served.
+    shapes = [
+        {k: v.shape for k, v in load_text_classifier(registry.version_dir("news", v))[0]
+         .state_dict().items()}
+        for v in ("v2", "v4")
+    ]  # fmt: skip
+    assert shapes[0] == shapes[1]
 
 
 def _predicted_counts(registry: Registry, texts: list[str]) -> list[int]:
