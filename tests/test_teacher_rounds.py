@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import test_distillation
 import test_training
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 from config.settings import AdaptationSettings, load_settings
 from models.adaptation import AdaptOptions
 from models.calibration import Calibration
+from models.errors import DataError
 from models.loading import load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
@@ -142,6 +144,28 @@ def test_a_round_can_cut_its_student_afresh_from_the_adapted_teacher(
         for v in ("v2", "v4")
     ]  # fmt: skip
     assert shapes[0] == shapes[1]
+
+
+def test_a_student_of_another_architecture_is_not_cut_from_its_teacher(
+    teacher_home: tuple[Registry, Path, Path],
+    tmp_path: Path,
+    tiny_base: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry, data, _ = teacher_home
+    narrow = tmp_path / "narrow"  # half the teacher's width: no cut of it has these shapes
+    config = BertConfig.from_pretrained(tiny_base)
+    config.hidden_size, config.intermediate_size = 16, 32
+    BertModel(config).save_pretrained(narrow)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(narrow)
+    main(["distill", "news", "--teacher", "v1", "--data", str(data), "--student", str(narrow),
+          "--epochs", "1", *test_distillation.FAST])  # fmt: skip
+    capsys.readouterr()
+    assert teacher_of(registry, "news", "v2") == "v1"
+    adaptation = settings(student_from="teacher")
+    with pytest.raises(DataError, match="v2 is not its teacher cut to 2 layers"):
+        retrain("news", registry, labeled(), adaptation, load, {}, lambda limit: [])
+    assert registry.live_version("news") == "v2"
 
 
 def _predicted_counts(registry: Registry, texts: list[str]) -> list[int]:
