@@ -242,7 +242,8 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             adapt_model("news", live_dir, labeled, work / "student", student_options, teaching)
             measure(
                 work / "student", labels, "student", stream,
-                kept=record["kept"], student_from=args.student_from,
+                kept=record["kept"], kept_per_class=record["label_counts"],
+                student_from=args.student_from,
             )  # fmt: skip
             shutil.rmtree(work / "student")
         if not args.teachers:
