@@ -129,7 +129,8 @@ class Teaching:
     texts: list[str]  # unlabeled target texts the student learns the teacher's view of
     transfer: dict[str, Any]  # how those texts were chosen, for the metadata
     # "live": the live student learns on; "teacher": the adapted teacher cut to as many
-    # layers as the live student has (same architecture) starts afresh.
+    # layers as the live student has starts afresh, where that cut has the live student's
+    # architecture (else the live student learns on, and its metadata says why).
     student_from: Literal["live", "teacher"] = "live"
 
 
@@ -247,13 +248,14 @@ def _distil_text(
     student: dict[str, Any] = {"from": "live", "version": live_dir.name}
     if teaching.student_from == "teacher":
         layers = len(getattr(getattr(model.encoder, "encoder", None), "layer", ()))
-        cut, tokenizer, keep = teacher_cut(teaching.teacher_dir, layers, train_options.dropout)
-        if _shapes(cut) != _shapes(model):
-            raise DataError(
-                f"the live student {live_dir.name} is not its teacher cut to {layers} layers; "
-                "a round cannot start it afresh from the teacher"
-            )
-        model, student = cut, {"from": "teacher layers", "layers": keep}
+        cut, cut_tokenizer, keep = teacher_cut(teaching.teacher_dir, layers, train_options.dropout)
+        if _shapes(cut) == _shapes(model):
+            model, tokenizer = cut, cut_tokenizer
+            student = {"from": "teacher layers", "layers": keep}
+        else:
+            # A student of another architecture (distil --student) cannot be cut from its
+            # teacher; it learns on, so that the default serves every student, and says why.
+            student["why"] = f"not its teacher cut to {layers} layers"
     defaults = DistillOptions()
     options = DistillOptions(
         temperature=first.get("temperature", defaults.temperature),

@@ -16,7 +16,6 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from config.settings import AdaptationSettings, load_settings
 from models.adaptation import AdaptOptions
 from models.calibration import Calibration
-from models.errors import DataError
 from models.loading import load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
@@ -99,7 +98,9 @@ def test_a_round_registers_an_adapted_teacher_and_a_student_taught_from_the_stre
         asked.append(limit)
         return stream[:limit]
 
-    adaptation = settings(unlabeled_events=15, unlabeled_threshold=0.0, unlabeled_class_cap=4)
+    adaptation = settings(
+        unlabeled_events=15, unlabeled_threshold=0.0, unlabeled_class_cap=4, student_from="live"
+    )
     outcome = retrain("news", registry, labeled(), adaptation, load, {"reason": "t"}, unlabeled)
     assert asked == [15]
     assert outcome.teacher_version == "v3" and outcome.version == "v4", outcome
@@ -146,7 +147,7 @@ def test_a_round_can_cut_its_student_afresh_from_the_adapted_teacher(
     assert shapes[0] == shapes[1]
 
 
-def test_a_student_of_another_architecture_is_not_cut_from_its_teacher(
+def test_a_student_of_another_architecture_learns_on_instead_of_being_cut(
     teacher_home: tuple[Registry, Path, Path],
     tmp_path: Path,
     tiny_base: Path,
@@ -163,9 +164,18 @@ def test_a_student_of_another_architecture_is_not_cut_from_its_teacher(
     capsys.readouterr()
     assert teacher_of(registry, "news", "v2") == "v1"
     adaptation = settings(student_from="teacher")
-    with pytest.raises(DataError, match="v2 is not its teacher cut to 2 layers"):
-        retrain("news", registry, labeled(), adaptation, load, {}, lambda limit: [])
-    assert registry.live_version("news") == "v2"
+    outcome = retrain("news", registry, labeled(), adaptation, load, {}, lambda limit: [])
+    assert outcome.teacher_version == "v3" and outcome.version == "v4", outcome
+    assert registry.metadata("news", "v4")["distillation"]["student"] == {
+        "from": "live",
+        "version": "v2",
+        "why": "not its teacher cut to 2 layers",
+    }
+    narrow_shapes = [
+        tuple(load_text_classifier(registry.version_dir("news", v))[0].head.weight.shape)
+        for v in ("v2", "v4")
+    ]
+    assert narrow_shapes[0] == narrow_shapes[1] == (3, 16)
 
 
 def _predicted_counts(registry: Registry, texts: list[str]) -> list[int]:
