@@ -130,8 +130,9 @@ class Teaching:
     transfer: dict[str, Any]  # how those texts were chosen, for the metadata
     # "live": the live student learns on; "teacher": the adapted teacher cut to as many
     # layers as the live student has starts afresh, where that cut has the live student's
-    # architecture (else the live student learns on, and its metadata says why).
-    student_from: Literal["live", "teacher"] = "live"
+    # architecture (else the live student learns on, and its metadata says why). No default
+    # here: the settings' ``adaptation.student_from`` is the one.
+    student_from: Literal["live", "teacher"]
 
 
 def _source_split(metadata: dict[str, Any]) -> tuple[int, float]:
