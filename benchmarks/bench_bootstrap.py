@@ -21,7 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import DOMAINS, load_settings
+import domains
+from config.settings import load_settings
 from streams.bootstrap import agreement, ensure_models
 
 console = Console(width=120)
@@ -39,9 +40,9 @@ def main() -> None:
             **({"registry_dir": arguments.registry} if arguments.registry else {}),
         )
         started = time.perf_counter()
-        ensure_models(settings, DOMAINS)
+        ensure_models(settings, domains.names())
         training_s = time.perf_counter() - started
-        figures = [agreement(settings, domain, arguments.events) for domain in DOMAINS]
+        figures = [agreement(settings, domain, arguments.events) for domain in domains.names()]
     table = Table(title=f"bootstrap models on {arguments.events} fresh world events per domain")
     for column in ("domain", "truth", "scored", "label right", "feedback label right"):
         table.add_column(column, justify="right" if "right" in column else "left")

@@ -44,7 +44,8 @@ from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import Domain, Settings, load_settings, with_topic_suffix
+import domains
+from config.settings import DomainName, Settings, load_settings, with_topic_suffix
 from models.loading import load_live_scorer
 from sinks.clickhouse import connect
 from sinks.clickhouse_sink import count_final
@@ -53,7 +54,6 @@ from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.monitor import percentile
 from streams.producer import produce
-from streams.results import model_input
 from streams.synthetic import World, events
 from streams.topics import provision_topics
 from streams.validation import EventLimits, parse_event
@@ -67,7 +67,7 @@ RESULTS_TIMEOUT_S = 600
 @dataclass(frozen=True)
 class Phase:
     name: str
-    domain: Domain
+    domain: DomainName
     events: int
     seconds: float
     events_per_s: float
@@ -84,7 +84,9 @@ def model_ceiling(settings: Settings, count: int) -> float:
     world = World(seed=3)
     limits = EventLimits.of(settings.pipeline)
     texts = [
-        model_input("news", parse_event("news", json.dumps(world.news()[0]).encode(), limits))
+        domains.get("news").model_input(
+            parse_event("news", json.dumps(world.news()[0]).encode(), limits)
+        )
         for _ in range(count)
     ]
     size = settings.batching.of("news").max_batch_size
@@ -96,7 +98,7 @@ def model_ceiling(settings: Settings, count: int) -> float:
 
 
 async def read_results(
-    settings: Settings, domain: Domain, expected: int, positioned: asyncio.Event
+    settings: Settings, domain: DomainName, expected: int, positioned: asyncio.Event
 ) -> tuple[float, list[float]]:
     """When the ``expected``-th result arrived (loop time) and every result's latency."""
     topic = settings.topics.scored(domain).name
@@ -131,7 +133,7 @@ async def read_results(
 async def run_phase(
     base: Settings,
     name: str,
-    domain: Domain,
+    domain: DomainName,
     count: int,
     rate: float | None,
     overrides: dict[str, str],

@@ -15,7 +15,13 @@ from pathlib import Path
 from models.training import split_indices
 
 # The column each set is stratified on.
-STRATA = {"fpb": "label", "tweets": "label", "banking77": "intent", "ai4i": "Machine failure"}
+STRATA = {
+    "fpb": "label",
+    "tweets": "label",
+    "banking77": "intent",
+    "ai4i": "Machine failure",
+    "reviews": "label",
+}
 
 
 def split_file(source: Path, out: Path, column: str, fraction: float, seed: int) -> None:

@@ -32,8 +32,9 @@ ENV_PREFIX = "SIGNALYARD_"
 ENV_NESTED_DELIMITER = "__"
 REPO_CONFIG_FILE = Path(__file__).resolve().parent / "signalyard.toml"
 
-Domain = Literal["news", "tickets", "sensors"]
-DOMAINS: tuple[Domain, ...] = ("news", "tickets", "sensors")
+# The name of a registered domain (``domains.names()``); settings name domains only where a
+# domain has its own values, and every domain without them gets the defaults.
+DomainName = str
 
 
 class SettingsError(Exception):
@@ -103,9 +104,9 @@ class BatchingSettings(BatchLimits):
     tickets: DomainBatchLimits = DomainBatchLimits()
     sensors: DomainBatchLimits = DomainBatchLimits()
 
-    def of(self, domain: Domain) -> BatchLimits:
+    def of(self, domain: DomainName) -> BatchLimits:
         """The limits the domain's micro-batches close at."""
-        own: DomainBatchLimits = getattr(self, domain)
+        own: DomainBatchLimits = getattr(self, domain, None) or DomainBatchLimits()
         return BatchLimits(
             max_batch_size=own.max_batch_size or self.max_batch_size,
             max_wait_ms=self.max_wait_ms if own.max_wait_ms is None else own.max_wait_ms,
@@ -219,6 +220,9 @@ class TopicSettings(Section):
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
 
 
+DOMAIN_PARTITIONS = 6  # of a domain topic with no settings of its own
+
+
 class TopicsSettings(Section):
     news_raw: TopicSettings
     tickets_raw: TopicSettings
@@ -235,11 +239,16 @@ class TopicsSettings(Section):
     def all(self) -> list[TopicSettings]:
         return [getattr(self, field) for field in type(self).model_fields]
 
-    def raw(self, domain: Domain) -> TopicSettings:
-        return getattr(self, f"{domain}_raw")
+    def raw(self, domain: DomainName) -> TopicSettings:
+        return self._of(domain, "raw")
 
-    def scored(self, domain: Domain) -> TopicSettings:
-        return getattr(self, f"{domain}_scored")
+    def scored(self, domain: DomainName) -> TopicSettings:
+        return self._of(domain, "scored")
+
+    def _of(self, domain: DomainName, stage: str) -> TopicSettings:
+        """A domain's own topic settings, or ``<domain>.<stage>`` with the defaults."""
+        own = getattr(self, f"{domain}_{stage}", None)
+        return own or TopicSettings(name=f"{domain}.{stage}", partitions=DOMAIN_PARTITIONS)
 
 
 class Settings(BaseSettings):

@@ -2,7 +2,7 @@
 
     from models.adaptation import AdaptOptions, adapt_model, source_validation
 
-    adapt_model(domain: Domain, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
+    adapt_model(domain: DomainName, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
                 options: AdaptOptions, teaching: Teaching | None = None) -> dict
     source_validation(model_dir: Path) -> TextData | SensorData | None
 
@@ -46,7 +46,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.data import SensorData, TextData, fingerprint
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
@@ -110,7 +110,7 @@ class AdaptOptions(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     show_progress: bool = False
 
-    def resolved(self, domain: Domain) -> AdaptOptions:
+    def resolved(self, domain: DomainName) -> AdaptOptions:
         """Text: the mode's defaults. Sensors: unset options keep the live model's own."""
         defaults = {} if domain == "sensors" else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
         return self.filled(defaults)
@@ -184,7 +184,7 @@ def _train_options(live: dict[str, Any], options: AdaptOptions) -> TrainOptions:
     return TrainOptions.model_validate({**inherited, **adapted})
 
 
-def _check_labels(domain: Domain, labeled: TextData | SensorData, live_dir: Path) -> None:
+def _check_labels(domain: DomainName, labeled: TextData | SensorData, live_dir: Path) -> None:
     if domain == "sensors":
         if not isinstance(labeled, SensorData):
             raise DataError("sensors are adapted with SensorData")
@@ -198,7 +198,7 @@ def _check_labels(domain: Domain, labeled: TextData | SensorData, live_dir: Path
 
 
 def _live_text_model(
-    domain: Domain, live_dir: Path, train_options: TrainOptions, out_dir: Path
+    domain: DomainName, live_dir: Path, train_options: TrainOptions, out_dir: Path
 ) -> tuple[TextClassifier, PreTrainedTokenizerBase, list[str], RiskTaxonomy | None]:
     """The live classifier to train on, its labels and (tickets) its taxonomy, which the
     adapted folder keeps too."""
@@ -212,7 +212,7 @@ def _live_text_model(
 
 
 def _fine_tune_text(
-    domain: Domain,
+    domain: DomainName,
     live_dir: Path,
     train: TextData,
     validation: TextData,
@@ -231,7 +231,7 @@ def _fine_tune_text(
 
 
 def _distil_text(
-    domain: Domain,
+    domain: DomainName,
     live_dir: Path,
     train: TextData,
     validation: TextData,
@@ -292,7 +292,7 @@ def _retrain_sensors(
 
 
 def adapt_model(
-    domain: Domain,
+    domain: DomainName,
     live_dir: Path,
     labeled: TextData | SensorData,
     out_dir: Path,

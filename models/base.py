@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypedDict
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.calibration import Calibration
 
 
@@ -55,7 +55,7 @@ ModelInput = str | SensorReading
 class Scorer(Protocol):
     """A loaded model version of one domain, ready to score batches."""
 
-    domain: Domain
+    domain: DomainName
     model_name: str
     version: str
     calibration: Calibration  # what turns its probabilities into each result's confidence

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.base import SensorReading
 from models.errors import DataError
 
@@ -75,7 +75,7 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     return rows
 
 
-def read_text(path: Path, domain: Domain, known_labels: tuple[str, ...]) -> TextData:
+def read_text(path: Path, domain: DomainName, known_labels: tuple[str, ...]) -> TextData:
     """Read a news ``text,label`` or tickets ``text,intent`` file; labels must be known."""
     text_column, label_column = TEXT_COLUMNS[domain]
     rows = _read_rows(path, (text_column, label_column))

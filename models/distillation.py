@@ -2,7 +2,7 @@
 
     from models.distillation import DistillOptions, distill_model, teacher_cut
 
-    distill_model(domain: Domain, teacher_dir: Path, data: Path, unlabeled: Sequence[Path],
+    distill_model(domain: DomainName, teacher_dir: Path, data: Path, unlabeled: Sequence[Path],
                   out_dir: Path, options: DistillOptions, student: Path | str | None) -> dict
     teacher_cut(teacher_dir: Path, layers: int | None, dropout: float)
         -> (TextClassifier, tokenizer, kept layer indices)
@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional
 from transformers import PreTrainedTokenizerBase
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.calibration import fit_calibration
 from models.data import TextData, fingerprint, read_texts
 from models.errors import DataError
@@ -154,7 +154,7 @@ def _transfer_files(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, An
 
 
 def distill_model(
-    domain: Domain,
+    domain: DomainName,
     teacher_dir: Path,
     data: Path,
     unlabeled: Sequence[Path],
@@ -261,7 +261,7 @@ class Distilled:
 
 
 def distil(
-    domain: Domain,
+    domain: DomainName,
     teacher_dir: Path,
     student: tuple[TextClassifier, PreTrainedTokenizerBase],
     labels: list[str],

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.base import ModelInput, SensorReading
 from models.data import SENSOR_COLUMNS
 from models.sensor_model import SensorModel, features, load_sensor_model
@@ -227,7 +227,7 @@ class Explainer:
         from models.loading import read_metadata
 
         metadata = read_metadata(model_dir)
-        self.domain: Domain = metadata["domain"]
+        self.domain: DomainName = metadata["domain"]
         self.version = Path(model_dir).name
         self.steps, self.max_seq_length = steps, max_seq_length
         if self.domain == "sensors":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.metrics import PRIMARY_METRIC
 
 
@@ -36,7 +36,7 @@ class GateDecision:
 
 
 def judge(
-    domain: Domain, live: Metrics, candidate: Metrics, margin: float, tolerance: float
+    domain: DomainName, live: Metrics, candidate: Metrics, margin: float, tolerance: float
 ) -> GateDecision:
     metric = PRIMARY_METRIC[domain]
     gain = candidate.target[metric] - live.target[metric]

@@ -4,8 +4,8 @@
 
     load_scorer(model_dir: Path, device: str = "auto", max_seq_length: int = 128,
                 precision: str = "auto", batch_size: int = 64) -> Scorer
-    load_live_scorer(settings: Settings, domain: Domain) -> Scorer
-    load_version(settings: Settings, domain: Domain, version: str) -> Scorer
+    load_live_scorer(settings: Settings, domain: DomainName) -> Scorer
+    load_version(settings: Settings, domain: DomainName, version: str) -> Scorer
 
 Only JSON, safetensors and LightGBM's text model files are read (never pickles) and nothing is
 downloaded. The scorer's ``version`` is the name of the folder it came from (``v3`` for
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from models.calibration import Calibration
 from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
@@ -71,13 +71,13 @@ def load_scorer(
     return TicketScorer(engine, labels, taxonomy, name, version, calibration=calibration)
 
 
-def load_live_scorer(settings: Settings, domain: Domain) -> LoadedScorer:
+def load_live_scorer(settings: Settings, domain: DomainName) -> LoadedScorer:
     """The live version of ``domain`` from the registry at ``settings.models_dir``."""
     version = Registry(settings.models_dir).live_dir(domain).name
     return load_version(settings, domain, version)
 
 
-def load_version(settings: Settings, domain: Domain, version: str) -> LoadedScorer:
+def load_version(settings: Settings, domain: DomainName, version: str) -> LoadedScorer:
     """A registered version of ``domain``, set up for inference as the settings say."""
     return load_scorer(
         Registry(settings.models_dir).version_dir(domain, version),

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.settings import Domain
+from config.settings import DomainName
 
 Mode = Literal["full", "lora", "head"]
 
@@ -62,7 +62,7 @@ class TrainOptions(BaseModel):
     model_name: str | None = None  # None: "<domain>-<base model name>" or "sensors-gbdt"
     show_progress: bool = True
 
-    def resolved(self, domain: Domain) -> TrainOptions:
+    def resolved(self, domain: DomainName) -> TrainOptions:
         defaults = (
             dict(_SENSOR_DEFAULTS)
             if domain == "sensors"

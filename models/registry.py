@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.settings import DOMAINS, Domain
+from config.settings import DomainName
 from models.errors import ModelNotFoundError, RegistryError
 
 LIVE_FILE = "live.json"
@@ -35,7 +35,7 @@ _VERSION = re.compile(r"^v(\d+)$")
 
 @dataclass(frozen=True)
 class VersionInfo:
-    domain: Domain
+    domain: DomainName
     version: str
     path: Path
     live: bool
@@ -63,24 +63,28 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
+DOMAIN_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 class Registry:
     """Versioned model folders per domain, with exactly one live version each."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser()
 
-    def _domain_dir(self, domain: Domain) -> Path:
-        if domain not in DOMAINS:
-            raise RegistryError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
+    def _domain_dir(self, domain: DomainName) -> Path:
+        # The registry keeps any domain's models; the name only has to be a safe folder name.
+        if not DOMAIN_NAME.fullmatch(domain):
+            raise RegistryError(f"invalid domain name {domain!r} (lowercase letters, digits, _)")
         return self.root / domain
 
-    def _pointer(self, domain: Domain) -> dict[str, Any]:
+    def _pointer(self, domain: DomainName) -> dict[str, Any]:
         return _read_json(self._domain_dir(domain) / LIVE_FILE)
 
-    def version_dir(self, domain: Domain, version: str) -> Path:
+    def version_dir(self, domain: DomainName, version: str) -> Path:
         return self._domain_dir(domain) / "versions" / version
 
-    def version_ids(self, domain: Domain) -> list[str]:
+    def version_ids(self, domain: DomainName) -> list[str]:
         """Registered versions, oldest first."""
         folder = self._domain_dir(domain) / "versions"
         found = (
@@ -88,10 +92,10 @@ class Registry:
         )
         return sorted(found, key=lambda name: int(name[1:]))
 
-    def live_version(self, domain: Domain) -> str | None:
+    def live_version(self, domain: DomainName) -> str | None:
         return self._pointer(domain).get("version")
 
-    def live_dir(self, domain: Domain) -> Path:
+    def live_dir(self, domain: DomainName) -> Path:
         """The live version's folder, or ModelNotFoundError naming how to get one."""
         version = self.live_version(domain)
         if version is None:
@@ -100,11 +104,11 @@ class Registry:
             )
         return self.version_dir(domain, version)
 
-    def metadata(self, domain: Domain, version: str) -> dict[str, Any]:
+    def metadata(self, domain: DomainName, version: str) -> dict[str, Any]:
         """The metadata of a version; empty when it has none."""
         return _read_json(self.version_dir(domain, version) / METADATA_FILE)
 
-    def versions(self, domain: Domain) -> list[VersionInfo]:
+    def versions(self, domain: DomainName) -> list[VersionInfo]:
         live = self.live_version(domain)
         return [
             VersionInfo(
@@ -118,7 +122,7 @@ class Registry:
             for version in self.version_ids(domain)
         ]
 
-    def register(self, domain: Domain, folder: Path, promote: bool = True) -> str:
+    def register(self, domain: DomainName, folder: Path, promote: bool = True) -> str:
         """Copy a finished model folder in as the next version; return its id."""
         folder = Path(folder)
         if not (folder / METADATA_FILE).is_file():
@@ -146,7 +150,7 @@ class Registry:
             self.promote(domain, version)
         return version
 
-    def existing_version_dir(self, domain: Domain, version: str) -> Path:
+    def existing_version_dir(self, domain: DomainName, version: str) -> Path:
         """The folder of a registered version, or RegistryError naming those there are."""
         folder = self.version_dir(domain, version)
         if not (folder / METADATA_FILE).is_file():
@@ -154,7 +158,7 @@ class Registry:
             raise RegistryError(f"{domain} has no version {version!r} (registered: {known})")
         return folder
 
-    def promote(self, domain: Domain, version: str) -> None:
+    def promote(self, domain: DomainName, version: str) -> None:
         """Make ``version`` the live one."""
         self.existing_version_dir(domain, version)
         pointer = self._pointer(domain)
@@ -163,7 +167,7 @@ class Registry:
             self._domain_dir(domain) / LIVE_FILE, {"version": version, "history": history}
         )
 
-    def rollback(self, domain: Domain) -> str:
+    def rollback(self, domain: DomainName) -> str:
         """Make the version that was live before the current one live again; return it."""
         pointer = self._pointer(domain)
         history = [v for v in pointer.get("history", []) if self.version_dir(domain, v).is_dir()]

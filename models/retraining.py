@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.settings import AdaptationSettings, Domain
+from config.settings import AdaptationSettings, DomainName
 from models.adaptation import AdaptOptions, Teaching, adapt_model, source_validation
 from models.base import SensorReading
 from models.data import FAILURE_MODES, SensorData, TextData
@@ -52,7 +52,7 @@ class LabeledRow:
 
 @dataclass(frozen=True)
 class RetrainOutcome:
-    domain: Domain
+    domain: DomainName
     live_version: str | None
     version: str | None  # the registered candidate; None when none was trained
     promoted: bool
@@ -61,7 +61,7 @@ class RetrainOutcome:
     teacher_version: str | None = None  # the adapted teacher registered with a promotion
 
 
-def labeled_data(domain: Domain, rows: Sequence[LabeledRow]) -> TextData | SensorData:
+def labeled_data(domain: DomainName, rows: Sequence[LabeledRow]) -> TextData | SensorData:
     """Feedback rows as training data: texts, or readings whose label is "none", a failure
     mode, or "failure" (a failure of unknown mode)."""
     if domain != "sensors":
@@ -80,7 +80,7 @@ def split_recent(count: int, settings: AdaptationSettings) -> tuple[int, int]:
 
 
 def retrain(
-    domain: Domain,
+    domain: DomainName,
     registry: Registry,
     labeled: Sequence[LabeledRow],
     settings: AdaptationSettings,
@@ -164,7 +164,7 @@ def retrain(
 
 
 def _adapt_teacher(
-    domain: Domain,
+    domain: DomainName,
     teacher_dir: Path,
     train: TextData | SensorData,
     options: AdaptOptions,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.base import NewsPrediction, SensorPrediction, SensorReading, TicketPrediction
 from models.calibration import UNCALIBRATED, Calibration, decision_confidence
 from models.data import FAILURE_MODES, NEWS_LABELS
@@ -15,7 +15,7 @@ from models.taxonomy import RiskTaxonomy
 
 
 class NewsScorer:
-    domain: Domain = "news"
+    domain: DomainName = "news"
 
     def __init__(
         self,
@@ -58,7 +58,7 @@ class NewsScorer:
 
 
 class TicketScorer:
-    domain: Domain = "tickets"
+    domain: DomainName = "tickets"
 
     def __init__(
         self,
@@ -103,7 +103,7 @@ class TicketScorer:
 
 
 class SensorScorer:
-    domain: Domain = "sensors"
+    domain: DomainName = "sensors"
 
     # The trees' own probabilities, with no validation accuracy to compare an estimate with:
     # a defect flag is right on nearly every reading, failing or not.

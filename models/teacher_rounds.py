@@ -4,7 +4,7 @@
         StreamTransfer, round_options, select_confident, stream_transfer, teacher_of,
     )
 
-    teacher_of(registry: Registry, domain: Domain, version: str) -> str | None
+    teacher_of(registry: Registry, domain: DomainName, version: str) -> str | None
     round_options(options: AdaptOptions) -> tuple[AdaptOptions, AdaptOptions]
     select_confident(confidence: np.ndarray (n,), predicted: list[str], threshold: float,
                      class_cap: int) -> list[int]
@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.settings import AdaptationSettings, Domain
+from config.settings import AdaptationSettings, DomainName
 from models.adaptation import AdaptOptions
 from models.calibration import Calibration, decision_confidence
 from models.inference import TextEngine, resolve_device
@@ -80,7 +80,7 @@ class StreamTransfer(BaseModel):
         )
 
 
-def teacher_of(registry: Registry, domain: Domain, version: str) -> str | None:
+def teacher_of(registry: Registry, domain: DomainName, version: str) -> str | None:
     """The registered teacher the version was distilled from; None when it has none (or the
     teacher's folder is gone)."""
     metadata = registry.metadata(domain, version)

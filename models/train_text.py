@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.calibration import fit_calibration
 from models.data import TextData
 from models.fitting import FitResult, Validation, class_weights, fit
@@ -38,7 +38,7 @@ def base_model_path(options: TrainOptions) -> str:
 
 
 def text_metrics(
-    domain: Domain,
+    domain: DomainName,
     probabilities: np.ndarray,
     labels: list[str],
     truth: list[str],
@@ -51,7 +51,7 @@ def text_metrics(
 
 
 def validation_of(
-    domain: Domain,
+    domain: DomainName,
     probabilities: np.ndarray,
     labels: list[str],
     truth: list[str],
@@ -92,7 +92,7 @@ def pooled_embeddings(model: TextClassifier, engine: TextEngine, texts: list[str
 
 
 def train_text(
-    domain: Domain,
+    domain: DomainName,
     train: TextData,
     validation: TextData,
     labels: list[str],

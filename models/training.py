@@ -3,7 +3,7 @@
     from models.training import TrainOptions, train_model
     from models.registry import Registry
 
-    train_model(domain: Domain, data: Path, registry: Registry, options: TrainOptions,
+    train_model(domain: DomainName, data: Path, registry: Registry, options: TrainOptions,
                 promote: bool = True) -> str   # the new version id, e.g. "v3"
 
 ``domain`` is "news" (CSV ``text,label``), "tickets" (``text,intent``; ``options.taxonomy``
@@ -32,7 +32,7 @@ import torch
 import transformers
 from sklearn.model_selection import train_test_split
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.data import NEWS_LABELS, SensorData, TextData, fingerprint, read_sensors, read_text
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
@@ -102,7 +102,7 @@ def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextD
     return TextData(first.texts + second.texts, first.labels + second.labels)
 
 
-def read_labeled(domain: Domain, path: Path, labels: Sequence[str]) -> TextData | SensorData:
+def read_labeled(domain: DomainName, path: Path, labels: Sequence[str]) -> TextData | SensorData:
     """A labeled file of ``domain``; text labels must be among ``labels``."""
     return read_sensors(path) if domain == "sensors" else read_text(path, domain, tuple(labels))
 
@@ -192,7 +192,7 @@ def write_model_files(folder: Path, metadata: dict[str, Any]) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
 
 
-def _default_name(domain: Domain, base: str) -> str:
+def _default_name(domain: DomainName, base: str) -> str:
     if domain == "sensors":
         return "sensors-gbdt"
     base_path = Path(base)
@@ -201,7 +201,7 @@ def _default_name(domain: Domain, base: str) -> str:
     return f"{domain}-{name}"
 
 
-def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path) -> dict:
+def _train_into(domain: DomainName, data: Path, options: TrainOptions, folder: Path) -> dict:
     """Train and save a model folder; return its metadata."""
     from models.train_sensors import sensor_validation_metrics, train_sensors
     from models.train_text import base_model_path, train_text
@@ -256,7 +256,7 @@ def _train_into(domain: Domain, data: Path, options: TrainOptions, folder: Path)
 
 
 def train_model(
-    domain: Domain, data: Path, registry: Registry, options: TrainOptions, promote: bool = True
+    domain: DomainName, data: Path, registry: Registry, options: TrainOptions, promote: bool = True
 ) -> str:
     """Train a model of ``domain`` on the CSV at ``data``, register it; return the version."""
     options = options.resolved(domain)

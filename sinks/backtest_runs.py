@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 
-from config.settings import DOMAINS, Settings
+import domains
+from config.settings import Settings
 from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
 from sinks.clickhouse_schema import create_tables
 
@@ -43,7 +44,7 @@ def scores_table(domain: str) -> str:
     return f"backtest_{domain}_scores"
 
 
-BACKTEST_TABLES = frozenset({RUNS_TABLE, *(scores_table(domain) for domain in DOMAINS)})
+BACKTEST_TABLES = frozenset({RUNS_TABLE, *(scores_table(domain) for domain in domains.names())})
 
 
 class BacktestStoreError(Exception):

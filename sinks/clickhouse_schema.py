@@ -10,103 +10,48 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
+import domains
+from domains.base import Domain
+
+
+def _ddl(table: str, columns: list[tuple[str, str]], version: str, order_by: str) -> str:
+    body = ",\n".join(f"    {name} {sql}" for name, sql in columns)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (\n{body}\n) "
+        f"ENGINE = ReplacingMergeTree({version})\nORDER BY {order_by}"
+    )
+
+
+def domain_tables(domain: Domain) -> dict[str, str]:
+    """The DDL of a domain's events, scores and backtest scores tables, made from its columns.
+
+    A backtest's scores have the live table's columns behind the run id, so a run compares
+    with the live scores column for column and replaying one run id again collapses.
+    """
+    key = f"{domain.entity}, ts, event_id"
+    return {
+        domain.events_table: _ddl(
+            domain.events_table, domain.events_columns_sql(), "ingested_at", f"({key})"
+        ),
+        domain.scores_table: _ddl(
+            domain.scores_table, domain.scores_columns_sql(), "scored_at", f"({key})"
+        ),
+        f"backtest_{domain.scores_table}": f"""
+            CREATE TABLE IF NOT EXISTS backtest_{domain.scores_table}
+            ENGINE = ReplacingMergeTree(scored_at)
+            ORDER BY (run_id, {key})
+            EMPTY AS SELECT CAST('' AS String) AS run_id, * FROM {domain.scores_table}
+        """,
+    }
+
+
 TABLES: dict[str, str] = {
-    "news_events": """
-        CREATE TABLE IF NOT EXISTS news_events (
-            event_id String,
-            ts DateTime64(3, 'UTC'),
-            ticker LowCardinality(String),
-            tickers Array(String),
-            source LowCardinality(String),
-            headline String,
-            body String,
-            ingested_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(ingested_at)
-        ORDER BY (ticker, ts, event_id)
-    """,
-    "news_scores": """
-        CREATE TABLE IF NOT EXISTS news_scores (
-            event_id String,
-            ts DateTime64(3, 'UTC'),
-            ticker LowCardinality(String),
-            label LowCardinality(String),
-            p_negative Float32,
-            p_neutral Float32,
-            p_positive Float32,
-            sentiment Float32,
-            model_name LowCardinality(String),
-            model_version LowCardinality(String),
-            batch_size UInt32,
-            latency_ms Float64,
-            scored_at DateTime64(3, 'UTC'),
-            confidence Float32
-        ) ENGINE = ReplacingMergeTree(scored_at)
-        ORDER BY (ticker, ts, event_id)
-    """,
-    "tickets_events": """
-        CREATE TABLE IF NOT EXISTS tickets_events (
-            event_id String,
-            ts DateTime64(3, 'UTC'),
-            customer_id String,
-            channel LowCardinality(String),
-            subject String,
-            text String,
-            ingested_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(ingested_at)
-        ORDER BY (customer_id, ts, event_id)
-    """,
-    "tickets_scores": """
-        CREATE TABLE IF NOT EXISTS tickets_scores (
-            event_id String,
-            ts DateTime64(3, 'UTC'),
-            customer_id String,
-            intent LowCardinality(String),
-            top_intents Array(String),
-            top_probabilities Array(Float32),
-            risk_score Float32,
-            risk_level LowCardinality(String),
-            model_name LowCardinality(String),
-            model_version LowCardinality(String),
-            batch_size UInt32,
-            latency_ms Float64,
-            scored_at DateTime64(3, 'UTC'),
-            confidence Float32
-        ) ENGINE = ReplacingMergeTree(scored_at)
-        ORDER BY (customer_id, ts, event_id)
-    """,
-    "sensors_events": """
-        CREATE TABLE IF NOT EXISTS sensors_events (
-            event_id String,
-            ts DateTime64(3, 'UTC'),
-            machine_id String,
-            machine_type LowCardinality(String),
-            air_temp_k Float32,
-            process_temp_k Float32,
-            rpm Float32,
-            torque_nm Float32,
-            tool_wear_min Float32,
-            message String,
-            ingested_at DateTime64(3, 'UTC')
-        ) ENGINE = ReplacingMergeTree(ingested_at)
-        ORDER BY (machine_id, ts, event_id)
-    """,
-    "sensors_scores": """
-        CREATE TABLE IF NOT EXISTS sensors_scores (
-            event_id String,
-            ts DateTime64(3, 'UTC'),
-            machine_id String,
-            failure_probability Float32,
-            failure_mode LowCardinality(String),
-            defect Bool,
-            model_name LowCardinality(String),
-            model_version LowCardinality(String),
-            batch_size UInt32,
-            latency_ms Float64,
-            scored_at DateTime64(3, 'UTC'),
-            confidence Float32
-        ) ENGINE = ReplacingMergeTree(scored_at)
-        ORDER BY (machine_id, ts, event_id)
-    """,
+    **{
+        name: ddl
+        for domain in domains.all()
+        for name, ddl in domain_tables(domain).items()
+        if not name.startswith("backtest_")
+    },
     "alerts": """
         CREATE TABLE IF NOT EXISTS alerts (
             alert_id String,
@@ -201,20 +146,11 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(finished_at)
         ORDER BY run_id
     """,
-    # A backtest's scores have the live table's columns behind the run id, so a run compares
-    # with the live scores column for column and replaying one run id again collapses.
     **{
-        f"backtest_{domain}_scores": f"""
-            CREATE TABLE IF NOT EXISTS backtest_{domain}_scores
-            ENGINE = ReplacingMergeTree(scored_at)
-            ORDER BY (run_id, {entity}, ts, event_id)
-            EMPTY AS SELECT CAST('' AS String) AS run_id, * FROM {domain}_scores
-        """
-        for domain, entity in (
-            ("news", "ticker"),
-            ("tickets", "customer_id"),
-            ("sensors", "machine_id"),
-        )
+        name: ddl
+        for domain in domains.all()
+        for name, ddl in domain_tables(domain).items()
+        if name.startswith("backtest_")
     },
 }
 
@@ -223,8 +159,8 @@ TABLES: dict[str, str] = {
 ADDED_COLUMNS: dict[str, list[str]] = {
     **{
         table: ["confidence Float32"]
-        for domain in ("news", "tickets", "sensors")
-        for table in (f"{domain}_scores", f"backtest_{domain}_scores")
+        for domain in domains.all()
+        for table in (domain.scores_table, f"backtest_{domain.scores_table}")
     },
     "feedback": [
         "predicted_label LowCardinality(String)",

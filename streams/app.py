@@ -28,7 +28,7 @@ import faust
 import torch
 from mode import Service
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from models.base import Scorer
 from models.registry import Registry
 from sinks.backtest_runs import BacktestWrites
@@ -58,7 +58,7 @@ class ScoringRuntime(Service):
         self,
         settings: Settings,
         sink: ClickHouseSink,
-        scorers: Mapping[Domain, Scorer],
+        scorers: Mapping[DomainName, Scorer],
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -165,7 +165,7 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
     return app
 
 
-def run_worker(settings: Settings, scorers: Mapping[Domain, Scorer], loglevel: str) -> None:
+def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], loglevel: str) -> None:
     """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
     if settings.pipeline.torch_threads:
         # Torch's threads spin while they wait for work; on a busy machine more threads than

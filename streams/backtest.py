@@ -30,7 +30,9 @@ from typing import Any
 
 from sklearn.metrics import accuracy_score, f1_score
 
-from config.settings import Domain, Settings
+import domains
+from config.settings import DomainName, Settings
+from domains.base import RawEvent, ScoredResult
 from models.base import Scorer
 from sinks.backtest_runs import RUNS_TABLE, RunWriter, scores_table
 from sinks.readonly import query_store, sql_list, sql_string
@@ -39,15 +41,13 @@ from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule
 from streams.processor import SourceRecord, kafka_time, predict
 from streams.replay import RangeReader, TimeRange, format_time
-from streams.results import ENTITY_COLUMNS, model_input, scored_result
-from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS, SCORE_SCHEMAS, Event, ScoredResult
 from streams.validation import EventLimits, Rejected, parse_event
 
 LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_DEAD_EXAMPLES = 5
 # The figure whose mean absolute change a comparison reports.
-SCORE_FIELDS: dict[Domain, str] = {
+SCORE_FIELDS: dict[DomainName, str] = {
     "news": "sentiment",
     "tickets": "risk_score",
     "sensors": "failure_probability",
@@ -64,7 +64,7 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def default_run_id(domain: Domain, version: str, time_range: TimeRange) -> str:
+def default_run_id(domain: DomainName, version: str, time_range: TimeRange) -> str:
     """Named after what it replays, so replaying the same thing again replaces it."""
     start, end = (
         format_time(ms).replace("-", "").replace(":", "")
@@ -78,7 +78,7 @@ class RunReport:
     """What a replay did; ``row`` is its row of ``backtest_runs``."""
 
     run_id: str
-    domain: Domain
+    domain: DomainName
     topic: str
     time_range: TimeRange
     model_name: str
@@ -122,7 +122,7 @@ class RunReport:
 async def replay(
     settings: Settings,
     writer: RunWriter,
-    domain: Domain,
+    domain: DomainName,
     time_range: TimeRange,
     scorer: Scorer,
     run_id: str,
@@ -142,14 +142,14 @@ async def replay(
         started_at=datetime.now(UTC),
     )
     table = scores_table(domain)
-    pending: list[tuple[SourceRecord, Event]] = []
+    pending: list[tuple[SourceRecord, RawEvent]] = []
     rows: list[dict[str, Any]] = []
     limits = EventLimits.of(settings.pipeline)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backtest")
 
-    async def score(batch: list[tuple[SourceRecord, Event]]) -> None:
+    async def score(batch: list[tuple[SourceRecord, RawEvent]]) -> None:
         started = datetime.now(UTC)
-        inputs = [model_input(domain, event) for _, event in batch]
+        inputs = [domains.get(domain).model_input(event) for _, event in batch]
         outcomes = await predict(executor, scorer, inputs, domain)
         scored_at = datetime.now(UTC)
         for (record, event), outcome in zip(batch, outcomes, strict=True):
@@ -157,7 +157,9 @@ async def replay(
                 report.reject(record, outcome)
                 continue
             # In a replay the record's age says nothing: latency is the batch's scoring time.
-            result = scored_result(domain, event, outcome, scorer, len(batch), started, scored_at)
+            result = domains.get(domain).scored_result(
+                event, outcome, scorer, len(batch), started, scored_at
+            )
             rows.append({"run_id": run_id, **result.model_dump()})
             report.events += 1
         if len(rows) >= settings.sink.max_batch_rows:
@@ -211,7 +213,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Comparison:
-    domain: Domain
+    domain: DomainName
     a: Side
     b: Side
     common: int  # events both runs scored
@@ -226,13 +228,13 @@ class Comparison:
         return {name: self.b.metrics[name] - self.a.metrics[name] for name in self.a.metrics}
 
 
-def label_of(domain: Domain, result: ScoredResult) -> str:
-    value = getattr(result, LABEL_FIELDS[domain])
+def label_of(domain: DomainName, result: ScoredResult) -> str:
+    value = getattr(result, domains.get(domain).summary_field)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def compare(
-    domain: Domain,
+    domain: DomainName,
     a: tuple[str, Sequence[ScoredResult]],
     b: tuple[str, Sequence[ScoredResult]],
     feedback: Mapping[str, str],
@@ -243,7 +245,7 @@ def compare(
     common = sorted(by_id[0].keys() & by_id[1].keys())
     pairs = [(by_id[0][i], by_id[1][i]) for i in common]
     agreeing = sum(label_of(domain, x) == label_of(domain, y) for x, y in pairs)
-    score = SCORE_FIELDS[domain]
+    score = domains.get(domain).score_field
     change = [abs(getattr(x, score) - getattr(y, score)) for x, y in pairs]
     labeled = [i for i in common if i in feedback]
     sides = [
@@ -270,12 +272,12 @@ def compare(
 
 
 def feedback_metrics(
-    domain: Domain, results: Sequence[ScoredResult], feedback: Mapping[str, str]
+    domain: DomainName, results: Sequence[ScoredResult], feedback: Mapping[str, str]
 ) -> dict[str, float] | None:
     """Accuracy and macro F1 (over the classes present) of the results against feedback."""
     if not results:
         return None
-    predicted = [str(getattr(r, FEEDBACK_FIELDS[domain])) for r in results]
+    predicted = [str(getattr(r, domains.get(domain).feedback_field)) for r in results]
     truth = [feedback[r.event_id] for r in results]
     return {
         "accuracy": float(accuracy_score(truth, predicted)),
@@ -284,7 +286,7 @@ def feedback_metrics(
 
 
 def would_fire(
-    domain: Domain, rules: Sequence[Rule], results: Sequence[ScoredResult]
+    domain: DomainName, rules: Sequence[Rule], results: Sequence[ScoredResult]
 ) -> list[Alert]:
     """The alerts the rules fire on these results, folded per entity in event-time order."""
     if not rules:
@@ -292,7 +294,7 @@ def would_fire(
     states: dict[str, EntityState] = {}
     alerts: list[Alert] = []
     for result in sorted(results, key=lambda r: (_utc(r.ts), r.event_id)):
-        entity = getattr(result, ENTITY_COLUMNS[domain])
+        entity = getattr(result, domains.get(domain).entity)
         outcome = evaluate(domain, rules, states.get(entity, EntityState()), result)
         states[entity] = outcome.state
         alerts.extend(outcome.alerts)
@@ -315,7 +317,7 @@ def load_run(settings: Settings, run_id: str) -> dict[str, Any] | None:
 
 
 def load_results(
-    settings: Settings, domain: Domain, run_id: str, events_of: str | None = None
+    settings: Settings, domain: DomainName, run_id: str, events_of: str | None = None
 ) -> list[ScoredResult]:
     """The results of run ``run_id``; for ``live``, the live results of run ``events_of``'s
     events."""
@@ -331,13 +333,13 @@ def load_results(
             f"WHERE run_id = {sql_string(run_id)}"
         )
     result = query_store(settings, sql)
-    schema = SCORE_SCHEMAS[domain]
+    schema = domains.get(domain).result
     return [
         schema.model_validate(dict(zip(result.columns, row, strict=True))) for row in result.rows
     ]
 
 
-def load_feedback(settings: Settings, domain: Domain, run_ids: Sequence[str]) -> dict[str, str]:
+def load_feedback(settings: Settings, domain: DomainName, run_ids: Sequence[str]) -> dict[str, str]:
     """The latest feedback label of each event of the runs ``run_ids``."""
     result = query_store(
         settings,

@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.settings import Domain, Settings
+import domains
+from config.settings import DomainName, Settings
 from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
 from streams.demo_feed import DomainData
-from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS
 from streams.synthetic import (
     INTENTS,
     World,
@@ -46,11 +46,11 @@ class BootstrapSize:
 
 def ensure_models(
     settings: Settings,
-    domains: tuple[Domain, ...],
+    domains: tuple[DomainName, ...],
     size: BootstrapSize | None = None,
-    on_training: Callable[[Domain, str], None] | None = None,
-    data: Mapping[Domain, DomainData] | None = None,
-) -> dict[Domain, str]:
+    on_training: Callable[[DomainName, str], None] | None = None,
+    data: Mapping[DomainName, DomainData] | None = None,
+) -> dict[DomainName, str]:
     """The live version of each domain, training one first where there is none.
 
     A domain in ``data`` (``signalyard demo --data``) trains on its real rows, in head mode,
@@ -60,7 +60,7 @@ def ensure_models(
     size = size or BootstrapSize()
     registry = Registry(settings.models_dir)
     synthetic = settings.home_dir / "bootstrap"
-    live: dict[Domain, str] = {}
+    live: dict[DomainName, str] = {}
     for domain in domains:
         version = registry.live_version(domain)
         real = (data or {}).get(domain)
@@ -94,7 +94,7 @@ def ensure_models(
     return live
 
 
-def _from_synthetic(registry: Registry, domain: Domain, synthetic: Path) -> bool:
+def _from_synthetic(registry: Registry, domain: DomainName, synthetic: Path) -> bool:
     """Whether the live model of ``domain`` was trained on the synthetic world's rows."""
     metadata = registry.metadata(domain, registry.live_dir(domain).name)
     trained_on = Path(metadata.get("data", {}).get("path", "/"))
@@ -107,7 +107,7 @@ class Agreement:
     (sentiment, risk level, defect flag), the share of events whose summary label is right, and
     the share whose feedback label (sentiment, intent, failure mode) is right."""
 
-    domain: Domain
+    domain: DomainName
     events: int
     truth: dict[str, int]
     predicted: dict[str, int]
@@ -116,7 +116,7 @@ class Agreement:
 
 
 def agreement(
-    settings: Settings, domain: Domain, events: int, seed: int = 7, batch_size: int = 64
+    settings: Settings, domain: DomainName, events: int, seed: int = 7, batch_size: int = 64
 ) -> Agreement:
     """Score ``events`` draws of ``World(seed)`` with ``domain``'s live model."""
     from models.loading import load_live_scorer  # loads torch
@@ -132,9 +132,9 @@ def agreement(
     ]
     truth = [_summary_label(domain, label) for _, label in draws]
     rows: list[dict] = [dict(p) for p in predictions]
-    predicted = [str(row[LABEL_FIELDS[domain]]).lower() for row in rows]
+    predicted = [str(row[domains.get(domain).summary_field]).lower() for row in rows]
     right = [
-        str(row[FEEDBACK_FIELDS[domain]]) == label
+        str(row[domains.get(domain).feedback_field]) == label
         for row, (_, label) in zip(rows, draws, strict=True)
     ]
     return Agreement(
@@ -147,7 +147,7 @@ def agreement(
     )
 
 
-def _summary_label(domain: Domain, label: str) -> str:
+def _summary_label(domain: DomainName, label: str) -> str:
     if domain == "tickets":
         return INTENTS[label][0]
     if domain == "sensors":

@@ -24,16 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config.settings import DOMAINS, Domain
+import domains
+from config.settings import DomainName
 from models.data import NEWS_LABELS, read_sensors, read_text
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
 from streams.adaptation.feedback_import import CASHTAG, sensor_label
-from streams.results import ENTITY_COLUMNS
 from streams.synthetic import CHANNELS, COMPANIES, World, labeled, malform
 
 # The sets of each domain, by folder name, as ../shared/data lays them out.
-DATA_SETS: dict[Domain, tuple[str, ...]] = {
+DATA_SETS: dict[DomainName, tuple[str, ...]] = {
     "news": ("fpb", "tweets"),
     "tickets": ("banking77",),
     "sensors": ("ai4i",),
@@ -66,11 +66,11 @@ class DomainData:
     taxonomy: Path | None
 
 
-def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[Domain, DomainData]:
+def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[DomainName, DomainData]:
     """Cut each set present in ``data_dir`` into training and streamed rows; DataError for a
     malformed file, one of fewer than ``MIN_ROWS`` rows, or BANKING77 without its taxonomy."""
-    prepared: dict[Domain, DomainData] = {}
-    for domain in DOMAINS:
+    prepared: dict[DomainName, DomainData] = {}
+    for domain in domains.names():
         sets = tuple(
             name for name in DATA_SETS[domain] if (data_dir / name / "train.csv").is_file()
         )
@@ -118,7 +118,7 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _stream_rows(
-    domain: Domain, name: str, path: Path, taxonomy: Path | None
+    domain: DomainName, name: str, path: Path, taxonomy: Path | None
 ) -> list[tuple[dict[str, Any], str]]:
     if domain == "sensors":
         data = read_sensors(path)
@@ -140,7 +140,7 @@ def _measures(reading: Any) -> dict[str, float]:
     return {k: v for k, v in reading.items() if k != "machine_type"}
 
 
-def synthetic_feed(world: World, domain: Domain, malformed: float) -> Iterator[Fed]:
+def synthetic_feed(world: World, domain: DomainName, malformed: float) -> Iterator[Fed]:
     """Endless events of the synthetic world, ``malformed`` of them broken on purpose."""
     while True:
         event, truth = labeled(world, domain)
@@ -148,7 +148,7 @@ def synthetic_feed(world: World, domain: Domain, malformed: float) -> Iterator[F
 
 
 def data_feed(
-    domain: Domain,
+    domain: DomainName,
     rows: list[tuple[dict[str, Any], str]],
     run: str,
     rng: random.Random,
@@ -171,7 +171,7 @@ def data_feed(
             yield _fed(domain, event, truth, rng, malformed)
 
 
-def _entity(domain: Domain, fields: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def _entity(domain: DomainName, fields: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     if domain == "news":
         tag = CASHTAG.search(fields["headline"])
         return {"ticker": tag.group(1).upper() if tag else rng.choice(list(COMPANIES))}
@@ -181,9 +181,9 @@ def _entity(domain: Domain, fields: dict[str, Any], rng: random.Random) -> dict[
 
 
 def _fed(
-    domain: Domain, event: dict[str, Any], truth: str, rng: random.Random, malformed: float
+    domain: DomainName, event: dict[str, Any], truth: str, rng: random.Random, malformed: float
 ) -> Fed:
-    key = str(event[ENTITY_COLUMNS[domain]]).encode()
+    key = str(event[domains.get(domain).entity]).encode()
     if rng.random() < malformed:
         return Fed(key, malform(event, domain, rng), None, None)
     return Fed(key, json.dumps(event).encode(), event["id"], truth)

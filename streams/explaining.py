@@ -37,7 +37,8 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any
 
-from config.settings import DOMAINS, Domain, ExplanationSettings
+import domains
+from config.settings import DomainName, ExplanationSettings
 from models.base import ModelInput
 from models.errors import RegistryError
 from models.explanations import Explanation
@@ -51,11 +52,11 @@ from streams.stored_events import find_events
 log = logging.getLogger(__name__)
 
 EXPLANATIONS_TABLE = "explanations"
-Key = tuple[Domain, str, str]  # domain, event id, model version
+Key = tuple[DomainName, str, str]  # domain, event id, model version
 
 
 def explanation_row(
-    domain: Domain, event_id: str, version: str, explanation: Explanation, top_k: int
+    domain: DomainName, event_id: str, version: str, explanation: Explanation, top_k: int
 ) -> dict[str, Any]:
     """The row of the ``explanations`` table."""
     return {
@@ -175,11 +176,10 @@ class EventExplainer:
         await self.sink.write(EXPLANATIONS_TABLE, rows)
         return explained, errors
 
-    async def explain_event(self, event_id: str, domain: Domain | None) -> dict[str, Any]:
+    async def explain_event(self, event_id: str, domain: DomainName | None) -> dict[str, Any]:
         """Explain a scored event now (and store it): a JSON object with domain, event_id,
         model_version and the explanation, or with ``error``."""
-        domains = [domain] if domain else list(DOMAINS)
-        for name in domains:
+        for name in [domain] if domain else domains.names():
             result = await self.store.query(
                 f"SELECT model_version FROM {name}_scores FINAL "
                 f"WHERE event_id = {sql_string(event_id)}"

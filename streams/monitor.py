@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
-from config.settings import DOMAINS, Domain, Settings
+import domains
+from config.settings import DomainName, Settings
 from streams.adaptation.messages import ModelUpdate, RetrainRequest
 from streams.connection import consumer_options
 from streams.deadletter import kind_from_headers
-from streams.schemas import FEEDBACK_FIELDS, LABEL_FIELDS
 
 WINDOW_S = 10.0
 ADAPTATION_LINES = 6
@@ -42,7 +42,7 @@ class DomainSummary:
 
 @dataclass(frozen=True)
 class Summary:
-    domains: dict[Domain, DomainSummary]
+    domains: dict[DomainName, DomainSummary]
     dead_letters: int
     dead_reasons: list[tuple[str, int]]
     adaptation: list[str] = field(default_factory=list)  # the latest steps, oldest first
@@ -73,21 +73,21 @@ class LiveStats:
         self.window_s = window_s
         self.started_at: float | None = None
         self.truth = truth if truth is not None else {}
-        self._domains = {domain: _DomainStats() for domain in DOMAINS}
+        self._domains = {domain: _DomainStats() for domain in domains.names()}
         self._dead = Counter[str]()
         self._adaptation: deque[str] = deque(maxlen=ADAPTATION_LINES)
 
-    def result(self, domain: Domain, result: dict, now: float) -> None:
+    def result(self, domain: DomainName, result: dict, now: float) -> None:
         if self.started_at is None:
             self.started_at = now
         stats = self._domains[domain]
         stats.scored += 1
-        stats.labels[str(result.get(LABEL_FIELDS[domain])).lower()] += 1
+        stats.labels[str(result.get(domains.get(domain).summary_field)).lower()] += 1
         stats.recent.append((now, float(result["latency_ms"])))
         truth = self.truth.pop(str(result.get("event_id")), None)
         if truth is not None:
             stats.judged += 1
-            stats.right += str(result.get(FEEDBACK_FIELDS[domain])) == truth
+            stats.right += str(result.get(domains.get(domain).feedback_field)) == truth
 
     def dead_letter(self, kind: str) -> None:
         self._dead[kind] += 1
@@ -97,7 +97,7 @@ class LiveStats:
         self._adaptation.append(line)
 
     def summary(self, now: float) -> Summary:
-        domains: dict[Domain, DomainSummary] = {}
+        domains: dict[DomainName, DomainSummary] = {}
         for domain, stats in self._domains.items():
             while stats.recent and stats.recent[0][0] < now - self.window_s:
                 stats.recent.popleft()
@@ -122,11 +122,11 @@ async def watch(
     settings: Settings,
     stats: LiveStats,
     ready: asyncio.Event,
-    on_result: Callable[[Domain, dict], Awaitable[None]] | None = None,
+    on_result: Callable[[DomainName, dict], Awaitable[None]] | None = None,
 ) -> None:
     """Feed ``stats`` from what is published from now on; sets ``ready`` once positioned.
     ``on_result`` is awaited with each scored result."""
-    scored = {settings.topics.scored(domain).name: domain for domain in DOMAINS}
+    scored = {settings.topics.scored(domain).name: domain for domain in domains.names()}
     requests, updates = settings.topics.retrain_requests.name, settings.topics.model_updates.name
     topics = [*scored, settings.topics.deadletter.name, requests, updates]
     consumer = AIOKafkaConsumer(

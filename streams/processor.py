@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
 
-from config.settings import Domain
+import domains
+from config.settings import DomainName
+from domains.base import RawEvent, ScoredResult
 from models.base import ModelInput, Prediction, Scorer
 from streams.deadletter import DeadLetter
 from streams.publishing import Outgoing, Publish
-from streams.results import ENTITY_COLUMNS, event_row, model_input, scored_result
-from streams.schemas import Event, ScoredResult
 from streams.validation import EventLimits, Rejected, parse_event
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Destinations:
 class BatchProcessor:
     def __init__(
         self,
-        domain: Domain,
+        domain: DomainName,
         scorer: ScorerHolder,
         executor: Executor,
         publish: Publish,
@@ -104,7 +104,7 @@ class BatchProcessor:
 
     async def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         batch = PreparedBatch()
-        valid: list[tuple[SourceRecord, Event, datetime]] = []
+        valid: list[tuple[SourceRecord, RawEvent, datetime]] = []
         for record in records:
             ingested_at = kafka_time(record.timestamp)
             try:
@@ -116,17 +116,17 @@ class BatchProcessor:
         if not valid:
             return batch
         scorer = self.scorer.current
-        inputs = [model_input(self.domain, event) for _, event, _ in valid]
+        inputs = [domains.get(self.domain).model_input(event) for _, event, _ in valid]
         outcomes = await predict(self.executor, scorer, inputs, self.domain)
         scored_at = datetime.now(UTC)
         for (record, event, ingested_at), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, Rejected):
                 batch.dead_letters.append(dead_letter(record, outcome, ingested_at))
                 continue
-            batch.event_rows.append(event_row(self.domain, event, ingested_at))
+            batch.event_rows.append(domains.get(self.domain).event_row(event, ingested_at))
             batch.results.append(
-                scored_result(
-                    self.domain, event, outcome, scorer, len(valid), ingested_at, scored_at
+                domains.get(self.domain).scored_result(
+                    event, outcome, scorer, len(valid), ingested_at, scored_at
                 )
             )
         return batch
@@ -134,7 +134,7 @@ class BatchProcessor:
     async def deliver(self, batch: PreparedBatch) -> None:
         """Publish and store the batch; returns once Kafka and ClickHouse both have it."""
         where = self.destinations
-        entity = ENTITY_COLUMNS[self.domain]
+        entity = domains.get(self.domain).entity
         results = await self.publish(
             where.scored_topic,
             [
@@ -159,7 +159,7 @@ class BatchProcessor:
 
 
 async def predict(
-    executor: Executor, scorer: Scorer, inputs: list[ModelInput], domain: Domain
+    executor: Executor, scorer: Scorer, inputs: list[ModelInput], domain: DomainName
 ) -> list[Prediction | Rejected]:
     """Predictions in input order, computed on ``executor``; when the batch fails, each input is
     retried alone so that one input the model cannot handle is rejected instead of the batch."""

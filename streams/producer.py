@@ -18,10 +18,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from config.settings import Domain, KafkaSettings
+import domains
+from config.settings import DomainName, KafkaSettings
 from streams.connection import aiokafka_options
-from streams.results import ENTITY_COLUMNS
-from streams.schemas import EVENT_SCHEMAS
 
 Record = tuple[bytes | None, bytes]
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -38,7 +37,7 @@ def file_format(path: Path) -> str:
         raise ValueError(f"{path.name}: unknown file type (expected {known})") from None
 
 
-def read_records(domain: Domain, path: Path) -> Iterator[Record]:
+def read_records(domain: DomainName, path: Path) -> Iterator[Record]:
     """The file's events as (key, value) records of the domain's raw topic."""
     if file_format(path) == "csv":
         with path.open(newline="", encoding="utf-8") as handle:
@@ -51,16 +50,16 @@ def read_records(domain: Domain, path: Path) -> Iterator[Record]:
                 yield jsonl_record(domain, line.rstrip(b"\r\n"))
 
 
-def csv_record(domain: Domain, row: dict[str, str]) -> Record:
+def csv_record(domain: DomainName, row: dict[str, str]) -> Record:
     cells = {name: value for name, value in row.items() if name and value != ""}
     try:
-        event = EVENT_SCHEMAS[domain].model_validate(cells, strict=False)
+        event = domains.get(domain).event.model_validate(cells, strict=False)
     except ValidationError:
         return _key(domain, cells), json.dumps(cells).encode()
     return event.entity.encode(), event.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
-def jsonl_record(domain: Domain, line: bytes) -> Record:
+def jsonl_record(domain: DomainName, line: bytes) -> Record:
     try:
         parsed = json.loads(line)
     except ValueError:
@@ -68,8 +67,8 @@ def jsonl_record(domain: Domain, line: bytes) -> Record:
     return (_key(domain, parsed) if isinstance(parsed, dict) else None), line
 
 
-def _key(domain: Domain, event: dict) -> bytes | None:
-    entity = event.get(ENTITY_COLUMNS[domain]) or (event.get("tickers") or [None])[0]
+def _key(domain: DomainName, event: dict) -> bytes | None:
+    entity = event.get(domains.get(domain).entity) or (event.get("tickers") or [None])[0]
     return str(entity).encode() if entity else None
 
 

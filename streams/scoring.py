@@ -40,7 +40,7 @@ from aiokafka import (
 from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from streams.agents import exit_on_failure
 from streams.batching import MicroBatcher
 from streams.commits import CommitTracker, Partition, Ticket
@@ -90,7 +90,7 @@ class DomainScoring:
         self.deliveries: set[asyncio.Task[None]] = set()
 
     @property
-    def domain(self) -> Domain:
+    def domain(self) -> DomainName:
         return self.processor.domain
 
     def idle(self) -> bool:
@@ -142,8 +142,8 @@ class ScoringConsumer(Service):
     def __init__(
         self,
         settings: Settings,
-        scorers: Mapping[Domain, ScorerHolder],
-        executors: Mapping[Domain, Executor],
+        scorers: Mapping[DomainName, ScorerHolder],
+        executors: Mapping[DomainName, Executor],
         sink: Sink,
         metrics: PipelineMetrics,
         **kwargs: Any,

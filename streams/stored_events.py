@@ -24,11 +24,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config.settings import Domain
+import domains
+from config.settings import DomainName
 from models.base import ModelInput
 from sinks.readonly import QueryError, ReadOnlyStore, sql_list, sql_string
-from streams.results import model_input
-from streams.schemas import EVENT_SCHEMAS, FEEDBACK_FIELDS
 from streams.validation import describe
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ LOOKUP_INTERVAL_S = 0.5  # between lookups of events not in the store yet
 
 # Event table columns, named as the event schema's fields, so a stored row parses back into the
 # event it came from and gives the model input the scoring agent computed.
-EVENT_FIELDS: dict[Domain, str] = {
+EVENT_FIELDS: dict[DomainName, str] = {
     "news": "event_id AS id, ts, source, ticker, tickers, headline, nullIf(body, '') AS body",
     "tickets": "event_id AS id, ts, customer_id, channel, nullIf(subject, '') AS subject, text",
     "sensors": (
@@ -56,13 +55,13 @@ class StoredEvent:
     model_version: str
 
 
-def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
-    ids = sql_list(event_ids)
+def lookup_query(domain: DomainName, event_ids: Sequence[str]) -> str:
+    ids, spec = sql_list(event_ids), domains.get(domain)
     return (
-        f"SELECT e.*, s.predicted, s.model_version FROM "
-        f"(SELECT {EVENT_FIELDS[domain]} FROM {domain}_events FINAL WHERE event_id IN {ids}) AS e "
-        f"INNER JOIN (SELECT event_id, toString({FEEDBACK_FIELDS[domain]}) AS predicted, "
-        f"model_version FROM {domain}_scores FINAL WHERE event_id IN {ids}) AS s "
+        f"SELECT e.*, s.predicted, s.model_version FROM (SELECT {spec.stored_fields} "
+        f"FROM {spec.events_table} FINAL WHERE event_id IN {ids}) AS e "
+        f"INNER JOIN (SELECT event_id, toString({spec.feedback_field}) AS predicted, "
+        f"model_version FROM {spec.scores_table} FINAL WHERE event_id IN {ids}) AS s "
         "ON s.event_id = e.id"
     )
 
@@ -71,14 +70,14 @@ def lookup_query(domain: Domain, event_ids: Sequence[str]) -> str:
 class Lookup:
     """What ``find_events`` found, by (domain, event id)."""
 
-    found: dict[tuple[Domain, str], StoredEvent]
-    invalid: dict[tuple[Domain, str], str]  # stored rows that no longer parse, and why
+    found: dict[tuple[DomainName, str], StoredEvent]
+    invalid: dict[tuple[DomainName, str], str]  # stored rows that no longer parse, and why
     # By domain: the query error of the last attempt, for domains with events still missing.
-    errors: dict[Domain, QueryError]
+    errors: dict[DomainName, QueryError]
 
 
 async def find_events(
-    store: ReadOnlyStore, wanted: Iterable[tuple[Domain, str]], wait_s: float
+    store: ReadOnlyStore, wanted: Iterable[tuple[DomainName, str]], wait_s: float
 ) -> Lookup:
     """Look the wanted (domain, event id) pairs up in ``store``, one query per domain, and
     again every ``LOOKUP_INTERVAL_S`` for those still missing until ``wait_s`` seconds have
@@ -90,9 +89,9 @@ async def find_events(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     missing = set(wanted)
-    found: dict[tuple[Domain, str], StoredEvent] = {}
-    invalid: dict[tuple[Domain, str], str] = {}
-    errors: dict[Domain, QueryError] = {}
+    found: dict[tuple[DomainName, str], StoredEvent] = {}
+    invalid: dict[tuple[DomainName, str], str] = {}
+    errors: dict[DomainName, QueryError] = {}
     while missing:
         errors = {}
         for domain in sorted({domain for domain, _ in missing}):
@@ -119,25 +118,25 @@ async def find_events(
     return Lookup(found, invalid, errors)
 
 
-def unlabeled_query(domain: Domain, limit: int) -> str:
+def unlabeled_query(domain: DomainName, limit: int) -> str:
     """The ``limit`` most recently stored events of ``domain`` that no feedback label names."""
     # LIMIT 1 BY instead of FINAL: a top-n read of the newest rows, not a merge of the table.
     return (
-        f"SELECT {EVENT_FIELDS[domain]} FROM {domain}_events WHERE event_id NOT IN "
+        f"SELECT {domains.get(domain).stored_fields} FROM {domain}_events WHERE event_id NOT IN "
         f"(SELECT event_id FROM feedback WHERE domain = {sql_string(domain)}) "
         f"ORDER BY ingested_at DESC, event_id LIMIT 1 BY event_id LIMIT {int(limit)}"
     )
 
 
-def event_input(domain: Domain, row: Mapping[str, Any]) -> ModelInput:
+def event_input(domain: DomainName, row: Mapping[str, Any]) -> ModelInput:
     """The model input of a stored event row (``EVENT_FIELDS`` columns, others ignored)."""
-    event = EVENT_SCHEMAS[domain].model_validate(
+    event = domains.get(domain).event.model_validate(
         {key: value for key, value in row.items() if value is not None}, strict=False
     )
-    return model_input(domain, event)  # type: ignore[arg-type]
+    return domains.get(domain).model_input(event)  # type: ignore[arg-type]
 
 
-def stored_event(domain: Domain, row: Mapping[str, Any]) -> StoredEvent:
+def stored_event(domain: DomainName, row: Mapping[str, Any]) -> StoredEvent:
     """The joined row of ``lookup_query`` as the model's input and its prediction."""
     value = event_input(domain, row)
     return StoredEvent(

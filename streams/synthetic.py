@@ -27,10 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from config.settings import Domain
+import domains
+from config.settings import DomainName
 from models.base import ModelInput
-from streams.results import ENTITY_COLUMNS, model_input
-from streams.schemas import EVENT_SCHEMAS
 
 COMPANIES: dict[str, str] = {
     "AAPL": "Apple",
@@ -216,7 +215,7 @@ class World:
             for n in range(self.machines)
         ]
 
-    def _next_id(self, domain: Domain) -> str:
+    def _next_id(self, domain: DomainName) -> str:
         self.counter += 1
         return f"{domain[0]}-{self.seed}-{self.counter:09d}"
 
@@ -322,7 +321,7 @@ def _failure_flags(
     }
 
 
-def labeled(world: World, domain: Domain) -> tuple[dict[str, Any], str]:
+def labeled(world: World, domain: DomainName) -> tuple[dict[str, Any], str]:
     """The next event of ``domain`` and its true label, as feedback gives one: a sentiment, an
     intent, or a failure mode ("none" when the reading did not fail)."""
     draw: Callable[[], tuple[dict[str, Any], Any]] = getattr(world, _DRAWS[domain])
@@ -333,24 +332,28 @@ def labeled(world: World, domain: Domain) -> tuple[dict[str, Any], str]:
 
 
 def events(
-    world: World, domain: Domain, malformed_fraction: float = 0.0
+    world: World, domain: DomainName, malformed_fraction: float = 0.0
 ) -> Iterator[tuple[bytes, bytes]]:
     """Endless (key, value) records of the domain's raw topic."""
     while True:
         event, _ = labeled(world, domain)
-        key = str(event[ENTITY_COLUMNS[domain]]).encode()
+        key = str(event[domains.get(domain).entity]).encode()
         if world.rng.random() < malformed_fraction:
             yield key, malform(event, domain, world.rng)
         else:
             yield key, json.dumps(event).encode()
 
 
-_DRAWS: dict[Domain, str] = {"news": "news", "tickets": "ticket", "sensors": "sensor"}
-_TEXT_FIELDS: dict[Domain, str] = {"news": "headline", "tickets": "text", "sensors": "machine_id"}
-_NUMBER_FIELDS: dict[Domain, str] = {"news": "ts", "tickets": "ts", "sensors": "rpm"}
+_DRAWS: dict[DomainName, str] = {"news": "news", "tickets": "ticket", "sensors": "sensor"}
+_TEXT_FIELDS: dict[DomainName, str] = {
+    "news": "headline",
+    "tickets": "text",
+    "sensors": "machine_id",
+}
+_NUMBER_FIELDS: dict[DomainName, str] = {"news": "ts", "tickets": "ts", "sensors": "rpm"}
 
 
-def malform(event: dict[str, Any], domain: Domain, rng: random.Random) -> bytes:
+def malform(event: dict[str, Any], domain: DomainName, rng: random.Random) -> bytes:
     """The event broken in one of the ways validation must reject."""
     kind = rng.choice(MALFORMATIONS)
     broken = dict(event)
@@ -371,7 +374,7 @@ def malform(event: dict[str, Any], domain: Domain, rng: random.Random) -> bytes:
     return json.dumps(broken).encode()
 
 
-def write_training_csv(domain: Domain, path: Path, rows: int, seed: int = 11) -> Path:
+def write_training_csv(domain: DomainName, path: Path, rows: int, seed: int = 11) -> Path:
     """Labeled rows in the formats ``train_model`` reads (those of ../shared/data)."""
     world = World(seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -432,6 +435,8 @@ def _ai4i_row(udi: int, reading: dict[str, Any], flags: dict[str, int]) -> list[
     ]
 
 
-def event_input(domain: Domain, event: dict[str, Any]) -> ModelInput:
+def event_input(domain: DomainName, event: dict[str, Any]) -> ModelInput:
     """What the worker gives the model for this event: its text, or its reading."""
-    return model_input(domain, EVENT_SCHEMAS[domain].model_validate_json(json.dumps(event)))
+    return domains.get(domain).model_input(
+        domains.get(domain).event.model_validate_json(json.dumps(event))
+    )

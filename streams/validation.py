@@ -21,8 +21,9 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from config.settings import DOMAINS, Domain, PipelineSettings
-from streams.schemas import EVENT_SCHEMAS, Event
+import domains
+from config.settings import DomainName, PipelineSettings
+from domains.base import RawEvent
 
 MAX_REASONS = 3
 # The range of ClickHouse's DateTime64(3) (the store's time columns).
@@ -60,8 +61,8 @@ class Rejected(ValueError):
 
 
 def parse_event(
-    domain: Domain, payload: bytes | None, limits: EventLimits, arrival: datetime | None = None
-) -> Event:
+    domain: DomainName, payload: bytes | None, limits: EventLimits, arrival: datetime | None = None
+) -> RawEvent:
     """Validate one message of the domain's raw topic, or raise Rejected with the reason.
 
     ``arrival``: the record's Kafka timestamp, which the event time is bounded against; None
@@ -78,13 +79,13 @@ def parse_event(
     except UnicodeDecodeError as error:
         raise Rejected("invalid UTF-8", f"invalid UTF-8 at byte {error.start}") from None
     try:
-        event = EVENT_SCHEMAS[domain].model_validate_json(text)
+        event = domains.get(domain).event.model_validate_json(text)
     except ValidationError as error:
         kind = "not JSON" if error.errors()[0]["type"] == "json_invalid" else "invalid event"
         raise Rejected(kind, describe(error)) from None
     reject_repeated_keys(text)
     if event.domain is not None and event.domain != domain:
-        if event.domain not in DOMAINS:
+        if event.domain not in domains.names():
             raise Rejected("wrong domain", f"unknown domain {event.domain!r}")
         raise Rejected("wrong domain", f"a {event.domain} event on the {domain} topic")
     check_event_time(event.ts, limits, arrival)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import DOMAINS, Settings, load_settings, with_topic_suffix
+import domains
+from config.settings import Settings, load_settings, with_topic_suffix
 from signalyard.stack.local_kafka import port_answers
 from sinks.clickhouse import connect
 
@@ -57,5 +58,5 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_rounds=15)
     settings = isolated_settings(tmp_path_factory.mktemp("registry"))
-    ensure_models(settings, DOMAINS, tiny)
+    ensure_models(settings, domains.names(), tiny)
     return settings.models_dir

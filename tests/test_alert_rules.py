@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+import domains
 from config.settings import load_settings
+from domains.base import ScoredResult
+from domains.news import NewsScore
+from domains.sensors import SensorScore
+from domains.tickets import TicketScore
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import (
@@ -20,8 +25,6 @@ from streams.alerting.rules import (
     RulesError,
     load_rules,
 )
-from streams.results import ENTITY_COLUMNS
-from streams.schemas import NewsScore, ScoredResult, SensorScore, TicketScore
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -134,7 +137,7 @@ class Folder:
     def fold(self, results: list[ScoredResult]) -> list[Alert]:
         alerts = []
         for result in results:
-            entity = getattr(result, ENTITY_COLUMNS[self.domain])
+            entity = getattr(result, domains.get(self.domain).entity)
             state = self.states.get(entity, EntityState())
             outcome = evaluate(self.domain, self.rules, state, result)
             if outcome.changed:
@@ -376,7 +379,7 @@ def test_in_every_domain_a_far_future_event_changes_no_alert(
         book, states, alerts = rule_book(rules).rules, {}, []
         domain = book[0].domain
         for result, arrival in results:
-            entity = getattr(result, ENTITY_COLUMNS[domain])
+            entity = getattr(result, domains.get(domain).entity)
             outcome = evaluate(domain, book, states.get(entity, EntityState()), result, arrival)
             states[entity] = outcome.state
             alerts.extend(outcome.alerts)

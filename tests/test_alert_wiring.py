@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import isolated_settings
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from models.base import ModelInput, Prediction, Scorer
 from models.calibration import UNCALIBRATED
 from sinks.clickhouse_sink import ClickHouseSink
@@ -22,16 +22,16 @@ class IdleScorer:
     version = "0"
     calibration = UNCALIBRATED
 
-    def __init__(self, domain: Domain) -> None:
+    def __init__(self, domain: DomainName) -> None:
         self.domain = domain
 
     def score(self, inputs: Sequence[ModelInput]) -> list[Prediction]:
         raise AssertionError("not called")
 
 
-def consumers(settings: Settings, domains: tuple[Domain, ...]) -> tuple[set[Domain], bool]:
+def consumers(settings: Settings, domains: tuple[DomainName, ...]) -> tuple[set[DomainName], bool]:
     """The domains the worker alerts on, and whether it joins feedback."""
-    scorers: dict[Domain, Scorer] = {domain: IdleScorer(domain) for domain in domains}
+    scorers: dict[DomainName, Scorer] = {domain: IdleScorer(domain) for domain in domains}
     runtime = ScoringRuntime(
         settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
     )
@@ -40,7 +40,7 @@ def consumers(settings: Settings, domains: tuple[Domain, ...]) -> tuple[set[Doma
     return alerting, runtime.feedback is not None
 
 
-ALL: set[Domain] = {"news", "tickets", "sensors"}
+ALL: set[DomainName] = {"news", "tickets", "sensors"}
 
 
 @pytest.mark.parametrize("in_scoring_workers", [True, False])
@@ -73,7 +73,7 @@ def test_alerts_are_explained_where_the_events_are(tmp_path: Path) -> None:
     assert not explains_alerts(embedded, scoring=False)
     server = isolated_settings(tmp_path, clickhouse={"dsn": "http://127.0.0.1:8123/default"})
     assert explains_alerts(server, scoring=False)
-    scorers: dict[Domain, Scorer] = {"news": IdleScorer("news")}
+    scorers: dict[DomainName, Scorer] = {"news": IdleScorer("news")}
     runtime = ScoringRuntime(
         embedded, ClickHouseSink(embedded.clickhouse_dsn, embedded.sink), scorers
     )

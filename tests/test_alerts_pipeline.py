@@ -37,14 +37,14 @@ from test_alert_rules import (
 )
 from test_pipeline import Worker, provision
 
-from config.settings import DOMAINS, Settings, TopicSettings
+import domains
+from config.settings import Settings, TopicSettings
+from domains.base import ScoredResult
 from streams.alerting.alert import alert_id
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_REASON, kind_from_headers
 from streams.groups import COORDINATOR_NOT_READY, wait_until_stable
 from streams.producer import produce
-from streams.results import ENTITY_COLUMNS
-from streams.schemas import ScoredResult
 
 pytestmark = pytest.mark.kafka
 
@@ -91,7 +91,7 @@ def alert_workers(kafka: Settings, tmp_path: Path) -> Iterator[NewWorker]:
 
 
 def record(domain: str, result: ScoredResult) -> tuple[bytes, bytes]:
-    return getattr(result, ENTITY_COLUMNS[domain]).encode(), result.model_dump_json().encode()
+    return getattr(result, domains.get(domain).entity).encode(), result.model_dump_json().encode()
 
 
 async def send(settings: Settings, domain: str, results: list, rate: float | None = None) -> None:
@@ -109,7 +109,7 @@ async def _lag(settings: Settings, group: str) -> int:
         committed = await admin.list_consumer_group_offsets(group)
         partitions = [
             TopicPartition(settings.topics.scored(domain).name, p)
-            for domain in DOMAINS
+            for domain in domains.names()
             for p in range(settings.topics.scored(domain).partitions)
         ]
         ends = await consumer.end_offsets(partitions)

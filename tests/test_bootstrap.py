@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import DOMAINS, Domain, Settings, load_settings
+import domains
+from config.settings import DomainName, Settings, load_settings
 from streams.bootstrap import agreement, ensure_models
 from streams.synthetic import World, labeled
 
@@ -18,13 +19,13 @@ from streams.synthetic import World, labeled
 @pytest.fixture(scope="module")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = load_settings(home=tmp_path_factory.mktemp("demo-home"))
-    ensure_models(settings, DOMAINS)
+    ensure_models(settings, domains.names())
     return settings
 
 
-@pytest.mark.parametrize("domain", DOMAINS)
+@pytest.mark.parametrize("domain", domains.names())
 def test_the_demo_s_bootstrap_models_give_the_world_s_own_spread_of_labels(
-    domain: Domain, demo_settings: Settings
+    domain: DomainName, demo_settings: Settings
 ) -> None:
     figures = agreement(demo_settings, domain, 600, seed=21)
     assert figures.accuracy >= 0.9, figures

@@ -13,7 +13,10 @@ import pytest
 import test_training
 from conftest import isolated_settings, query
 
+import domains
 from config.settings import Settings
+from domains.base import ScoredResult
+from domains.news import NewsEvent
 from models.explanations import explain_readings, explain_texts
 from models.loading import load_scorer
 from models.registry import Registry
@@ -27,8 +30,6 @@ from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
 from streams.alerting.alert import Alert, alert_id
 from streams.explaining import EventExplainer
-from streams.results import event_row, model_input, scored_result
-from streams.schemas import NewsEvent, ScoredResult
 from streams.stored_events import Lookup, find_events
 
 tiny_base = test_training.tiny_base
@@ -125,8 +126,8 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
     event = NewsEvent(id="e-1", ts=datetime.now(UTC), source="wire", ticker="ACME",
                       headline="bankruptcy the company said")  # fmt: skip
     now = datetime.now(UTC)
-    (prediction,) = scorer.score([model_input("news", event)])
-    result = scored_result("news", event, prediction, scorer, 1, now, now)
+    (prediction,) = scorer.score([domains.get("news").model_input(event)])
+    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now)
 
     def alert(event_id: str) -> Alert:
         evidence = {"kind": "count", "trigger_event_id": event_id, "event_ids": [event_id]}
@@ -172,8 +173,8 @@ async def write_events(
 ) -> None:
     """``event`` and its result, and a result whose event row (id "bad") no longer parses as
     a news event: its headline is blank."""
-    bad_row = {**event_row("news", event, now), "event_id": "bad", "headline": "  "}
-    await sink.write("news_events", [event_row("news", event, now), bad_row])
+    bad_row = {**domains.get("news").event_row(event, now), "event_id": "bad", "headline": "  "}
+    await sink.write("news_events", [domains.get("news").event_row(event, now), bad_row])
     bad_result = {**result.model_dump(), "event_id": "bad"}
     await sink.write("news_scores", [result.model_dump(), bad_result])
 
@@ -188,8 +189,8 @@ def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
     scorer = load_scorer(keyword_model, "cpu", 32)
     now = datetime.now(UTC)
     event = NewsEvent(id="e-1", ts=now, source="wire", ticker="ACME", headline="a report")
-    (prediction,) = scorer.score([model_input("news", event)])
-    result = scored_result("news", event, prediction, scorer, 1, now, now)
+    (prediction,) = scorer.score([domains.get("news").model_input(event)])
+    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now)
 
     async def run() -> tuple[Lookup, float, Lookup]:
         sink = ClickHouseSink(settings.clickhouse_dsn, settings.sink)

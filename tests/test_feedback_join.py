@@ -15,7 +15,9 @@ import test_training
 from conftest import query
 from test_alerts_pipeline import read_topic
 
+import domains
 from config.settings import Settings
+from domains.news import NewsEvent
 from models.loading import load_scorer
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
@@ -24,8 +26,6 @@ from streams.agents import SharedProducer
 from streams.deadletter import HEADER_REASON, kind_from_headers
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, SourceRecord
-from streams.results import model_input, scored_result
-from streams.schemas import NewsEvent
 from streams.topics import provision_topics
 
 tiny_base = test_training.tiny_base
@@ -45,8 +45,8 @@ def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_r
     scorer = load_scorer(keyword_model, "cpu", 32)
     now = datetime.now(UTC)
     event = NewsEvent(id="e-1", ts=now, source="wire", ticker="ACME", headline="a report")
-    (prediction,) = scorer.score([model_input("news", event)])
-    result = scored_result("news", event, prediction, scorer, 1, now, now)
+    (prediction,) = scorer.score([domains.get("news").model_input(event)])
+    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now)
     labels = [label(0, "e-1"), label(1, "bad"), label(2, "never")]
     metrics = PipelineMetrics()
 

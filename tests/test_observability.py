@@ -25,7 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_alert_rules import reading
 from test_pipeline import MALFORMED, Worker, ids_of, provision, send, synthetic
 
-from config.settings import DOMAINS, Domain, Settings
+import domains
+from config.settings import DomainName, Settings
 from models.registry import Registry
 from signalyard.cli import main
 from signalyard.stack.local_kafka import port_answers
@@ -60,7 +61,7 @@ class Live:
     settings: Settings
     worker: Worker
     url: str
-    expected: dict[Domain, set[str]]
+    expected: dict[DomainName, set[str]]
     tickers: set[str]
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -113,12 +114,13 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
     try:
         wait_for("readiness", lambda: _answers(live, "/readyz") == 200, worker)
         batches = {
-            domain: spread(synthetic(domain, EVENTS, seed=n)) for n, domain in enumerate(DOMAINS)
+            domain: spread(synthetic(domain, EVENTS, seed=n))
+            for n, domain in enumerate(domains.names())
         }
         batches["news"] += [(b"AAPL", bad) for bad, _ in BAD]
         for domain, records in batches.items():
             asyncio.run(send(settings, domain, records))
-        live.expected = {domain: ids_of(batches[domain][:EVENTS]) for domain in DOMAINS}
+        live.expected = {domain: ids_of(batches[domain][:EVENTS]) for domain in domains.names()}
         live.tickers = {key.decode() for key, _ in batches["news"][:EVENTS]}
         # Two scored readings past the default rules' threshold: the worker's alert agent fires.
         streak = [reading(f"streak-{n}", n, 0.95, machine=ALERTED) for n in range(2)]
@@ -129,7 +131,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
             samples = live.metrics()
             return all(
                 samples.get(("signalyard_events_out_total", (("domain", d),)), 0) >= EVENTS
-                for d in DOMAINS
+                for d in domains.names()
             )
 
         wait_for("every event scored", all_out, worker)
@@ -163,7 +165,7 @@ def test_metrics_count_what_the_worker_did(live: Live) -> None:
         return samples[(name, tuple(sorted(labels.items())))]
 
     registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
-    for domain in DOMAINS:
+    for domain in domains.names():
         dead = len(BAD) if domain == "news" else 0
         assert value("signalyard_events_in_total", domain=domain) == EVENTS + dead
         assert value("signalyard_events_out_total", domain=domain) == EVENTS
@@ -189,7 +191,7 @@ def test_metrics_count_what_the_worker_did(live: Live) -> None:
 
 
 def test_consumer_lag_per_partition_drops_to_zero_once_committed(live: Live) -> None:
-    raw = {live.settings.topics.raw(domain).name: domain for domain in DOMAINS}
+    raw = {live.settings.topics.raw(domain).name: domain for domain in domains.names()}
 
     def lags() -> dict[tuple[str, str], float]:
         return {
@@ -210,7 +212,7 @@ def test_health_and_readiness(live: Live) -> None:
     status, body = live.get("/readyz")
     state = json.loads(body)
     assert status == 200 and state["ready"] and state["sink_connected"]
-    raw_partitions = sum(live.settings.topics.raw(domain).partitions for domain in DOMAINS)
+    raw_partitions = sum(live.settings.topics.raw(domain).partitions for domain in domains.names())
     assert state["partitions"] >= raw_partitions
 
 
@@ -343,12 +345,12 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
     assert drawn["status"].startswith("updated"), drawn["status"]
     assert errors == []
     registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
-    assert drawn["models"] == [registry.live_version(domain) for domain in DOMAINS]
+    assert drawn["models"] == [registry.live_version(domain) for domain in domains.names()]
     assert [ALERTED, "machine-defect-streak", "critical"] in [row[2:5] for row in drawn["alerts"]]
     for chart in ("sentiment", "risk", "defects"):
         assert drawn[chart] and all(points >= 1 for _, points in drawn[chart]), drawn
-    assert {name for name, _ in drawn["throughput"]} == set(DOMAINS)
-    assert {name for name, _ in drawn["latency"]} == set(DOMAINS)
+    assert {name for name, _ in drawn["throughput"]} == set(domains.names())
+    assert {name for name, _ in drawn["latency"]} == set(domains.names())
     # The label-free estimate of the two text models (their calibration is recorded).
     assert {name for name, _ in drawn["accuracy"]} == {"news estimated", "tickets estimated"}
     assert all("estimated now" in card for card in drawn["cards"]), drawn["cards"]

@@ -23,7 +23,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from conftest import query
 
-from config.settings import DOMAINS, Domain, Settings, load_settings
+import domains
+from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
@@ -60,7 +61,7 @@ class Worker(WorkerProcess):
         super().__init__(settings, log, (*command, "--loglevel", "info"), overrides)
         self.settings = settings
 
-    def start(self, *domains: Domain) -> Worker:  # type: ignore[override]
+    def start(self, *domains: DomainName) -> Worker:  # type: ignore[override]
         super().start(*(part for domain in domains for part in ("--domain", domain)))
         return self
 
@@ -85,7 +86,7 @@ class Scored:
     """What the scored and dead-letter topics hold, read from the start."""
 
     def __init__(self) -> None:
-        self.ids: dict[Domain, Counter[str]] = {domain: Counter() for domain in DOMAINS}
+        self.ids: dict[DomainName, Counter[str]] = {domain: Counter() for domain in domains.names()}
         self.results: dict[str, dict] = {}
         self.dead: list[tuple[bytes, dict[str, bytes]]] = []
 
@@ -93,7 +94,7 @@ class Scored:
 async def read_until(
     settings: Settings,
     done: Callable[[Scored], bool],
-    domains: tuple[Domain, ...] = DOMAINS,
+    domains: tuple[DomainName, ...] = domains.names(),
     timeout: float = WAIT_S,
 ) -> Scored:
     topics = {settings.topics.scored(domain).name: domain for domain in domains}
@@ -123,7 +124,7 @@ async def read_until(
     return scored
 
 
-def synthetic(domain: Domain, count: int, seed: int) -> list[tuple[bytes, bytes]]:
+def synthetic(domain: DomainName, count: int, seed: int) -> list[tuple[bytes, bytes]]:
     return list(islice(events(World(seed=seed), domain), count))
 
 
@@ -132,7 +133,7 @@ def ids_of(records: list[tuple[bytes, bytes]]) -> set[str]:
 
 
 async def send(
-    settings: Settings, domain: Domain, records: list, rate: float | None = None
+    settings: Settings, domain: DomainName, records: list, rate: float | None = None
 ) -> None:
     await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
 
@@ -176,7 +177,7 @@ def test_every_event_scored_once_and_malformed_events_dead_lettered(
 ) -> None:
     settings = kafka
     provision(settings)
-    batches = {domain: synthetic(domain, 40, seed=n) for n, domain in enumerate(DOMAINS)}
+    batches = {domain: synthetic(domain, 40, seed=n) for n, domain in enumerate(domains.names())}
     # Bad news arrive between good news: the agent must keep scoring after each of them.
     news = batches["news"]
     mixed = news[:10] + [(b"AAPL", bad) for bad, _ in MALFORMED] + news[10:]
@@ -190,7 +191,7 @@ def test_every_event_scored_once_and_malformed_events_dead_lettered(
         read_until(
             settings,
             lambda s: (
-                all(len(s.ids[d]) >= len(expected[d]) for d in DOMAINS)
+                all(len(s.ids[d]) >= len(expected[d]) for d in domains.names())
                 and len(s.dead) >= len(MALFORMED)
             ),
         )
@@ -198,7 +199,7 @@ def test_every_event_scored_once_and_malformed_events_dead_lettered(
     assert worker.stop() == 0, worker.tail()
 
     registry = Registry(registry_dir)
-    for domain in DOMAINS:
+    for domain in domains.names():
         assert set(scored.ids[domain]) == expected[domain], worker.tail()
         assert set(scored.ids[domain].values()) == {1}
         for event_id in expected[domain]:
@@ -222,7 +223,7 @@ def test_every_event_scored_once_and_malformed_events_dead_lettered(
         assert headers[HEADER_TOPIC].decode() == settings.topics.news_raw.name
         assert int(headers[HEADER_PARTITION]) >= 0 and int(headers[HEADER_OFFSET]) >= 0
 
-    for domain in DOMAINS:
+    for domain in domains.names():
         for table in (f"{domain}_events", f"{domain}_scores"):
             rows = query(settings, f"SELECT event_id, count() FROM {table} FINAL GROUP BY event_id")
             assert dict(rows) == dict.fromkeys(expected[domain], 1), table

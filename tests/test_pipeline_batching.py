@@ -7,11 +7,11 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
+import domains
+from domains.news import NewsEvent
 from models.base import NewsPrediction
 from streams.batching import MicroBatcher
 from streams.monitor import LiveStats, percentile
-from streams.results import scored_result
-from streams.schemas import NewsEvent
 from streams.synthetic import World, events
 from streams.validation import EventLimits, Rejected, parse_event
 
@@ -95,8 +95,8 @@ def test_a_scored_result_carries_the_event_model_batch_and_latency() -> None:
         label="positive", p_negative=0.1, p_neutral=0.2, p_positive=0.7, sentiment=0.6
     )
     ingested = datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)
-    result = scored_result(
-        "news", event, prediction, Model(), 17, ingested, ingested + timedelta(milliseconds=250)
+    result = domains.get("news").scored_result(
+        event, prediction, Model(), 17, ingested, ingested + timedelta(milliseconds=250)
     )
     message = json.loads(result.model_dump_json())
     assert message["event_id"] == "n-9" and message["ticker"] == "SAP"

@@ -28,7 +28,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner, Result
 from conftest import query
 
-from config.settings import Domain, Settings, settings_environment
+from config.settings import DomainName, Settings, settings_environment
+from domains.sensors import SensorScore
 from models.calibration import UNCALIBRATED
 from models.options import TrainOptions
 from models.registry import Registry
@@ -46,7 +47,6 @@ from streams.backtest import (
 from streams.connection import aiokafka_options
 from streams.processor import predict
 from streams.replay import Span, TimeRange, format_time, parse_time, spans
-from streams.schemas import SensorScore
 from streams.synthetic import World, events, write_training_csv
 from streams.topics import provision_topics
 from streams.validation import Rejected
@@ -245,7 +245,9 @@ def run_cli(settings: Settings, registry: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, list(args), env=env)
 
 
-def produce_at(settings: Settings, domain: Domain, records: list[tuple[int, int, bytes]]) -> None:
+def produce_at(
+    settings: Settings, domain: DomainName, records: list[tuple[int, int, bytes]]
+) -> None:
     """Send (partition, Kafka timestamp ms, value) records, in this order."""
 
     async def send() -> None:
@@ -262,7 +264,7 @@ def produce_at(settings: Settings, domain: Domain, records: list[tuple[int, int,
     asyncio.run(send())
 
 
-def synthetic(domain: Domain, count: int, seed: int) -> list[bytes]:
+def synthetic(domain: DomainName, count: int, seed: int) -> list[bytes]:
     """Events whose times start two minutes before ``recent_minute``: no later than the Kafka
     timestamps they are given here, as the pipeline's bound on event time requires."""
     world = World(seed=seed)
@@ -275,7 +277,7 @@ def event_id(value: bytes) -> str:
 
 
 def produce_one_a_millisecond(
-    settings: Settings, domain: Domain, values: list[bytes]
+    settings: Settings, domain: DomainName, values: list[bytes]
 ) -> tuple[int, int]:
     """The values a millisecond apart, round robin over the partitions; their [T1, T2)."""
     topic = settings.topics.raw(domain)

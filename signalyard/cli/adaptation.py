@@ -1,4 +1,4 @@
-"""Domain adaptation: `signalyard feedback import`, `signalyard retrain`, `signalyard trainer`.
+"""DomainName adaptation: `signalyard feedback import`, `signalyard retrain`, `signalyard trainer`.
 
 Heavy imports (torch, Faust) happen inside the commands so that ``--help`` stays fast.
 """
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from config.settings import DOMAINS, Domain, Settings, load_settings
+import domains
+from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
 from sinks.readonly import QueryError, query_store, sql_list
 from streams.adaptation.messages import RetrainRequest
@@ -35,7 +36,7 @@ def feedback() -> None:
 
 
 @feedback.command(name="import")
-@click.argument("domain", type=click.Choice(DOMAINS))
+@click.argument("domain", type=click.Choice(domains.names()))
 @click.option(
     "--file",
     "path",
@@ -46,7 +47,7 @@ def feedback() -> None:
 )
 @click.option("--labeler", default="import", show_default=True, help="Who gave the labels.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows.")
-def import_labels(domain: Domain, path: Path, labeler: str, limit: int | None) -> None:
+def import_labels(domain: DomainName, path: Path, labeler: str, limit: int | None) -> None:
     """Publish a label for every row of a file; rows whose event is not in the store yet are
     first published as events, for the workers to score."""
     from streams.adaptation.feedback_import import label_record, labeled_events
@@ -78,7 +79,7 @@ def import_labels(domain: Domain, path: Path, labeler: str, limit: int | None) -
     )
 
 
-def _stored_ids(settings: Settings, domain: Domain, event_ids: list[str]) -> set[str]:
+def _stored_ids(settings: Settings, domain: DomainName, event_ids: list[str]) -> set[str]:
     stored: set[str] = set()
     for start in range(0, len(event_ids), LOOKUP_CHUNK):
         chunk = event_ids[start : start + LOOKUP_CHUNK]
@@ -91,9 +92,9 @@ def _stored_ids(settings: Settings, domain: Domain, event_ids: list[str]) -> set
 
 
 @click.command()
-@click.argument("domain", type=click.Choice(DOMAINS))
+@click.argument("domain", type=click.Choice(domains.names()))
 @click.option("--detail", default="asked by hand", show_default=True, help="Why, for the record.")
-def retrain(domain: Domain, detail: str) -> None:
+def retrain(domain: DomainName, detail: str) -> None:
     """Ask the trainer for a DOMAIN candidate now (a manual trigger)."""
     settings = load_settings()
     request = RetrainRequest(

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.markup import escape
 
-from config.settings import DOMAINS, Domain, Settings, load_settings
+import domains
+from config.settings import DomainName, Settings, load_settings
 from signalyard.cli.provision import provision
 from streams.alerting.rules import SEVERITIES, Severity, load_rules
 from streams.connection import consumer_options
@@ -27,7 +28,7 @@ def alerts() -> None:
 
 
 @alerts.command()
-@click.option("--domain", type=click.Choice(DOMAINS), help="Only alerts of this domain.")
+@click.option("--domain", type=click.Choice(domains.names()), help="Only alerts of this domain.")
 @click.option(
     "--severity",
     type=click.Choice(SEVERITIES),
@@ -36,7 +37,7 @@ def alerts() -> None:
 @click.option("--from-beginning", is_flag=True, help="Start with the oldest alert the topic keeps.")
 @click.option("--json", "as_json", is_flag=True, help="Print each alert as one JSON line.")
 def tail(
-    domain: Domain | None, severity: Severity | None, from_beginning: bool, as_json: bool
+    domain: DomainName | None, severity: Severity | None, from_beginning: bool, as_json: bool
 ) -> None:
     """Print alerts as they arrive, until stopped (Ctrl-C). Commits nothing to Kafka."""
     settings = load_settings()
@@ -47,7 +48,7 @@ def tail(
 
 async def _tail(
     settings: Settings,
-    domain: Domain | None,
+    domain: DomainName | None,
     severities: tuple[Severity, ...],
     from_beginning: bool,
     as_json: bool,

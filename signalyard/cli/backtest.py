@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from config.settings import DOMAINS, Domain, load_settings
+import domains
+from config.settings import DomainName, load_settings
 from models.registry import Registry
 from sinks.backtest_runs import BacktestStoreError, WorkerRunWriter, run_writer
 from sinks.readonly import QueryError
 from streams.replay import TimeRange, UnknownTopicError, format_time, parse_time
-from streams.schemas import LABEL_FIELDS
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 # A replay beside a live worker runs at this niceness: live scoring keeps the CPU it needs.
@@ -35,7 +35,7 @@ def _time(value: str, option: str) -> int:
 
 
 @click.command()
-@click.argument("domain", type=click.Choice(DOMAINS))
+@click.argument("domain", type=click.Choice(domains.names()))
 @click.option(
     "--from",
     "start",
@@ -57,7 +57,12 @@ def _time(value: str, option: str) -> int:
     help="Events per scoring batch. Identical scores need the same batch size.",
 )
 def replay(
-    domain: Domain, start: str, end: str, version: str | None, run_id: str | None, batch_size: int
+    domain: DomainName,
+    start: str,
+    end: str,
+    version: str | None,
+    run_id: str | None,
+    batch_size: int,
 ) -> None:
     """Score DOMAIN's raw events with Kafka timestamps in [FROM, TO) again, into a backtest run.
 
@@ -180,7 +185,7 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
             raise click.BadParameter(
                 f"{run_a} and {run_b} are runs of different domains", param_hint="RUN"
             )
-        domain: Domain = domains.pop()
+        domain: DomainName = domains.pop()
         other = {run_a: run_b, run_b: run_a}
         results = {name: load_results(settings, domain, name, other[name]) for name in other}
         feedback = load_feedback(settings, domain, list(runs))
@@ -201,7 +206,9 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
     table.add_row("events", str(a.events), str(b.events), f"{b.events - a.events:+d}")
     for label in sorted(a.labels.keys() | b.labels.keys()):
         x, y = a.labels.get(label, 0), b.labels.get(label, 0)
-        table.add_row(f"  {LABEL_FIELDS[domain]} {label}", str(x), str(y), f"{y - x:+d}")
+        table.add_row(
+            f"  {domains.get(domain).summary_field} {label}", str(x), str(y), f"{y - x:+d}"
+        )
     deltas = comparison.metric_deltas()
     for name, delta in deltas.items():
         assert a.metrics is not None and b.metrics is not None
@@ -225,7 +232,7 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
         out.print("feedback: no labels for the events both runs scored")
 
 
-def _describe(name: str, run: dict[str, Any] | None, other: str, domain: Domain) -> str:
+def _describe(name: str, run: dict[str, Any] | None, other: str, domain: DomainName) -> str:
     if run is None:
         return f"{name}: the live {domain}_scores of the events of {other}"
     return (

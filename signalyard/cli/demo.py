@@ -37,7 +37,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from config.settings import DOMAINS, Domain, Settings, load_settings
+import domains
+from config.settings import DomainName, Settings, load_settings
 from models.errors import DataError
 from models.registry import Registry
 from signalyard.cli.provision import provision
@@ -124,7 +125,7 @@ def demo(
         data = prepare(data_dir, settings.home_dir / "demo", seed) if data_dir else {}
     except DataError as error:
         raise click.ClickException(str(error)) from None
-    for domain in DOMAINS:
+    for domain in domains.names():
         if domain in data:
             rows = len(data[domain].stream)
             sets = ", ".join(data[domain].sets)
@@ -142,7 +143,7 @@ def demo(
     with console.status("checking the model registry") as status:
         live = ensure_models(
             settings,
-            DOMAINS,
+            domains.names(),
             on_training=lambda domain, source: status.update(
                 f"training a quick {domain} model on {source}"
             ),
@@ -194,8 +195,8 @@ def _free_port(preferred: int) -> int:
 
 
 def _feeds(
-    data: dict[Domain, DomainData], seed: int, malformed: float
-) -> dict[Domain, Iterator[Fed]]:
+    data: dict[DomainName, DomainData], seed: int, malformed: float
+) -> dict[DomainName, Iterator[Fed]]:
     world = World(seed=seed)
     run = uuid.uuid4().hex[:8]  # event ids of this demo run: rows streamed again are new events
     rng = random.Random(seed)
@@ -205,14 +206,14 @@ def _feeds(
             if domain in data
             else synthetic_feed(world, domain, malformed)
         )
-        for domain in DOMAINS
+        for domain in domains.names()
     }
 
 
 async def _run(
     settings: Settings,
     processes: list[WorkerProcess],
-    feeds: dict[Domain, Iterator[Fed]],
+    feeds: dict[DomainName, Iterator[Fed]],
     feedback: float,
     duration: float | None,
     rate: float,
@@ -252,7 +253,7 @@ async def _run(
                     to_label[fed.event_id] = fed.truth
             yield fed.key, fed.value
 
-    async def label(domain: Domain, result: dict) -> None:
+    async def label(domain: DomainName, result: dict) -> None:
         # An analyst labels what the pipeline scored: the label follows its result.
         event_id = str(result["event_id"])
         truth_label = to_label.pop(event_id, None)
@@ -301,11 +302,11 @@ class CandidateWatch:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.seen = {domain: set(registry.version_ids(domain)) for domain in DOMAINS}
+        self.seen = {domain: set(registry.version_ids(domain)) for domain in domains.names()}
 
     def new_decisions(self) -> list[str]:
         lines = []
-        for domain in DOMAINS:
+        for domain in domains.names():
             for version in self.registry.version_ids(domain):
                 if version in self.seen[domain]:
                     continue

@@ -15,7 +15,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import DOMAINS, Domain, Settings, load_settings
+import domains
+from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
-def stored_input(settings: Settings, domain: Domain, event_id: str) -> tuple[Any, str]:
+def stored_input(settings: Settings, domain: DomainName, event_id: str) -> tuple[Any, str]:
     """The model input of a stored, scored event and the version that scored it;
     ClickException when the store has no such event."""
     from sinks.readonly import QueryError, query_store
@@ -40,7 +41,7 @@ def stored_input(settings: Settings, domain: Domain, event_id: str) -> tuple[Any
     return found.model_input, found.model_version
 
 
-def _inputs(domain: Domain, text: str | None, file: Path | None) -> list[Any]:
+def _inputs(domain: DomainName, text: str | None, file: Path | None) -> list[Any]:
     from models.data import read_sensors, read_texts
 
     if domain == "sensors":
@@ -71,7 +72,7 @@ def _print(title: str, explanation: Explanation, top_k: int) -> None:
 
 
 @click.command()
-@click.argument("domain", type=click.Choice(DOMAINS))
+@click.argument("domain", type=click.Choice(domains.names()))
 @click.option("--event-id", help="A scored event in the store (explained with its version).")
 @click.option("--text", help="A text to explain (news, tickets).")
 @click.option(
@@ -84,7 +85,7 @@ def _print(title: str, explanation: Explanation, top_k: int) -> None:
 @click.option("--steps", type=click.IntRange(min=1, max=1024), help="Integrated-gradients steps.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per explanation.")
 def explain(
-    domain: Domain,
+    domain: DomainName,
     event_id: str | None,
     text: str | None,
     file: Path | None,

@@ -13,7 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import DOMAINS, Domain, load_settings
+import domains
+from config.settings import DomainName, load_settings
 from models.options import TrainOptions
 from models.registry import Registry
 
@@ -23,7 +24,7 @@ HEADLINE_METRICS = {
     "tickets": ("intent_accuracy", "risk_macro_f1"),
     "sensors": ("f1", "roc_auc"),
 }
-domain_argument = click.argument("domain", type=click.Choice(DOMAINS))
+domain_argument = click.argument("domain", type=click.Choice(domains.names()))
 existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -31,7 +32,7 @@ def _registry() -> Registry:
     return Registry(load_settings().models_dir)
 
 
-def _version_folder(domain: Domain, version: str | None) -> Path:
+def _version_folder(domain: DomainName, version: str | None) -> Path:
     """The folder of a registered version (default: the live one); one line if it has none."""
     registry = _registry()
     folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
@@ -90,7 +91,7 @@ def _version_folder(domain: Domain, version: str | None) -> Path:
 @click.option(
     "--promote/--no-promote", default=True, show_default=True, help="Make the new version live."
 )
-def train(domain: Domain, data: Path, promote: bool, **options: object) -> None:
+def train(domain: DomainName, data: Path, promote: bool, **options: object) -> None:
     """Train a DOMAIN model on a labeled CSV and register it as a new version."""
     from models.encoders import resolve_base
     from models.training import train_model
@@ -117,7 +118,7 @@ def train(domain: Domain, data: Path, promote: bool, **options: object) -> None:
 @click.option("--version", help="Registry version (default: the live one).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]))
 def evaluate_command(
-    domain: Domain, data: Path, version: str | None, precision: str | None
+    domain: DomainName, data: Path, version: str | None, precision: str | None
 ) -> None:
     """Evaluate a registered DOMAIN model on a labeled CSV; the last line is JSON metrics."""
     from models.evaluation import evaluate
@@ -141,12 +142,12 @@ def models() -> None:
 
 
 @models.command(name="list")
-@click.argument("domain", type=click.Choice(DOMAINS), required=False)
-def list_versions(domain: Domain | None) -> None:
+@click.argument("domain", type=click.Choice(domains.names()), required=False)
+def list_versions(domain: DomainName | None) -> None:
     """Registered versions of every domain (or of DOMAIN); * marks the live one."""
     registry = _registry()
     table = Table("domain", "version", "live", "model", "mode", "created", "validation", "gate")
-    for name in [domain] if domain else DOMAINS:
+    for name in [domain] if domain else domains.names():
         for info in registry.versions(name):
             figures = " ".join(
                 f"{key}={info.metrics[key]:.3f}"
@@ -178,7 +179,7 @@ def _gate(metadata: dict) -> str:
 @models.command()
 @domain_argument
 @click.argument("version", required=False)
-def show(domain: Domain, version: str | None) -> None:
+def show(domain: DomainName, version: str | None) -> None:
     """The metadata of a version (default: the live one), as JSON."""
     registry = _registry()
     folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
@@ -191,7 +192,7 @@ def show(domain: Domain, version: str | None) -> None:
 @models.command()
 @click.argument("domain", type=click.Choice(["news", "tickets"]))
 @click.argument("version", required=False)
-def calibrate(domain: Domain, version: str | None) -> None:
+def calibrate(domain: DomainName, version: str | None) -> None:
     """Fit the calibration of a text model trained before training recorded one, on its own
     validation split; it gives each result's confidence and the label-free accuracy estimate.
     The last line is the record, as JSON."""
@@ -220,7 +221,7 @@ def calibrate(domain: Domain, version: str | None) -> None:
     show_default=True,
     help="Share of the validation decisions int8 may change (bounds the accuracy it loses).",
 )
-def quantize(domain: Domain, version: str | None, max_changed: float) -> None:
+def quantize(domain: DomainName, version: str | None, max_changed: float) -> None:
     """Fit a text model's int8 plan on its own validation split: the fewest most sensitive
     linear layers kept in fp32 so that int8 changes at most --max-changed of fp32's decisions.
     Workers apply it when inference.precision is int8. The last line is the record, as JSON."""
@@ -254,7 +255,7 @@ announce_option = click.option(
 @domain_argument
 @click.argument("version")
 @announce_option
-def promote(domain: Domain, version: str, announce: bool) -> None:
+def promote(domain: DomainName, version: str, announce: bool) -> None:
     """Make VERSION the live model of DOMAIN."""
     registry = _registry()
     registry.promote(domain, version)
@@ -266,7 +267,7 @@ def promote(domain: Domain, version: str, announce: bool) -> None:
 @models.command()
 @domain_argument
 @announce_option
-def rollback(domain: Domain, announce: bool) -> None:
+def rollback(domain: DomainName, announce: bool) -> None:
     """Make the previously live version of DOMAIN live again."""
     registry = _registry()
     version = registry.rollback(domain)
@@ -275,7 +276,7 @@ def rollback(domain: Domain, announce: bool) -> None:
         _announce(registry, domain, "rollback")
 
 
-def _announce(registry: Registry, domain: Domain, reason: str) -> None:
+def _announce(registry: Registry, domain: DomainName, reason: str) -> None:
     from streams.adaptation.announce import announce, live_update
 
     update = live_update(registry, domain, reason)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from config.settings import DOMAINS, Domain, load_settings
+import domains
+from config.settings import DomainName, load_settings
 from signalyard.cli.provision import provision
 from streams.producer import file_format, produce, read_records
 from streams.topics import provision_topics
@@ -17,7 +18,7 @@ from streams.topics import provision_topics
 @click.option(
     "--domain",
     "domains",
-    type=click.Choice(DOMAINS),
+    type=click.Choice(domains.names()),
     multiple=True,
     help="A domain to score (repeatable); default: all three.",
 )
@@ -27,7 +28,7 @@ from streams.topics import provision_topics
     default="warning",
     show_default=True,
 )
-def worker(domains: tuple[Domain, ...], loglevel: str) -> None:
+def worker(domains: tuple[DomainName, ...], loglevel: str) -> None:
     """Score the raw topics with the registry's live models until stopped (Ctrl-C, SIGTERM).
 
     Workers with the same SIGNALYARD_PIPELINE__APP_ID split the partitions between them.
@@ -37,14 +38,14 @@ def worker(domains: tuple[Domain, ...], loglevel: str) -> None:
     from streams.app import run_worker
 
     settings = load_settings()
-    chosen = domains or DOMAINS
+    chosen = domains or domains.names()
     scorers = {domain: load_live_scorer(settings, domain) for domain in chosen}
     provision(settings)
     run_worker(settings, scorers, loglevel)
 
 
 @click.command(name="produce")
-@click.argument("domain", type=click.Choice(DOMAINS))
+@click.argument("domain", type=click.Choice(domains.names()))
 @click.option(
     "--file",
     "path",
@@ -58,7 +59,7 @@ def worker(domains: tuple[Domain, ...], loglevel: str) -> None:
     default=None,
     help="Events per second; default: as fast as the broker takes them.",
 )
-def produce_file(domain: Domain, path: Path, rate: float | None) -> None:
+def produce_file(domain: DomainName, path: Path, rate: float | None) -> None:
     """Send the events of a file to DOMAIN's raw topic (the worker validates them)."""
     try:
         file_format(path)

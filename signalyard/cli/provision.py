@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+import domains
 from config.settings import Settings, load_settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
@@ -20,7 +21,13 @@ def provision(settings: Settings) -> None:
     """Create every topic and table the system reads or writes; safe to run again."""
     from streams.alerting.consumer import state_changelogs  # aiokafka: only when provisioning
 
-    topics = settings.topics.all() + state_changelogs(settings)
+    domain_topics = [
+        topic
+        for name in domains.names()
+        for topic in (settings.topics.raw(name), settings.topics.scored(name))
+    ]
+    named = {topic.name: topic for topic in settings.topics.all() + domain_topics}
+    topics = list(named.values()) + state_changelogs(settings)
     states = asyncio.run(provision_topics(settings.kafka, topics))
     table = Table("topic", "partitions", "action", title="Kafka topics")
     for state in states:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from models.registry import Registry
 from streams.adaptation.messages import ModelUpdate
 from streams.producer import produce
 
 
-def live_update(registry: Registry, domain: Domain, reason: str) -> ModelUpdate:
+def live_update(registry: Registry, domain: DomainName, reason: str) -> ModelUpdate:
     """The announcement of the domain's live version as the registry has it now."""
     version = registry.live_version(domain)
     if version is None:

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config.settings import DOMAINS, Domain, KafkaSettings
+import domains
+from config.settings import DomainName, KafkaSettings
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.agents import Send
@@ -43,7 +44,7 @@ class FeedbackAgent:
 
     def __init__(
         self,
-        scorers: Mapping[Domain, ScorerHolder],
+        scorers: Mapping[DomainName, ScorerHolder],
         store: ReadOnlyStore,
         send: Send,
         sink: Sink,
@@ -150,7 +151,7 @@ class FeedbackConsumer(GroupConsumer):
     ) -> None:  # fmt: skip
         # A fetch may wait event_wait_s for its events, then one more lookup: a query per
         # domain, each of which may run out of time.
-        handle_s = agent.event_wait_s + LOOKUP_INTERVAL_S + len(DOMAINS) * query_timeout_s
+        handle_s = agent.event_wait_s + LOOKUP_INTERVAL_S + len(domains.names()) * query_timeout_s
         group = f"{app_id}-feedback"
         super().__init__(kafka, group, [topic], session_timeout_s, handle_s, **kwargs)
         self.agent = agent

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from config.settings import Domain
+from config.settings import DomainName
 from models.data import FAILURE_MODES, NEWS_LABELS, read_sensors, read_text
 from streams.adaptation.messages import FeedbackLabel
 from streams.producer import Record
@@ -32,7 +32,7 @@ class LabeledEvent:
 
 
 def labeled_events(
-    domain: Domain, path: Path, intents: tuple[str, ...], ts: datetime
+    domain: DomainName, path: Path, intents: tuple[str, ...], ts: datetime
 ) -> list[LabeledEvent]:
     """The file's rows as events and labels; DataError for a malformed file or an unknown label
     (``intents``: the tickets labels the live model knows)."""
@@ -49,17 +49,17 @@ def labeled_events(
     ]
 
 
-def label_record(item: LabeledEvent, domain: Domain, labeler: str, ts: datetime) -> Record:
+def label_record(item: LabeledEvent, domain: DomainName, labeler: str, ts: datetime) -> Record:
     label = FeedbackLabel(event_id=item.event_id, domain=domain, label=item.label, labeler=labeler,
                           ts=ts)  # fmt: skip
     return item.event_id.encode(), label.model_dump_json().encode()
 
 
-def _event_id(domain: Domain, content: str) -> str:
+def _event_id(domain: DomainName, content: str) -> str:
     return f"{domain}-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
 
 
-def _text_event(domain: Domain, body: str, label: str, ts: datetime) -> LabeledEvent:
+def _text_event(domain: DomainName, body: str, label: str, ts: datetime) -> LabeledEvent:
     event_id = _event_id(domain, body)
     if domain == "news":
         tag = CASHTAG.search(body)

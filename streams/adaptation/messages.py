@@ -15,9 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from config.settings import Domain
+from config.settings import DomainName
+from domains import RegisteredName
+from domains.base import Name, Timestamp
 from models.data import FAILURE_MODES, NEWS_LABELS
-from streams.schemas import Name, Timestamp
 
 # Sensor labels are what a scored reading's failure_mode holds ("none" or a mode), plus
 # "failure" for a failure whose mode the labeler does not know.
@@ -30,7 +31,7 @@ class FeedbackLabel(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     event_id: Name
-    domain: Domain
+    domain: RegisteredName
     label: Name
     labeler: Name
     ts: Timestamp
@@ -40,7 +41,7 @@ class RetrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: str
-    domain: Domain
+    domain: RegisteredName
     reason: TriggerReason
     detail: str
     live_version: str | None
@@ -54,7 +55,7 @@ class RetrainRequest(BaseModel):
 class ModelUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    domain: Domain
+    domain: RegisteredName
     version: str
     model_name: str
     reason: str  # "gate: ...", "promote", "rollback"
@@ -65,7 +66,7 @@ class ModelUpdate(BaseModel):
         return self.domain.encode(), self.model_dump_json().encode()
 
 
-def known_labels(domain: Domain, model_labels: Sequence[str]) -> tuple[str, ...]:
+def known_labels(domain: DomainName, model_labels: Sequence[str]) -> tuple[str, ...]:
     """The labels feedback may give in ``domain``; tickets label intents, which are the live
     model's own labels."""
     if domain == "news":

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from config.settings import Domain, KafkaSettings, TopicSettings
+from config.settings import DomainName, KafkaSettings, TopicSettings
 from models.base import Scorer
 from models.registry import Registry
 from streams.adaptation.messages import ModelUpdate
@@ -32,7 +32,7 @@ from streams.processor import ScorerHolder
 
 log = logging.getLogger(__name__)
 
-LoadScorer = Callable[[Domain, str], Scorer]  # (domain, version) -> a ready scorer
+LoadScorer = Callable[[DomainName, str], Scorer]  # (domain, version) -> a ready scorer
 
 
 class ModelWatcher:
@@ -40,7 +40,7 @@ class ModelWatcher:
         self,
         kafka: KafkaSettings,
         topic: TopicSettings,
-        scorers: Mapping[Domain, ScorerHolder],
+        scorers: Mapping[DomainName, ScorerHolder],
         registry: Registry,
         load: LoadScorer,
         metrics: PipelineMetrics,
@@ -89,7 +89,7 @@ class ModelWatcher:
             if update.domain in self.scorers:
                 await self.switch(update.domain, update.version)
 
-    async def switch(self, domain: Domain, version: str) -> None:
+    async def switch(self, domain: DomainName, version: str) -> None:
         """Load ``version`` of ``domain`` in the background and make it score the next batch.
         A version that cannot be loaded is logged and the current model kept."""
         holder = self.scorers[domain]

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from models.loading import LoadedScorer, load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, RetrainOutcome, retrain
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 MAX_POLL_INTERVAL_MS = 4 * 3600 * 1000
 
 
-def feedback_query(domain: Domain) -> str:
+def feedback_query(domain: DomainName) -> str:
     """Each labeled event once, with its latest label, oldest label first."""
     return (
         "SELECT event_id, argMax(label, ts) AS label, argMax(input, ts) AS input, "
@@ -57,7 +57,7 @@ class Trainer:
         self.registry = Registry(settings.models_dir)
         # When each domain's last finished round read its labels: a request made before that
         # asked for labels that round already used.
-        self.labels_read: dict[Domain, datetime] = {}
+        self.labels_read: dict[DomainName, datetime] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume requests until ``stop`` is set."""
@@ -152,7 +152,7 @@ class Trainer:
             lambda limit: self._unlabeled(domain, limit),
         )
 
-    def _unlabeled(self, domain: Domain, limit: int) -> list[str]:
+    def _unlabeled(self, domain: DomainName, limit: int) -> list[str]:
         """Texts of the domain's most recent events that nobody labeled (for a teacher)."""
         result = query_store(self.settings, unlabeled_query(domain, limit))
         return [
@@ -160,6 +160,6 @@ class Trainer:
             for values in result.rows
         ]
 
-    def _labels(self, domain: Domain) -> list[LabeledRow]:
+    def _labels(self, domain: DomainName) -> list[LabeledRow]:
         result = query_store(self.settings, feedback_query(domain))
         return [LabeledRow(event_id, label, text) for event_id, label, text, _ in result.rows]

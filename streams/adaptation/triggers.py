@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from config.settings import AdaptationSettings, Domain
+import domains
+from config.settings import AdaptationSettings, DomainName
 from models.registry import Registry
 from sinks.readonly import ReadOnlyStore, sql_string
 from streams.adaptation.messages import RetrainRequest, TriggerReason
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TRIGGERS_TABLE = "retrain_triggers"
 # What the live model predicted, in the label space of its training data's label_counts.
-PREDICTED_CLASS: dict[Domain, str] = {
+PREDICTED_CLASS: dict[DomainName, str] = {
     "news": "label",
     "tickets": "intent",
     "sensors": "if(defect, 'defect', 'ok')",
@@ -119,7 +120,7 @@ class TriggerCheck:
     def __init__(
         self,
         settings: AdaptationSettings,
-        scorers: Mapping[Domain, ScorerHolder],
+        scorers: Mapping[DomainName, ScorerHolder],
         registry: Registry,
         store: ReadOnlyStore,
         sink: Sink,
@@ -141,7 +142,7 @@ class TriggerCheck:
                 fired.append(await self.fire(domain, holder.current.version, trigger, state))
         return fired
 
-    async def state(self, domain: Domain, version: str) -> TriggerState:
+    async def state(self, domain: DomainName, version: str) -> TriggerState:
         name = sql_string(domain)
         labels = await self._scalar(
             f"SELECT uniqExact(event_id) FROM feedback FINAL WHERE domain = {name}"
@@ -163,20 +164,21 @@ class TriggerCheck:
             validation_accuracy=metadata.get("calibration", {}).get("accuracy"),
         )
 
-    async def _drift(self, domain: Domain, training: Mapping[str, int] | None) -> float | None:
+    async def _drift(self, domain: DomainName, training: Mapping[str, int] | None) -> float | None:
         if not training:
             return None
         window = self.settings.drift_window
+        spec = domains.get(domain)
         recent = await self.store.query(
-            f"SELECT predicted, count() FROM (SELECT {PREDICTED_CLASS[domain]} AS predicted "
-            f"FROM {domain}_scores ORDER BY scored_at DESC LIMIT {window}) GROUP BY predicted"
+            f"SELECT predicted, count() FROM (SELECT {spec.predicted_sql} AS predicted "
+            f"FROM {spec.scores_table} ORDER BY scored_at DESC LIMIT {window}) GROUP BY predicted"
         )
         counts = {str(label): int(n) for label, n in recent.rows}
         if sum(counts.values()) < window:
             return None
         return total_variation(counts, training)
 
-    async def _estimate(self, domain: Domain, version: str) -> float | None:
+    async def _estimate(self, domain: DomainName, version: str) -> float | None:
         window = self.settings.estimate_window
         # Every confidence is above 0 (at least 1/k for k classes); rows stored before the
         # column existed read 0 and are left out.
@@ -189,7 +191,7 @@ class TriggerCheck:
         return float(mean) if int(results) >= window else None
 
     async def fire(
-        self, domain: Domain, version: str, trigger: Trigger, state: TriggerState
+        self, domain: DomainName, version: str, trigger: Trigger, state: TriggerState
     ) -> RetrainRequest:
         request = RetrainRequest(
             request_id=uuid.uuid4().hex,

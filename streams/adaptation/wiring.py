@@ -15,7 +15,7 @@ from functools import partial
 
 import faust
 
-from config.settings import Domain, Settings
+from config.settings import DomainName, Settings
 from models.loading import load_version
 from models.registry import Registry
 from sinks.readonly import ReadOnlyStore
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def feedback_consumer(
     settings: Settings,
-    scorers: Mapping[Domain, ScorerHolder],
+    scorers: Mapping[DomainName, ScorerHolder],
     store: ReadOnlyStore,
     sink: Sink,
     producer: SharedProducer,
@@ -58,7 +58,7 @@ def feedback_consumer(
 
 
 def model_watcher(
-    settings: Settings, scorers: Mapping[Domain, ScorerHolder], metrics: PipelineMetrics
+    settings: Settings, scorers: Mapping[DomainName, ScorerHolder], metrics: PipelineMetrics
 ) -> ModelWatcher:
     return ModelWatcher(
         settings.kafka,
@@ -73,7 +73,7 @@ def model_watcher(
 def add_retrain_triggers(
     app: faust.App,
     settings: Settings,
-    scorers: Mapping[Domain, ScorerHolder],
+    scorers: Mapping[DomainName, ScorerHolder],
     store: ReadOnlyStore,
     sink: Sink,
     producer: SharedProducer,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from config.settings import Domain
+from config.settings import DomainName
 from streams.alerting.rules import Severity
 
 
@@ -23,7 +23,7 @@ class Alert(BaseModel):
 
     alert_id: str
     ts: datetime  # event time of the triggering result
-    domain: Domain
+    domain: DomainName
     entity: str
     rule: str
     severity: Severity
@@ -39,6 +39,6 @@ class Alert(BaseModel):
         }
 
 
-def alert_id(domain: Domain, rule: str, entity: str, event_id: str) -> str:
+def alert_id(domain: DomainName, rule: str, entity: str, event_id: str) -> str:
     identity = "\x1f".join((domain, rule, entity, event_id))
     return hashlib.sha256(identity.encode()).hexdigest()[:32]

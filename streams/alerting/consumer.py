@@ -42,7 +42,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from config.settings import DOMAINS, Domain, Settings, TopicSettings
+import domains
+from config.settings import DomainName, Settings, TopicSettings
 from streams.agents import Send, SharedProducer
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
@@ -52,8 +53,6 @@ from streams.deadletter import DeadLetter
 from streams.explaining import EventExplainer
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.processor import Sink, kafka_time
-from streams.results import ENTITY_COLUMNS
-from streams.schemas import SCORE_SCHEMAS
 from streams.validation import describe
 
 ALERTS_TABLE = "alerts"
@@ -89,7 +88,7 @@ class AlertPublisher:
         await asyncio.gather(*acks, self.sink.write("deadletter", [dl.row() for dl in letters]))
 
 
-def state_changelog(settings: Settings, domain: Domain) -> str:
+def state_changelog(settings: Settings, domain: DomainName) -> str:
     return f"{settings.pipeline.app_id}-alert-state-{domain}-changelog"
 
 
@@ -103,7 +102,7 @@ def state_changelogs(settings: Settings) -> list[TopicSettings]:
             retention_ms=-1,
             cleanup_policy="compact",
         )
-        for domain in DOMAINS
+        for domain in domains.names()
         if book.for_domain(domain)
     ]
 
@@ -114,7 +113,7 @@ class AlertConsumer(GroupConsumer):
     def __init__(
         self,
         settings: Settings,
-        rules: dict[Domain, list[Rule]],
+        rules: dict[DomainName, list[Rule]],
         publisher: AlertPublisher,
         producer: SharedProducer,
         explainer: EventExplainer | None = None,
@@ -153,11 +152,11 @@ class AlertConsumer(GroupConsumer):
             for record in records:
                 arrival = kafka_time(record.timestamp / 1000)
                 try:
-                    result = SCORE_SCHEMAS[domain].model_validate_json(record.value or b"")
+                    result = domains.get(domain).result.model_validate_json(record.value or b"")
                 except ValidationError as error:
                     letters.append(_dead_letter(record, domain, describe(error), arrival))
                     continue
-                entity = getattr(result, ENTITY_COLUMNS[domain])
+                entity = getattr(result, domains.get(domain).entity)
                 state = states.get(entity, EntityState())
                 outcome = evaluate(domain, self.rules[domain], state, result, arrival)
                 alerts.extend(outcome.alerts)
@@ -218,7 +217,7 @@ class AlertConsumer(GroupConsumer):
 
 
 def _dead_letter(
-    record: ConsumerRecord[bytes, bytes], domain: Domain, reason: str, arrival: datetime
+    record: ConsumerRecord[bytes, bytes], domain: DomainName, reason: str, arrival: datetime
 ) -> DeadLetter:
     return DeadLetter(
         source_topic=record.topic,
@@ -247,7 +246,9 @@ def alert_consumer(
     if scoring and not settings.alerts.in_scoring_workers:
         return None
     book = load_rules(settings.rules_path)
-    rules = {domain: book.for_domain(domain) for domain in DOMAINS if book.for_domain(domain)}
+    rules = {
+        domain: book.for_domain(domain) for domain in domains.names() if book.for_domain(domain)
+    }
     if not rules:
         return None
     publisher = AlertPublisher(

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from config.settings import Domain
+import domains
+from config.settings import DomainName
+from domains.base import ScoredResult
 from streams.alerting.alert import Alert, alert_id
 from streams.alerting.rules import ConsecutiveRule, CountRule, MeanRule, Rule, ShareRule
-from streams.results import ENTITY_COLUMNS
-from streams.schemas import ScoredResult
 
 # Bounds the state of one entity; beyond it the oldest results leave the window early.
 MAX_OBSERVATIONS = 5000
@@ -85,7 +85,7 @@ class _Finding:
 
 
 def evaluate(
-    domain: Domain,
+    domain: DomainName,
     rules: Sequence[Rule],
     state: EntityState,
     result: ScoredResult,
@@ -110,7 +110,7 @@ def evaluate(
     seen.insert(bisect.bisect_right([o.ts_ms for o in seen], now), observation)
     seen = [o for o in seen if o.ts_ms > newest - horizon][-MAX_OBSERVATIONS:]
 
-    entity = getattr(result, ENTITY_COLUMNS[domain])
+    entity = getattr(result, domains.get(domain).entity)
     fired = dict(state.fired)
     alerts = []
     for rule in rules:
@@ -163,7 +163,7 @@ def _assess(rule: Rule, window: list[Observation]) -> _Finding:
 
 
 def _alert(
-    domain: Domain,
+    domain: DomainName,
     rule: Rule,
     entity: str,
     result: ScoredResult,

@@ -32,8 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from config.settings import Domain, SettingsError
-from streams.schemas import SCORE_SCHEMAS
+import domains
+from config.settings import DomainName, SettingsError
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")  # least to most severe
@@ -101,7 +101,7 @@ class Condition(_Strict):
 
 class _Rule(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")
-    domain: Domain
+    domain: DomainName
     severity: Severity
     window: Duration
     cooldown: Duration
@@ -177,12 +177,12 @@ class RuleBook(_Strict):
             _check_fields(rule)
         return self
 
-    def for_domain(self, domain: Domain) -> list[Rule]:
+    def for_domain(self, domain: DomainName) -> list[Rule]:
         return [rule for rule in self.rules if rule.domain == domain]
 
 
 def _check_fields(rule: Rule) -> None:
-    schema = SCORE_SCHEMAS[rule.domain].model_fields
+    schema = domains.get(rule.domain).result.model_fields
     for name in rule.fields():
         if name not in schema:
             known = ", ".join(sorted(schema))

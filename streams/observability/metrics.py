@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from config.settings import Domain
+from config.settings import DomainName
 from sinks.readonly import ReadOnlyStore
 from streams.processor import PreparedBatch, ScorerHolder
 
@@ -147,7 +147,7 @@ class SinkStatus(Protocol):
 class EventExplaining(Protocol):
     """Explains a stored, scored event (``streams.explaining.EventExplainer``)."""
 
-    async def explain_event(self, event_id: str, domain: Domain | None) -> dict[str, Any]: ...
+    async def explain_event(self, event_id: str, domain: DomainName | None) -> dict[str, Any]: ...
 
 
 class BacktestWriting(Protocol):
@@ -165,7 +165,7 @@ class WorkerView(Protocol):
     sink: SinkStatus
     store: ReadOnlyStore
     backtests: BacktestWriting
-    scorers: Mapping[Domain, ScorerHolder]
+    scorers: Mapping[DomainName, ScorerHolder]
     explainer: EventExplaining
 
     @property

@@ -22,7 +22,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from config.settings import DOMAINS
+import domains
 from sinks.readonly import QueryError
 from streams.observability.dashboard import page, panel_data
 from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready
@@ -84,9 +84,9 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
             return self.json({"error": "explanations are only served to local clients"}, status=403)
         event_id = request.query.get("event_id", "").strip()
         domain = request.query.get("domain") or None
-        if not event_id or (domain is not None and domain not in DOMAINS):
+        if not event_id or (domain is not None and domain not in domains.names()):
             return self.json(
-                {"error": f"give event_id, and optionally domain ({', '.join(DOMAINS)})"},
+                {"error": f"give event_id, and optionally domain ({', '.join(domains.names())})"},
                 status=400,
             )
         try:

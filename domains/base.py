@@ -1,0 +1,207 @@
+"""What a domain is: one stream of one industry, described once.
+
+A domain module (``domains/<name>.py``) builds one :class:`Domain` and registers it
+(``domains.register``). Everything else (topics, tables, validation, scoring, alerting,
+feedback, replays, the CLI) reads the registered domains and never names one.
+
+Events and results are JSON on the wire and pydantic models in code. Raw events are validated
+strictly (a string where a number belongs is a wrong type, not a number to guess at); unknown
+extra fields are ignored so producers can add fields first and workers learn them later.
+``ts`` is ISO 8601; a time without a zone is taken as UTC. A scored result has exactly the
+columns of the domain's ``<name>_scores`` ClickHouse table, so the same object is the Kafka
+message and the ClickHouse row; the table's DDL is generated from the result's fields.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from models.base import ModelInput, Prediction, Scorer
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """The ClickHouse type of a result field, where the Python type alone does not say it."""
+
+    sql: str
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Measure = Annotated[float, Field(allow_inf_nan=False)]
+# A result field with few distinct values (a label, a mode, a model name): stored dictionary-coded.
+Category = Annotated[str, ColumnType("LowCardinality(String)")]
+
+DATETIME = "DateTime64(3, 'UTC')"
+
+
+class RawEvent(BaseModel):
+    """Fields every raw event has. ``domain`` is optional; when given it must match the topic."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True)
+
+    id: Name
+    ts: Timestamp
+    domain: str | None = None
+
+    @property
+    def entity(self) -> str:
+        """The key that keeps one entity's events in order on one partition."""
+        raise NotImplementedError
+
+
+class ScoredResult(BaseModel):
+    """What every scored result carries besides the domain's predictions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    ts: datetime
+    model_name: Category
+    model_version: Category
+    batch_size: Annotated[int, ColumnType("UInt32")]
+    # From the record's Kafka timestamp (ingest) to the end of scoring.
+    latency_ms: Annotated[float, ColumnType("Float64")]
+    scored_at: datetime
+    # The calibrated probability that the model's decision is right; averaged over a window it
+    # estimates the live model's accuracy without labels (models.calibration). 0: not known, as
+    # in results written before it existed (and in their stored rows), which estimates skip.
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the domain's ``<name>_events`` table, read from the event attribute
+    ``attribute`` (default: the column's name). ``optional``: a missing value is stored as ''
+    and read back as None."""
+
+    name: str
+    sql: str
+    attribute: str | None = None
+    optional: bool = False
+
+    def value(self, event: RawEvent) -> Any:
+        value = getattr(event, self.attribute or self.name)
+        return "" if value is None and self.optional else value
+
+    @property
+    def select(self) -> str:
+        """The column as the event field of the same name, in a SELECT list."""
+        return f"nullIf({self.name}, '') AS {self.name}" if self.optional else self.name
+
+
+_PYTHON_TYPES = {str: "String", float: "Float32", int: "Int64", bool: "Bool", datetime: DATETIME}
+
+
+def column_type(annotation: Any) -> str:
+    """The ClickHouse type of a result field's annotation; raises TypeError for one it lacks."""
+    if typing.get_origin(annotation) is Annotated:
+        given = [m for m in annotation.__metadata__ if isinstance(m, ColumnType)]
+        return given[0].sql if given else column_type(annotation.__origin__)
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        return f"Array({column_type(item)})"
+    if isinstance(annotation, types.UnionType):
+        raise TypeError(f"a stored result field cannot be optional ({annotation})")
+    if annotation in _PYTHON_TYPES:
+        return _PYTHON_TYPES[annotation]
+    raise TypeError(f"no ClickHouse type for {annotation!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Domain:
+    """One stream, described once: its topics are ``<name>.raw`` and ``<name>.scored``, its
+    tables ``<name>_events`` and ``<name>_scores``.
+
+    ``summary_field``: the result field a result is counted under in summaries (a label, a
+    level, a flag). ``feedback_field``: the result field an analyst's label is the truth for,
+    what models train on. ``predicted_class``: SQL over ``<name>_scores`` giving the predicted
+    class in the label space of the model's training data (default: ``feedback_field``).
+    ``score_field``: the number whose mean absolute change a backtest comparison reports.
+    """
+
+    name: str
+    event: type[RawEvent]
+    result: type[ScoredResult]
+    entity: str  # the result field and event column holding the entity key
+    event_columns: tuple[Column, ...]
+    model_input: Callable[[Any], ModelInput]
+    summary_field: str
+    feedback_field: str
+    score_field: str
+    predicted_class: str = ""
+
+    @property
+    def events_table(self) -> str:
+        return f"{self.name}_events"
+
+    @property
+    def scores_table(self) -> str:
+        return f"{self.name}_scores"
+
+    @property
+    def predicted_sql(self) -> str:
+        return self.predicted_class or self.feedback_field
+
+    def event_row(self, event: RawEvent, ingested_at: datetime) -> dict[str, Any]:
+        """The event as a row of ``<name>_events``."""
+        own = {column.name: column.value(event) for column in self.event_columns}
+        return {"event_id": event.id, "ts": event.ts, **own, "ingested_at": ingested_at}
+
+    @property
+    def stored_fields(self) -> str:
+        """A SELECT list over ``<name>_events`` whose rows parse back into the event schema."""
+        return ", ".join(["event_id AS id", "ts", *(c.select for c in self.event_columns)])
+
+    def scored_result(
+        self,
+        event: RawEvent,
+        prediction: Prediction,
+        scorer: Scorer,
+        batch_size: int,
+        ingested_at: datetime,
+        scored_at: datetime,
+    ) -> ScoredResult:
+        """The result of one event: a message of ``<name>.scored``, a row of ``<name>_scores``.
+
+        Validated like any message: pydantic's compiled validation costs less than building the
+        model unvalidated, and it keeps a model's stray output type off the wire.
+        """
+        return self.result(
+            event_id=event.id,
+            ts=event.ts,
+            **{self.entity: event.entity},
+            **prediction,
+            model_name=scorer.model_name,
+            model_version=scorer.version,
+            batch_size=batch_size,
+            latency_ms=(scored_at - ingested_at).total_seconds() * 1000.0,
+            scored_at=scored_at,
+        )
+
+    def events_columns_sql(self) -> list[tuple[str, str]]:
+        """(name, ClickHouse type) of every ``<name>_events`` column, in table order."""
+        own = [(column.name, column.sql) for column in self.event_columns]
+        return [("event_id", "String"), ("ts", DATETIME), *own, ("ingested_at", DATETIME)]
+
+    def scores_columns_sql(self) -> list[tuple[str, str]]:
+        """(name, ClickHouse type) of every ``<name>_scores`` column, in table order: the id
+        and time, the domain's own fields, then the fields every result has."""
+        fields = self.result.model_fields
+        common = [name for name in ScoredResult.model_fields if name not in ("event_id", "ts")]
+        own = [name for name in fields if name not in ScoredResult.model_fields]
+        order = ["event_id", "ts", *own, *common]
+        hints = typing.get_type_hints(self.result, include_extras=True)
+        return [(name, column_type(hints[name])) for name in order]

@@ -1,0 +1,107 @@
+"""The tree's rules: one domain, one module.
+
+A domain's name may appear in the code of its own module only (``domains/<name>.py``); tests
+and the settings files aside. Docstrings and comments may use a domain as an example; names
+and string literals may not, since a branch or a dictionary keyed by a domain's name is what
+makes adding a domain a fork.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import token
+import tokenize
+from pathlib import Path
+
+import domains
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("models", "domains", "sinks", "streams", "signalyard", "benchmarks")
+
+# Modules that still name domains, being moved into the domain modules step by step. The list
+# only shrinks: a module listed here that names no domain any more fails the test below.
+NOT_YET_MOVED = {
+    "benchmarks/bench_adaptation.py",
+    "benchmarks/bench_inference.py",
+    "benchmarks/bench_pipeline.py",
+    "benchmarks/bench_replay_live.py",
+    "benchmarks/bench_sensors.py",
+    "benchmarks/bench_serving.py",
+    "benchmarks/bench_sink.py",
+    "benchmarks/bench_sql_limits.py",
+    "models/adaptation.py",
+    "models/base.py",
+    "models/data.py",
+    "models/distillation.py",
+    "models/evaluation.py",
+    "models/explanations.py",
+    "models/loading.py",
+    "models/metrics.py",
+    "models/options.py",
+    "models/retraining.py",
+    "models/scorers.py",
+    "models/train_sensors.py",
+    "models/train_text.py",
+    "models/training.py",
+    "signalyard/cli/adaptation.py",
+    "signalyard/cli/distill.py",
+    "signalyard/cli/explain.py",
+    "signalyard/cli/models.py",
+    "streams/adaptation/feedback_import.py",
+    "streams/adaptation/messages.py",
+    "streams/bootstrap.py",
+    "streams/demo_feed.py",
+    "streams/explainer_process.py",
+    "streams/observability/dashboard.py",
+    "streams/synthetic.py",
+}
+
+
+def _code_words(source: str) -> set[str]:
+    """The lowercase words of a module's names and non-docstring string literals."""
+    words: set[str] = set()
+    previous = token.NEWLINE
+    for item in tokenize.generate_tokens(io.StringIO(source).readline):
+        is_docstring = item.type == token.STRING and previous in (
+            token.NEWLINE,
+            token.INDENT,
+            token.DEDENT,
+            tokenize.NL,
+        )
+        if item.type in (token.NAME, token.STRING) and not is_docstring:
+            # Split snake_case, CamelCase and dotted names into their words.
+            spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", item.string)
+            words |= {word.lower() for word in re.findall(r"[A-Za-z]+", spaced)}
+        if item.type not in (tokenize.COMMENT,):
+            previous = item.type
+    return words
+
+
+def _naming_domains() -> dict[str, set[str]]:
+    names = set(domains.names())
+    found: dict[str, set[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = path.relative_to(ROOT).as_posix()
+            named = _code_words(path.read_text(encoding="utf-8")) & names
+            if package == "domains":
+                named -= {path.stem}
+            if named:
+                found[module] = named
+    return found
+
+
+def test_no_module_names_a_domain_outside_its_own() -> None:
+    naming = _naming_domains()
+    new = {module: sorted(named) for module, named in naming.items() if module not in NOT_YET_MOVED}
+    assert not new, f"modules that name domains outside their own module: {new}"
+    moved = sorted(NOT_YET_MOVED - set(naming))
+    assert not moved, f"these modules name no domain any more; strike them from the list: {moved}"
+
+
+def test_the_check_sees_a_domain_name_in_code_but_not_in_prose() -> None:
+    name = domains.names()[0]
+    assert name in _code_words(f'x = {{"{name}": 1}}\n')
+    assert name in _code_words(f"def score_{name}() -> None: ...\n")
+    assert name not in _code_words(f'"""Scores {name}."""\n# {name}\nx = 1\n')
