@@ -48,7 +48,7 @@ from rich.table import Table
 
 from config.settings import load_settings
 from models.adaptation import AdaptOptions, Teaching, adapt_model, source_validation
-from models.data import NEWS_LABELS, TextData, read_text
+from models.data import SENTIMENT_LABELS, TextData, read_text
 from models.evaluation import evaluate_data
 from models.loading import load_scorer, read_metadata
 from models.registry import Registry
@@ -157,18 +157,18 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
             device=args.device,
             show_progress=False,
         )
-        version = train_model("news", args.fpb, registry, train_options)
+        version = train_model("news", "sentiment", args.fpb, registry, train_options)
     live_dir = registry.version_dir("news", version)
     fpb_validation = source_validation(live_dir)
     assert fpb_validation is not None, f"the source data of {live_dir} is gone"
 
     if args.fpb_eval:
-        fpb_validation = read_text(args.fpb_eval, "news", NEWS_LABELS)
-    tweets = read_text(args.tweets, "news", NEWS_LABELS)
+        fpb_validation = read_text(args.fpb_eval, "sentiment", SENTIMENT_LABELS)
+    tweets = read_text(args.tweets, "sentiment", SENTIMENT_LABELS)
     if args.tweets_eval:
         pool_rows, held_out = (
             list(range(len(tweets.texts))),
-            read_text(args.tweets_eval, "news", NEWS_LABELS),
+            read_text(args.tweets_eval, "sentiment", SENTIMENT_LABELS),
         )
     else:
         pool_rows, eval_rows = split_indices(tweets.labels, args.eval_fraction, args.seed)
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
     )
     result = {
         "fpb_model": {"path": str(live_dir), "metadata": read_metadata(live_dir)},
-        "adapt_options": student_options.resolved("news").model_dump(mode="json"),
+        "adapt_options": student_options.resolved("sentiment").model_dump(mode="json"),
         "eval": {
             "tweets_rows": len(held_out.texts),
             "fpb_rows": len(fpb_validation.texts),

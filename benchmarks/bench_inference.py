@@ -25,10 +25,10 @@ from rich.table import Table
 from models.evaluation import evaluate
 from models.inference import resolve_device
 from models.loading import load_scorer
-from models.scorers import NewsScorer, TicketScorer
+from models.scorers import SentimentScorer, TicketScorer
 
 
-def throughput(scorer: NewsScorer | TicketScorer, texts: list[str], seconds: float) -> float:
+def throughput(scorer: SentimentScorer | TicketScorer, texts: list[str], seconds: float) -> float:
     scorer.predict_proba(texts)  # warm-up
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

@@ -8,7 +8,7 @@
    each candidate is trained on four fifths, chooses its threshold (and its boosting rounds)
    by an inner cross-validation of those rows alone, and decides on the fifth it never saw.
    The F1 of those decisions over all rows, and its spread across the folds, are the figures.
-   Candidates: the project's model (``models.train_sensors``: LightGBM on the physics
+   Candidates: the project's model (``models.train_defect``: LightGBM on the physics
    features), scikit-learn's histogram gradient boosting on the same features and on the raw
    columns. The ceiling beside them: flagging exactly the rows whose failure has a mode that
    follows from the reading (HDF, PWF, OSF); tool wear (TWF), random and unnamed failures
@@ -32,12 +32,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from models.data import SensorData, read_sensors
+from models.data import SensorData, read_readings
 from models.inference import SensorEngine
 from models.metrics import best_f1_threshold
 from models.options import TrainOptions
 from models.sensor_model import features
-from models.train_sensors import sensor_validation_metrics, train_sensors
+from models.train_defect import sensor_validation_metrics, train_defect
 from models.training import subset
 
 # A candidate: train on rows, return P(failure) of the held-out rows and its threshold.
@@ -48,7 +48,7 @@ DETERMINISTIC_MODES = ("HDF", "PWF", "OSF")
 
 def project(options: TrainOptions) -> Candidate:
     def run(train: SensorData, test: SensorData) -> tuple[np.ndarray, float]:
-        model, _ = train_sensors(train, options)
+        model, _ = train_defect(train, options)
         return model.predict_proba(features(test.readings))[0], model.threshold
 
     return run
@@ -120,8 +120,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    data = read_sensors(args.train)
-    options = TrainOptions(show_progress=False).resolved("sensors")
+    data = read_readings(args.train)
+    options = TrainOptions(show_progress=False).resolved("defect")
     inner = options.folds
     candidates: dict[str, Candidate] = {
         "lightgbm, physics features (served)": project(options),
@@ -144,7 +144,7 @@ def main() -> None:
     print(f"  {'ceiling: flag exactly the HDF/PWF/OSF rows':42s} F1 {report['ceiling_f1']:.3f}")
 
     started = time.monotonic()
-    model, _ = train_sensors(data, options)
+    model, _ = train_defect(data, options)
     cv = model.cross_validation
     report["served"] = {"seconds": round(time.monotonic() - started, 1), "cross_validation": cv}
     oof = cv["out_of_fold"]
@@ -160,7 +160,7 @@ def main() -> None:
     print("  readings/s by batch size: " + ", ".join(f"{b}: {v:,}" for b, v in speed.items()))
 
     if args.held_out:
-        held_out = read_sensors(args.held_out)
+        held_out = read_readings(args.held_out)
         figures = sensor_validation_metrics(model, held_out)
         report["held_out"] = {"path": str(args.held_out), **figures}
         print(

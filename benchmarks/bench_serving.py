@@ -24,15 +24,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from models.data import NEWS_LABELS, read_text
+from models.data import SENTIMENT_LABELS, read_text
 from models.encoders import WEIGHTS_FILE, stored_parameters
 from models.evaluation import evaluate_data
 from models.loading import load_scorer
-from models.scorers import NewsScorer, TicketScorer
+from models.scorers import SentimentScorer, TicketScorer
 from models.text_model import HEAD_FILE
 
 
-def texts_per_second(scorer: NewsScorer | TicketScorer, texts: list[str], seconds: float) -> float:
+def texts_per_second(
+    scorer: SentimentScorer | TicketScorer, texts: list[str], seconds: float
+) -> float:
     """Scored texts per second, one ``predict_proba`` call per batch of the engine's size."""
     size = scorer.engine.batch_size
     scorer.predict_proba(texts[:size])  # warm-up
@@ -69,9 +71,11 @@ def main() -> None:
             scorer = load_scorer(
                 Path(folder), args.device, args.max_seq_length, precision, args.batch_size
             )
-            assert isinstance(scorer, NewsScorer | TicketScorer)
-            labels = scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else NEWS_LABELS
-            data = read_text(args.data, scorer.domain, tuple(labels))
+            assert isinstance(scorer, SentimentScorer | TicketScorer)
+            labels = (
+                scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else SENTIMENT_LABELS
+            )
+            data = read_text(args.data, scorer.task, tuple(labels))
             quality = evaluate_data(scorer, data)
             rate = texts_per_second(scorer, data.texts, args.seconds)
             parameters = stored_parameters(Path(folder) / WEIGHTS_FILE, Path(folder) / HEAD_FILE)

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from models.base import ModelInput, Prediction, Scorer
+from models.tasks import Task
 
 
 def _utc(value: datetime) -> datetime:
@@ -133,6 +134,7 @@ class Domain:
     """
 
     name: str
+    task: Task  # what its model does (models.tasks)
     event: type[RawEvent]
     result: type[ScoredResult]
     entity: str  # the result field and event column holding the entity key

@@ -51,6 +51,7 @@ def model_input(event: NewsEvent) -> str:
 NEWS = register(
     Domain(
         name="news",
+        task="sentiment",
         event=NewsEvent,
         result=NewsScore,
         entity="ticker",

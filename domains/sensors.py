@@ -52,6 +52,7 @@ def model_input(event: SensorEvent) -> SensorReading:
 SENSORS = register(
     Domain(
         name="sensors",
+        task="defect",
         event=SensorEvent,
         result=SensorScore,
         entity="machine_id",

@@ -38,6 +38,7 @@ def model_input(event: TicketEvent) -> str:
 TICKETS = register(
     Domain(
         name="tickets",
+        task="intent_risk",
         event=TicketEvent,
         result=TicketScore,
         entity="customer_id",

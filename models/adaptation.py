@@ -23,7 +23,7 @@ the teacher-labeled stream texts alone. Its metadata names the teacher it learnt
 Sensors: the defect model is gradient-boosted trees, which train in seconds, so a round
 trains them afresh on the labeled target rows together with every source training row, with
 the same cross-validated selection of rounds and threshold as ``signalyard train``
-(``models.train_sensors``). Trees are local: target readings in a region the source never
+(``models.train_defect``). Trees are local: target readings in a region the source never
 covered decide that region, while the source rows keep the rest from being forgotten; and
 the threshold is chosen out of fold over all those rows, since a few dozen target rows rarely
 hold enough failures on their own. Without the source data (its file gone or changed), the
@@ -50,9 +50,10 @@ from config.settings import DomainName
 from models.data import SensorData, TextData, fingerprint
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
-from models.loading import TAXONOMY_FILE, read_metadata
+from models.loading import read_metadata
 from models.options import TrainOptions
 from models.sensor_model import save_sensor_model
+from models.tasks import TAXONOMY_FILE, Task, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
     LABELS_FILE,
@@ -110,9 +111,9 @@ class AdaptOptions(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     show_progress: bool = False
 
-    def resolved(self, domain: DomainName) -> AdaptOptions:
-        """Text: the mode's defaults. Sensors: unset options keep the live model's own."""
-        defaults = {} if domain == "sensors" else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
+    def resolved(self, task: Task) -> AdaptOptions:
+        """Text: the mode's defaults. Trees: unset options keep the live model's own."""
+        defaults = {} if task == "defect" else {"batch_size": 32, **_TEXT_DEFAULTS[self.mode]}
         return self.filled(defaults)
 
     def filled(self, defaults: Mapping[str, float | int]) -> AdaptOptions:
@@ -158,9 +159,9 @@ def _read_source(
             return f"source data {path} not found"
         if record.get("sha256") not in (None, fingerprint(path)):
             return f"source data {path} changed since the model was trained"
-    domain = metadata["domain"]
-    labels = [] if domain == "sensors" else json.loads((model_dir / LABELS_FILE).read_text("utf-8"))
-    read = [read_labeled(domain, Path(record["path"]), labels) for record in files]
+    task = task_of(model_dir)
+    labels = [] if task == "defect" else json.loads((model_dir / LABELS_FILE).read_text("utf-8"))
+    read = [read_labeled(task, Path(record["path"]), labels) for record in files]
     seed, fraction = _source_split(metadata)
     return split_source(read[0], read[1] if len(read) > 1 else None, fraction, seed)
 
@@ -184,35 +185,35 @@ def _train_options(live: dict[str, Any], options: AdaptOptions) -> TrainOptions:
     return TrainOptions.model_validate({**inherited, **adapted})
 
 
-def _check_labels(domain: DomainName, labeled: TextData | SensorData, live_dir: Path) -> None:
-    if domain == "sensors":
+def _check_labels(task: Task, labeled: TextData | SensorData, live_dir: Path) -> None:
+    if task == "defect":
         if not isinstance(labeled, SensorData):
-            raise DataError("sensors are adapted with SensorData")
+            raise DataError("a defect model is adapted with SensorData")
         return
     if not isinstance(labeled, TextData):
-        raise DataError(f"{domain} is adapted with TextData")
+        raise DataError(f"a {task} model is adapted with TextData")
     labels = json.loads((live_dir / LABELS_FILE).read_text(encoding="utf-8"))
     unknown = sorted(set(labeled.labels) - set(labels))
     if unknown:
-        raise DataError(f"labels the {domain} model does not know: {', '.join(unknown)}")
+        raise DataError(f"labels the {task} model does not know: {', '.join(unknown)}")
 
 
 def _live_text_model(
-    domain: DomainName, live_dir: Path, train_options: TrainOptions, out_dir: Path
+    task: Task, live_dir: Path, train_options: TrainOptions, out_dir: Path
 ) -> tuple[TextClassifier, PreTrainedTokenizerBase, list[str], RiskTaxonomy | None]:
-    """The live classifier to train on, its labels and (tickets) its taxonomy, which the
+    """The live classifier to train on, its labels and (intent_risk) its taxonomy, which the
     adapted folder keeps too."""
     model, tokenizer, labels = load_text_classifier(live_dir)
     model.dropout.p = train_options.dropout
     taxonomy = None
-    if domain == "tickets":
+    if task == "intent_risk":
         taxonomy = RiskTaxonomy.load(live_dir / TAXONOMY_FILE)
         shutil.copyfile(live_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
     return model, tokenizer, labels, taxonomy
 
 
 def _fine_tune_text(
-    domain: DomainName,
+    task: Task,
     live_dir: Path,
     train: TextData,
     validation: TextData,
@@ -222,16 +223,16 @@ def _fine_tune_text(
     """The fit, the figures on ``validation`` and the calibration fitted on it."""
     from models.train_text import train_text
 
-    model, tokenizer, labels, taxonomy = _live_text_model(domain, live_dir, train_options, out_dir)
+    model, tokenizer, labels, taxonomy = _live_text_model(task, live_dir, train_options, out_dir)
     trained = train_text(
-        domain, train, validation, labels, taxonomy, train_options, start=(model, tokenizer)
+        task, train, validation, labels, taxonomy, train_options, start=(model, tokenizer)
     )
     save_text_classifier(trained.model, trained.tokenizer, labels, out_dir)
     return trained.fit, trained.metrics, trained.calibration
 
 
 def _distil_text(
-    domain: DomainName,
+    task: Task,
     live_dir: Path,
     train: TextData,
     validation: TextData,
@@ -245,7 +246,7 @@ def _distil_text(
     metadata's new ``distillation``."""
     from models.distillation import DistillOptions, distil, lineage, teacher_cut
 
-    model, tokenizer, labels, taxonomy = _live_text_model(domain, live_dir, train_options, out_dir)
+    model, tokenizer, labels, taxonomy = _live_text_model(task, live_dir, train_options, out_dir)
     student: dict[str, Any] = {"from": "live", "version": live_dir.name}
     if teaching.student_from == "teacher":
         layers = len(getattr(getattr(model.encoder, "encoder", None), "layer", ()))
@@ -263,7 +264,7 @@ def _distil_text(
         alpha=first.get("alpha", defaults.alpha),
     )
     taught = distil(
-        domain, teaching.teacher_dir, (model, tokenizer), labels, taxonomy,
+        task, teaching.teacher_dir, (model, tokenizer), labels, taxonomy,
         train, teaching.texts, validation, train_options, options,
     )  # fmt: skip
     save_text_classifier(taught.model, tokenizer, labels, out_dir)
@@ -279,14 +280,14 @@ def _shapes(model: TextClassifier) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
-def _retrain_sensors(
+def _retrain_defect(
     train: SensorData, target_validation: SensorData, train_options: TrainOptions, out_dir: Path
 ) -> tuple[FitResult, dict, dict]:
     """Train the defect model on ``train`` (target and source rows); return the fit, the
     figures on the held-out target rows and the cross-validation figures."""
-    from models.train_sensors import sensor_validation_metrics, train_sensors
+    from models.train_defect import sensor_validation_metrics, train_defect
 
-    model, fit = train_sensors(train, train_options)
+    model, fit = train_defect(train, train_options)
     save_sensor_model(model, out_dir)
     return fit, sensor_validation_metrics(model, target_validation), model.cross_validation
 
@@ -307,8 +308,9 @@ def adapt_model(
     live = read_metadata(live_dir)
     if live["domain"] != domain:
         raise DataError(f"{live_dir} holds a {live['domain']} model, not a {domain} model")
-    options = options.resolved(domain)
-    _check_labels(domain, labeled, live_dir)
+    task = task_of(live_dir)
+    options = options.resolved(task)
+    _check_labels(task, labeled, live_dir)
     if not strata(labeled):
         raise DataError("no labeled rows to adapt to")
     seed_everything(options.seed)
@@ -324,7 +326,7 @@ def adapt_model(
     # Without held-out rows the figures come from the training rows, and no early stopping.
     target_validation = subset(labeled, validation_rows) if held_out else target_train
     train_options = _train_options(live, options)
-    if not held_out and domain != "sensors":
+    if not held_out and task != "defect":
         train_options = train_options.model_copy(update={"patience": options.epochs})
 
     source = _read_source(live_dir, live)
@@ -332,10 +334,10 @@ def adapt_model(
     train = target_train
     if isinstance(source, str):
         replay["skipped"] = source
-    elif options.replay_ratio > 0 or domain == "sensors":
+    elif options.replay_ratio > 0 or task == "defect":
         source_data, source_train_rows, _ = source
         wanted = min(round(options.replay_ratio * len(train_rows)), len(source_train_rows))
-        if domain == "sensors":  # trees are retrained on the union (see the module's doc)
+        if task == "defect":  # trees are retrained on the union (see the module's doc)
             wanted = len(source_train_rows)
         replayed = subset(
             source_data, sorted(random.Random(options.seed).sample(source_train_rows, wanted))
@@ -349,22 +351,22 @@ def adapt_model(
         "metrics_on": "target validation rows" if held_out else "target training rows",
     }
     extra: dict[str, Any] = {}  # calibration and distillation records, where there are some
-    if domain == "sensors":
+    if task == "defect":
         assert isinstance(train, SensorData) and isinstance(target_validation, SensorData)
-        fit, metrics, adaptation["cross_validation"] = _retrain_sensors(
+        fit, metrics, adaptation["cross_validation"] = _retrain_defect(
             train, target_validation, train_options, out_dir
         )
     else:
         assert isinstance(train, TextData) and isinstance(target_validation, TextData)
         if teaching is None:
             fit, metrics, extra["calibration"] = _fine_tune_text(
-                domain, live_dir, train, target_validation, train_options, out_dir
+                task, live_dir, train, target_validation, train_options, out_dir
             )
             if "distillation" in live:  # still the same student: its teacher stays its own
                 extra["distillation"] = {**live["distillation"], "carried_from": live_dir.name}
         else:
             fit, metrics, extra["calibration"], extra["distillation"] = _distil_text(
-                domain, live_dir, train, target_validation, train_options, out_dir, teaching,
+                task, live_dir, train, target_validation, train_options, out_dir, teaching,
                 live.get("distillation", {}),
             )  # fmt: skip
         if not held_out:
@@ -381,10 +383,11 @@ def adapt_model(
     seed, fraction = _source_split(live)
     metadata = {
         "domain": domain,
+        "task": task,
         "kind": live["kind"],
         "model_name": live["model_name"],
         "base_model": live.get("base_model"),
-        "mode": options.mode if domain != "sensors" else "full",
+        "mode": options.mode if task != "defect" else "full",
         "adapted_from": live_dir.name,
         "data": {
             **live.get("data", {}),

@@ -23,7 +23,7 @@ class SensorReading(TypedDict):
     tool_wear_min: float
 
 
-class NewsPrediction(TypedDict):
+class SentimentPrediction(TypedDict):
     label: str  # negative, neutral or positive
     confidence: float  # calibrated probability that ``label`` is right (models.calibration)
     p_negative: float
@@ -48,14 +48,15 @@ class SensorPrediction(TypedDict):
     confidence: float  # probability that ``defect`` is right: p(failure) if flagged, else 1 - p
 
 
-Prediction = NewsPrediction | TicketPrediction | SensorPrediction
+Prediction = SentimentPrediction | TicketPrediction | SensorPrediction
 ModelInput = str | SensorReading
 
 
 class Scorer(Protocol):
     """A loaded model version of one domain, ready to score batches."""
 
-    domain: DomainName
+    domain: DomainName  # the domain it serves
+    task: str  # what it does (models.tasks)
     model_name: str
     version: str
     calibration: Calibration  # what turns its probabilities into each result's confidence

@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.settings import DomainName
 from models.base import SensorReading
 from models.errors import DataError
+from models.tasks import LABEL_COLUMNS, Task
 
-NEWS_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 FAILURE_MODES: tuple[str, ...] = ("TWF", "HDF", "PWF", "OSF", "RNF")
 MACHINE_TYPES: tuple[str, ...] = ("L", "M", "H")
 
@@ -26,10 +26,6 @@ SENSOR_COLUMNS: dict[str, str] = {
     "rpm": "Rotational speed [rpm]",
     "torque_nm": "Torque [Nm]",
     "tool_wear_min": "Tool wear [min]",
-}
-TEXT_COLUMNS: dict[str, tuple[str, str]] = {
-    "news": ("text", "label"),
-    "tickets": ("text", "intent"),
 }
 
 
@@ -75,9 +71,10 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     return rows
 
 
-def read_text(path: Path, domain: DomainName, known_labels: tuple[str, ...]) -> TextData:
-    """Read a news ``text,label`` or tickets ``text,intent`` file; labels must be known."""
-    text_column, label_column = TEXT_COLUMNS[domain]
+def read_text(path: Path, task: Task, known_labels: tuple[str, ...]) -> TextData:
+    """Read a text task's file: ``text`` and the task's label column (``text,label`` for
+    sentiment, ``text,intent`` for intent_risk); labels must be known."""
+    text_column, label_column = "text", LABEL_COLUMNS[task]
     rows = _read_rows(path, (text_column, label_column))
     known = set(known_labels)
     texts: list[str] = []
@@ -106,7 +103,7 @@ def _flag(path: Path, line: int, column: str, value: str | None) -> int:
     return int(value or "0")
 
 
-def read_sensors(path: Path) -> SensorData:
+def read_readings(path: Path) -> SensorData:
     """Read an AI4I 2020 file (its original column names) into readings and labels."""
     required = ("Type", *SENSOR_COLUMNS.values(), "Machine failure", *FAILURE_MODES)
     rows = _read_rows(path, required)

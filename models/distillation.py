@@ -52,8 +52,9 @@ from models.data import TextData, fingerprint, read_texts
 from models.errors import DataError
 from models.fitting import FitResult, Validation, class_weights, fit, seed_everything
 from models.inference import TextEngine, resolve_device, resolve_precision
-from models.loading import TAXONOMY_FILE, read_metadata
+from models.loading import read_metadata
 from models.options import TrainOptions
+from models.tasks import TAXONOMY_FILE, TEXT_TASKS, Task, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
     LABELS_FILE,
@@ -166,19 +167,20 @@ def distill_model(
     texts of the ``unlabeled`` files; write the student folder into ``out_dir`` and return
     its metadata. Raises DataError on labels the teacher lacks, a student whose labels differ
     from the teacher's, or an unlabeled file without a text column."""
-    if domain == "sensors":
-        raise DataError("distillation is for the text domains (news, tickets)")
     started = time.monotonic()
     teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
     teacher_meta = read_metadata(teacher_dir)
     if teacher_meta["domain"] != domain:
         raise DataError(f"{teacher_dir} holds a {teacher_meta['domain']} model, not {domain}")
-    train_options = options.train.model_copy(update={"mode": "full"}).resolved(domain)
+    task = task_of(teacher_dir)
+    if task not in TEXT_TASKS:
+        raise DataError(f"distillation is for text models; {teacher_dir} is a {task} model")
+    train_options = options.train.model_copy(update={"mode": "full"}).resolved(task)
     assert train_options.epochs and train_options.batch_size and train_options.learning_rate
     seed_everything(train_options.seed)
     labels = json.loads((teacher_dir / LABELS_FILE).read_text(encoding="utf-8"))
     taxonomy = None
-    if domain == "tickets":
+    if task == "intent_risk":
         taxonomy = RiskTaxonomy.load(teacher_dir / TAXONOMY_FILE)
     # On the teacher's own file, the teacher's split: the student then validates on rows the
     # teacher never trained on, whatever seed or validation file the teacher was given.
@@ -197,8 +199,8 @@ def distill_model(
         )
     given = train_options.validation_data
     rows, train_rows, val_rows = split_source(
-        read_labeled(domain, Path(data), labels),
-        None if given is None else read_labeled(domain, given, labels),
+        read_labeled(task, Path(data), labels),
+        None if given is None else read_labeled(task, given, labels),
         train_options.validation_fraction,
         train_options.seed,
     )
@@ -210,17 +212,18 @@ def distill_model(
     # teacher inference.
     model, tokenizer, initialised = _student(teacher_dir, student, labels, options)
     taught_student = distil(
-        domain, teacher_dir, (model, tokenizer), labels, taxonomy,
+        task, teacher_dir, (model, tokenizer), labels, taxonomy,
         train_data, extra, validation, train_options, options,
     )  # fmt: skip
     model, result = taught_student.model, taught_student.fit
     out_dir.mkdir(parents=True, exist_ok=True)
     save_text_classifier(model, tokenizer, labels, out_dir)
-    if domain == "tickets":
+    if taxonomy is not None:
         shutil.copyfile(teacher_dir / TAXONOMY_FILE, out_dir / TAXONOMY_FILE)
     parameters = sum(p.numel() for p in model.parameters())
     metadata = {
         "domain": domain,
+        "task": task,
         "kind": "text-classifier",
         "model_name": train_options.model_name or f"{teacher_meta['model_name']}-student",
         "base_model": initialised.get("path") or teacher_meta.get("base_model"),
@@ -261,7 +264,7 @@ class Distilled:
 
 
 def distil(
-    domain: DomainName,
+    task: Task,
     teacher_dir: Path,
     student: tuple[TextClassifier, PreTrainedTokenizerBase],
     labels: list[str],
@@ -294,7 +297,7 @@ def distil(
         pooled_embeddings(teacher, teacher_engine, texts) if options.hidden_weight else None
     )
     teacher_validation = teacher_engine.predict_proba(validation.texts)
-    teacher_figures = text_metrics(domain, teacher_validation, labels, validation.labels, taxonomy)
+    teacher_figures = text_metrics(task, teacher_validation, labels, validation.labels, taxonomy)
     del teacher, teacher_engine
     model = model.to(device)
     if train_options.freeze_embeddings:
@@ -342,7 +345,7 @@ def distil(
 
     def validate() -> Validation:
         probabilities = engine.predict_proba(validation.texts)
-        return validation_of(domain, probabilities, labels, validation.labels, taxonomy)
+        return validation_of(task, probabilities, labels, validation.labels, taxonomy)
 
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     result = fit(
@@ -360,7 +363,7 @@ def distil(
         weight_decay=train_options.weight_decay,
         warmup_ratio=train_options.warmup_ratio,
         show_progress=train_options.show_progress,
-        description=f"{domain} student",
+        description=f"{task} student",
         precision=resolve_precision(device, "auto"),
     )
     model.eval()
@@ -368,7 +371,7 @@ def distil(
     return Distilled(
         model.cpu(),
         result,
-        text_metrics(domain, student_validation, labels, validation.labels, taxonomy),
+        text_metrics(task, student_validation, labels, validation.labels, taxonomy),
         fit_calibration(student_validation, labels, validation.labels),
         teacher_figures,
         agreement(student_validation, teacher_validation),

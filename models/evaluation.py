@@ -12,23 +12,24 @@ from torch import nn
 
 from models.adaptation import source_validation
 from models.calibration import decision_confidence, fit_calibration
-from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
+from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.errors import DataError
 from models.inference import TextEngine
 from models.loading import LoadedScorer, load_scorer, read_metadata
-from models.metrics import news_metrics, sensor_figures, ticket_metrics
+from models.metrics import sensor_figures, sentiment_metrics, ticket_metrics
 from models.quantization import fit_int8_plan
 from models.registry import METADATA_FILE, write_json_atomic
-from models.scorers import NewsScorer, SensorScorer, TicketScorer
+from models.scorers import SensorScorer, SentimentScorer, TicketScorer
+from models.tasks import TEXT_TASKS, task_of
 from models.text_model import load_text_classifier
 
 
 def evaluate(scorer: LoadedScorer, data: Path) -> dict:
     """The scorer's figures on the labeled CSV at ``data`` (see ``evaluate_data``)."""
     if isinstance(scorer, SensorScorer):
-        return evaluate_data(scorer, read_sensors(data))
-    labels = scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else NEWS_LABELS
-    return evaluate_data(scorer, read_text(data, scorer.domain, tuple(labels)))
+        return evaluate_data(scorer, read_readings(data))
+    labels = scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else SENTIMENT_LABELS
+    return evaluate_data(scorer, read_text(data, scorer.task, tuple(labels)))
 
 
 def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
@@ -38,7 +39,7 @@ def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
     confidence, the label-free estimate of accuracy (``models.calibration``)."""
     if isinstance(scorer, SensorScorer):
         if not isinstance(data, SensorData):
-            raise TypeError("a sensors model is evaluated on SensorData")
+            raise TypeError("a defect model is evaluated on SensorData")
         failure, modes = scorer.predict_proba(data.readings)
         metrics = sensor_figures(failure, modes, scorer.engine.threshold, data)
     elif not isinstance(data, TextData):
@@ -48,8 +49,8 @@ def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
         if isinstance(scorer, TicketScorer):
             metrics = ticket_metrics(probabilities, scorer.labels, data.labels, scorer.taxonomy)
         else:
-            assert isinstance(scorer, NewsScorer)
-            metrics = news_metrics(probabilities, NEWS_LABELS, data.labels)
+            assert isinstance(scorer, SentimentScorer)
+            metrics = sentiment_metrics(probabilities, SENTIMENT_LABELS, data.labels)
         confidence = decision_confidence(probabilities, scorer.calibration.temperature)
         metrics["estimated_accuracy"] = float(confidence.mean()) if len(confidence) else None
     return {
@@ -62,11 +63,12 @@ def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:
 
 def _text_validation(model_dir: Path, what: str) -> tuple[dict[str, Any], TextData, int]:
     """A text model folder's metadata, source validation rows and sequence length; ``what``
-    names the record being fitted, for the errors. Raises DataError for a sensors model or
+    names the record being fitted, for the errors. Raises DataError for a model of trees or
     when the source data is gone or changed."""
     metadata = read_metadata(model_dir)
-    if metadata["domain"] == "sensors":
-        raise DataError(f"{what} is for the text domains (news, tickets)")
+    task = task_of(model_dir)
+    if task not in TEXT_TASKS:
+        raise DataError(f"{what} is for text models; {model_dir} is a {task} model")
     validation = source_validation(model_dir)
     if not isinstance(validation, TextData):
         raise DataError(f"the source data of {model_dir} is gone or changed")
@@ -84,7 +86,7 @@ def calibrate_folder(model_dir: Path) -> dict[str, Any]:
         raise DataError(f"{model_dir} was calibrated when it was trained")
     scorer = load_scorer(model_dir, "auto", length)
     assert not isinstance(scorer, SensorScorer)
-    labels = NEWS_LABELS if isinstance(scorer, NewsScorer) else scorer.labels
+    labels = SENTIMENT_LABELS if isinstance(scorer, SentimentScorer) else scorer.labels
     record = fit_calibration(scorer.predict_proba(validation.texts), labels, validation.labels)
     record["fitted_after_training"] = True
     write_json_atomic(Path(model_dir) / METADATA_FILE, {**metadata, "calibration": record})

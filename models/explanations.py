@@ -42,6 +42,7 @@ from config.settings import DomainName
 from models.base import ModelInput, SensorReading
 from models.data import SENSOR_COLUMNS
 from models.sensor_model import SensorModel, features, load_sensor_model
+from models.tasks import task_of
 from models.text_model import TextClassifier, load_text_classifier
 
 SENSOR_INPUTS: tuple[str, ...] = tuple(SENSOR_COLUMNS)
@@ -228,17 +229,18 @@ class Explainer:
 
         metadata = read_metadata(model_dir)
         self.domain: DomainName = metadata["domain"]
+        self.task = task_of(model_dir)
         self.version = Path(model_dir).name
         self.steps, self.max_seq_length = steps, max_seq_length
-        if self.domain == "sensors":
+        if self.task == "defect":
             self.sensor_model = load_sensor_model(model_dir)
         else:
             self.model, self.tokenizer, self.labels = load_text_classifier(model_dir)
 
     def explain(self, inputs: Sequence[ModelInput], target: str | None = None) -> list[Explanation]:
-        if self.domain == "sensors":
+        if self.task == "defect":
             if target not in (None, "failure"):
-                raise ValueError("a sensors model explains its failure probability only")
+                raise ValueError("a defect model explains its failure probability only")
             return explain_readings(self.sensor_model, inputs)  # type: ignore[arg-type]
         return explain_texts(
             self.model,

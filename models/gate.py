@@ -1,9 +1,9 @@
 """The evaluation gate: whether an adapted candidate may replace the live model.
 
-A candidate is promoted only if, on the domain's primary metric (news accuracy, tickets intent
-accuracy, sensors failure F1), it beats the live model on held-out recent feedback by at least
-``margin`` and falls at most ``tolerance`` below it on the source validation split (what the
-live model was trained for). Both sets of metrics travel with the decision.
+A candidate is promoted only if, on its task's primary metric (``models.tasks``: sentiment
+accuracy, intent accuracy, failure F1), it beats the live model on held-out recent feedback by
+at least ``margin`` and falls at most ``tolerance`` below it on the source validation split
+(what the live model was trained for). Both sets of metrics travel with the decision.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from config.settings import DomainName
-from models.metrics import PRIMARY_METRIC
+from models.tasks import PRIMARY_METRIC, Task
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,9 @@ class GateDecision:
 
 
 def judge(
-    domain: DomainName, live: Metrics, candidate: Metrics, margin: float, tolerance: float
+    task: Task, live: Metrics, candidate: Metrics, margin: float, tolerance: float
 ) -> GateDecision:
-    metric = PRIMARY_METRIC[domain]
+    metric = PRIMARY_METRIC[task]
     gain = candidate.target[metric] - live.target[metric]
     reasons = [
         f"held-out {metric} {candidate.target[metric]:.3f} vs live {live.target[metric]:.3f} "

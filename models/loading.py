@@ -23,16 +23,15 @@ from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
 from models.quantization import UnknownLayersError, kept_fp32
 from models.registry import METADATA_FILE, Registry
-from models.scorers import NewsScorer, SensorScorer, TicketScorer
+from models.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.sensor_model import load_sensor_model
+from models.tasks import TAXONOMY_FILE, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import load_text_classifier
 
-TAXONOMY_FILE = "taxonomy.json"
-
 __all__ = ["LoadedScorer", "ModelNotFoundError", "load_live_scorer", "load_scorer", "load_version"]
 
-LoadedScorer = NewsScorer | TicketScorer | SensorScorer
+LoadedScorer = SentimentScorer | TicketScorer | SensorScorer
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -52,8 +51,9 @@ def load_scorer(
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
-    if domain == "sensors":
-        return SensorScorer(SensorEngine(load_sensor_model(model_dir)), name, version)
+    task = task_of(model_dir)
+    if task == "defect":
+        return SensorScorer(domain, SensorEngine(load_sensor_model(model_dir)), name, version)
     model, tokenizer, labels = load_text_classifier(model_dir)
     try:
         engine = TextEngine(
@@ -65,10 +65,10 @@ def load_scorer(
             "refit it with signalyard models quantize"
         ) from error
     calibration = Calibration.of(metadata)
-    if domain == "news":
-        return NewsScorer(engine, labels, name, version, calibration)
+    if task == "sentiment":
+        return SentimentScorer(domain, engine, labels, name, version, calibration)
     taxonomy = RiskTaxonomy.load(model_dir / TAXONOMY_FILE)
-    return TicketScorer(engine, labels, taxonomy, name, version, calibration=calibration)
+    return TicketScorer(domain, engine, labels, taxonomy, name, version, calibration=calibration)
 
 
 def load_live_scorer(settings: Settings, domain: DomainName) -> LoadedScorer:

@@ -13,11 +13,10 @@ from models.taxonomy import RiskTaxonomy
 # Macro averages run over the classes present in the truth or the predictions (sklearn's
 # default), so a small file without some class is not charged a zero for it.
 
-# The figure early stopping watches, per domain.
-PRIMARY_METRIC = {"news": "accuracy", "tickets": "intent_accuracy", "sensors": "f1"}
 
-
-def news_metrics(probabilities: np.ndarray, labels: Sequence[str], truth: Sequence[str]) -> dict:
+def sentiment_metrics(
+    probabilities: np.ndarray, labels: Sequence[str], truth: Sequence[str]
+) -> dict:
     """``probabilities`` has one column per entry of ``labels``."""
     predicted = [labels[i] for i in probabilities.argmax(1)]
     return {

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.settings import DomainName
+from models.tasks import Task
 
 Mode = Literal["full", "lora", "head"]
 
@@ -59,13 +59,14 @@ class TrainOptions(BaseModel):
     # are the served ensemble.
     folds: int = Field(default=5, ge=2)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    model_name: str | None = None  # None: "<domain>-<base model name>" or "sensors-gbdt"
+    model_name: str | None = None  # None: "<domain>-<base model name>" or "<domain>-gbdt"
     show_progress: bool = True
 
-    def resolved(self, domain: DomainName) -> TrainOptions:
+    def resolved(self, task: Task) -> TrainOptions:
+        """These options with the task's defaults (and the mode's, for text) where unset."""
         defaults = (
             dict(_SENSOR_DEFAULTS)
-            if domain == "sensors"
+            if task == "defect"
             else {
                 "batch_size": 32,
                 **_TEXT_DEFAULTS[self.mode],

@@ -36,6 +36,7 @@ from models.evaluation import evaluate_data
 from models.gate import GateDecision, Metrics, judge
 from models.loading import LoadedScorer
 from models.registry import METADATA_FILE, Registry
+from models.tasks import Task, task_of
 from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of
 
 FIGURES = ("domain", "model", "version")  # evaluate_data's labels, not metrics
@@ -61,10 +62,10 @@ class RetrainOutcome:
     teacher_version: str | None = None  # the adapted teacher registered with a promotion
 
 
-def labeled_data(domain: DomainName, rows: Sequence[LabeledRow]) -> TextData | SensorData:
-    """Feedback rows as training data: texts, or readings whose label is "none", a failure
-    mode, or "failure" (a failure of unknown mode)."""
-    if domain != "sensors":
+def labeled_data(task: Task, rows: Sequence[LabeledRow]) -> TextData | SensorData:
+    """Feedback rows as training data: texts, or (defect) readings whose label is "none", a
+    failure mode, or "failure" (a failure of unknown mode)."""
+    if task != "defect":
         return TextData([row.input for row in rows], [row.label for row in rows])
     return SensorData(
         [SensorReading(**json.loads(row.input)) for row in rows],
@@ -103,8 +104,9 @@ def retrain(
             f"{settings.min_holdout} to hold out and as many to train on)",
         )
     live_dir = registry.version_dir(domain, live_version)
-    target = labeled_data(domain, labeled[training:])
-    train = labeled_data(domain, labeled[:training])
+    task = task_of(live_dir)
+    target = labeled_data(task, labeled[training:])
+    train = labeled_data(task, labeled[:training])
     options = AdaptOptions(mode=settings.mode, replay_ratio=settings.replay_ratio)
     teacher = teacher_of(registry, domain, live_version) if settings.mode == "full" else None
     teacher_options, student_options = round_options(options) if teacher else (options, options)
@@ -128,7 +130,7 @@ def retrain(
         metadata = adapt_model(domain, live_dir, train, candidate, student_options, teaching)
         source = source_validation(live_dir)
         decision = judge(
-            domain,
+            task,
             _metrics(load(live_dir), target, source),
             _metrics(load(candidate), target, source),
             settings.gate_margin,

@@ -1,4 +1,6 @@
-"""Scorers: the :class:`models.base.Scorer` of each domain over an inference engine."""
+"""Scorers: the :class:`models.base.Scorer` of each task over an inference engine.
+
+Each scorer carries the name of the domain it serves (from its model's metadata) and its task."""
 
 from __future__ import annotations
 
@@ -7,26 +9,29 @@ from collections.abc import Sequence
 import numpy as np
 
 from config.settings import DomainName
-from models.base import NewsPrediction, SensorPrediction, SensorReading, TicketPrediction
+from models.base import SensorPrediction, SensorReading, SentimentPrediction, TicketPrediction
 from models.calibration import UNCALIBRATED, Calibration, decision_confidence
-from models.data import FAILURE_MODES, NEWS_LABELS
+from models.data import FAILURE_MODES, SENTIMENT_LABELS
 from models.inference import SensorEngine, TextEngine
+from models.tasks import Task
 from models.taxonomy import RiskTaxonomy
 
 
-class NewsScorer:
-    domain: DomainName = "news"
+class SentimentScorer:
+    task: Task = "sentiment"
 
     def __init__(
         self,
+        domain: DomainName,
         engine: TextEngine,
         labels: list[str],
         model_name: str,
         version: str,
         calibration: Calibration = UNCALIBRATED,
     ):
-        if sorted(labels) != sorted(NEWS_LABELS):
-            raise ValueError(f"a news model must have the labels {NEWS_LABELS}, not {labels}")
+        if sorted(labels) != sorted(SENTIMENT_LABELS):
+            raise ValueError(f"a sentiment model has the labels {SENTIMENT_LABELS}, not {labels}")
+        self.domain = domain
         self.engine = engine
         self.labels = labels
         self.model_name = model_name
@@ -34,18 +39,18 @@ class NewsScorer:
         self.calibration = calibration  # gives ``confidence``; the probabilities stay raw
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities in NEWS_LABELS order (negative, neutral, positive)."""
+        """Probabilities in SENTIMENT_LABELS order (negative, neutral, positive)."""
         probabilities = self.engine.predict_proba(texts)
-        return probabilities[:, [self.labels.index(label) for label in NEWS_LABELS]]
+        return probabilities[:, [self.labels.index(label) for label in SENTIMENT_LABELS]]
 
-    def score(self, inputs: Sequence[str]) -> list[NewsPrediction]:
+    def score(self, inputs: Sequence[str]) -> list[SentimentPrediction]:
         probabilities = self.predict_proba(inputs)
         confidence = decision_confidence(probabilities, self.calibration.temperature).tolist()
         predictions = []
         for (neg, neu, pos), sure in zip(probabilities.tolist(), confidence, strict=True):
-            label = NEWS_LABELS[int(np.argmax([neg, neu, pos]))]
+            label = SENTIMENT_LABELS[int(np.argmax([neg, neu, pos]))]
             predictions.append(
-                NewsPrediction(
+                SentimentPrediction(
                     label=label,
                     confidence=sure,
                     p_negative=neg,
@@ -58,10 +63,11 @@ class NewsScorer:
 
 
 class TicketScorer:
-    domain: DomainName = "tickets"
+    task: Task = "intent_risk"
 
     def __init__(
         self,
+        domain: DomainName,
         engine: TextEngine,
         labels: list[str],
         taxonomy: RiskTaxonomy,
@@ -70,6 +76,7 @@ class TicketScorer:
         top_k: int = 3,
         calibration: Calibration = UNCALIBRATED,
     ):
+        self.domain = domain
         self.engine = engine
         self.labels = labels
         self.taxonomy = taxonomy
@@ -103,13 +110,14 @@ class TicketScorer:
 
 
 class SensorScorer:
-    domain: DomainName = "sensors"
+    task: Task = "defect"
 
     # The trees' own probabilities, with no validation accuracy to compare an estimate with:
     # a defect flag is right on nearly every reading, failing or not.
     calibration = UNCALIBRATED
 
-    def __init__(self, engine: SensorEngine, model_name: str, version: str):
+    def __init__(self, domain: DomainName, engine: SensorEngine, model_name: str, version: str):
+        self.domain = domain
         self.engine = engine
         self.model_name = model_name
         self.version = version

@@ -13,13 +13,13 @@ from sklearn.metrics import log_loss
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from config.settings import DomainName
 from models.calibration import fit_calibration
 from models.data import TextData
 from models.fitting import FitResult, Validation, class_weights, fit
 from models.inference import TextEngine, resolve_device, resolve_precision
-from models.metrics import PRIMARY_METRIC, news_metrics, ticket_metrics
+from models.metrics import sentiment_metrics, ticket_metrics
 from models.options import TrainOptions
+from models.tasks import PRIMARY_METRIC, Task
 from models.taxonomy import RiskTaxonomy
 from models.text_model import TextClassifier, load_encoder
 
@@ -38,27 +38,27 @@ def base_model_path(options: TrainOptions) -> str:
 
 
 def text_metrics(
-    domain: DomainName,
+    task: Task,
     probabilities: np.ndarray,
     labels: list[str],
     truth: list[str],
     taxonomy: RiskTaxonomy | None,
 ) -> dict:
-    if domain == "news":
-        return news_metrics(probabilities, labels, truth)
+    if task == "sentiment":
+        return sentiment_metrics(probabilities, labels, truth)
     assert taxonomy is not None
     return ticket_metrics(probabilities, labels, truth, taxonomy)
 
 
 def validation_of(
-    domain: DomainName,
+    task: Task,
     probabilities: np.ndarray,
     labels: list[str],
     truth: list[str],
     taxonomy: RiskTaxonomy | None,
 ) -> Validation:
-    """What an epoch is chosen on: the domain's primary metric, then the log loss."""
-    score = text_metrics(domain, probabilities, labels, truth, taxonomy)[PRIMARY_METRIC[domain]]
+    """What an epoch is chosen on: the task's primary metric, then the log loss."""
+    score = text_metrics(task, probabilities, labels, truth, taxonomy)[PRIMARY_METRIC[task]]
     return Validation(score, float(log_loss(truth, probabilities, labels=labels)))
 
 
@@ -92,7 +92,7 @@ def pooled_embeddings(model: TextClassifier, engine: TextEngine, texts: list[str
 
 
 def train_text(
-    domain: DomainName,
+    task: Task,
     train: TextData,
     validation: TextData,
     labels: list[str],
@@ -144,7 +144,7 @@ def train_text(
         def validate() -> Validation:
             with torch.inference_mode():
                 probabilities = torch.softmax(model.head(val_x.to(device)), -1).cpu().numpy()
-            return validation_of(domain, probabilities, labels, validation.labels, taxonomy)
+            return validation_of(task, probabilities, labels, validation.labels, taxonomy)
 
         groups = [head_group]
         steps = -(-len(y) // options.batch_size)
@@ -177,7 +177,7 @@ def train_text(
 
         def validate() -> Validation:
             probabilities = engine.predict_proba(validation.texts)
-            return validation_of(domain, probabilities, labels, validation.labels, taxonomy)
+            return validation_of(task, probabilities, labels, validation.labels, taxonomy)
 
         encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
         groups = [{"params": encoder_params, "lr": options.learning_rate}, head_group]
@@ -195,13 +195,13 @@ def train_text(
         weight_decay=options.weight_decay,
         warmup_ratio=options.warmup_ratio,
         show_progress=options.show_progress,
-        description=f"{domain} ({options.mode})",
+        description=f"{task} ({options.mode})",
         precision=resolve_precision(device, "auto"),
     )
     if options.mode == "lora":
         model.encoder = model.encoder.merge_and_unload()
     model.eval()
     probabilities = engine.predict_proba(validation.texts)
-    metrics = text_metrics(domain, probabilities, labels, validation.labels, taxonomy)
+    metrics = text_metrics(task, probabilities, labels, validation.labels, taxonomy)
     calibration = fit_calibration(probabilities, labels, validation.labels)
     return TrainedText(model.cpu(), tokenizer, result, metrics, calibration)

@@ -3,14 +3,15 @@
     from models.training import TrainOptions, train_model
     from models.registry import Registry
 
-    train_model(domain: DomainName, data: Path, registry: Registry, options: TrainOptions,
-                promote: bool = True) -> str   # the new version id, e.g. "v3"
+    train_model(domain: DomainName, task: Task, data: Path, registry: Registry,
+                options: TrainOptions, promote: bool = True) -> str   # the new version, "v3"
 
-``domain`` is "news" (CSV ``text,label``), "tickets" (``text,intent``; ``options.taxonomy``
-names the risk taxonomy JSON) or "sensors" (the AI4I 2020 columns). A stratified, seeded
+``task`` (``models.tasks``) says what the file holds: ``sentiment`` (CSV ``text,label``),
+``intent_risk`` (``text,intent``; ``options.taxonomy`` names the risk taxonomy JSON) or
+``defect`` (the AI4I 2020 columns); the model is registered under ``domain``. A stratified, seeded
 ``options.validation_fraction`` of the rows is held out: text models stop early on it, the
 defect model is selected by cross-validation on the training rows instead
-(``models.train_sensors``); the model's figures on it are stored as ``metrics.json``.
+(``models.train_defect``); the model's figures on it are stored as ``metrics.json``.
 ``TrainOptions(mode="head")`` trains a linear head on frozen embeddings: a few hundred rows
 train in seconds on a CPU, which is what a demo needs to bootstrap an empty registry.
 """
@@ -33,13 +34,20 @@ import transformers
 from sklearn.model_selection import train_test_split
 
 from config.settings import DomainName
-from models.data import NEWS_LABELS, SensorData, TextData, fingerprint, read_sensors, read_text
+from models.data import (
+    SENTIMENT_LABELS,
+    SensorData,
+    TextData,
+    fingerprint,
+    read_readings,
+    read_text,
+)
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
-from models.loading import TAXONOMY_FILE
 from models.options import TrainOptions
 from models.registry import METADATA_FILE, METRICS_FILE, Registry
 from models.sensor_model import save_sensor_model
+from models.tasks import TAXONOMY_FILE, TREES_KIND, Task
 from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
 
@@ -102,9 +110,9 @@ def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextD
     return TextData(first.texts + second.texts, first.labels + second.labels)
 
 
-def read_labeled(domain: DomainName, path: Path, labels: Sequence[str]) -> TextData | SensorData:
-    """A labeled file of ``domain``; text labels must be among ``labels``."""
-    return read_sensors(path) if domain == "sensors" else read_text(path, domain, tuple(labels))
+def read_labeled(task: Task, path: Path, labels: Sequence[str]) -> TextData | SensorData:
+    """A labeled file of ``task``; text labels must be among ``labels``."""
+    return read_readings(path) if task == "defect" else read_text(path, task, tuple(labels))
 
 
 def split_source(
@@ -192,31 +200,33 @@ def write_model_files(folder: Path, metadata: dict[str, Any]) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), "utf-8")
 
 
-def _default_name(domain: DomainName, base: str) -> str:
-    if domain == "sensors":
-        return "sensors-gbdt"
+def _default_name(domain: DomainName, task: Task, base: str) -> str:
+    if task == "defect":
+        return f"{domain}-gbdt"
     base_path = Path(base)
     # The bundled encoder lives in a folder called "model"; name it after its package instead.
     name = "all-MiniLM-L6-v2" if base_path.name == "model" else base_path.name
     return f"{domain}-{name}"
 
 
-def _train_into(domain: DomainName, data: Path, options: TrainOptions, folder: Path) -> dict:
+def _train_into(
+    domain: DomainName, task: Task, data: Path, options: TrainOptions, folder: Path
+) -> dict:
     """Train and save a model folder; return its metadata."""
-    from models.train_sensors import sensor_validation_metrics, train_sensors
+    from models.train_defect import sensor_validation_metrics, train_defect
     from models.train_text import base_model_path, train_text
 
     started = time.monotonic()
-    taxonomy, labels = None, list(NEWS_LABELS)
-    if domain == "tickets":
+    taxonomy, labels = None, list(SENTIMENT_LABELS)
+    if task == "intent_risk":
         if options.taxonomy is None:
-            raise DataError("tickets need a risk taxonomy file (--taxonomy PATH)")
+            raise DataError(f"{domain} models need a risk taxonomy file (--taxonomy PATH)")
         taxonomy = RiskTaxonomy.load(options.taxonomy)
         labels = list(taxonomy.intents)
     given = options.validation_data
     rows, train_rows, val_rows = split_source(
-        read_labeled(domain, data, labels),
-        None if given is None else read_labeled(domain, given, labels),
+        read_labeled(task, data, labels),
+        None if given is None else read_labeled(task, given, labels),
         options.validation_fraction,
         options.seed,
     )
@@ -225,14 +235,14 @@ def _train_into(domain: DomainName, data: Path, options: TrainOptions, folder: P
     calibration: dict[str, Any] = {}
     if isinstance(train_data, SensorData):
         assert isinstance(val_data, SensorData)
-        sensor_model, result = train_sensors(train_data, options)
+        sensor_model, result = train_defect(train_data, options)
         save_sensor_model(sensor_model, folder)
-        kind, base = "sensor-gbdt", None
+        kind, base = TREES_KIND, None
         metrics = sensor_validation_metrics(sensor_model, val_data)
         selection = {"cross_validation": sensor_model.cross_validation}
     else:
         assert isinstance(val_data, TextData)
-        trained_text = train_text(domain, train_data, val_data, labels, taxonomy, options)
+        trained_text = train_text(task, train_data, val_data, labels, taxonomy, options)
         save_text_classifier(trained_text.model, trained_text.tokenizer, labels, folder)
         if taxonomy is not None:
             (folder / TAXONOMY_FILE).write_text(taxonomy.to_json(), encoding="utf-8")
@@ -241,10 +251,11 @@ def _train_into(domain: DomainName, data: Path, options: TrainOptions, folder: P
         calibration = {"calibration": trained_text.calibration}
     return {
         "domain": domain,
+        "task": task,
         "kind": kind,
-        "model_name": options.model_name or _default_name(domain, base or ""),
+        "model_name": options.model_name or _default_name(domain, task, base or ""),
         "base_model": base,
-        "mode": options.mode if domain != "sensors" else "full",
+        "mode": options.mode if task != "defect" else "full",
         "data": data_record(data, train_rows, val_rows, train_data, options),
         "options": options.model_dump(mode="json"),
         "training": {**fit_record(started, result, options.device), **selection},
@@ -256,14 +267,20 @@ def _train_into(domain: DomainName, data: Path, options: TrainOptions, folder: P
 
 
 def train_model(
-    domain: DomainName, data: Path, registry: Registry, options: TrainOptions, promote: bool = True
+    domain: DomainName,
+    task: Task,
+    data: Path,
+    registry: Registry,
+    options: TrainOptions,
+    promote: bool = True,
 ) -> str:
-    """Train a model of ``domain`` on the CSV at ``data``, register it; return the version."""
-    options = options.resolved(domain)
+    """Train a ``task`` model on the CSV at ``data``, register it under ``domain``; return the
+    version."""
+    options = options.resolved(task)
     seed_everything(options.seed)
     staging = Path(tempfile.mkdtemp(prefix=f"signalyard-{domain}-"))
     try:
-        metadata = _train_into(domain, Path(data), options, staging)
+        metadata = _train_into(domain, task, Path(data), options, staging)
         write_model_files(staging, metadata)
         return registry.register(domain, staging, promote=promote)
     finally:

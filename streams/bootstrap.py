@@ -46,7 +46,7 @@ class BootstrapSize:
 
 def ensure_models(
     settings: Settings,
-    domains: tuple[DomainName, ...],
+    names: tuple[DomainName, ...],
     size: BootstrapSize | None = None,
     on_training: Callable[[DomainName, str], None] | None = None,
     data: Mapping[DomainName, DomainData] | None = None,
@@ -61,7 +61,7 @@ def ensure_models(
     registry = Registry(settings.models_dir)
     synthetic = settings.home_dir / "bootstrap"
     live: dict[DomainName, str] = {}
-    for domain in domains:
+    for domain in names:
         version = registry.live_version(domain)
         real = (data or {}).get(domain)
         if real is not None and (version is None or _from_synthetic(registry, domain, synthetic)):
@@ -90,7 +90,7 @@ def ensure_models(
             max_seq_length=settings.inference.max_seq_length,
             show_progress=False,
         )
-        live[domain] = train_model(domain, csv_path, registry, options)
+        live[domain] = train_model(domain, domains.get(domain).task, csv_path, registry, options)
     return live
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import domains
 from config.settings import DomainName
-from models.data import NEWS_LABELS, read_sensors, read_text
+from models.data import SENTIMENT_LABELS, read_readings, read_text
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
 from streams.adaptation.feedback_import import CASHTAG, sensor_label
@@ -121,13 +121,13 @@ def _stream_rows(
     domain: DomainName, name: str, path: Path, taxonomy: Path | None
 ) -> list[tuple[dict[str, Any], str]]:
     if domain == "sensors":
-        data = read_sensors(path)
+        data = read_readings(path)
         return [
             ({"type": reading["machine_type"], **_measures(reading)}, sensor_label(failed, modes))
             for reading, failed, modes in zip(data.readings, data.failure, data.modes, strict=True)
         ]
-    known = NEWS_LABELS if taxonomy is None else RiskTaxonomy.load(taxonomy).intents
-    text = read_text(path, domain, known)
+    known = SENTIMENT_LABELS if taxonomy is None else RiskTaxonomy.load(taxonomy).intents
+    text = read_text(path, domains.get(domain).task, known)
     field = "headline" if domain == "news" else "text"
     source = {"source": name} if domain == "news" else {}
     return [

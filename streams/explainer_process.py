@@ -52,5 +52,5 @@ def explain_in_process(
             _LOADED.popitem(last=False)
     _LOADED.move_to_end(folder)
     explainer = _LOADED[folder]
-    target = predicted if explainer.domain != "sensors" and predicted in explainer.labels else None
+    target = predicted if explainer.task != "defect" and predicted in explainer.labels else None
     return explainer.explain([model_input], target)[0]

@@ -92,14 +92,14 @@ def metrics(target: float, source: float | None) -> Metrics:
 
 def test_gate_promotes_only_a_better_candidate_that_keeps_the_source() -> None:
     live = metrics(0.70, 0.86)
-    better = judge("news", live, metrics(0.80, 0.85), margin=0.01, tolerance=0.02)
+    better = judge("sentiment", live, metrics(0.80, 0.85), margin=0.01, tolerance=0.02)
     assert better.promote and better.reason.startswith("promoted")
     assert better.live == live and better.candidate.target == {"accuracy": 0.80}
-    same = judge("news", live, metrics(0.705, 0.86), margin=0.01, tolerance=0.02)
+    same = judge("sentiment", live, metrics(0.705, 0.86), margin=0.01, tolerance=0.02)
     assert not same.promote and "margin 0.01" in same.reason
-    forgetful = judge("news", live, metrics(0.90, 0.80), margin=0.01, tolerance=0.02)
+    forgetful = judge("sentiment", live, metrics(0.90, 0.80), margin=0.01, tolerance=0.02)
     assert not forgetful.promote and "tolerance 0.02" in forgetful.reason
-    unknown_source = judge("news", live, metrics(0.80, None), margin=0.01, tolerance=0.02)
+    unknown_source = judge("sentiment", live, metrics(0.80, None), margin=0.01, tolerance=0.02)
     assert unknown_source.promote and "source check skipped" in unknown_source.reason
     assert json.loads(json.dumps(better.to_json()))["candidate"]["source"] == {"accuracy": 0.85}
 
@@ -116,7 +116,7 @@ def test_sensor_feedback_becomes_failure_and_mode_targets() -> None:
                "torque_nm": 40.0, "tool_wear_min": 10.0}  # fmt: skip
     rows = [LabeledRow(f"e{i}", label, json.dumps(reading)) for i, label in
             enumerate(["none", "HDF", "failure"])]  # fmt: skip
-    data = labeled_data("sensors", rows)
+    data = labeled_data("defect", rows)
     assert data.failure == [0, 1, 1] and data.modes == [(), ("HDF",), ()]
     assert data.readings[1]["torque_nm"] == 40.0
 
@@ -128,8 +128,8 @@ def test_feedback_labels_are_strict() -> None:
     for broken in ({**good, "domain": "weather"}, {**good, "event_id": ""}, {"event_id": "e1"}):
         with pytest.raises(ValueError):
             FeedbackLabel.model_validate_json(json.dumps(broken))
-    assert known_labels("news", []) == ("negative", "neutral", "positive")
-    assert known_labels("tickets", ["lost_card"]) == ("lost_card",)
+    assert known_labels("sentiment", []) == ("negative", "neutral", "positive")
+    assert known_labels("intent_risk", ["lost_card"]) == ("lost_card",)
     assert "none" in SENSOR_LABELS and "HDF" in SENSOR_LABELS
 
 

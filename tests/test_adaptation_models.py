@@ -17,7 +17,7 @@ import torch
 
 from models.adaptation import AdaptOptions, adapt_model, source_validation
 from models.base import SensorReading
-from models.data import NEWS_LABELS, SensorData, TextData, read_sensors, read_text
+from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.evaluation import evaluate, evaluate_data
 from models.loading import load_scorer
 from models.registry import Registry
@@ -51,7 +51,7 @@ def news_registry(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
     options = test_training.fast(
         tiny_base, mode="head", learning_rate=0.05, patience=100, epochs=150
     )
-    train_model("news", csv, registry, options)
+    train_model("news", "sentiment", csv, registry, options)
     return registry
 
 
@@ -64,10 +64,10 @@ def test_adapted_model_registers_loads_and_keeps_its_source(
 ) -> None:
     live_dir = news_registry.live_dir("news")
     live = json.loads((live_dir / "metadata.json").read_text())
-    source = read_text(Path(live["data"]["path"]), "news", NEWS_LABELS)
+    source = read_text(Path(live["data"]["path"]), "sentiment", SENTIMENT_LABELS)
     train_rows, validation_rows = split_indices(source.labels, 0.15, 13)
     assert live["data"]["label_counts"] == {
-        label: sum(source.labels[i] == label for i in train_rows) for label in NEWS_LABELS
+        label: sum(source.labels[i] == label for i in train_rows) for label in SENTIMENT_LABELS
     }
     expected = [source.texts[i] for i in validation_rows]
     assert source_validation(live_dir) == TextData(
@@ -137,7 +137,9 @@ def test_missing_source_skips_replay(tmp_path: Path, tiny_base: Path) -> None:
         list(zip(source.texts, source.labels, strict=True)),
     )
     registry = Registry(tmp_path / "registry")
-    train_model("news", csv, registry, test_training.fast(tiny_base, mode="head", epochs=3))
+    train_model(
+        "news", "sentiment", csv, registry, test_training.fast(tiny_base, mode="head", epochs=3)
+    )
     csv.unlink()
     live_dir = registry.live_dir("news")
     assert source_validation(live_dir) is None
@@ -157,7 +159,7 @@ def test_sensor_adaptation_learns_a_region_the_source_never_saw(
     tmp_path: Path, sensors_csv: Path
 ) -> None:
     registry = Registry(tmp_path / "registry")
-    train_model("sensors", sensors_csv, registry, TrainOptions(show_progress=False))
+    train_model("sensors", "defect", sensors_csv, registry, TrainOptions(show_progress=False))
     live_dir = registry.live_dir("sensors")
     source = source_validation(live_dir)
     assert source is not None
@@ -179,7 +181,7 @@ def test_sensor_adaptation_learns_a_region_the_source_never_saw(
     # Every source training row is replayed: the source is not forgotten.
     live_metadata = json.loads((live_dir / "metadata.json").read_text())
     assert metadata["data"]["replay"]["rows"] == live_metadata["data"]["train_rows"]
-    source_rows = read_sensors(sensors_csv)
+    source_rows = read_readings(sensors_csv)
     assert evaluate_data(candidate, source_rows)["f1"] > 0.9
     cv = metadata["adaptation"]["cross_validation"]
     config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -193,15 +195,17 @@ def test_evaluate_data_equals_evaluate(
     news_dir = news_registry.version_dir("news", "v1")
     news_csv = Path(json.loads((news_dir / "metadata.json").read_text())["data"]["path"])
     scorer = load_scorer(news_dir, device="cpu", max_seq_length=16)
-    rows = read_text(news_csv, "news", NEWS_LABELS)
+    rows = read_text(news_csv, "sentiment", SENTIMENT_LABELS)
     assert evaluate_data(scorer, rows) == evaluate(scorer, news_csv)
 
     registry = Registry(tmp_path)
     options = TrainOptions(epochs=3, show_progress=False, device="cpu")
     sensors = load_scorer(
-        registry.version_dir("sensors", train_model("sensors", sensors_csv, registry, options))
+        registry.version_dir(
+            "sensors", train_model("sensors", "defect", sensors_csv, registry, options)
+        )
     )
-    assert evaluate_data(sensors, read_sensors(sensors_csv)) == evaluate(sensors, sensors_csv)
+    assert evaluate_data(sensors, read_readings(sensors_csv)) == evaluate(sensors, sensors_csv)
     with pytest.raises(TypeError):
         evaluate_data(sensors, rows)
 
@@ -221,7 +225,9 @@ def test_a_given_validation_file_is_the_split_trained_and_replayed_around(
     options = test_training.fast(
         tiny_base, mode="head", epochs=3, learning_rate=0.05, validation_data=paths[1]
     )
-    live_dir = registry.version_dir("news", train_model("news", paths[0], registry, options))
+    live_dir = registry.version_dir(
+        "news", train_model("news", "sentiment", paths[0], registry, options)
+    )
     live = json.loads((live_dir / "metadata.json").read_text())
     assert (live["data"]["train_rows"], live["data"]["validation_rows"]) == (45, 18)
     assert live["data"]["validation"]["path"] == str(paths[1].resolve())

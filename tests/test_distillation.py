@@ -38,7 +38,7 @@ def teacher_home(
     ]
     data = test_training.write_csv(tmp_path / "news.csv", ["text", "label"], rows)
     options = test_training.fast(tiny_base, mode="full", epochs=8, learning_rate=3e-3)
-    train_model("news", data, registry, options.model_copy(update={"batch_size": 8}))
+    train_model("news", "sentiment", data, registry, options.model_copy(update={"batch_size": 8}))
     unlabeled = tmp_path / "more.jsonl"
     words = [p for ps in test_training.NEWS_WORDS.values() for p in ps]
     unlabeled.write_text(

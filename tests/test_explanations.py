@@ -53,7 +53,7 @@ def keyword_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
     data = test_training.write_csv(folder / "news.csv", ["text", "label"], rows)
     registry = Registry(folder / "registry")
     options = test_training.fast(tiny_base, epochs=12, batch_size=8, learning_rate=3e-3)
-    train_model("news", data, registry, options)
+    train_model("news", "sentiment", data, registry, options)
     return registry.version_dir("news", "v1")
 
 
@@ -86,7 +86,7 @@ def test_sensor_attributions_are_exact_shapley_in_column_units(
     tmp_path: Path, sensors_csv: Path
 ) -> None:
     registry = Registry(tmp_path)
-    train_model("sensors", sensors_csv, registry, TrainOptions(epochs=40))
+    train_model("sensors", "defect", sensors_csv, registry, TrainOptions(epochs=40))
     model = load_sensor_model(registry.version_dir("sensors", "v1"))
     reading = {"machine_type": "M", "air_temp_k": 300.0, "process_temp_k": 310.0,
                "rpm": 1500.0, "torque_nm": 69.0, "tool_wear_min": 100.0}  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.data import NEWS_LABELS, read_sensors, read_text
+from models.data import SENTIMENT_LABELS, read_readings, read_text
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
 from signalyard.cli import main
@@ -35,19 +35,19 @@ def write(tmp_path: Path, text: str) -> Path:
 )
 def test_bad_news_files(tmp_path: Path, content: str, message: str) -> None:
     with pytest.raises(DataError) as error:
-        read_text(write(tmp_path, content), "news", NEWS_LABELS)
+        read_text(write(tmp_path, content), "sentiment", SENTIMENT_LABELS)
     assert message in str(error.value)
 
 
 def test_bad_sensor_files(tmp_path: Path) -> None:
     row = "1,L1,L,298.1,308.6,1551,42.8,0,0,0,0,0,0,0"
-    assert read_sensors(write(tmp_path, f"{AI4I_HEADER}\n{row}\n")).failure == [0]
+    assert read_readings(write(tmp_path, f"{AI4I_HEADER}\n{row}\n")).failure == [0]
     with pytest.raises(DataError, match="lacks column"):
-        read_sensors(write(tmp_path, "UDI,Type\n1,L\n"))
+        read_readings(write(tmp_path, "UDI,Type\n1,L\n"))
     with pytest.raises(DataError, match="Torque \\[Nm\\] is not a number"):
-        read_sensors(write(tmp_path, f"{AI4I_HEADER}\n{row.replace('42.8', 'n/a')}\n"))
+        read_readings(write(tmp_path, f"{AI4I_HEADER}\n{row.replace('42.8', 'n/a')}\n"))
     with pytest.raises(DataError, match="unknown Type 'X'"):
-        read_sensors(write(tmp_path, f"{AI4I_HEADER}\n{row.replace(',L,', ',X,')}\n"))
+        read_readings(write(tmp_path, f"{AI4I_HEADER}\n{row.replace(',L,', ',X,')}\n"))
 
 
 def test_cli_reports_bad_data_in_one_line(

@@ -94,10 +94,10 @@ class Scored:
 async def read_until(
     settings: Settings,
     done: Callable[[Scored], bool],
-    domains: tuple[DomainName, ...] = domains.names(),
+    names: tuple[DomainName, ...] = domains.names(),
     timeout: float = WAIT_S,
 ) -> Scored:
-    topics = {settings.topics.scored(domain).name: domain for domain in domains}
+    topics = {settings.topics.scored(domain).name: domain for domain in names}
     consumer = AIOKafkaConsumer(
         *topics,
         settings.topics.deadletter.name,
@@ -248,7 +248,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
         first = new_worker(workers, settings, registry_dir, app_id, "first").start("sensors")
         feeding = asyncio.create_task(send(settings, "sensors", records, rate=800))
         progress = await read_until(
-            settings, lambda s: len(s.ids["sensors"]) >= 1000, domains=("sensors",)
+            settings, lambda s: len(s.ids["sensors"]) >= 1000, names=("sensors",)
         )
         status = first.kill()
         await feeding

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import domains
 from domains.news import NewsEvent
-from models.base import NewsPrediction
+from models.base import SentimentPrediction
 from streams.batching import MicroBatcher
 from streams.monitor import LiveStats, percentile
 from streams.synthetic import World, events
@@ -91,7 +91,7 @@ def test_a_scored_result_carries_the_event_model_batch_and_latency() -> None:
         '{"id": "n-9", "ts": "2024-05-01T10:00:00Z", "source": "ft", "tickers": ["SAP", "SIE"],'
         ' "headline": "SAP wins contract"}'
     )
-    prediction = NewsPrediction(
+    prediction = SentimentPrediction(
         label="positive", p_negative=0.1, p_neutral=0.2, p_positive=0.7, sentiment=0.6
     )
     ingested = datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)

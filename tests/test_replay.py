@@ -231,7 +231,7 @@ def registry(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     shutil.copytree(registry_dir, models)
     data = write_training_csv("sensors", models.parent / "sensors.csv", 600)
     options = TrainOptions(epochs=5, seed=99, num_leaves=4, device="cpu", show_progress=False)
-    train_model("sensors", data, Registry(models), options, promote=False)
+    train_model("sensors", "defect", data, Registry(models), options, promote=False)
     return models
 
 

@@ -9,26 +9,26 @@ import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from models.data import FAILURE_MODES, SensorData, read_sensors
+from models.data import FAILURE_MODES, SensorData, read_readings
 from models.errors import DataError, ModelNotFoundError
 from models.metrics import best_f1_threshold, failure_mode_metrics
 from models.options import TrainOptions
 from models.sensor_model import CONFIG_FILE, features, load_sensor_model, save_sensor_model
-from models.train_sensors import train_sensors
+from models.train_defect import train_defect
 from models.training import subset
 from streams.synthetic import write_training_csv
 
-OPTIONS = TrainOptions(epochs=60, show_progress=False).resolved("sensors")
+OPTIONS = TrainOptions(epochs=60, show_progress=False).resolved("defect")
 
 
 @pytest.fixture(scope="module")
 def readings(tmp_path_factory: pytest.TempPathFactory) -> SensorData:
     path = tmp_path_factory.mktemp("sensors") / "ai4i.csv"
-    return read_sensors(write_training_csv("sensors", path, 1500))
+    return read_readings(write_training_csv("sensors", path, 1500))
 
 
 def test_the_threshold_is_chosen_on_out_of_fold_predictions(readings: SensorData) -> None:
-    model, fit = train_sensors(readings, OPTIONS)
+    model, fit = train_defect(readings, OPTIONS)
     x, y = features(readings.readings), np.asarray(readings.failure)
     # Member k is the model of fold k; each predicts the rows it did not train on.
     folds = StratifiedKFold(OPTIONS.folds, shuffle=True, random_state=OPTIONS.seed).split(x, y)
@@ -48,7 +48,7 @@ def test_the_threshold_is_chosen_on_out_of_fold_predictions(readings: SensorData
 def test_a_saved_model_loads_without_pickle_and_predicts_the_same(
     readings: SensorData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model, _ = train_sensors(subset(readings, range(600)), OPTIONS)
+    model, _ = train_defect(subset(readings, range(600)), OPTIONS)
     save_sensor_model(model, tmp_path)
     assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".txt"}
 
@@ -73,7 +73,7 @@ def test_a_saved_model_loads_without_pickle_and_predicts_the_same(
 
 
 def test_failure_modes_are_learned_where_the_flag_is(readings: SensorData) -> None:
-    model, _ = train_sensors(readings, OPTIONS)
+    model, _ = train_defect(readings, OPTIONS)
     figures = model.cross_validation["out_of_fold"]
     # The synthetic world's modes follow the AI4I limits exactly, so they can be learned.
     assert figures["mode_accuracy_given_flag"] > 0.8
@@ -83,7 +83,7 @@ def test_failure_modes_are_learned_where_the_flag_is(readings: SensorData) -> No
 def test_too_few_failures_is_a_clear_error(readings: SensorData) -> None:
     healthy = [i for i, failed in enumerate(readings.failure) if not failed][:50]
     with pytest.raises(DataError, match="0 failed rows"):
-        train_sensors(subset(readings, healthy), OPTIONS)
+        train_defect(subset(readings, healthy), OPTIONS)
 
 
 def test_failure_mode_figures() -> None:

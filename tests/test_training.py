@@ -102,7 +102,7 @@ def fast(base: Path, **overrides: object) -> TrainOptions:
 def test_head_mode_learns_and_scores(tmp_path: Path, tiny_base: Path, news_csv: Path) -> None:
     registry = Registry(tmp_path / "registry")
     options = fast(tiny_base, mode="head", learning_rate=0.05, patience=100, epochs=150)
-    version = train_model("news", news_csv, registry, options)
+    version = train_model("news", "sentiment", news_csv, registry, options)
     assert version == "v1" and registry.live_version("news") == "v1"
     folder = registry.version_dir("news", version)
     names = {p.name for p in folder.iterdir()}
@@ -139,7 +139,7 @@ def test_head_mode_learns_and_scores(tmp_path: Path, tiny_base: Path, news_csv: 
 def test_fine_tuning_modes_run(tmp_path: Path, tiny_base: Path, news_csv: Path, mode: str) -> None:
     registry = Registry(tmp_path)
     options = fast(tiny_base, mode=mode, epochs=2, batch_size=8)
-    version = train_model("news", news_csv, registry, options)
+    version = train_model("news", "sentiment", news_csv, registry, options)
     folder = registry.version_dir("news", version)
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["mode"] == mode and metadata["training"]["epochs_run"] <= 2
@@ -154,7 +154,7 @@ def test_frozen_embeddings_stay_as_pretrained(
     registry = Registry(tmp_path)
     options = fast(tiny_base, epochs=2, batch_size=8, learning_rate=1e-3, freeze_embeddings=True)
     trained = load_file(
-        registry.version_dir("news", train_model("news", news_csv, registry, options))
+        registry.version_dir("news", train_model("news", "sentiment", news_csv, registry, options))
         / "model.safetensors"
     )
     pretrained = load_file(tiny_base / "model.safetensors")
@@ -212,7 +212,7 @@ def test_registry_commands(
     monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path))
     registry = Registry(load_settings().models_dir)
     for _ in range(2):
-        train_model("news", news_csv, registry, fast(tiny_base, mode="head", epochs=3))
+        train_model("news", "sentiment", news_csv, registry, fast(tiny_base, mode="head", epochs=3))
     main(["models", "rollback", "news", "--no-announce"])
     assert registry.live_version("news") == "v1"
     main(["models", "promote", "news", "v2", "--no-announce"])

@@ -42,8 +42,8 @@ def feedback() -> None:
     "path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Labeled CSV in the format of ../shared/data (news: text,label; tickets: text,intent; "
-    "sensors: the AI4I columns).",
+    help="Labeled CSV in the format of the domain's model (sentiment: text,label; intent_risk: "
+    "text,intent; defect: the AI4I columns).",
 )
 @click.option("--labeler", default="import", show_default=True, help="Who gave the labels.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N rows.")
@@ -54,8 +54,8 @@ def import_labels(domain: DomainName, path: Path, labeler: str, limit: int | Non
 
     settings = load_settings()
     intents: tuple[str, ...] = ()
-    if domain == "tickets":
-        from models.loading import TAXONOMY_FILE
+    if domains.get(domain).task == "intent_risk":
+        from models.tasks import TAXONOMY_FILE
         from models.taxonomy import RiskTaxonomy
 
         live = Registry(settings.models_dir).live_dir(domain)

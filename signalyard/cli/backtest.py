@@ -180,12 +180,12 @@ def compare(run_a: str, run_b: str, as_json: bool) -> None:
         for name, run in runs.items():
             if run is None:
                 raise click.BadParameter(f"no backtest run {name!r}", param_hint="RUN")
-        domains = {run["domain"] for run in runs.values() if run is not None}
-        if len(domains) > 1:
+        named = {run["domain"] for run in runs.values() if run is not None}
+        if len(named) > 1:
             raise click.BadParameter(
                 f"{run_a} and {run_b} are runs of different domains", param_hint="RUN"
             )
-        domain: DomainName = domains.pop()
+        domain: DomainName = named.pop()
         other = {run_a: run_b, run_b: run_a}
         results = {name: load_results(settings, domain, name, other[name]) for name in other}
         feedback = load_feedback(settings, domain, list(runs))

@@ -14,13 +14,13 @@ from rich.console import Console
 from config.settings import load_settings
 from models.options import TrainOptions
 from models.registry import Registry
+from signalyard.cli.models import existing_file, text_domain_argument
 
 console = Console(stderr=True)
-existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command()
-@click.argument("domain", type=click.Choice(["news", "tickets"]))
+@text_domain_argument
 @click.option("--teacher", required=True, help="Registry version of the teacher, e.g. v2.")
 @click.option("--data", required=True, type=existing_file, help="Labeled CSV of the domain.")
 @click.option(

@@ -42,13 +42,15 @@ def stored_input(settings: Settings, domain: DomainName, event_id: str) -> tuple
 
 
 def _inputs(domain: DomainName, text: str | None, file: Path | None) -> list[Any]:
-    from models.data import read_sensors, read_texts
+    from models.data import read_readings, read_texts
 
-    if domain == "sensors":
+    if domains.get(domain).task == "defect":
         if text is not None:
-            raise click.UsageError("sensors are explained by --event-id or --file (AI4I columns)")
+            raise click.UsageError(
+                f"{domain} models are explained by --event-id or --file (AI4I columns)"
+            )
         assert file is not None
-        return list(read_sensors(file).readings)
+        return list(read_readings(file).readings)
     if text is not None:
         if not text.strip():
             raise click.UsageError("--text is empty")
@@ -74,11 +76,11 @@ def _print(title: str, explanation: Explanation, top_k: int) -> None:
 @click.command()
 @click.argument("domain", type=click.Choice(domains.names()))
 @click.option("--event-id", help="A scored event in the store (explained with its version).")
-@click.option("--text", help="A text to explain (news, tickets).")
+@click.option("--text", help="A text to explain (text models).")
 @click.option(
     "--file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV (or JSONL) of texts with a text column, or of AI4I readings (sensors).",
+    help="CSV (or JSONL) of texts with a text column, or of AI4I readings (defect models).",
 )
 @click.option("--version", help="Registry version (default: the one that scored it, or live).")
 @click.option("--target", help="Explain toward this label instead of the predicted one.")

@@ -17,14 +17,14 @@ import domains
 from config.settings import DomainName, load_settings
 from models.options import TrainOptions
 from models.registry import Registry
+from models.tasks import HEADLINE_METRICS, TEXT_TASKS
 
 console = Console(stderr=True)
-HEADLINE_METRICS = {
-    "news": ("accuracy", "macro_f1"),
-    "tickets": ("intent_accuracy", "risk_macro_f1"),
-    "sensors": ("f1", "roc_auc"),
-}
 domain_argument = click.argument("domain", type=click.Choice(domains.names()))
+# calibrate and quantize are for text models
+text_domain_argument = click.argument(
+    "domain", type=click.Choice([d.name for d in domains.all() if d.task in TEXT_TASKS])
+)
 existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -52,7 +52,7 @@ def _version_folder(domain: DomainName, version: str | None) -> Path:
 @click.option(
     "--mode", type=click.Choice(["full", "lora", "head"]), default="full", show_default=True
 )
-@click.option("--taxonomy", type=existing_file, help="Risk taxonomy JSON (tickets).")
+@click.option("--taxonomy", type=existing_file, help="Risk taxonomy JSON (intent_risk models).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True))
@@ -96,16 +96,17 @@ def train(domain: DomainName, data: Path, promote: bool, **options: object) -> N
     from models.encoders import resolve_base
     from models.training import train_model
 
-    if domain == "tickets" and options["taxonomy"] is None:
+    if domains.get(domain).task == "intent_risk" and options["taxonomy"] is None:
         raise click.UsageError(
-            "tickets need --taxonomy PATH (e.g. ../shared/data/banking77/risk_levels.json)"
+            f"{domain} models need --taxonomy PATH (e.g. ../shared/data/banking77/risk_levels.json)"
         )
     settable = {key: value for key, value in options.items() if value is not None}
     settings = load_settings()
     if "base_model" in settable:
         settable["base_model"] = resolve_base(str(settable["base_model"]), settings.encoders_dir)
     registry = Registry(settings.models_dir)
-    version = train_model(domain, data, registry, TrainOptions(**settable), promote=promote)
+    task = domains.get(domain).task
+    version = train_model(domain, task, data, registry, TrainOptions(**settable), promote=promote)
     metrics = json.loads((registry.version_dir(domain, version) / "metrics.json").read_text())
     state = "live" if promote else "not promoted"
     console.print(f"registered {domain} {version} ({state}) in {registry.root}")
@@ -151,7 +152,7 @@ def list_versions(domain: DomainName | None) -> None:
         for info in registry.versions(name):
             figures = " ".join(
                 f"{key}={info.metrics[key]:.3f}"
-                for key in HEADLINE_METRICS[name]
+                for key in HEADLINE_METRICS[domains.get(name).task]
                 if isinstance(info.metrics.get(key), float)
             )
             table.add_row(
@@ -190,7 +191,7 @@ def show(domain: DomainName, version: str | None) -> None:
 
 
 @models.command()
-@click.argument("domain", type=click.Choice(["news", "tickets"]))
+@text_domain_argument
 @click.argument("version", required=False)
 def calibrate(domain: DomainName, version: str | None) -> None:
     """Fit the calibration of a text model trained before training recorded one, on its own
@@ -212,7 +213,7 @@ def calibrate(domain: DomainName, version: str | None) -> None:
 
 
 @models.command()
-@click.argument("domain", type=click.Choice(["news", "tickets"]))
+@text_domain_argument
 @click.argument("version", required=False)
 @click.option(
     "--max-changed",

@@ -17,10 +17,10 @@ from streams.topics import provision_topics
 @click.command()
 @click.option(
     "--domain",
-    "domains",
+    "chosen",
     type=click.Choice(domains.names()),
     multiple=True,
-    help="A domain to score (repeatable); default: all three.",
+    help="A domain to score (repeatable); default: every registered domain.",
 )
 @click.option(
     "--loglevel",
@@ -28,7 +28,7 @@ from streams.topics import provision_topics
     default="warning",
     show_default=True,
 )
-def worker(domains: tuple[DomainName, ...], loglevel: str) -> None:
+def worker(chosen: tuple[DomainName, ...], loglevel: str) -> None:
     """Score the raw topics with the registry's live models until stopped (Ctrl-C, SIGTERM).
 
     Workers with the same SIGNALYARD_PIPELINE__APP_ID split the partitions between them.
@@ -38,8 +38,8 @@ def worker(domains: tuple[DomainName, ...], loglevel: str) -> None:
     from streams.app import run_worker
 
     settings = load_settings()
-    chosen = domains or domains.names()
-    scorers = {domain: load_live_scorer(settings, domain) for domain in chosen}
+    names = chosen or domains.names()
+    scorers = {domain: load_live_scorer(settings, domain) for domain in names}
     provision(settings)
     run_worker(settings, scorers, loglevel)
 

@@ -118,7 +118,7 @@ class FeedbackAgent:
         holder = self.scorers.get(label.domain)
         if holder is None:
             raise ValueError(f"this worker does not score {label.domain} events")
-        allowed = known_labels(label.domain, getattr(holder.current, "labels", ()))
+        allowed = known_labels(holder.current.task, getattr(holder.current, "labels", ()))
         if label.label not in allowed:
             shown = ", ".join(allowed[:10]) + (", ..." if len(allowed) > 10 else "")
             raise ValueError(f"unknown {label.domain} label {label.label!r} (expected {shown})")

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import domains
 from config.settings import DomainName
-from models.data import FAILURE_MODES, NEWS_LABELS, read_sensors, read_text
+from models.data import FAILURE_MODES, SENTIMENT_LABELS, read_readings, read_text
 from streams.adaptation.messages import FeedbackLabel
 from streams.producer import Record
 
@@ -37,12 +38,13 @@ def labeled_events(
     """The file's rows as events and labels; DataError for a malformed file or an unknown label
     (``intents``: the tickets labels the live model knows)."""
     if domain == "sensors":
-        data = read_sensors(path)
+        data = read_readings(path)
         return [
             _sensor_event(dict(reading), sensor_label(failure, modes), ts)
             for reading, failure, modes in zip(data.readings, data.failure, data.modes, strict=True)
         ]
-    text = read_text(path, domain, NEWS_LABELS if domain == "news" else intents)
+    task = domains.get(domain).task
+    text = read_text(path, task, SENTIMENT_LABELS if task == "sentiment" else intents)
     return [
         _text_event(domain, body, label, ts)
         for body, label in zip(text.texts, text.labels, strict=True)

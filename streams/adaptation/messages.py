@@ -15,10 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from config.settings import DomainName
 from domains import RegisteredName
 from domains.base import Name, Timestamp
-from models.data import FAILURE_MODES, NEWS_LABELS
+from models.data import FAILURE_MODES, SENTIMENT_LABELS
+from models.tasks import Task
 
 # Sensor labels are what a scored reading's failure_mode holds ("none" or a mode), plus
 # "failure" for a failure whose mode the labeler does not know.
@@ -66,11 +66,11 @@ class ModelUpdate(BaseModel):
         return self.domain.encode(), self.model_dump_json().encode()
 
 
-def known_labels(domain: DomainName, model_labels: Sequence[str]) -> tuple[str, ...]:
-    """The labels feedback may give in ``domain``; tickets label intents, which are the live
-    model's own labels."""
-    if domain == "news":
-        return NEWS_LABELS
-    if domain == "sensors":
+def known_labels(task: Task, model_labels: Sequence[str]) -> tuple[str, ...]:
+    """The labels feedback may give to a ``task`` model; intent_risk labels intents, which are
+    the live model's own labels."""
+    if task == "sentiment":
+        return SENTIMENT_LABELS
+    if task == "defect":
         return SENSOR_LABELS
     return tuple(model_labels)

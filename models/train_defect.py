@@ -83,7 +83,7 @@ def _cross_validate(
     return members, oof.squeeze(1) if oof.shape[1] == 1 else oof, fit
 
 
-def train_sensors(data: SensorData, options: TrainOptions) -> tuple[SensorModel, FitResult]:
+def train_defect(data: SensorData, options: TrainOptions) -> tuple[SensorModel, FitResult]:
     """Cross-validate and train the defect model on ``data``; return it and the failure
     head's fit (best round, held-out negative log loss per round).
 
