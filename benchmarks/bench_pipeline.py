@@ -85,7 +85,7 @@ def model_ceiling(settings: Settings, count: int) -> float:
     limits = EventLimits.of(settings.pipeline)
     texts = [
         domains.get("news").model_input(
-            parse_event("news", json.dumps(world.news()[0]).encode(), limits)
+            parse_event("news", json.dumps(world.draw("news")[0]).encode(), limits)
         )
         for _ in range(count)
     ]

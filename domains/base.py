@@ -14,8 +14,10 @@ message and the ClickHouse row; the table's DDL is generated from the result's f
 
 from __future__ import annotations
 
+import random
 import types
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,6 +123,41 @@ def column_type(annotation: Any) -> str:
     raise TypeError(f"no ClickHouse type for {annotation!r}")
 
 
+@dataclass(frozen=True)
+class Panel:
+    """A domain's chart on the dashboard: ``sql`` over its tables, with ``{window}`` (the last
+    minutes shown) and ``{bucket}`` (the event time's 10 s bucket) filled in, returns the
+    columns ``t, series, value``, one line per series; ``y_min``/``y_max`` bound the axis
+    (None: the data's), ``percent`` shows values in [0, 1] as percentages."""
+
+    title: str
+    sql: str
+    y_min: float | None = 0.0
+    y_max: float | None = None
+    percent: bool = False
+
+
+class Simulation(ABC):
+    """A domain's part of the synthetic world (``streams.synthetic``): its entities and how they
+    behave, drawing from the world's one seeded generator."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    @abstractmethod
+    def draw(self) -> tuple[dict[str, Any], str]:
+        """The fields of the next event (all but ``id`` and ``ts``) and its true label, as
+        feedback gives one."""
+
+    def summary(self, label: str) -> str:
+        """A true label as the domain's ``summary_field`` counts it (default: itself)."""
+        return label
+
+    def taxonomy(self) -> dict[str, Any] | None:
+        """The risk taxonomy of the world's intents (intent_risk), as JSON: levels, weights."""
+        return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Domain:
     """One stream, described once: its topics are ``<name>.raw`` and ``<name>.scored``, its
@@ -131,6 +168,13 @@ class Domain:
     what models train on. ``predicted_class``: SQL over ``<name>_scores`` giving the predicted
     class in the label space of the model's training data (default: ``feedback_field``).
     ``score_field``: the number whose mean absolute change a backtest comparison reports.
+
+    ``panel`` is its chart on the dashboard. For the demo, the tests and an empty registry:
+    ``simulation`` makes the domain's part of the synthetic world; ``event_fields(model_input,
+    source, rng)`` makes the fields of an event (all but ``id`` and ``ts``) that carries a
+    labeled row's model input, its entity drawn from ``rng``; ``data_sets`` names the folders
+    of a data directory laid out as ../shared/data that ``signalyard demo --data`` streams,
+    and ``taxonomy_file`` (intent_risk) the risk taxonomy in it.
     """
 
     name: str
@@ -143,6 +187,11 @@ class Domain:
     summary_field: str
     feedback_field: str
     score_field: str
+    simulation: Callable[[random.Random], Simulation]
+    event_fields: Callable[[Any, str, random.Random], dict[str, Any]]
+    panel: Panel
+    data_sets: tuple[str, ...] = ()
+    taxonomy_file: str | None = None
     predicted_class: str = ""
 
     @property

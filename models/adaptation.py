@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
 from config.settings import DomainName
-from models.data import SensorData, TextData, fingerprint
+from models.data import SensorData, TextData, fingerprint, read_labeled
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
 from models.loading import read_metadata
@@ -65,7 +65,6 @@ from models.training import (
     concat,
     fit_record,
     label_counts,
-    read_labeled,
     software_versions,
     split_indices,
     split_source,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from models.base import SensorReading
 from models.errors import DataError
@@ -145,3 +147,46 @@ def read_texts(path: Path, column: str = "text") -> list[str]:
     if not texts:
         raise DataError(f"{path} has no {column} values")
     return texts
+
+
+AI4I_COLUMNS: tuple[str, ...] = (
+    "UDI",
+    "Product ID",
+    "Type",
+    *SENSOR_COLUMNS.values(),
+    "Machine failure",
+    *FAILURE_MODES,
+)
+
+
+def failure_label(failure: int, modes: tuple[str, ...]) -> str:
+    """An AI4I row's label as feedback gives it: "none", its first failure mode, or "failure"
+    for a failure without a mode."""
+    if not failure:
+        return "none"
+    return next((mode for mode in FAILURE_MODES if mode in modes), "failure")
+
+
+def ai4i_row(udi: int, reading: SensorReading, label: str) -> list[Any]:
+    """A row of an AI4I file (``AI4I_COLUMNS``) for a reading labeled as ``failure_label``
+    gives labels; ``udi`` numbers it."""
+    kind = reading["machine_type"]
+    measures = [reading[key] for key in SENSOR_COLUMNS]  # type: ignore[literal-required]
+    flags = [int(mode == label) for mode in FAILURE_MODES]
+    return [udi, f"{kind}{udi:05d}", kind, *measures, int(label != "none"), *flags]
+
+
+def read_labeled(task: Task, path: Path, labels: Sequence[str]) -> TextData | SensorData:
+    """A labeled file of ``task``; text labels must be among ``labels``."""
+    return read_readings(path) if task == "defect" else read_text(path, task, tuple(labels))
+
+
+def labeled_inputs(data: TextData | SensorData) -> list[tuple[str | SensorReading, str]]:
+    """Each row's model input (a text, or a reading) with its label as feedback gives one (a
+    text's label, or a reading's ``failure_label``)."""
+    if isinstance(data, SensorData):
+        return [
+            (reading, failure_label(failed, modes))
+            for reading, failed, modes in zip(data.readings, data.failure, data.modes, strict=True)
+        ]
+    return list(zip(data.texts, data.labels, strict=True))

@@ -48,7 +48,7 @@ from transformers import PreTrainedTokenizerBase
 
 from config.settings import DomainName
 from models.calibration import fit_calibration
-from models.data import TextData, fingerprint, read_texts
+from models.data import TextData, fingerprint, read_labeled, read_texts
 from models.errors import DataError
 from models.fitting import FitResult, Validation, class_weights, fit, seed_everything
 from models.inference import TextEngine, resolve_device, resolve_precision
@@ -67,7 +67,6 @@ from models.train_text import length_grouped, pooled_embeddings, text_metrics, v
 from models.training import (
     data_record,
     fit_record,
-    read_labeled,
     software_versions,
     split_source,
     subset,

@@ -34,14 +34,7 @@ import transformers
 from sklearn.model_selection import train_test_split
 
 from config.settings import DomainName
-from models.data import (
-    SENTIMENT_LABELS,
-    SensorData,
-    TextData,
-    fingerprint,
-    read_readings,
-    read_text,
-)
+from models.data import SENTIMENT_LABELS, SensorData, TextData, fingerprint, read_labeled
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
 from models.options import TrainOptions
@@ -57,7 +50,6 @@ __all__ = [
     "data_record",
     "fit_record",
     "label_counts",
-    "read_labeled",
     "split_indices",
     "split_source",
     "strata",
@@ -108,11 +100,6 @@ def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextD
         )
     assert isinstance(first, TextData) and isinstance(second, TextData)
     return TextData(first.texts + second.texts, first.labels + second.labels)
-
-
-def read_labeled(task: Task, path: Path, labels: Sequence[str]) -> TextData | SensorData:
-    """A labeled file of ``task``; text labels must be among ``labels``."""
-    return read_readings(path) if task == "defect" else read_text(path, task, tuple(labels))
 
 
 def split_source(

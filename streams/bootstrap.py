@@ -21,16 +21,10 @@ import domains
 from config.settings import DomainName, Settings
 from models.options import TrainOptions
 from models.registry import Registry
+from models.tasks import TEXT_TASKS
 from models.training import train_model
 from streams.demo_feed import DomainData
-from streams.synthetic import (
-    INTENTS,
-    World,
-    event_input,
-    labeled,
-    write_taxonomy,
-    write_training_csv,
-)
+from streams.synthetic import World, event_input, labeled, write_taxonomy, write_training_csv
 
 
 @dataclass(frozen=True)
@@ -73,10 +67,11 @@ def ensure_models(
             )
         elif version is None:
             source = "the synthetic world"
-            rows = size.sensor_rows if domain == "sensors" else size.text_rows
+            text = domains.get(domain).task in TEXT_TASKS
+            rows = size.text_rows if text else size.sensor_rows
             csv_path = write_training_csv(domain, synthetic / f"{domain}.csv", rows)
-            taxonomy = write_taxonomy(synthetic / "taxonomy.json") if domain == "tickets" else None
-            epochs = size.sensor_rounds if domain == "sensors" else size.text_epochs
+            taxonomy = write_taxonomy(domain, synthetic / f"{domain}-taxonomy.json")
+            epochs = size.text_epochs if text else size.sensor_rounds
         else:
             live[domain] = version
             continue
@@ -130,7 +125,7 @@ def agreement(
         for start in range(0, events, batch_size)
         for prediction in scorer.score(inputs[start : start + batch_size])
     ]
-    truth = [_summary_label(domain, label) for _, label in draws]
+    truth = [world.simulations[domain].summary(label) for _, label in draws]
     rows: list[dict] = [dict(p) for p in predictions]
     predicted = [str(row[domains.get(domain).summary_field]).lower() for row in rows]
     right = [
@@ -145,11 +140,3 @@ def agreement(
         accuracy=sum(t == p for t, p in zip(truth, predicted, strict=True)) / events,
         feedback_accuracy=sum(right) / events,
     )
-
-
-def _summary_label(domain: DomainName, label: str) -> str:
-    if domain == "tickets":
-        return INTENTS[label][0]
-    if domain == "sensors":
-        return str(label != "none").lower()
-    return label

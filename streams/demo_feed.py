@@ -4,13 +4,14 @@ Every fed event carries its true label as feedback gives one (a sentiment, an in
 mode), so the demo can show accuracy as it goes and publish a share of the labels as analyst
 feedback.
 
-Real data (``--data DIR``, in the layout of ../shared/data): each set present (``DATA_SETS``) is
-cut once, seeded, into rows a quick model may train on (``<domain>-train.csv`` under the demo's
-folder, both news sets together) and held-out rows (``STREAM_FRACTION``) that are streamed as
-live events: sentences as headlines of a ticker (a cashtag in the text, else one drawn),
-queries as tickets from customers, AI4I rows as readings of machines of the row's type. Times
-are those of feeding. The held-out rows are streamed in a seeded order, again and again with
-new event ids for as long as the demo runs.
+Real data (``--data DIR``, in the layout of ../shared/data): each set of a domain present
+(``Domain.data_sets``) is cut once, seeded, into rows a quick model may train on
+(``<domain>-train.csv`` under the demo's folder, a domain's sets together) and held-out rows
+(``STREAM_FRACTION``) that are streamed as live events, made by the domain's
+``event_fields`` (a sentence as a headline of a ticker, a query as a ticket of a customer, an
+AI4I row as a reading of a machine of its type, ...). Times are those of feeding. The held-out
+rows are streamed in a seeded order, again and again with new event ids for as long as the
+demo runs.
 """
 
 from __future__ import annotations
@@ -26,23 +27,13 @@ from typing import Any
 
 import domains
 from config.settings import DomainName
-from models.data import SENTIMENT_LABELS, read_readings, read_text
+from models.data import SENTIMENT_LABELS, labeled_inputs, read_labeled
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
-from streams.adaptation.feedback_import import CASHTAG, sensor_label
-from streams.synthetic import CHANNELS, COMPANIES, World, labeled, malform
+from streams.synthetic import World, labeled, malform
 
-# The sets of each domain, by folder name, as ../shared/data lays them out.
-DATA_SETS: dict[DomainName, tuple[str, ...]] = {
-    "news": ("fpb", "tweets"),
-    "tickets": ("banking77",),
-    "sensors": ("ai4i",),
-}
-TAXONOMY_FILE = Path("banking77") / "risk_levels.json"
 STREAM_FRACTION = 0.2
 MIN_ROWS = 20  # a set with fewer leaves nothing worth training on or streaming
-CUSTOMERS = 500
-MACHINES_PER_TYPE = 12
 
 
 @dataclass(frozen=True)
@@ -68,19 +59,18 @@ class DomainData:
 
 def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[DomainName, DomainData]:
     """Cut each set present in ``data_dir`` into training and streamed rows; DataError for a
-    malformed file, one of fewer than ``MIN_ROWS`` rows, or BANKING77 without its taxonomy."""
+    malformed file, one of fewer than ``MIN_ROWS`` rows, or a taxonomy the domain needs missing."""
     prepared: dict[DomainName, DomainData] = {}
-    for domain in domains.names():
-        sets = tuple(
-            name for name in DATA_SETS[domain] if (data_dir / name / "train.csv").is_file()
-        )
+    for spec in domains.all():
+        domain = spec.name
+        sets = tuple(name for name in spec.data_sets if (data_dir / name / "train.csv").is_file())
         if not sets:
             continue
         taxonomy = None
-        if domain == "tickets":
-            taxonomy = data_dir / TAXONOMY_FILE
+        if spec.taxonomy_file is not None:
+            taxonomy = data_dir / spec.taxonomy_file
             if not taxonomy.is_file():
-                raise DataError(f"{data_dir / 'banking77'} has no risk_levels.json (the taxonomy)")
+                raise DataError(f"{taxonomy} not found: {domain} needs its risk taxonomy")
         rng = random.Random(f"{seed}-{domain}")
         train = out_dir / f"{domain}-train.csv"
         stream: list[tuple[dict[str, Any], str]] = []
@@ -105,7 +95,7 @@ def prepare(data_dir: Path, out_dir: Path, seed: int) -> dict[DomainName, Domain
                     stream_writer = csv.DictWriter(stream_handle, header)
                     stream_writer.writeheader()
                     stream_writer.writerows(rows[:cut])
-                stream += _stream_rows(domain, name, held_out, taxonomy)
+                stream += _stream_rows(domain, name, held_out, taxonomy, rng)
         rng.shuffle(stream)
         prepared[domain] = DomainData(sets, train, stream, taxonomy)
     return prepared
@@ -118,26 +108,14 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _stream_rows(
-    domain: DomainName, name: str, path: Path, taxonomy: Path | None
+    domain: DomainName, name: str, path: Path, taxonomy: Path | None, rng: random.Random
 ) -> list[tuple[dict[str, Any], str]]:
-    if domain == "sensors":
-        data = read_readings(path)
-        return [
-            ({"type": reading["machine_type"], **_measures(reading)}, sensor_label(failed, modes))
-            for reading, failed, modes in zip(data.readings, data.failure, data.modes, strict=True)
-        ]
+    spec = domains.get(domain)
     known = SENTIMENT_LABELS if taxonomy is None else RiskTaxonomy.load(taxonomy).intents
-    text = read_text(path, domains.get(domain).task, known)
-    field = "headline" if domain == "news" else "text"
-    source = {"source": name} if domain == "news" else {}
     return [
-        ({field: body, **source}, label)
-        for body, label in zip(text.texts, text.labels, strict=True)
+        (spec.event_fields(model_input, name, rng), label)
+        for model_input, label in labeled_inputs(read_labeled(spec.task, path, known))
     ]
-
-
-def _measures(reading: Any) -> dict[str, float]:
-    return {k: v for k, v in reading.items() if k != "machine_type"}
 
 
 def synthetic_feed(world: World, domain: DomainName, malformed: float) -> Iterator[Fed]:
@@ -165,19 +143,9 @@ def data_feed(
             event = {
                 "id": f"{domain[0]}-{run}-{count:09d}",
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                **_entity(domain, fields, rng),
                 **fields,
             }
             yield _fed(domain, event, truth, rng, malformed)
-
-
-def _entity(domain: DomainName, fields: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    if domain == "news":
-        tag = CASHTAG.search(fields["headline"])
-        return {"ticker": tag.group(1).upper() if tag else rng.choice(list(COMPANIES))}
-    if domain == "tickets":
-        return {"customer_id": f"C{rng.randrange(CUSTOMERS):05d}", "channel": rng.choice(CHANNELS)}
-    return {"machine_id": f"{fields['type']}{rng.randrange(MACHINES_PER_TYPE):02d}"}
 
 
 def _fed(

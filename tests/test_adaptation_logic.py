@@ -149,4 +149,5 @@ def test_imported_rows_get_stable_ids_and_keys(tmp_path: Path) -> None:
     key, value = first[0].event
     event = json.loads(value)
     assert key == b"AAPL" and event["ticker"] == "AAPL" and event["id"] == first[0].event_id
-    assert json.loads(first[1].event[1])["ticker"] == "MARKET"
+    # Without a cashtag the ticker is drawn, seeded by the event: the same on every import.
+    assert [item.event[0] for item in first] == [item.event[0] for item in again]

@@ -19,16 +19,6 @@ import domains
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "domains", "sinks", "streams", "signalyard")
 
-# Modules that still name domains, being moved into the domain modules step by step. The list
-# only shrinks: a module listed here that names no domain any more fails the test below.
-NOT_YET_MOVED = {
-    "streams/adaptation/feedback_import.py",
-    "streams/bootstrap.py",
-    "streams/demo_feed.py",
-    "streams/observability/dashboard.py",
-    "streams/synthetic.py",
-}
-
 
 def _code_words(source: str) -> set[str]:
     """The lowercase words of a module's names and non-docstring string literals."""
@@ -65,11 +55,8 @@ def _naming_domains() -> dict[str, set[str]]:
 
 
 def test_no_module_names_a_domain_outside_its_own() -> None:
-    naming = _naming_domains()
-    new = {module: sorted(named) for module, named in naming.items() if module not in NOT_YET_MOVED}
-    assert not new, f"modules that name domains outside their own module: {new}"
-    moved = sorted(NOT_YET_MOVED - set(naming))
-    assert not moved, f"these modules name no domain any more; strike them from the list: {moved}"
+    naming = {module: sorted(named) for module, named in _naming_domains().items()}
+    assert not naming, f"modules that name domains outside their own module: {naming}"
 
 
 def test_the_check_sees_a_domain_name_in_code_but_not_in_prose() -> None:

@@ -22,17 +22,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from config.settings import Settings, settings_environment
+from domains.tickets import INTENTS
 from models.errors import DataError
 from streams.adaptation.messages import FeedbackLabel
 from streams.connection import aiokafka_options
 from streams.demo_feed import STREAM_FRACTION, data_feed, prepare
-from streams.synthetic import INTENTS, write_taxonomy, write_training_csv
+from streams.synthetic import write_taxonomy, write_training_csv
 
 
 def data_folder(root: Path, rows: int = 150) -> Path:
     write_training_csv("news", root / "fpb" / "train.csv", rows, seed=5)
     write_training_csv("tickets", root / "banking77" / "train.csv", rows, seed=5)
-    write_taxonomy(root / "banking77" / "risk_levels.json")
+    write_taxonomy("tickets", root / "banking77" / "risk_levels.json")
     write_training_csv("sensors", root / "ai4i" / "train.csv", 4 * rows, seed=5)
     return root
 

@@ -323,8 +323,8 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
         drawn = browser.execute_script(
             """const series = id => [...document.querySelectorAll(`#${id} path.series`)]
                    .map(p => [p.dataset.name, Number(p.dataset.points)]);
-               return {sentiment: series("sentiment"), risk: series("risk"),
-                       defects: series("defects"), throughput: series("throughput"),
+               return {domains: Object.fromEntries(arguments[0].map(d => [d, series(d)])),
+                       throughput: series("throughput"),
                        latency: series("latency"), accuracy: series("accuracy"),
                        cards: [...document.querySelectorAll("#models .model")]
                            .map(card => card.textContent),
@@ -332,7 +332,8 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
                            .map(b => b.textContent),
                        alerts: [...document.querySelectorAll("#alerts tr.alert")]
                            .map(tr => [...tr.cells].map(td => td.textContent)),
-                       status: document.getElementById("status").textContent};"""
+                       status: document.getElementById("status").textContent};""",
+            list(domains.names()),
         )
         screenshot = tmp_path / "dashboard.png"
         browser.save_screenshot(str(screenshot))
@@ -347,13 +348,14 @@ def test_dashboard_draws_the_scored_events_in_chromium(live: Live, tmp_path: Pat
     registry = Registry(live.worker.env["SIGNALYARD_REGISTRY_DIR"])
     assert drawn["models"] == [registry.live_version(domain) for domain in domains.names()]
     assert [ALERTED, "machine-defect-streak", "critical"] in [row[2:5] for row in drawn["alerts"]]
-    for chart in ("sentiment", "risk", "defects"):
-        assert drawn[chart] and all(points >= 1 for _, points in drawn[chart]), drawn
+    for chart in domains.names():
+        lines = drawn["domains"][chart]
+        assert lines and all(points >= 1 for _, points in lines), drawn
     assert {name for name, _ in drawn["throughput"]} == set(domains.names())
     assert {name for name, _ in drawn["latency"]} == set(domains.names())
     # The label-free estimate of the two text models (their calibration is recorded).
     assert {name for name, _ in drawn["accuracy"]} == {"news estimated", "tickets estimated"}
     assert all("estimated now" in card for card in drawn["cards"]), drawn["cards"]
     # Tickers come from the events sent; none is made up by the page.
-    assert {name for name, _ in drawn["sentiment"]} <= live.tickers
+    assert {name for name, _ in drawn["domains"]["news"]} <= live.tickers
     assert screenshot.stat().st_size > 10_000

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import random
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import domains
 from config.settings import DomainName
-from models.data import FAILURE_MODES, SENTIMENT_LABELS, read_readings, read_text
+from models.data import SENTIMENT_LABELS, labeled_inputs, read_labeled
 from streams.adaptation.messages import FeedbackLabel
 from streams.producer import Record
 
 SOURCE = "feedback-import"
-CASHTAG = re.compile(r"\$([A-Za-z][A-Za-z.]{0,9})\b")
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,12 @@ def labeled_events(
     domain: DomainName, path: Path, intents: tuple[str, ...], ts: datetime
 ) -> list[LabeledEvent]:
     """The file's rows as events and labels; DataError for a malformed file or an unknown label
-    (``intents``: the tickets labels the live model knows)."""
-    if domain == "sensors":
-        data = read_readings(path)
-        return [
-            _sensor_event(dict(reading), sensor_label(failure, modes), ts)
-            for reading, failure, modes in zip(data.readings, data.failure, data.modes, strict=True)
-        ]
-    task = domains.get(domain).task
-    text = read_text(path, task, SENTIMENT_LABELS if task == "sentiment" else intents)
+    (``intents``: the labels of an intent_risk model, the live model's own)."""
+    spec = domains.get(domain)
+    known = SENTIMENT_LABELS if spec.task == "sentiment" else intents
     return [
-        _text_event(domain, body, label, ts)
-        for body, label in zip(text.texts, text.labels, strict=True)
+        _labeled_event(domain, model_input, label, ts)
+        for model_input, label in labeled_inputs(read_labeled(spec.task, path, known))
     ]
 
 
@@ -57,33 +51,12 @@ def label_record(item: LabeledEvent, domain: DomainName, labeler: str, ts: datet
     return item.event_id.encode(), label.model_dump_json().encode()
 
 
-def _event_id(domain: DomainName, content: str) -> str:
-    return f"{domain}-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
-
-
-def _text_event(domain: DomainName, body: str, label: str, ts: datetime) -> LabeledEvent:
-    event_id = _event_id(domain, body)
-    if domain == "news":
-        tag = CASHTAG.search(body)
-        entity = tag.group(1).upper() if tag else "MARKET"
-        fields = {"source": SOURCE, "ticker": entity, "headline": body}
-    else:
-        entity = SOURCE
-        fields = {"customer_id": entity, "channel": "import", "text": body}
+def _labeled_event(domain: DomainName, model_input: Any, label: str, ts: datetime) -> LabeledEvent:
+    """The same content is the same event, with the same key, on every import."""
+    spec = domains.get(domain)
+    text = isinstance(model_input, str)
+    content = model_input if text else json.dumps(model_input, sort_keys=True)
+    event_id = f"{domain}-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
+    fields = spec.event_fields(model_input, SOURCE, random.Random(event_id))
     value = json.dumps({"id": event_id, "ts": ts.isoformat(), **fields}).encode()
-    return LabeledEvent(event_id, (entity.encode(), value), label)
-
-
-def sensor_label(failure: int, modes: tuple[str, ...]) -> str:
-    """An AI4I row's label as feedback gives it: "none", its first failure mode, or "failure"
-    for a failure without a mode."""
-    if not failure:
-        return "none"
-    return next((mode for mode in FAILURE_MODES if mode in modes), "failure")
-
-
-def _sensor_event(reading: dict, label: str, ts: datetime) -> LabeledEvent:
-    event_id = _event_id("sensors", json.dumps(reading, sort_keys=True))
-    fields = {"type": reading.pop("machine_type"), **reading}
-    value = json.dumps({"id": event_id, "ts": ts.isoformat(), "machine_id": SOURCE, **fields})
-    return LabeledEvent(event_id, (SOURCE.encode(), value.encode()), label)
+    return LabeledEvent(event_id, (str(fields[spec.entity]).encode(), value), label)

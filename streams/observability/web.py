@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import domains
 from sinks.readonly import QueryError
-from streams.observability.dashboard import page, panel_data
+from streams.observability.dashboard import charts, page, panel_data
 from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready
 
 
@@ -74,7 +74,7 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
             }
             for domain, holder in worker.scorers.items()
         }
-        return self.json({"panels": panels, "live_models": live})
+        return self.json({"panels": panels, "charts": charts(), "live_models": live})
 
     @app.page("/explain")
     async def explain(self: View, request: Request) -> Response:
