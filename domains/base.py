@@ -193,6 +193,9 @@ class Domain:
     data_sets: tuple[str, ...] = ()
     taxonomy_file: str | None = None
     predicted_class: str = ""
+    # Fields of the result taken from the event rather than the model (say, what the event's
+    # author said of it); default: none.
+    result_fields: Callable[[Any], dict[str, Any]] | None = None
 
     @property
     def events_table(self) -> str:
@@ -234,6 +237,7 @@ class Domain:
             event_id=event.id,
             ts=event.ts,
             **{self.entity: event.entity},
+            **(self.result_fields(event) if self.result_fields else {}),
             **prediction,
             model_name=scorer.model_name,
             model_version=scorer.version,
