@@ -68,7 +68,12 @@ def jsonl_record(domain: DomainName, line: bytes) -> Record:
 
 
 def _key(domain: DomainName, event: dict) -> bytes | None:
-    entity = event.get(domains.get(domain).entity) or (event.get("tickers") or [None])[0]
+    """The event's entity as its schema derives it, read from its fields unvalidated: an event
+    the worker will dead-letter still keeps to its entity's partition where it names one."""
+    try:
+        entity = domains.get(domain).event.model_construct(**event).entity
+    except (AttributeError, IndexError, TypeError):
+        return None
     return str(entity).encode() if entity else None
 
 
