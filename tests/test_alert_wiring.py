@@ -40,7 +40,7 @@ def consumers(settings: Settings, domains: tuple[DomainName, ...]) -> tuple[set[
     return alerting, runtime.feedback is not None
 
 
-ALL: set[DomainName] = {"news", "tickets", "sensors"}
+ALL: set[DomainName] = {"news", "tickets", "sensors", "reviews"}  # the rules file has rules for
 
 
 @pytest.mark.parametrize("in_scoring_workers", [True, False])

@@ -35,6 +35,7 @@ def data_folder(root: Path, rows: int = 150) -> Path:
     write_training_csv("tickets", root / "banking77" / "train.csv", rows, seed=5)
     write_taxonomy("tickets", root / "banking77" / "risk_levels.json")
     write_training_csv("sensors", root / "ai4i" / "train.csv", 4 * rows, seed=5)
+    write_training_csv("reviews", root / "reviews" / "train.csv", rows, seed=5)
     return root
 
 
@@ -43,13 +44,14 @@ def test_each_set_is_cut_once_into_training_rows_and_held_out_rows_to_stream(
 ) -> None:
     data = data_folder(tmp_path / "data")
     prepared = prepare(data, tmp_path / "demo", seed=3)
-    assert set(prepared) == {"news", "tickets", "sensors"}
-    for domain, name, rows in (("news", "fpb", 150), ("tickets", "banking77", 150)):
+    assert set(prepared) == {"news", "tickets", "sensors", "reviews"}
+    text_fields = {"news": "headline", "tickets": "text", "reviews": "text"}
+    for domain, name, rows in (("news", "fpb", 150), ("tickets", "banking77", 150),
+                               ("reviews", "reviews", 150)):  # fmt: skip
         held_out = prepared[domain]
         with held_out.train.open(newline="", encoding="utf-8") as handle:
             trained = [row["text"] for row in csv.DictReader(handle)]
-        streamed = [fields["headline" if domain == "news" else "text"] for fields, _ in
-                    held_out.stream]  # fmt: skip
+        streamed = [fields[text_fields[domain]] for fields, _ in held_out.stream]
         assert len(streamed) == round(rows * STREAM_FRACTION)
         assert len(trained) + len(streamed) == rows
         assert held_out.sets == (name,)
@@ -120,8 +122,9 @@ def test_the_demo_streams_real_rows_shows_accuracy_and_publishes_feedback(
     assert "news: streaming 30 held-out rows of fpb" in out
     assert "tickets: streaming 30 held-out rows of banking77" in out
     assert "sensors: streaming 120 held-out rows of ai4i" in out
+    assert "reviews: streaming 30 held-out rows of reviews" in out
     final = out[out.rindex("Signalyard demo") :]
-    for domain in ("news", "tickets", "sensors"):
+    for domain in ("news", "tickets", "sensors", "reviews"):
         row = re.search(rf"│ {domain}\s+│\s+(\d+) │.*?│\s+([01]\.\d{{3}}) │", final)
         assert row is not None, final
         scored, accuracy = int(row.group(1)), float(row.group(2))
@@ -131,7 +134,7 @@ def test_the_demo_streams_real_rows_shows_accuracy_and_publishes_feedback(
     assert len(labels) >= 30
     assert {label.labeler for label in labels} == {"demo-analyst"}
     by_domain = {label.domain for label in labels}
-    assert by_domain == {"news", "tickets", "sensors"}
+    assert by_domain == {"news", "tickets", "sensors", "reviews"}
     for label in labels:
         if label.domain == "tickets":
             assert label.label in INTENTS

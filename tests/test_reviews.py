@@ -1,0 +1,94 @@
+"""The retail reviews domain: its events and results, the model input, and the shipped rule
+that flags a product whose recent reviews turn negative (pure logic, no broker)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import domains
+from config.settings import load_settings
+from domains.reviews import ReviewScore
+from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.rules import load_rules
+from streams.synthetic import World, labeled, write_training_csv
+from streams.validation import EventLimits, Rejected, parse_event
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+LIMITS = EventLimits(65536)
+REVIEW = {"id": "r-1", "ts": "2026-12-01T09:00:00Z", "product_id": "1078", "title": "Love it",
+          "text": "Soft and flattering.", "rating": 5, "department": "Dresses",
+          "recommended": True}  # fmt: skip
+
+
+class Scorer:
+    model_name, version = "reviews-test", "v1"
+
+
+def encode(event: dict) -> bytes:
+    return json.dumps(event).encode()
+
+
+def score(event_id: str, minute: float, label: str, product: str = "1078") -> ReviewScore:
+    return ReviewScore(
+        event_id=event_id, ts=T0 + timedelta(minutes=minute), model_name="m", model_version="v1",
+        batch_size=1, latency_ms=1.0, scored_at=T0, product_id=product, label=label,
+        p_negative=float(label == "negative"), p_neutral=float(label == "neutral"),
+        p_positive=float(label == "positive"), sentiment=0.0,
+    )  # fmt: skip
+
+
+def test_a_review_is_scored_on_its_text_and_keeps_the_reviewers_recommendation() -> None:
+    reviews = domains.get("reviews")
+    event = parse_event("reviews", encode(REVIEW), LIMITS)
+    assert event.entity == "1078" and reviews.model_input(event) == "Soft and flattering."
+    prediction = {"label": "positive", "confidence": 0.8, "p_negative": 0.1, "p_neutral": 0.1,
+                  "p_positive": 0.8, "sentiment": 0.7}  # fmt: skip
+    result = reviews.scored_result(event, prediction, Scorer(), 1, T0, T0)  # type: ignore[arg-type]
+    assert isinstance(result, ReviewScore) and result.recommended is True
+    assert result.product_id == "1078" and result.model_version == "v1"
+    bare = parse_event("reviews", encode({k: REVIEW[k] for k in ("id", "ts", "product_id",
+                                                                  "text")}), LIMITS)  # fmt: skip
+    assert reviews.scored_result(bare, prediction, Scorer(), 1, T0, T0).recommended is None  # type: ignore[arg-type]
+    row = reviews.event_row(bare, T0)
+    assert row["title"] == "" and row["rating"] is None and row["recommended"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"rating": 6}, "rating"),
+        ({"rating": "5"}, "rating"),
+        ({"text": "  "}, "text"),
+        ({"product_id": None}, "product_id"),
+        ({"recommended": "yes"}, "recommended"),
+    ],
+)
+def test_a_bad_review_is_rejected_with_the_field(change: dict, reason: str) -> None:
+    with pytest.raises(Rejected, match=reason):
+        parse_event("reviews", encode({**REVIEW, **change}), LIMITS)
+
+
+def test_the_shipped_rule_flags_a_product_whose_reviews_turn_negative() -> None:
+    rules = [r for r in load_rules(load_settings().rules_path).rules if r.domain == "reviews"]
+    assert [rule.name for rule in rules] == ["product-negative-reviews"]
+    state, alerts = EntityState(), []
+    labels = ["positive"] * 6 + ["negative"] * 5 + ["neutral", "negative", "negative"]
+    for n, label in enumerate(labels):
+        outcome = evaluate("reviews", rules, state, score(f"e{n}", n, label))
+        state, alerts = outcome.state, alerts + outcome.alerts
+    # 7 negative of 14 at the 14th review: half, over the minimum of 8 reviews; fires once.
+    assert [(a.entity, a.rule) for a in alerts] == [("1078", "product-negative-reviews")]
+    assert alerts[0].evidence["event_ids"][-1] == "e13" and alerts[0].evidence["matched"] == 7
+
+
+def test_the_synthetic_world_writes_reviews_in_the_shared_datas_format(tmp_path: Path) -> None:
+    world = World(seed=4)
+    labels = [labeled(world, "reviews")[1] for _ in range(3000)]
+    share = {label: labels.count(label) / len(labels) for label in set(labels)}
+    assert share["positive"] > 0.6 and share["negative"] > 0.05 and share["neutral"] > 0.03
+    path = write_training_csv("reviews", tmp_path / "reviews.csv", 20)
+    assert path.read_text().splitlines()[0] == "text,label"
