@@ -125,10 +125,11 @@ def column_type(annotation: Any) -> str:
 
 @dataclass(frozen=True)
 class Panel:
-    """A domain's chart on the dashboard: ``sql`` over its tables, with ``{window}`` (the last
-    minutes shown) and ``{bucket}`` (the event time's 10 s bucket) filled in, returns the
-    columns ``t, series, value``, one line per series; ``y_min``/``y_max`` bound the axis
-    (None: the data's), ``percent`` shows values in [0, 1] as percentages."""
+    """A domain's chart on the dashboard and the Grafana board: ``sql`` over its tables, with
+    ``{in_window}`` (a condition on ``ts``: the period shown) and ``{bucket}`` (``ts``'s time
+    bucket) filled in, returns the columns ``t, series, value``, one line per series;
+    ``y_min``/``y_max`` bound the axis (None: the data's), ``percent`` shows values in [0, 1]
+    as percentages."""
 
     title: str
     sql: str

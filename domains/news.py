@@ -181,8 +181,8 @@ NEWS = register(
             # The eight tickers with the most news in the window.
             """SELECT {bucket} AS t, ticker AS series, avg(sentiment) AS value
             FROM news_scores FINAL
-            WHERE ts >= now() - {window} AND ticker IN (
-                SELECT ticker FROM news_scores FINAL WHERE ts >= now() - {window}
+            WHERE {in_window} AND ticker IN (
+                SELECT ticker FROM news_scores FINAL WHERE {in_window}
                 GROUP BY ticker ORDER BY count() DESC LIMIT 8)
             GROUP BY t, series ORDER BY t, series""",
             y_min=-1.0,

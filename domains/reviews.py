@@ -153,11 +153,11 @@ REVIEWS_DOMAIN = register(
             "Negative reviews and reviews not recommending (share, 10 s)",
             """SELECT t, series, value FROM (
                 SELECT {bucket} AS t, 'negative' AS series, avg(label = 'negative') AS value
-                FROM reviews_scores FINAL WHERE ts >= now() - {window} GROUP BY t
+                FROM reviews_scores FINAL WHERE {in_window} GROUP BY t
                 UNION ALL
                 SELECT {bucket} AS t, 'not recommended', avg(NOT assumeNotNull(recommended))
                 FROM reviews_scores FINAL
-                WHERE ts >= now() - {window} AND recommended IS NOT NULL GROUP BY t)
+                WHERE {in_window} AND recommended IS NOT NULL GROUP BY t)
             ORDER BY t, series""",
             y_max=1.0,
             percent=True,

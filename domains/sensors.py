@@ -171,7 +171,7 @@ SENSORS = register(
         panel=Panel(
             "Defect rate (share, 10 s)",
             """SELECT {bucket} AS t, 'defects' AS series, avg(defect) AS value
-            FROM sensors_scores FINAL WHERE ts >= now() - {window} GROUP BY t ORDER BY t""",
+            FROM sensors_scores FINAL WHERE {in_window} GROUP BY t ORDER BY t""",
             y_max=1.0,
             percent=True,
         ),

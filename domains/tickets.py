@@ -191,7 +191,7 @@ TICKETS = register(
         panel=Panel(
             "High-risk tickets (share, 10 s)",
             """SELECT {bucket} AS t, 'high risk' AS series, avg(risk_level = 'high') AS value
-            FROM tickets_scores FINAL WHERE ts >= now() - {window} GROUP BY t ORDER BY t""",
+            FROM tickets_scores FINAL WHERE {in_window} GROUP BY t ORDER BY t""",
             y_max=1.0,
             percent=True,
         ),

@@ -1,6 +1,7 @@
-"""docker/grafana: the provisioned data source points at the compose ClickHouse, and every
-dashboard panel's SQL runs on the project's tables (the embedded engine) and returns its
-columns, with Grafana's macros replaced as the ClickHouse plugin would replace them."""
+"""docker/grafana: the provisioned data source points at the compose ClickHouse, the board is
+written from the registered domains before Grafana starts, and every panel's SQL runs on the
+project's tables (the embedded engine) and returns its columns, with Grafana's macros replaced
+as the ClickHouse plugin would replace them."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
 
+import domains
+from signalyard.cli import main
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
+from streams.observability.grafana import board
 
 GRAFANA = Path(__file__).resolve().parents[1] / "docker" / "grafana"
 DOCKER_COMPOSE = GRAFANA.parent / "compose.yaml"
@@ -25,20 +29,21 @@ INTERVAL_S = 60
 
 # The columns each panel must return, by title: what its visualisation draws.
 EXPECTED_COLUMNS = {
-    "Sentiment per ticker": ["time", "ticker", "sentiment"],
-    "High-risk tickets (share)": ["time", "high_risk_share", "mean_risk"],
-    "Defect rate": ["time", "defect_rate", "mean_failure_probability"],
+    "Sentiment per ticker": ["t", "series", "value"],
+    "High-risk tickets": ["t", "series", "value"],
+    "Defect rate": ["t", "series", "value"],
+    "Negative reviews and reviews not recommending": ["t", "series", "value"],
     "Throughput (events/s)": ["time", "domain", "events_per_s"],
     "Latency, ingest to scored (p50, p95)": ["time", "domain", "p50_ms", "p95_ms"],
     "Dead letters per source topic": ["time", "source_topic", "dead_letters"],
-    "Accuracy: estimated without labels, and on feedback": ["time", "series", "accuracy"],
+    "Accuracy: estimated without labels, and on feedback": ["t", "series", "accuracy", "n"],
     "Model versions": ["domain", "model_name", "model_version", "events", "last_scored"],
     "Latest alerts": ["ts", "domain", "entity", "rule", "severity", "model_version"],
 }
 
 
 def dashboard() -> dict:
-    return json.loads((GRAFANA / "dashboards" / "signalyard.json").read_text())
+    return board()
 
 
 def expand_macros(sql: str) -> str:
@@ -79,6 +84,11 @@ def rows() -> dict[str, list[dict]]:
         "sensors_scores": [
             {**scored, "event_id": "s1", "machine_id": "M1", "failure_probability": 0.95,
              "failure_mode": "tool_wear", "defect": True},
+        ],
+        "reviews_scores": [
+            {**scored, "event_id": "r1", "product_id": "1078", "label": "negative",
+             "p_negative": 0.8, "p_neutral": 0.1, "p_positive": 0.1, "sentiment": -0.7,
+             "recommended": False},
         ],
         "feedback": [
             {"event_id": "n1", "domain": "news", "label": "negative", "labeler": "ana", "ts": at,
@@ -127,8 +137,28 @@ def test_every_panel_queries_the_provisioned_data_source() -> None:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
     grafana = compose["services"]["grafana"]
-    mounted = {volume.split(":")[0] for volume in grafana["volumes"]}
-    assert mounted == {"./grafana/provisioning", "./grafana/dashboards"}
+    mounted = {volume.split(":")[0]: volume.split(":")[1] for volume in grafana["volumes"]}
+    assert set(mounted) == {"./grafana/provisioning", "grafana-dashboards"}
+    # The board is written into the volume Grafana reads, by a service that ends first.
+    writer = compose["services"]["grafana-board"]
+    assert grafana["depends_on"]["grafana-board"]["condition"] == "service_completed_successfully"
+    (volume,) = writer["volumes"]
+    name, path = volume.split(":")
+    assert name == "grafana-dashboards" and writer["command"][2].startswith(path + "/")
+    provider = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "signalyard.yaml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == mounted["grafana-dashboards"]
+
+
+def test_the_board_has_a_chart_per_domain_and_the_command_writes_it(tmp_path: Path) -> None:
+    titles = [panel["title"] for panel in panels()]
+    assert len(titles) == len(set(titles)) and len(titles) == len(EXPECTED_COLUMNS)
+    for sql in (p["targets"][0]["rawSql"] for p in panels() if p["title"].startswith("Through")):
+        assert all(f"{name}_scores" in sql for name in domains.names())
+    out = tmp_path / "board" / "signalyard.json"
+    main(["grafana", str(out)])
+    assert json.loads(out.read_text()) == board()
 
 
 @pytest.mark.parametrize("title", EXPECTED_COLUMNS)

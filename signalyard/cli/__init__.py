@@ -15,6 +15,7 @@ from signalyard.cli.distill import distill
 from signalyard.cli.encoders import encoders
 from signalyard.cli.errors import USER_ERRORS, fail
 from signalyard.cli.explain import explain
+from signalyard.cli.grafana import grafana
 from signalyard.cli.models import evaluate_command, models, train
 from signalyard.cli.pipeline import produce_file, worker
 from signalyard.cli.provision import init
@@ -64,6 +65,7 @@ cli.add_command(sql)
 cli.add_command(feedback)
 cli.add_command(retrain)
 cli.add_command(trainer)
+cli.add_command(grafana)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,16 @@
 """The data behind the dashboard page: fixed read-only queries over the last minutes.
 
 Every panel is one query on the live tables (``FINAL``, so replayed events count once),
-bucketed by event time; the page (``dashboard.html``) draws whatever the queries return.
+bucketed by event time; the page (``dashboard.html``) draws whatever the queries return. Each
+registered domain has its own chart (``Domain.panel``); throughput, latency, accuracy and the
+model versions run over every domain's scores. The Grafana board (``grafana.py``) is made of
+the same queries with Grafana's time macros as the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Any
 
@@ -15,61 +18,70 @@ import domains
 from models.tasks import TEXT_TASKS
 from sinks.readonly import ReadOnlyStore
 
-WINDOW = "INTERVAL 15 MINUTE"
-BUCKET = "toStartOfInterval(ts, INTERVAL 10 SECOND)"
+
+@dataclass(frozen=True)
+class Clock:
+    """How a query buckets a time column and keeps the rows of the period shown: ``bucket``
+    and ``since`` are formats of the column's name."""
+
+    bucket: str
+    since: str
+
+    def domain_chart(self, name: str) -> str:
+        """The SQL of a domain's chart, with its ``{bucket}`` and ``{in_window}`` filled in."""
+        return domains.get(name).panel.sql.format(
+            bucket=self.bucket.format("ts"), in_window=self.since.format("ts")
+        )
+
+    def over_scores(self, columns: str, time: str) -> str:
+        """``columns`` of every domain's live scores in the period, with a ``domain`` column:
+        one SELECT after the other."""
+        return " UNION ALL ".join(
+            f"SELECT '{domain.name}' AS domain, {columns} FROM {domain.scores_table} FINAL "
+            f"WHERE {self.since.format(time)}"
+            for domain in domains.all()
+        )
+
+    def accuracy(self) -> str:
+        """Per bucket of ``t`` and series: the estimated accuracy of each text domain (the
+        mean calibrated confidence; rows stored before the column existed read 0 and are left
+        out) and the accuracy on feedback labels. Defect models are left out: a defect flag
+        is right on nearly every reading, failing or not."""
+        text = [domain for domain in domains.all() if domain.task in TEXT_TASKS]
+        estimated = " UNION ALL ".join(
+            f"SELECT scored_at AS t, '{domain.name} estimated' AS series, confidence AS right "
+            f"FROM {domain.scores_table} FINAL "
+            f"WHERE {self.since.format('scored_at')} AND confidence > 0"
+            for domain in text
+        )
+        names = ", ".join(f"'{domain.name}'" for domain in text)
+        return f"""
+            SELECT {self.bucket.format("t")} AS t, series, avg(right) AS accuracy, count() AS n
+            FROM ({estimated}
+                UNION ALL SELECT written_at, concat(domain, ' on feedback'),
+                    label = predicted_label
+                FROM feedback FINAL
+                WHERE {self.since.format("written_at")} AND domain IN ({names}))
+            GROUP BY t, series ORDER BY t, series"""
 
 
-def _union(select: str, table: str, time: str) -> str:
-    """``select`` over every domain's ``table`` (a format of the domain's name) in the window,
-    one after the other; ``{name}`` in ``select`` is the domain's name as a string."""
-    return " UNION ALL ".join(
-        f"SELECT {select.format(name=f'{domain.name!r}')} FROM {table.format(domain.name)} "
-        f"FINAL WHERE {time} >= now() - {WINDOW}"
-        for domain in domains.all()
-    )
-
-
-def _domain_panels() -> dict[str, str]:
-    return {
-        domain.name: domain.panel.sql.format(window=WINDOW, bucket=BUCKET)
-        for domain in domains.all()
-    }
-
-
-# The text domains' results carry a calibrated confidence; a defect flag is right on nearly
-# every reading, failing or not, so the defect models are left out of the accuracy panel.
-_ESTIMATED = [domain for domain in domains.all() if domain.task in TEXT_TASKS]
+PAGE = Clock(
+    bucket="toStartOfInterval({}, INTERVAL 10 SECOND)", since="{} >= now() - INTERVAL 15 MINUTE"
+)
+ACCURACY_PAGE = Clock(bucket="toStartOfInterval({}, INTERVAL 1 MINUTE)", since=PAGE.since)
 
 PANELS: dict[str, str] = {
-    **_domain_panels(),
+    **{name: PAGE.domain_chart(name) for name in domains.names()},
     "throughput": f"""
-        SELECT toStartOfInterval(scored_at, INTERVAL 10 SECOND) AS t, domain,
+        SELECT {PAGE.bucket.format("scored_at")} AS t, domain,
             count() / 10 AS events_per_s, quantile(0.5)(latency_ms) AS p50_ms,
             quantile(0.95)(latency_ms) AS p95_ms
-        FROM ({_union("{name} AS domain, scored_at, latency_ms", "{}_scores", "scored_at")})
+        FROM ({PAGE.over_scores("scored_at, latency_ms", "scored_at")})
         GROUP BY t, domain ORDER BY t, domain""",
-    # Accuracy per minute: estimated from the calibrated confidence of every result (rows stored
-    # before the column existed read 0 and are left out), and measured on the feedback labels.
-    "accuracy": f"""
-        SELECT t, series, accuracy, n FROM (
-            {
-        " UNION ALL ".join(
-            f"SELECT toStartOfInterval(scored_at, INTERVAL 1 MINUTE) AS t, "
-            f"'{domain.name} estimated' AS series, avg(confidence) AS accuracy, count() AS n "
-            f"FROM {domain.scores_table} FINAL "
-            f"WHERE scored_at >= now() - {WINDOW} AND confidence > 0 GROUP BY t"
-            for domain in _ESTIMATED
-        )
-    }
-            UNION ALL SELECT toStartOfInterval(written_at, INTERVAL 1 MINUTE) AS t,
-                concat(domain, ' on feedback'), avg(label = predicted_label), count()
-            FROM feedback FINAL WHERE written_at >= now() - {WINDOW}
-                AND domain IN ({", ".join(repr(domain.name) for domain in _ESTIMATED)})
-            GROUP BY t, domain)
-        ORDER BY t, series""",
+    "accuracy": ACCURACY_PAGE.accuracy(),
     "versions": f"""
         SELECT domain, model_version, count() AS events
-        FROM ({_union("{name} AS domain, model_version", "{}_scores", "ts")})
+        FROM ({PAGE.over_scores("model_version", "ts")})
         GROUP BY domain, model_version ORDER BY domain, model_version""",
     "alerts": """
         SELECT ts, domain, entity, rule, severity, model_version,
@@ -79,8 +91,11 @@ PANELS: dict[str, str] = {
 
 
 def charts() -> list[dict[str, Any]]:
-    """Each domain's chart as the page draws it: the panel it reads, title and axis."""
-    return [{"panel": domain.name, **asdict(domain.panel), "sql": None} for domain in domains.all()]
+    """Each domain's chart as the page draws it: the panel it reads, its title and axis."""
+    return [
+        {"panel": domain.name, **{k: v for k, v in asdict(domain.panel).items() if k != "sql"}}
+        for domain in domains.all()
+    ]
 
 
 def page() -> str:
