@@ -123,6 +123,9 @@ def test_the_demo_streams_real_rows_shows_accuracy_and_publishes_feedback(
     assert "tickets: streaming 30 held-out rows of banking77" in out
     assert "sensors: streaming 120 held-out rows of ai4i" in out
     assert "reviews: streaming 30 held-out rows of reviews" in out
+    # No terminal: a line per domain every few seconds instead of the live table.
+    assert re.search(r"^\[\s*\d+s\] reviews: \d+ scored, [\d.]+/s, p50 ", out, re.M), out
+    assert len(re.findall(r"^\[\s*\d+s\] dead-lettered: ", out, re.M)) >= 2, out
     final = out[out.rindex("Signalyard demo") :]
     for domain in ("news", "tickets", "sensors", "reviews"):
         row = re.search(rf"│ {domain}\s+│\s+(\d+) │.*?│\s+([01]\.\d{{3}}) │", final)

@@ -27,6 +27,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +57,7 @@ from streams.worker_process import WorkerProcess
 console = Console()
 WORKER_START_TIMEOUT_S = 180
 REFRESH_S = 1.0
+LINES_EVERY_S = 5.0  # between the summary lines printed when no terminal shows the table
 DEMO_WEB_PORT = 6066  # Faust's own default; another free port when it is taken
 LABELER = "demo-analyst"
 
@@ -277,8 +279,13 @@ async def _run(
     ]
     candidates = CandidateWatch(Registry(settings.models_dir))
     began = loop.time()
+    # The live table needs a terminal; without one (a log file, a pipe) a line per domain now
+    # and then says the same.
+    interactive = console.is_terminal
+    next_lines = began + LINES_EVERY_S
+    table = Live(console=console, refresh_per_second=4, transient=True)
     try:
-        with Live(console=console, refresh_per_second=4, transient=True) as live:
+        with table if interactive else nullcontext() as live:
             while not stop.is_set() and (duration is None or loop.time() - began < duration):
                 _check(processes)
                 for task in tasks:
@@ -286,7 +293,15 @@ async def _run(
                         task.result()  # a feeder or the watcher failed: raise its error
                 for line in candidates.new_decisions():
                     stats.adaptation(line)
-                live.update(render(stats.summary(loop.time()), loop.time() - began))
+                    if not interactive:
+                        console.print(f"adaptation: {line}", highlight=False, soft_wrap=True)
+                summary, elapsed = stats.summary(loop.time()), loop.time() - began
+                if live is not None:
+                    live.update(render(summary, elapsed))
+                elif loop.time() >= next_lines:
+                    for line in summary_lines(summary, elapsed):
+                        console.print(line, highlight=False, soft_wrap=True)
+                    next_lines += LINES_EVERY_S
                 await asyncio.sleep(REFRESH_S)
     finally:
         stop.set()
@@ -338,6 +353,19 @@ def render(summary: Summary, elapsed_s: float) -> Group:
     lines = [Text(f"dead-lettered: {summary.dead_letters}" + (f" ({kinds})" if kinds else ""))]
     lines += [Text(f"adaptation: {line}") for line in summary.adaptation]
     return Group(table, *lines)
+
+
+def summary_lines(summary: Summary, elapsed_s: float) -> list[str]:
+    """The live table as one line per domain, then the dead letters: for a log file."""
+    lines = [
+        f"[{elapsed_s:4.0f}s] {domain}: {figures.scored} scored, {figures.per_second:.1f}/s, "
+        f"p50 {_ms(figures.p50_ms)} ms, p99 {_ms(figures.p99_ms)} ms, accuracy "
+        + ("-" if figures.accuracy is None else f"{figures.accuracy:.3f}")
+        for domain, figures in summary.domains.items()
+    ]
+    kinds = ", ".join(f"{kind} {count}" for kind, count in summary.dead_reasons)
+    return [*lines, f"[{elapsed_s:4.0f}s] dead-lettered: {summary.dead_letters}"
+            + (f" ({kinds})" if kinds else "")]  # fmt: skip
 
 
 def _ms(value: float | None) -> str:
