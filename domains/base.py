@@ -140,7 +140,7 @@ class Panel:
 
 class Simulation(ABC):
     """A domain's part of the synthetic world (``streams.synthetic``): its entities and how they
-    behave, drawing from the world's one seeded generator."""
+    behave, drawing from a seeded generator of its own."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng

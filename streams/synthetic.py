@@ -1,6 +1,6 @@
 """A seeded synthetic world: every registered domain's simulation (``Domain.simulation``: tickers
 in the news, customers writing tickets, machines drifting toward failure, ...) drawing from one
-generator. It feeds the demo and the tests, and writes the small labeled CSVs that bootstrap a
+seed. It feeds the demo and the tests, and writes the small labeled CSVs that bootstrap a
 model per domain when the registry is empty, so nothing depends on data outside the project.
 
 ``malformed_fraction`` of the events come out broken in one of the ways validation rejects,
@@ -38,7 +38,8 @@ MALFORMATIONS = (
 
 @dataclass
 class World:
-    """The state of the synthetic world; every draw comes from one seeded generator."""
+    """The state of the synthetic world: each domain's simulation draws from a generator of its
+    own, the ids and times of events from the world's; all seeded by ``seed``."""
 
     seed: int = 7
     rng: random.Random = field(init=False)
@@ -48,7 +49,11 @@ class World:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.simulations = {domain.name: domain.simulation(self.rng) for domain in domains.all()}
+        # A generator per domain, so that adding a domain leaves the others' streams as they were.
+        self.simulations = {
+            domain.name: domain.simulation(random.Random(f"{self.seed}-{domain.name}"))
+            for domain in domains.all()
+        }
 
     def _next_id(self, domain: DomainName) -> str:
         self.counter += 1
