@@ -68,10 +68,18 @@ def fit_calibration(
         raise ValueError("calibration needs at least one validation row")
     y = label_indices(truth, labels)
     log_p = _log_probabilities(probabilities)
-    found = minimize_scalar(
-        lambda log_t: _nll(log_p, y, float(np.exp(log_t))), bounds=_LOG_T_BOUNDS, method="bounded"
-    )
-    temperature = float(np.exp(found.x))
+    if np.all(log_p.argmax(-1) == y):
+        # With no wrong decision to fit on, the log loss only falls as the temperature does: its
+        # minimum is the search's bound, and every later result would read as certain. The raw
+        # softmax stands.
+        temperature = 1.0
+    else:
+        found = minimize_scalar(
+            lambda log_t: _nll(log_p, y, float(np.exp(log_t))),
+            bounds=_LOG_T_BOUNDS,
+            method="bounded",
+        )
+        temperature = float(np.exp(found.x))
     confidence = decision_confidence(probabilities, temperature)
     return {
         "method": "temperature scaling",

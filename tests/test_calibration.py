@@ -38,6 +38,14 @@ def test_the_fitted_temperature_undoes_overconfidence_and_the_mean_confidence_tr
     assert abs(estimate - accuracy) < 0.03
 
 
+def test_validation_rows_all_right_leave_the_softmax_as_it_is() -> None:
+    # Fitted, the temperature would fall to its bound and every result would read as certain.
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]] * 10)
+    record = fit_calibration(probabilities, LABELS, LABELS * 10)
+    assert record["temperature"] == 1.0 and record["accuracy"] == 1.0
+    assert record["mean_confidence"] == pytest.approx(0.6)
+
+
 def test_calibration_changes_no_prediction() -> None:
     probabilities, _ = overconfident(200, seed=3)
     for temperature in (0.5, 1.0, 4.0):
