@@ -234,7 +234,7 @@ def create_tables_in(settings: Settings) -> None:
     [
         (["news", "--text", "  "], 2, "--text is empty"),
         (["weather", "--text", "x"], 2, "'weather' is not one of"),
-        (["sensors", "--text", "x"], 2, "sensors are explained by --event-id or --file"),
+        (["sensors", "--text", "x"], 2, "sensors models are explained by --event-id or --file"),
         (["news", "--text", "x", "--event-id", "e"], 2, "exactly one of"),
         (["news", "--event-id", "nope"], 1, "no scored news event with id 'nope' in the store"),
         (["news", "--text", "x", "--version", "v9"], 1, "news has no version 'v9'"),
