@@ -1,4 +1,4 @@
-"""Adapting a live model to its stream's own domain with labeled feedback (issue #6).
+"""Adapting a live model to its stream's own domain with labeled feedback.
 
     from models.adaptation import AdaptOptions, adapt_model, source_validation
 

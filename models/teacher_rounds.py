@@ -21,18 +21,17 @@ class, the most confident first, so that the majority class does not swamp the r
 confidence-thresholded, class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy
 Student, 2020). The student then learns the teacher's softened predictions on them
 (``Teaching``), starting from the adapted teacher cut to the live student's layers
-(``student_from = "teacher"``, the default: 0.866 against 0.853 for learning on from the live
-student on the benchmark's development split; with a class cap of 2,000 rather than 1,000,
-0.882) or from the live student. A threshold of 0 keeps every event,
-softened predictions and all; on the adaptation benchmark's development split it did worse
-than 0.9 (0.837 against 0.853 at 4,000 events, issue #17), so the settings' default keeps
-the threshold.
+(``student_from = "teacher"``, the default, which was ahead of learning on from the live
+student on the adaptation benchmark's development split) or from the live student. A
+threshold of 0 keeps every event, softened predictions and all; on that development split it
+did worse than 0.9, so the settings' default keeps the threshold (figures in
+docs/adaptation.md and benchmarks/RESULTS.md).
 
 A round's learning rate and epochs (``round_options``) are their own, not the direct
 adaptation's (``models.adaptation``), as measured by ``benchmarks/bench_adaptation.py``
-(fpb -> tweets, 2,000 labels, issue #17): at 5e-5 every student's best epoch on its round's
-validation labels was its first, so both learn at 3e-5; at 3 epochs every teacher's best was
-its last, so the teacher gets 5.
+(fpb -> tweets): at 5e-5 every student's best epoch on its round's validation labels was its
+first, so both learn at 3e-5; at 3 epochs every teacher's best was its last, so the teacher
+gets 5.
 """
 
 from __future__ import annotations
