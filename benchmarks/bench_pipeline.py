@@ -55,7 +55,7 @@ from streams.groups import wait_until_stable
 from streams.monitor import percentile
 from streams.producer import produce
 from streams.synthetic import World, events
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.validation import EventLimits, parse_event
 from streams.worker_process import WorkerProcess
 
@@ -145,7 +145,7 @@ async def run_phase(
     settings = with_topic_suffix(
         load_settings(home=scratch / name, registry_dir=base.models_dir), run
     )
-    await provision_topics(settings.kafka, settings.topics.all())
+    await provision_topics(settings.kafka, project_topics(settings))
     app_id = f"bench-{name}-{run}"
     worker = WorkerProcess(
         settings,

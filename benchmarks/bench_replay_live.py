@@ -44,7 +44,7 @@ from streams.groups import wait_until_stable
 from streams.monitor import percentile
 from streams.producer import produce
 from streams.synthetic import World, events
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.worker_process import WorkerProcess
 
 console = Console(width=110)
@@ -138,7 +138,7 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[list[Wind
     settings = settings.model_copy(
         update={"pipeline": settings.pipeline.model_copy(update={"web_port": free_port()})}
     )
-    await provision_topics(settings.kafka, settings.topics.all())
+    await provision_topics(settings.kafka, project_topics(settings))
     topic = settings.topics.news_raw.name
     start_ms = time.time_ns() // 1_000_000 - 1
     await produce(

@@ -33,7 +33,7 @@ from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.producer import produce
 from streams.synthetic import World, events
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.worker_process import WorkerProcess
 
 HUGE = "SELECT number, toString(number) FROM numbers(30000000)"
@@ -130,7 +130,7 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> None:
     settings = with_topic_suffix(
         load_settings(home=scratch / "live", registry_dir=base.models_dir), run
     )
-    await provision_topics(settings.kafka, settings.topics.all())
+    await provision_topics(settings.kafka, project_topics(settings))
     port, app_id = free_port(), f"bench-sql-{run}"
     worker = WorkerProcess(
         settings,

@@ -235,9 +235,17 @@ class TopicsSettings(Section):
     feedback_labels: TopicSettings
     retrain_requests: TopicSettings
     model_updates: TopicSettings
+    # Appended to the topics of domains without settings of their own, as ``with_topic_suffix``
+    # appends it to the others (an isolated namespace on a shared cluster).
+    suffix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,100}$")
 
     def all(self) -> list[TopicSettings]:
-        return [getattr(self, field) for field in type(self).model_fields]
+        """The topics named here (a domain's topics are ``raw`` and ``scored``)."""
+        return [
+            topic
+            for field in type(self).model_fields
+            if isinstance(topic := getattr(self, field), TopicSettings)
+        ]
 
     def raw(self, domain: DomainName) -> TopicSettings:
         return self._of(domain, "raw")
@@ -248,7 +256,8 @@ class TopicsSettings(Section):
     def _of(self, domain: DomainName, stage: str) -> TopicSettings:
         """A domain's own topic settings, or ``<domain>.<stage>`` with the defaults."""
         own = getattr(self, f"{domain}_{stage}", None)
-        return own or TopicSettings(name=f"{domain}.{stage}", partitions=DOMAIN_PARTITIONS)
+        name = f"{domain}.{stage}" + (f".{self.suffix}" if self.suffix else "")
+        return own or TopicSettings(name=name, partitions=DOMAIN_PARTITIONS)
 
 
 class Settings(BaseSettings):
@@ -339,8 +348,10 @@ def with_topic_suffix(settings: Settings, suffix: str) -> Settings:
     topics = {
         field: topic.model_copy(update={"name": f"{topic.name}.{suffix}"})
         for field, topic in settings.topics
+        if isinstance(topic, TopicSettings)
     }
-    return settings.model_copy(update={"topics": TopicsSettings(**topics)})
+    joined = f"{settings.topics.suffix}.{suffix}" if settings.topics.suffix else suffix
+    return settings.model_copy(update={"topics": TopicsSettings(**topics, suffix=joined)})
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from config.settings import KafkaSettings, TopicSettings
+import domains
+from config.settings import KafkaSettings, Settings, TopicSettings
 from streams.connection import aiokafka_options
 
 
@@ -23,6 +24,17 @@ class TopicState:
     name: str
     partitions: int
     action: str  # created, grown, updated or unchanged
+
+
+def project_topics(settings: Settings) -> list[TopicSettings]:
+    """Every topic the project reads or writes: those the settings name, and each registered
+    domain's raw and scored topics."""
+    named = [
+        *settings.topics.all(),
+        *(topic for name in domains.names() for topic in
+          (settings.topics.raw(name), settings.topics.scored(name))),
+    ]  # fmt: skip
+    return list({topic.name: topic for topic in named}.values())
 
 
 def topic_configs(topic: TopicSettings) -> dict[str, str]:

@@ -39,7 +39,7 @@ from streams.adaptation.feedback_import import labeled_events
 from streams.connection import aiokafka_options
 from streams.producer import produce
 from streams.synthetic import World, events, write_training_csv
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
@@ -188,7 +188,7 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
     models = tmp_path / "models"
     shutil.copytree(registry_dir, models)
     registry = Registry(models)
-    asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    asyncio.run(provision_topics(settings.kafka, project_topics(settings)))
     overrides = process_overrides(models)
     worker = WorkerProcess(settings, tmp_path / "worker.log", ("worker",), overrides)
     trainer = WorkerProcess(settings, tmp_path / "trainer.log", ("trainer",), overrides)

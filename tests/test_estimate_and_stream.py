@@ -38,7 +38,7 @@ from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.trainer import Trainer
 from streams.producer import produce
 from streams.synthetic import World, events
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
@@ -108,7 +108,7 @@ def worker_settings(kafka: Settings, port: int, **adaptation: object) -> Setting
 
 
 def start_worker(settings: Settings, models: Path, log: Path) -> WorkerProcess:
-    asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    asyncio.run(provision_topics(settings.kafka, project_topics(settings)))
     worker = WorkerProcess(settings, log, ("worker",), process_overrides(models))
     return worker.start("--domain", "news", "--loglevel", "info")
 

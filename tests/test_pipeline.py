@@ -31,7 +31,7 @@ from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, H
 from streams.groups import wait_until_stable
 from streams.producer import produce
 from streams.synthetic import World, events
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
@@ -139,7 +139,7 @@ async def send(
 
 
 def provision(settings: Settings) -> None:
-    asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    asyncio.run(provision_topics(settings.kafka, project_topics(settings)))
 
 
 MALFORMED: list[tuple[bytes, str]] = [

@@ -48,7 +48,7 @@ from streams.connection import aiokafka_options
 from streams.processor import predict
 from streams.replay import Span, TimeRange, format_time, parse_time, spans
 from streams.synthetic import World, events, write_training_csv
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 from streams.validation import Rejected
 from streams.worker_process import WorkerProcess
 
@@ -326,7 +326,7 @@ def test_replay_takes_exactly_the_range_and_leaves_live_consumers_and_tables_alo
     kafka: Settings, registry: Path
 ) -> None:
     settings = kafka
-    asyncio.run(provision_topics(settings.kafka, settings.topics.all()))
+    asyncio.run(provision_topics(settings.kafka, project_topics(settings)))
     t1 = recent_minute()
     t2 = t1 + 10 * MINUTE_MS
     values = iter(synthetic("sensors", 200, seed=5))

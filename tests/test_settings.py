@@ -14,6 +14,7 @@ from config.settings import (
     load_settings,
     setting_names,
     settings_environment,
+    with_topic_suffix,
 )
 
 
@@ -154,3 +155,13 @@ def test_settings_are_the_ground_floor_and_no_floor_imports_upward() -> None:
             for source in (root / package).rglob("*.py"):
                 upward = _project_imports(source) - allowed
                 assert not upward, f"{source.relative_to(root)} imports {sorted(upward)}"
+
+
+def test_a_suffix_isolates_the_topics_of_domains_without_settings_too() -> None:
+    base = load_settings()
+    isolated = with_topic_suffix(base, "run1")
+    assert isolated.topics.raw("news").name == f"{base.topics.raw('news').name}.run1"
+    # A domain with no topic settings of its own gets <name>.<stage>, suffixed the same.
+    assert isolated.topics.scored("weather").name == "weather.scored.run1"
+    assert settings_environment(isolated)["SIGNALYARD_TOPICS__SUFFIX"] == "run1"
+    assert len(isolated.topics.all()) == len(base.topics.all())

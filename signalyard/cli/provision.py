@@ -8,11 +8,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-import domains
 from config.settings import Settings, load_settings
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
-from streams.topics import provision_topics
+from streams.topics import project_topics, provision_topics
 
 console = Console()
 
@@ -21,13 +20,7 @@ def provision(settings: Settings) -> None:
     """Create every topic and table the system reads or writes; safe to run again."""
     from streams.alerting.consumer import state_changelogs  # aiokafka: only when provisioning
 
-    domain_topics = [
-        topic
-        for name in domains.names()
-        for topic in (settings.topics.raw(name), settings.topics.scored(name))
-    ]
-    named = {topic.name: topic for topic in settings.topics.all() + domain_topics}
-    topics = list(named.values()) + state_changelogs(settings)
+    topics = project_topics(settings) + state_changelogs(settings)
     states = asyncio.run(provision_topics(settings.kafka, topics))
     table = Table("topic", "partitions", "action", title="Kafka topics")
     for state in states:
