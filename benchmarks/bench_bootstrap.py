@@ -23,7 +23,7 @@ from rich.table import Table
 
 import domains
 from config.settings import load_settings
-from streams.bootstrap import agreement, ensure_models
+from signalyard.demo.bootstrap import agreement, ensure_models
 
 console = Console(width=120)
 

@@ -47,17 +47,17 @@ from rich.table import Table
 import domains
 from config.settings import DomainName, Settings, load_settings, with_topic_suffix
 from models.loading import load_live_scorer
+from signalyard.demo.bootstrap import ensure_models
+from signalyard.demo.monitor import percentile
+from signalyard.demo.synthetic import World, events
+from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
 from sinks.clickhouse_sink import count_final
-from streams.bootstrap import ensure_models
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
-from streams.monitor import percentile
 from streams.producer import produce
-from streams.synthetic import World, events
 from streams.topics import project_topics, provision_topics
 from streams.validation import EventLimits, parse_event
-from streams.worker_process import WorkerProcess
 
 console = Console(width=110)
 WORKER_READY_TIMEOUT_S = 240

@@ -38,14 +38,14 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings, load_settings, settings_environment, with_topic_suffix
-from streams.bootstrap import ensure_models
+from signalyard.demo.bootstrap import ensure_models
+from signalyard.demo.monitor import percentile
+from signalyard.demo.synthetic import World, events
+from signalyard.local.worker_process import WorkerProcess
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
-from streams.monitor import percentile
 from streams.producer import produce
-from streams.synthetic import World, events
 from streams.topics import project_topics, provision_topics
-from streams.worker_process import WorkerProcess
 
 console = Console(width=110)
 WORKER_READY_TIMEOUT_S = 240

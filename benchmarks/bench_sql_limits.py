@@ -28,13 +28,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from config.settings import Settings, load_settings, with_topic_suffix
-from streams.bootstrap import ensure_models
+from signalyard.demo.bootstrap import ensure_models
+from signalyard.demo.synthetic import World, events
+from signalyard.local.worker_process import WorkerProcess
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.producer import produce
-from streams.synthetic import World, events
 from streams.topics import project_topics, provision_topics
-from streams.worker_process import WorkerProcess
 
 HUGE = "SELECT number, toString(number) FROM numbers(30000000)"
 

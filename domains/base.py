@@ -139,8 +139,8 @@ class Panel:
 
 
 class Simulation(ABC):
-    """A domain's part of the synthetic world (``streams.synthetic``): its entities and how they
-    behave, drawing from a seeded generator of its own."""
+    """A domain's part of the synthetic world (``signalyard.demo.synthetic``): its entities and
+    how they behave, drawing from a seeded generator of its own."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng

@@ -36,7 +36,6 @@ from sinks.clickhouse import CHDB_SCHEME
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, model_watcher
-from streams.agents import SharedProducer
 from streams.alerting.consumer import alert_consumer
 from streams.connection import faust_credentials
 from streams.explaining import EventExplainer
@@ -44,6 +43,7 @@ from streams.observability.metrics import PartitionReader, PipelineMetrics
 from streams.observability.web import add_web_views
 from streams.processor import ScorerHolder
 from streams.scoring import ScoringConsumer
+from streams.shared import SharedProducer
 
 log = logging.getLogger(__name__)
 

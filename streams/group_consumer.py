@@ -31,8 +31,8 @@ from aiokafka.structs import ConsumerRecord
 from mode import Service
 
 from config.settings import KafkaSettings
-from streams.agents import exit_fatally, exit_on_failure
 from streams.connection import group_member_options
+from streams.shared import exit_fatally, exit_on_failure
 
 log = logging.getLogger(__name__)
 

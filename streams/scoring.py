@@ -41,7 +41,6 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from mode import Service
 
 from config.settings import DomainName, Settings
-from streams.agents import exit_on_failure
 from streams.batching import MicroBatcher
 from streams.commits import CommitTracker, Partition, Ticket
 from streams.connection import aiokafka_options, group_member_options
@@ -57,6 +56,7 @@ from streams.processor import (
     from_consumer_record,
 )
 from streams.publishing import BatchPublisher, Outgoing
+from streams.shared import exit_on_failure
 from streams.validation import EventLimits
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import pytest
 
 import domains
 from config.settings import Settings, load_settings, with_topic_suffix
-from signalyard.stack.local_kafka import port_answers
+from signalyard.local.local_kafka import port_answers
 from sinks.clickhouse import connect
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -54,7 +54,7 @@ def kafka(settings: Settings) -> Iterator[Settings]:
 def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry with a tiny live model of every domain, trained once per session; tests that
     add versions work on a copy."""
-    from streams.bootstrap import BootstrapSize, ensure_models  # torch: only when needed
+    from signalyard.demo.bootstrap import BootstrapSize, ensure_models  # torch: only when needed
 
     tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_rounds=15)
     settings = isolated_settings(tmp_path_factory.mktemp("registry"))

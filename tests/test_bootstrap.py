@@ -12,8 +12,8 @@ import pytest
 
 import domains
 from config.settings import DomainName, Settings, load_settings
-from streams.bootstrap import agreement, ensure_models
-from streams.synthetic import World, labeled
+from signalyard.demo.bootstrap import agreement, ensure_models
+from signalyard.demo.synthetic import World, labeled
 
 
 @pytest.fixture(scope="module")

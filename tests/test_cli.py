@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import load_settings
-from signalyard.stack.local_kafka import (
+from signalyard.local.local_kafka import (
     broker_paths,
     fetch_jars,
     format_storage,

@@ -14,7 +14,7 @@ import pytest
 from test_pipeline import Worker, provision, read_until
 
 from config.settings import Settings, load_settings
-from signalyard.stack.local_kafka import broker_paths
+from signalyard.local.local_kafka import broker_paths
 
 pytestmark = pytest.mark.kafka
 

@@ -24,10 +24,10 @@ from aiokafka import AIOKafkaConsumer
 from config.settings import Settings, settings_environment
 from domains.tickets import INTENTS
 from models.errors import DataError
+from signalyard.demo.feed import STREAM_FRACTION, data_feed, prepare
+from signalyard.demo.synthetic import write_taxonomy, write_training_csv
 from streams.adaptation.messages import FeedbackLabel
 from streams.connection import aiokafka_options
-from streams.demo_feed import STREAM_FRACTION, data_feed, prepare
-from streams.synthetic import write_taxonomy, write_training_csv
 
 
 def data_folder(root: Path, rows: int = 150) -> Path:

@@ -33,13 +33,13 @@ from test_teacher_rounds import TARGET
 
 from config.settings import Settings
 from models.registry import Registry
+from signalyard.demo.synthetic import World, events
+from signalyard.local.worker_process import WorkerProcess
 from sinks.readonly import query_store
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.trainer import Trainer
 from streams.producer import produce
-from streams.synthetic import World, events
 from streams.topics import project_topics, provision_topics
-from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 

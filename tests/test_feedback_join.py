@@ -21,11 +21,11 @@ from domains.news import NewsEvent
 from models.loading import load_scorer
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
-from streams.adaptation.feedback import FeedbackAgent
-from streams.agents import SharedProducer
+from streams.adaptation.feedback import FeedbackJoin
 from streams.deadletter import HEADER_REASON, kind_from_headers
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, SourceRecord
+from streams.shared import SharedProducer
 from streams.topics import provision_topics
 
 tiny_base = test_training.tiny_base
@@ -59,7 +59,7 @@ def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_r
         try:
             await test_explanations.write_events(sink, event, result, now)
             store = ReadOnlyStore(settings.clickhouse_dsn, settings.queries)
-            agent = FeedbackAgent({"news": ScorerHolder(scorer)}, store, producer.send, sink,
+            agent = FeedbackJoin({"news": ScorerHolder(scorer)}, store, producer.send, sink,
                                   settings.topics.deadletter.name, 0.3, metrics)  # fmt: skip
             await agent.handle(labels)
         finally:

@@ -30,7 +30,7 @@ from config.settings import DomainName, Settings
 from models.registry import Registry
 from models.tasks import TEXT_TASKS
 from signalyard.cli import main
-from signalyard.stack.local_kafka import port_answers
+from signalyard.local.local_kafka import port_answers
 from streams.producer import produce
 
 pytestmark = pytest.mark.kafka

@@ -26,13 +26,13 @@ from conftest import query
 import domains
 from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
+from signalyard.demo.synthetic import World, events
+from signalyard.local.worker_process import WorkerProcess
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from streams.groups import wait_until_stable
 from streams.producer import produce
-from streams.synthetic import World, events
 from streams.topics import project_topics, provision_topics
-from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import domains
 from domains.news import NewsEvent
 from models.base import SentimentPrediction
+from signalyard.demo.monitor import LiveStats, percentile
+from signalyard.demo.synthetic import World, events
 from streams.batching import MicroBatcher
-from streams.monitor import LiveStats, percentile
-from streams.synthetic import World, events
 from streams.validation import EventLimits, Rejected, parse_event
 
 

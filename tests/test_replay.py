@@ -35,6 +35,8 @@ from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
 from signalyard.cli import cli
+from signalyard.demo.synthetic import World, events, write_training_csv
+from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
 from streams.alerting.rules import RuleBook
 from streams.backtest import (
@@ -47,10 +49,8 @@ from streams.backtest import (
 from streams.connection import aiokafka_options
 from streams.processor import predict
 from streams.replay import Span, TimeRange, format_time, parse_time, spans
-from streams.synthetic import World, events, write_training_csv
 from streams.topics import project_topics, provision_topics
 from streams.validation import Rejected
-from streams.worker_process import WorkerProcess
 
 MINUTE_MS = 60_000
 

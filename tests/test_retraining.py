@@ -13,8 +13,8 @@ from config.settings import AdaptationSettings, load_settings
 from models.loading import LoadedScorer, load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
-from streams.bootstrap import BootstrapSize, ensure_models
-from streams.synthetic import write_training_csv
+from signalyard.demo.bootstrap import BootstrapSize, ensure_models
+from signalyard.demo.synthetic import write_training_csv
 
 FLIPPED = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
 

@@ -12,9 +12,9 @@ import pytest
 import domains
 from config.settings import load_settings
 from domains.reviews import ReviewScore
+from signalyard.demo.synthetic import World, labeled, write_training_csv
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import load_rules
-from streams.synthetic import World, labeled, write_training_csv
 from streams.validation import EventLimits, Rejected, parse_event
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from models.options import TrainOptions
 from models.sensor_model import CONFIG_FILE, features, load_sensor_model, save_sensor_model
 from models.train_defect import train_defect
 from models.training import subset
-from streams.synthetic import write_training_csv
+from signalyard.demo.synthetic import write_training_csv
 
 OPTIONS = TrainOptions(epochs=60, show_progress=False).resolved("defect")
 

@@ -5,10 +5,10 @@ topics and tables, makes sure each domain has a live model, runs a ``signalyard 
 ``signalyard trainer``, feeds the three raw topics and shows what comes out until Ctrl-C or
 ``--duration``:
 
-* without ``--data``, the synthetic world (``streams.synthetic``), with models trained from it
-  when the registry has none;
+* without ``--data``, the synthetic world (``signalyard.demo.synthetic``), with models trained
+  from it when the registry has none;
 * with ``--data DIR`` (the layout of ../shared/data), held-out rows of the real sets there
-  (``streams.demo_feed``), with a quick model per domain trained on the other rows where the
+  (``signalyard.demo.feed``), with a quick model per domain trained on the other rows where the
   registry has none (or only one from the synthetic world); domains without data stay
   synthetic.
 
@@ -43,16 +43,16 @@ from config.settings import DomainName, Settings, load_settings
 from models.errors import DataError
 from models.registry import Registry
 from signalyard.cli.provision import provision
-from signalyard.stack import local_kafka
-from signalyard.stack.local_kafka import port_answers
+from signalyard.demo.feed import DomainData, Fed, data_feed, prepare, synthetic_feed
+from signalyard.demo.monitor import LiveStats, Summary, watch
+from signalyard.demo.synthetic import World
+from signalyard.local import local_kafka
+from signalyard.local.local_kafka import port_answers
+from signalyard.local.worker_process import WorkerProcess
 from streams.adaptation.messages import FeedbackLabel
 from streams.connection import aiokafka_options
-from streams.demo_feed import DomainData, Fed, data_feed, prepare, synthetic_feed
 from streams.groups import wait_until_stable
-from streams.monitor import LiveStats, Summary, watch
 from streams.producer import produce
-from streams.synthetic import World
-from streams.worker_process import WorkerProcess
 
 console = Console()
 WORKER_START_TIMEOUT_S = 180
@@ -120,7 +120,7 @@ def demo(
     seed: int,
 ) -> None:
     """Run the whole pipeline locally on synthetic or real news, tickets and sensor readings."""
-    from streams.bootstrap import ensure_models  # loads torch: only when the demo runs
+    from signalyard.demo.bootstrap import ensure_models  # loads torch: only when the demo runs
 
     settings = demo_settings(load_settings(), retrain_after)
     try:

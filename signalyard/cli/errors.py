@@ -9,7 +9,7 @@ import click
 
 from config.settings import SettingsError
 from models.errors import DataError, EncoderFetchError, RegistryError
-from signalyard.stack.local_kafka import StackError
+from signalyard.local.local_kafka import StackError
 from sinks.clickhouse import ClickHouseInUseError
 
 USER_ERRORS: tuple[type[Exception], ...] = (

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from config.settings import load_settings
-from signalyard.stack import local_kafka
+from signalyard.local import local_kafka
 
 console = Console(stderr=True, soft_wrap=True)
 

@@ -27,11 +27,11 @@ import domains
 from config.settings import DomainName, KafkaSettings
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
-from streams.agents import Send
 from streams.deadletter import DeadLetter
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter, from_consumer_record
+from streams.shared import Send
 from streams.stored_events import LOOKUP_INTERVAL_S, StoredEvent, find_events
 from streams.validation import Rejected, describe, reject_repeated_keys
 
@@ -39,7 +39,7 @@ FEEDBACK_TABLE = "feedback"
 BATCH_SIZE = 500
 
 
-class FeedbackAgent:
+class FeedbackJoin:
     """Joins labels to their stored events; ``handle`` takes a batch of label records."""
 
     def __init__(
@@ -141,12 +141,12 @@ def _row(label: FeedbackLabel, stored: StoredEvent, written_at: datetime) -> dic
 
 
 class FeedbackConsumer(GroupConsumer):
-    """Reads ``feedback.labels`` in the group ``<app_id>-feedback`` into ``FeedbackAgent``."""
+    """Reads ``feedback.labels`` in the group ``<app_id>-feedback`` into ``FeedbackJoin``."""
 
     max_records = BATCH_SIZE
 
     def __init__(
-        self, agent: FeedbackAgent, kafka: KafkaSettings, app_id: str, topic: str,
+        self, agent: FeedbackJoin, kafka: KafkaSettings, app_id: str, topic: str,
         session_timeout_s: float, query_timeout_s: float, **kwargs: Any,
     ) -> None:  # fmt: skip
         # A fetch may wait event_wait_s for its events, then one more lookup: a query per

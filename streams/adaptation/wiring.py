@@ -19,13 +19,13 @@ from config.settings import DomainName, Settings
 from models.loading import load_version
 from models.registry import Registry
 from sinks.readonly import ReadOnlyStore
-from streams.adaptation.feedback import FeedbackAgent, FeedbackConsumer
+from streams.adaptation.feedback import FeedbackConsumer, FeedbackJoin
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.swap import ModelWatcher
 from streams.adaptation.triggers import TriggerCheck
-from streams.agents import SharedProducer
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Sink
+from streams.shared import SharedProducer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def feedback_consumer(
     producer: SharedProducer,
     metrics: PipelineMetrics,
 ) -> FeedbackConsumer:
-    agent = FeedbackAgent(
+    agent = FeedbackJoin(
         scorers=scorers,
         store=store,
         send=producer.send,

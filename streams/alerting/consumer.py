@@ -44,7 +44,6 @@ from pydantic import ValidationError
 
 import domains
 from config.settings import DomainName, Settings, TopicSettings
-from streams.agents import Send, SharedProducer
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import Rule, load_rules
@@ -53,6 +52,7 @@ from streams.deadletter import DeadLetter
 from streams.explaining import EventExplainer
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.processor import Sink, kafka_time
+from streams.shared import Send, SharedProducer
 from streams.validation import describe
 
 ALERTS_TABLE = "alerts"

@@ -23,8 +23,14 @@ from models.options import TrainOptions
 from models.registry import Registry
 from models.tasks import TEXT_TASKS
 from models.training import train_model
-from streams.demo_feed import DomainData
-from streams.synthetic import World, event_input, labeled, write_taxonomy, write_training_csv
+from signalyard.demo.feed import DomainData
+from signalyard.demo.synthetic import (
+    World,
+    event_input,
+    labeled,
+    write_taxonomy,
+    write_training_csv,
+)
 
 
 @dataclass(frozen=True)

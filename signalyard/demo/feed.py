@@ -30,7 +30,7 @@ from config.settings import DomainName
 from models.data import SENTIMENT_LABELS, labeled_inputs, read_labeled
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
-from streams.synthetic import World, labeled, malform
+from signalyard.demo.synthetic import World, labeled, malform
 
 STREAM_FRACTION = 0.2
 MIN_ROWS = 20  # a set with fewer leaves nothing worth training on or streaming

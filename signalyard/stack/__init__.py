@@ -1,1 +1,0 @@
-"""The local stack: a real single-node Kafka broker run from Maven-fetched jars."""
