@@ -15,6 +15,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streams.children import die_with_parent
+
 if TYPE_CHECKING:
     from models.base import ModelInput
     from models.explanations import Explainer, Explanation
@@ -23,8 +25,10 @@ LOADED_VERSIONS = 4  # explainers kept loaded; the least recently used is droppe
 _LOADED: OrderedDict[str, Explainer] = OrderedDict()
 
 
-def start_explainer_process() -> None:
-    """The process initializer: lowest priority (Linux nice 19), set before anything loads."""
+def start_explainer_process(parent: int) -> None:
+    """The process initializer: it ends with the worker ``parent``, and runs at the lowest
+    priority (Linux nice 19), both set before anything loads."""
+    die_with_parent(parent)
     with contextlib.suppress(AttributeError, OSError):
         os.nice(19)
 

@@ -31,6 +31,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -73,13 +74,15 @@ def explanation_row(
     }
 
 
-def _explainer_process() -> ProcessPoolExecutor:
+def explainer_pool() -> ProcessPoolExecutor:
     """The explainer process: started at the first explanation ("spawn": forking a threaded,
-    running worker is unsafe); it imports the models once, a few seconds."""
+    running worker is unsafe); it imports the models once, a few seconds, and ends with the
+    process that made the pool, however that ends."""
     return ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=start_explainer_process,
+        initargs=(os.getpid(),),
     )
 
 
@@ -99,7 +102,7 @@ class EventExplainer:
         self.store = store
         self.sink = sink
         self.max_seq_length = max_seq_length
-        self._executor = _explainer_process()
+        self._executor = explainer_pool()
         self._next_start = 0.0  # loop time before which no explanation starts (CPU share)
 
     async def attach(self, alerts: Sequence[Alert]) -> list[Alert]:
@@ -161,7 +164,7 @@ class EventExplainer:
                 errors[key] = f"not done within explanations.budget_s ({budget_s:g} s)"
             except BrokenProcessPool:
                 log.warning("the explainer process died; starting another")
-                self._executor = _explainer_process()
+                self._executor = explainer_pool()
                 errors[key] = "the explainer process died"
             except RegistryError as error:
                 errors[key] = f"version {key[2]} cannot be loaded: {error}"

@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from config.settings import ENV_PREFIX, Settings, settings_environment
+from streams.children import die_with_parent
 
 
 class WorkerProcess:
@@ -41,8 +43,10 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                # Ctrl-C in a terminal reaches the parent, which stops the child in order.
+                # Ctrl-C in a terminal reaches the parent, which stops the child in order; a
+                # parent that ends without stopping it (SIGKILL) takes it along.
                 start_new_session=True,
+                preexec_fn=partial(die_with_parent, os.getpid()),
             )
         return self
 
