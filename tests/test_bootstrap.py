@@ -13,7 +13,7 @@ import pytest
 import domains
 from config.settings import DomainName, Settings, load_settings
 from signalyard.demo.bootstrap import agreement, ensure_models
-from signalyard.demo.synthetic import World, labeled
+from signalyard.demo.synthetic import World
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_the_demo_s_bootstrap_models_give_the_world_s_own_spread_of_labels(
 
 def test_the_world_fails_machines_near_the_ai4i_rate() -> None:
     world = World(seed=3)
-    modes = [labeled(world, "sensors")[1] for _ in range(20_000)]
+    modes = [world.draw("sensors")[1] for _ in range(20_000)]
     failed = sum(mode != "none" for mode in modes) / len(modes)
     assert 0.025 <= failed <= 0.045  # AI4I 2020: 339 of 10,000 readings
     assert {"TWF", "HDF", "PWF", "RNF"} <= set(modes)

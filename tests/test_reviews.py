@@ -12,7 +12,7 @@ import pytest
 import domains
 from config.settings import load_settings
 from domains.reviews import ReviewScore
-from signalyard.demo.synthetic import World, labeled, write_training_csv
+from signalyard.demo.synthetic import World, write_training_csv
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import load_rules
 from streams.validation import EventLimits, Rejected, parse_event
@@ -87,7 +87,7 @@ def test_the_shipped_rule_flags_a_product_whose_reviews_turn_negative() -> None:
 
 def test_the_synthetic_world_writes_reviews_in_the_shared_datas_format(tmp_path: Path) -> None:
     world = World(seed=4)
-    labels = [labeled(world, "reviews")[1] for _ in range(3000)]
+    labels = [world.draw("reviews")[1] for _ in range(3000)]
     share = {label: labels.count(label) / len(labels) for label in set(labels)}
     assert share["positive"] > 0.6 and share["negative"] > 0.05 and share["neutral"] > 0.03
     path = write_training_csv("reviews", tmp_path / "reviews.csv", 20)

@@ -27,7 +27,6 @@ from signalyard.demo.feed import DomainData
 from signalyard.demo.synthetic import (
     World,
     event_input,
-    labeled,
     write_taxonomy,
     write_training_csv,
 )
@@ -124,7 +123,7 @@ def agreement(
 
     scorer = load_live_scorer(settings, domain)
     world = World(seed=seed)
-    draws = [labeled(world, domain) for _ in range(events)]
+    draws = [world.draw(domain) for _ in range(events)]
     inputs = [event_input(domain, event) for event, _ in draws]
     predictions = [
         prediction

@@ -30,7 +30,7 @@ from config.settings import DomainName
 from models.data import SENTIMENT_LABELS, labeled_inputs, read_labeled
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
-from signalyard.demo.synthetic import World, labeled, malform
+from signalyard.demo.synthetic import World, malform
 
 STREAM_FRACTION = 0.2
 MIN_ROWS = 20  # a set with fewer leaves nothing worth training on or streaming
@@ -121,7 +121,7 @@ def _stream_rows(
 def synthetic_feed(world: World, domain: DomainName, malformed: float) -> Iterator[Fed]:
     """Endless events of the synthetic world, ``malformed`` of them broken on purpose."""
     while True:
-        event, truth = labeled(world, domain)
+        event, truth = world.draw(domain)
         yield _fed(domain, event, truth, world.rng, malformed)
 
 

@@ -68,15 +68,10 @@ class World:
         return self.clock.isoformat(timespec="milliseconds")
 
     def draw(self, domain: DomainName) -> tuple[dict[str, Any], str]:
-        """The next event of ``domain`` (a raw message's fields) and its true label."""
+        """The next event of ``domain`` (a raw message's fields) and its true label, as feedback
+        gives one (a sentiment, an intent, a failure mode or "none", ...)."""
         fields, truth = self.simulations[domain].draw()
         return {"id": self._next_id(domain), "ts": self._tick(), **fields}, truth
-
-
-def labeled(world: World, domain: DomainName) -> tuple[dict[str, Any], str]:
-    """The next event of ``domain`` and its true label, as feedback gives one (a sentiment, an
-    intent, a failure mode or "none", ...)."""
-    return world.draw(domain)
 
 
 def events(
@@ -84,7 +79,7 @@ def events(
 ) -> Iterator[tuple[bytes, bytes]]:
     """Endless (key, value) records of the domain's raw topic."""
     while True:
-        event, _ = labeled(world, domain)
+        event, _ = world.draw(domain)
         key = str(event[domains.get(domain).entity]).encode()
         if world.rng.random() < malformed_fraction:
             yield key, malform(event, domain, world.rng)
