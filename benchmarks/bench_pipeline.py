@@ -13,7 +13,13 @@ One run reports:
   is the pipeline's own overhead: Kafka in, validation, batching, Kafka out, ClickHouse;
 * with ``--explanations`` (or only these, ``--explanations-only``): news end to end with
   alerting in the worker and a rule that fires often, without and then with each alert's
-  triggering event explained (``streams.explaining``): what explanations cost the pipeline.
+  triggering event explained (``streams.explaining``): what explanations cost the pipeline;
+* with ``--guarantees-only``: news and sensors end to end under ``at_least_once`` and under
+  ``exactly_once`` at each transaction interval of ``--intervals-ms``: what exactly once costs.
+
+Besides ``latency_ms`` (to the end of scoring), each phase reports when a ``read_committed``
+subscriber saw each result ("seen": its arrival at the reader less the record's Kafka
+timestamp); under ``exactly_once`` results wait for their transaction's commit.
 
 A result reaches the scored topic and ClickHouse in the same delivery step, before the worker
 acks the batch; after each phase the worker is stopped and its embedded ClickHouse store is
@@ -23,7 +29,7 @@ broker must be up (``signalyard stack up``); models are trained from the synthet
 the registry at ``--registry`` has none.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--news-events 1500] [--sensor-events 30000]
-        [--explanations | --explanations-only]
+        [--explanations | --explanations-only | --guarantees-only [--intervals-ms 100,1000]]
         [--latency-seconds 20] [--torch-threads 0] [--registry DIR] [--out results.json]
 """
 
@@ -36,6 +42,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
@@ -73,6 +80,8 @@ class Phase:
     events_per_s: float
     p50_ms: float | None
     p99_ms: float | None
+    seen_p50_ms: float | None
+    seen_p99_ms: float | None
     stored: int
     alerts: int | None = None  # phases with alerting: alerts stored, and those explained
     explained: int | None = None
@@ -99,8 +108,9 @@ def model_ceiling(settings: Settings, count: int) -> float:
 
 async def read_results(
     settings: Settings, domain: DomainName, expected: int, positioned: asyncio.Event
-) -> tuple[float, list[float]]:
-    """When the ``expected``-th result arrived (loop time) and every result's latency."""
+) -> tuple[float, list[float], list[float]]:
+    """When the ``expected``-th result arrived (loop time), every result's latency to the end
+    of scoring and to its arrival here (ms)."""
     topic = settings.topics.scored(domain).name
     consumer = AIOKafkaConsumer(
         topic,
@@ -111,6 +121,7 @@ async def read_results(
     )
     await consumer.start()
     latencies: list[float] = []
+    arrivals: list[float] = []
     seen: set[str] = set()
     try:
         while not consumer.assignment():
@@ -119,13 +130,17 @@ async def read_results(
         loop = asyncio.get_running_loop()
         while len(seen) < expected:
             fetched = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            now = time.time()
             for records in fetched.values():
                 for record in records:
                     result = json.loads(record.value)
                     if result["event_id"] not in seen:
                         seen.add(result["event_id"])
-                        latencies.append(float(result["latency_ms"]))
-        return loop.time(), latencies
+                        latency = float(result["latency_ms"])
+                        latencies.append(latency)
+                        scored_at = datetime.fromisoformat(result["scored_at"]).timestamp()
+                        arrivals.append((now - scored_at) * 1000 + latency)
+        return loop.time(), latencies, arrivals
     finally:
         await consumer.stop()
 
@@ -167,7 +182,7 @@ async def run_phase(
         started = loop.time()
         records = islice(events(World(seed=5), domain), count)
         await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
-        finished, latencies = await asyncio.wait_for(reader, RESULTS_TIMEOUT_S)
+        finished, latencies, arrivals = await asyncio.wait_for(reader, RESULTS_TIMEOUT_S)
     finally:
         status = worker.stop()
     if status != 0:
@@ -194,6 +209,8 @@ async def run_phase(
         count / seconds,
         percentile(latencies, 0.50),
         percentile(latencies, 0.99),
+        percentile(arrivals, 0.50),
+        percentile(arrivals, 0.99),
         stored,
         alerts,
         explained,
@@ -236,6 +253,30 @@ async def explanation_phases(
     return phases
 
 
+async def guarantee_phases(
+    base: Settings, arguments: argparse.Namespace, threads: dict[str, str], scratch: Path
+) -> list[Phase]:
+    """News and sensors end to end under each processing guarantee (and transaction interval)."""
+    settings = [("at_least_once", base.pipeline.commit_interval_ms)] + [
+        ("exactly_once", int(ms)) for ms in arguments.intervals_ms.split(",")
+    ]
+    phases = []
+    for guarantee, interval_ms in settings:
+        overrides = {
+            **threads,
+            "SIGNALYARD_PIPELINE__PROCESSING_GUARANTEE": guarantee,
+            "SIGNALYARD_PIPELINE__COMMIT_INTERVAL_MS": str(interval_ms),
+        }
+        for domain, count in (
+            ("news", arguments.news_events),
+            ("sensors", arguments.sensor_events),
+        ):
+            name = f"{domain}-{guarantee}-{interval_ms}ms"
+            phases.append(await run_phase(base, name, domain, count, None, overrides, scratch))
+            _done(phases[-1])
+    return phases
+
+
 async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, list[Phase]]:
     base = load_settings(
         **({"registry_dir": arguments.registry} if arguments.registry else {}),
@@ -252,6 +293,8 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, li
     news = arguments.news_events
     if arguments.explanations_only:
         return ceiling, await explanation_phases(base, news, threads, scratch)
+    if arguments.guarantees_only:
+        return ceiling, await guarantee_phases(base, arguments, threads, scratch)
     phases = [await run_phase(base, "news-batched", "news", news, None, threads, scratch)]
     _done(phases[-1])
     naive = {
@@ -289,6 +332,8 @@ def report(ceiling: float, phases: list[Phase]) -> Table:
         "vs model",
         "p50 ms",
         "p99 ms",
+        "seen p50",
+        "seen p99",
         "stored",
         "alerts (explained)",
     ):
@@ -303,6 +348,8 @@ def report(ceiling: float, phases: list[Phase]) -> Table:
             ratio,
             "-" if phase.p50_ms is None else f"{phase.p50_ms:.0f}",
             "-" if phase.p99_ms is None else f"{phase.p99_ms:.0f}",
+            "-" if phase.seen_p50_ms is None else f"{phase.seen_p50_ms:.0f}",
+            "-" if phase.seen_p99_ms is None else f"{phase.seen_p99_ms:.0f}",
             str(phase.stored),
             "-" if phase.alerts is None else f"{phase.alerts} ({phase.explained})",
         )
@@ -325,6 +372,16 @@ def main() -> None:
     )
     explaining.add_argument(
         "--explanations-only", action="store_true", help="only the two phases of --explanations"
+    )
+    explaining.add_argument(
+        "--guarantees-only",
+        action="store_true",
+        help="only news and sensors under at_least_once and exactly_once",
+    )
+    parser.add_argument(
+        "--intervals-ms",
+        default="100,1000",
+        help="exactly_once transaction intervals to measure (comma-separated)",
     )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="signalyard-bench-") as scratch:

@@ -142,6 +142,9 @@ class QuerySettings(Section):
     max_result_bytes: int = Field(gt=0)
 
 
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+
+
 class PipelineSettings(Section):
     app_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")  # Faust app id = consumer group
     max_payload_bytes: int = Field(gt=0, le=16_777_216)
@@ -150,6 +153,9 @@ class PipelineSettings(Section):
     max_event_age_s: float = Field(ge=0, le=500 * 365 * 86_400)
     max_batches_in_flight: int = Field(gt=0, le=4096)
     commit_interval_ms: int = Field(ge=0, le=60_000)
+    # at_least_once: a crash may publish a result or an alert again (ClickHouse collapses it);
+    # exactly_once: each commit is a Kafka transaction of the outputs and the offsets.
+    processing_guarantee: ProcessingGuarantee
     session_timeout_s: float = Field(ge=6, le=300)  # the broker's default bounds: 6 s to 5 min
     torch_threads: int = Field(ge=0, le=1024)  # per worker; 0: torch's default, one per core
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off

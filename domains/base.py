@@ -82,6 +82,24 @@ class ScoredResult(BaseModel):
     # estimates the live model's accuracy without labels (models.calibration). 0: not known, as
     # in results written before it existed (and in their stored rows), which estimates skip.
     confidence: float = 0.0
+    # Lineage: the exact model bytes (models.registry.content_sha256), the input record, and
+    # the guarantee it was processed under. Empty or -1 in results written before they existed.
+    model_sha256: Category = ""
+    source_topic: Category = ""
+    source_partition: Annotated[int, ColumnType("Int32")] = -1
+    source_offset: Annotated[int, ColumnType("Int64")] = -1
+    processing_guarantee: Category = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a result comes from: the input record's position and the processing guarantee
+    (``at_least_once``, ``exactly_once``, or ``replay`` for a backtest)."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    processing_guarantee: str
 
 
 @dataclass(frozen=True)
@@ -228,6 +246,7 @@ class Domain:
         batch_size: int,
         ingested_at: datetime,
         scored_at: datetime,
+        lineage: Lineage,
     ) -> ScoredResult:
         """The result of one event: a message of ``<name>.scored``, a row of ``<name>_scores``.
 
@@ -245,6 +264,11 @@ class Domain:
             batch_size=batch_size,
             latency_ms=(scored_at - ingested_at).total_seconds() * 1000.0,
             scored_at=scored_at,
+            model_sha256=scorer.model_sha256,
+            source_topic=lineage.source_topic,
+            source_partition=lineage.source_partition,
+            source_offset=lineage.source_offset,
+            processing_guarantee=lineage.processing_guarantee,
         )
 
     def events_columns_sql(self) -> list[tuple[str, str]]:

@@ -59,6 +59,7 @@ class Scorer(Protocol):
     task: str  # what it does (models.tasks)
     model_name: str
     version: str
+    model_sha256: str  # the content hash of the folder's weights and config (models.registry)
     calibration: Calibration  # what turns its probabilities into each result's confidence
 
     def score(self, inputs: Sequence[ModelInput]) -> list[Prediction]:

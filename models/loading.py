@@ -22,7 +22,7 @@ from models.calibration import Calibration
 from models.errors import ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
 from models.quantization import UnknownLayersError, kept_fp32
-from models.registry import METADATA_FILE, Registry
+from models.registry import METADATA_FILE, Registry, recorded_sha256
 from models.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.sensor_model import load_sensor_model
 from models.tasks import TAXONOMY_FILE, task_of
@@ -48,7 +48,14 @@ def load_scorer(
     precision: str = "auto",
     batch_size: int = 64,
 ) -> LoadedScorer:
-    model_dir = Path(model_dir)
+    scorer = _build_scorer(Path(model_dir), device, max_seq_length, precision, batch_size)
+    scorer.model_sha256 = recorded_sha256(model_dir)
+    return scorer
+
+
+def _build_scorer(
+    model_dir: Path, device: str, max_seq_length: int, precision: str, batch_size: int
+) -> LoadedScorer:
     metadata = read_metadata(model_dir)
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
     task = task_of(model_dir)

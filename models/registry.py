@@ -14,6 +14,7 @@ versions went live, which is what ``rollback`` walks back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -61,6 +62,34 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+# Files that describe a model rather than make it: rewriting them changes no decision.
+_DESCRIPTIONS = frozenset({METADATA_FILE, METRICS_FILE})
+CONTENT_HASH = "content_sha256"  # the metadata key of the hash
+
+
+def content_sha256(folder: Path) -> str:
+    """SHA-256 (hex) of a model folder's weights, config, tokenizer and every other file but
+    its metadata and metrics: over each file's path (relative, POSIX) and bytes, in path order.
+    The same bytes give the same hash wherever the folder lies."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if relative in _DESCRIPTIONS:
+            continue
+        digest.update(relative.encode() + b"\0")
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def recorded_sha256(folder: Path) -> str:
+    """The hash recorded when the folder was registered, else computed now."""
+    return str(_read_json(Path(folder) / METADATA_FILE).get(CONTENT_HASH) or content_sha256(folder))
 
 
 DOMAIN_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -132,6 +161,10 @@ class Registry:
         staging = self._domain_dir(domain) / f".staging-{uuid.uuid4().hex}"
         shutil.copytree(folder, staging)
         try:
+            metadata = _read_json(staging / METADATA_FILE)
+            write_json_atomic(
+                staging / METADATA_FILE, {**metadata, CONTENT_HASH: content_sha256(staging)}
+            )
             while True:
                 existing = self.version_ids(domain)
                 version = f"v{int(existing[-1][1:]) + 1 if existing else 1}"

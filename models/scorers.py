@@ -19,6 +19,7 @@ from models.taxonomy import RiskTaxonomy
 
 class SentimentScorer:
     task: Task = "sentiment"
+    model_sha256 = ""  # set by models.loading from the folder
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class SentimentScorer:
 
 class TicketScorer:
     task: Task = "intent_risk"
+    model_sha256 = ""  # set by models.loading from the folder
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class TicketScorer:
 
 class SensorScorer:
     task: Task = "defect"
+    model_sha256 = ""  # set by models.loading from the folder
 
     # The trees' own probabilities, with no validation accuracy to compare an estimate with:
     # a defect flag is right on nearly every reading, failing or not.

@@ -142,7 +142,8 @@ TABLES: dict[str, str] = {
             dead UInt64,
             dead_kinds Map(String, UInt64),
             started_at DateTime64(3, 'UTC'),
-            finished_at DateTime64(3, 'UTC')
+            finished_at DateTime64(3, 'UTC'),
+            model_sha256 LowCardinality(String)
         ) ENGINE = ReplacingMergeTree(finished_at)
         ORDER BY run_id
     """,
@@ -158,10 +159,18 @@ TABLES: dict[str, str] = {
 # Columns added after a table first shipped, so that a store made by an older version gains them.
 ADDED_COLUMNS: dict[str, list[str]] = {
     **{
-        table: ["confidence Float32"]
+        table: [
+            "confidence Float32",
+            "model_sha256 LowCardinality(String)",
+            "source_topic LowCardinality(String)",
+            "source_partition Int32 DEFAULT -1",
+            "source_offset Int64 DEFAULT -1",
+            "processing_guarantee LowCardinality(String)",
+        ]
         for domain in domains.all()
         for table in (domain.scores_table, f"backtest_{domain.scores_table}")
     },
+    "backtest_runs": ["model_sha256 LowCardinality(String)"],
     "feedback": [
         "predicted_label LowCardinality(String)",
         "model_version LowCardinality(String)",

@@ -32,7 +32,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 import domains
 from config.settings import DomainName, Settings
-from domains.base import RawEvent, ScoredResult
+from domains.base import Lineage, RawEvent, ScoredResult
 from models.base import Scorer
 from sinks.backtest_runs import RUNS_TABLE, RunWriter, scores_table
 from sinks.readonly import query_store, sql_list, sql_string
@@ -46,6 +46,7 @@ from streams.validation import EventLimits, Rejected, parse_event
 LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_DEAD_EXAMPLES = 5
+REPLAY = "replay"  # the processing guarantee a backtest's results name in their lineage
 # The figure whose mean absolute change a comparison reports.
 SCORE_FIELDS: dict[DomainName, str] = {
     "news": "sentiment",
@@ -83,6 +84,7 @@ class RunReport:
     time_range: TimeRange
     model_name: str
     model_version: str
+    model_sha256: str  # the exact model bytes the run scored with
     batch_size: int
     started_at: datetime
     finished_at: datetime | None = None
@@ -101,6 +103,7 @@ class RunReport:
             "to_ts": self.time_range.end,
             "model_name": self.model_name,
             "model_version": self.model_version,
+            "model_sha256": self.model_sha256,
             "batch_size": self.batch_size,
             "records": self.records,
             "skipped": self.skipped,
@@ -138,6 +141,7 @@ async def replay(
         time_range=time_range,
         model_name=scorer.model_name,
         model_version=scorer.version,
+        model_sha256=scorer.model_sha256,
         batch_size=batch_size,
         started_at=datetime.now(UTC),
     )
@@ -158,7 +162,13 @@ async def replay(
                 continue
             # In a replay the record's age says nothing: latency is the batch's scoring time.
             result = domains.get(domain).scored_result(
-                event, outcome, scorer, len(batch), started, scored_at
+                event,
+                outcome,
+                scorer,
+                len(batch),
+                started,
+                scored_at,
+                Lineage(record.topic, record.partition, record.offset, REPLAY),
             )
             rows.append({"run_id": run_id, **result.model_dump()})
             report.events += 1

@@ -30,9 +30,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from mode import Service
 
-from config.settings import KafkaSettings
+from config.settings import KafkaSettings, ProcessingGuarantee
 from streams.connection import group_member_options
 from streams.shared import exit_fatally, exit_on_failure
+from streams.transactions import PartitionTransactions
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,13 @@ class GroupConsumer(Service):
         topics: Iterable[str],
         session_timeout_s: float,
         max_handle_s: float = 60.0,
+        guarantee: ProcessingGuarantee = "at_least_once",
         **kwargs: Any,
     ) -> None:
         """``max_handle_s``: how long one ``handle`` may take; a rebalance waits that long
-        for the fetch in hand before the group gives this member up."""
+        for the fetch in hand before the group gives this member up. ``guarantee``:
+        under ``exactly_once`` each partition's part of a fetch is handled in that partition's
+        transaction (``streams.transactions``), which commits its offset too."""
         super().__init__(**kwargs)
         self.kafka = kafka
         self.group = group
@@ -67,9 +71,13 @@ class GroupConsumer(Service):
         self._handled: dict[TopicPartition, int] = {}  # the next offset after handled records
         self._committed: dict[TopicPartition, int] = {}
         self._ready: set[TopicPartition] = set()  # assigned, and ``assigned`` has run
+        self.transactions = (
+            PartitionTransactions(kafka, group) if guarantee == "exactly_once" else None
+        )
 
     async def handle(self, fetched: Fetched) -> None:
-        """Process one fetch; return once its effects are written."""
+        """Process one fetch; return once its effects are written. Under ``exactly_once`` a
+        fetch holds one partition, and ``SharedProducer`` sends in its transaction."""
         raise NotImplementedError
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -113,6 +121,8 @@ class GroupConsumer(Service):
             async with self._handling:
                 await self.commit()
             await self._consumer.stop()
+        if self.transactions is not None:
+            await self.transactions.stop()
 
     async def _read_until_cancelled(self) -> None:
         assert self._consumer is not None
@@ -128,8 +138,11 @@ class GroupConsumer(Service):
                         self._consumer.seek(tp, records[0].offset)
                         continue
                     mine[tp] = records
-                if mine:
+                if mine and self.transactions is None:
                     await self.handle(mine)
+                for tp, records in mine.items() if self.transactions is not None else ():
+                    with self.transactions.scope(tp):
+                        await self.handle({tp: records})
                 # Every record returned is handled: the positions (past transaction markers and
                 # aborted records too) are safe to commit.
                 for tp in owned & self._ready:
@@ -149,6 +162,14 @@ class GroupConsumer(Service):
             for tp, offset in self._handled.items()
             if tp in owned and self._committed.get(tp) != offset
         }
+        if self.transactions is not None:
+            try:
+                await self.transactions.commit(offsets)
+            except Exception as error:
+                # Fenced, or the broker refused: none of it is visible; the owner reads again.
+                exit_fatally(f"{self.group}: committing a transaction failed", error)
+            self._committed.update(offsets)
+            return
         if not offsets:
             return
         try:
@@ -167,11 +188,17 @@ class GroupConsumer(Service):
             self._committed.pop(tp, None)
             self._handled.pop(tp, None)
         await self.revoked(revoked)
+        if self.transactions is not None:
+            await self.transactions.revoke(revoked)
 
     async def _take_over(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
         self._consumer.pause(*assigned)
         try:
+            if self.transactions is not None:
+                # First: fencing aborts the previous owner's open transaction, so what
+                # ``assigned`` restores (read committed) is final.
+                await self.transactions.assign(assigned)
             await self.assigned(assigned)
         except Exception as error:
             # aiokafka only logs a listener's error: the partitions would stay unready, read

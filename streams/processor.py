@@ -23,7 +23,7 @@ from aiokafka import ConsumerRecord
 
 import domains
 from config.settings import DomainName
-from domains.base import RawEvent, ScoredResult
+from domains.base import Lineage, RawEvent, ScoredResult
 from models.base import ModelInput, Prediction, Scorer
 from streams.deadletter import DeadLetter
 from streams.publishing import Outgoing, Publish
@@ -93,7 +93,9 @@ class BatchProcessor:
         sink: Sink,
         destinations: Destinations,
         limits: EventLimits,
+        guarantee: str,
     ) -> None:
+        """``guarantee``: the processing guarantee each result's lineage names."""
         self.domain = domain
         self.scorer = scorer
         self.executor = executor
@@ -101,6 +103,7 @@ class BatchProcessor:
         self.sink = sink
         self.destinations = destinations
         self.limits = limits
+        self.guarantee = guarantee
 
     async def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         batch = PreparedBatch()
@@ -126,7 +129,13 @@ class BatchProcessor:
             batch.event_rows.append(domains.get(self.domain).event_row(event, ingested_at))
             batch.results.append(
                 domains.get(self.domain).scored_result(
-                    event, outcome, scorer, len(valid), ingested_at, scored_at
+                    event,
+                    outcome,
+                    scorer,
+                    len(valid),
+                    ingested_at,
+                    scored_at,
+                    Lineage(record.topic, record.partition, record.offset, self.guarantee),
                 )
             )
         return batch
@@ -138,14 +147,23 @@ class BatchProcessor:
         results = await self.publish(
             where.scored_topic,
             [
-                Outgoing(getattr(result, entity).encode(), result.model_dump_json().encode())
+                Outgoing(
+                    getattr(result, entity).encode(),
+                    result.model_dump_json().encode(),
+                    source=(result.source_topic, result.source_partition),
+                )
                 for result in batch.results
             ],
         )
         letters = await self.publish(
             where.deadletter_topic,
             [
-                Outgoing(letter.key, letter.payload, letter.headers())
+                Outgoing(
+                    letter.key,
+                    letter.payload,
+                    letter.headers(),
+                    source=(letter.source_topic, letter.partition),
+                )
                 for letter in batch.dead_letters
             ],
         )

@@ -25,6 +25,9 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
+    # The input record's (topic, partition) it comes from: under exactly_once it is sent in
+    # that partition's transaction (streams.transactions).
+    source: tuple[str, int] | None = None
 
 
 class Publish(Protocol):

@@ -56,7 +56,8 @@ from streams.processor import (
     from_consumer_record,
 )
 from streams.publishing import BatchPublisher, Outgoing
-from streams.shared import exit_on_failure
+from streams.shared import exit_fatally, exit_on_failure
+from streams.transactions import PartitionTransactions, TransactionGate
 from streams.validation import EventLimits
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class DomainScoring:
         tracker: CommitTracker,
         metrics: PipelineMetrics,
         on_delivered: Callable[[], None],
+        gate: TransactionGate,
     ) -> None:
         self.processor = processor
         self.batcher = batcher
@@ -86,6 +88,7 @@ class DomainScoring:
         self.tracker = tracker
         self.metrics = metrics
         self.on_delivered = on_delivered
+        self.gate = gate
         self.scoring = False  # a batch has left the batcher and has no delivery task yet
         self.deliveries: set[asyncio.Task[None]] = set()
 
@@ -119,7 +122,8 @@ class DomainScoring:
         self, prepared: PreparedBatch, ticket: Ticket, slots: asyncio.Semaphore
     ) -> None:
         try:
-            await self.processor.deliver(prepared)
+            async with self.gate.delivering():
+                await self.processor.deliver(prepared)
             self.metrics.delivered(self.domain, prepared)
             self.tracker.delivered(ticket)
             self.on_delivered()
@@ -151,7 +155,16 @@ class ScoringConsumer(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.group = settings.pipeline.scoring_group
+        self.guarantee = settings.pipeline.processing_guarantee
         self.tracker = CommitTracker()
+        # exactly_once: each raw partition's outputs and offsets commit in its own transaction.
+        self.transactions = (
+            PartitionTransactions(settings.kafka, self.group, max_batch_size=PRODUCE_BATCH_BYTES)
+            if self.guarantee == "exactly_once"
+            else None
+        )
+        self.gate = TransactionGate()
+        self._ready: set[TopicPartition] = set()  # assigned, and ready to deliver
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._publisher: BatchPublisher | None = None
@@ -175,12 +188,14 @@ class ScoringConsumer(Service):
                         scores_table=f"{domain}_scores",
                     ),
                     limits=EventLimits.of(settings.pipeline),
+                    guarantee=self.guarantee,
                 ),
                 MicroBatcher(limits.max_batch_size, limits.max_wait_ms / 1000),
                 settings.pipeline.max_batches_in_flight,
                 self.tracker,
                 metrics,
                 self._delivered_since_commit.set,
+                self.gate,
             )
             for domain, holder in scorers.items()
             for limits in [settings.batching.of(domain)]
@@ -200,11 +215,12 @@ class ScoringConsumer(Service):
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka
-        self._producer = AIOKafkaProducer(
-            **aiokafka_options(kafka), acks="all", max_batch_size=PRODUCE_BATCH_BYTES
-        )
-        await self._producer.start()
-        self._publisher = BatchPublisher(self._producer)
+        if self.transactions is None:
+            self._producer = AIOKafkaProducer(
+                **aiokafka_options(kafka), acks="all", max_batch_size=PRODUCE_BATCH_BYTES
+            )
+            await self._producer.start()
+            self._publisher = BatchPublisher(self._producer)
         self._consumer = AIOKafkaConsumer(
             **group_member_options(kafka, self.group, self.settings.pipeline.session_timeout_s)
         )
@@ -239,6 +255,8 @@ class ScoringConsumer(Service):
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self.transactions is not None:
+            await self.transactions.stop()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
@@ -246,8 +264,18 @@ class ScoringConsumer(Service):
         return task
 
     async def _publish(self, topic: str, messages: Sequence[Outgoing]) -> Awaitable[Any]:
-        assert self._publisher is not None, "the scoring consumer has not started"
-        return await self._publisher(topic, messages)
+        if self.transactions is None:
+            assert self._publisher is not None, "the scoring consumer has not started"
+            return await self._publisher(topic, messages)
+        by_source: dict[TopicPartition, list[Outgoing]] = {}
+        for message in messages:
+            assert message.source is not None, "under exactly_once every output names its source"
+            by_source.setdefault(TopicPartition(*message.source), []).append(message)
+        acks = [
+            await BatchPublisher(self.transactions.producer(source))(topic, own)
+            for source, own in by_source.items()
+        ]
+        return asyncio.gather(*acks)
 
     async def _read_until_cancelled(self) -> None:
         assert self._consumer is not None
@@ -260,6 +288,10 @@ class ScoringConsumer(Service):
                 # A partition revoked meanwhile is not owned: its new owner reads it.
                 for partition in consumer.assignment():
                     records = fetched.get(partition, [])
+                    if partition not in self._ready:  # fetched before its take-over ended
+                        if records:
+                            consumer.seek(partition, records[0].offset)
+                        continue
                     if records:
                         await self.domains[partition.topic].batcher.put_many(
                             [from_consumer_record(record) for record in records]
@@ -286,13 +318,11 @@ class ScoringConsumer(Service):
 
     async def _commit(self) -> None:
         assert self._consumer is not None
+        if self.transactions is not None:
+            await self._commit_transactions(self.transactions)
+            return
         async with self._committing:
-            owned = self._consumer.assignment()
-            offsets = {
-                TopicPartition(*partition): offset
-                for partition, offset in self.tracker.to_commit().items()
-                if TopicPartition(*partition) in owned
-            }
+            offsets = self._offsets_to_commit()
             if not offsets:
                 return
             try:
@@ -303,8 +333,36 @@ class ScoringConsumer(Service):
                 return
             self.tracker.committed({(tp.topic, tp.partition): o for tp, o in offsets.items()})
 
+    def _offsets_to_commit(self) -> dict[TopicPartition, int]:
+        assert self._consumer is not None
+        owned = self._consumer.assignment()
+        return {
+            TopicPartition(*partition): offset
+            for partition, offset in self.tracker.to_commit().items()
+            if TopicPartition(*partition) in owned
+        }
+
+    async def _commit_transactions(self, transactions: PartitionTransactions) -> None:
+        """Commit each partition's transaction with its offset, between deliveries: every
+        delivered batch's outputs are in the transaction that commits its offsets."""
+        async with self._committing, self.gate.committing():
+            offsets = self._offsets_to_commit()
+            try:
+                await transactions.commit(offsets)
+            except Exception as error:
+                # Fenced (another worker owns a partition now) or the broker refused: nothing
+                # of the open transactions becomes visible; the partitions' owner reads again.
+                exit_fatally(f"{self.group}: committing a transaction failed", error)
+            self.tracker.committed({(tp.topic, tp.partition): o for tp, o in offsets.items()})
+
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("scoring %d raw partitions", len(assigned))
+        if self.transactions is not None:
+            try:
+                await self.transactions.assign(assigned)
+            except Exception as error:
+                exit_fatally(f"{self.group}: starting transactional producers failed", error)
+        self._ready |= assigned
+        log.info("scoring %d raw partitions (%s)", len(assigned), self.guarantee)
 
     async def hand_over(self, revoked: set[TopicPartition]) -> None:
         """Before partitions go to another worker: deliver everything read, then commit."""
@@ -312,3 +370,6 @@ class ScoringConsumer(Service):
             await self._until_delivered()
             await self._commit()
         self.tracker.forget((partition.topic, partition.partition) for partition in revoked)
+        self._ready -= revoked
+        if self.transactions is not None:
+            await self.transactions.revoke(revoked)

@@ -13,6 +13,7 @@ from mode import Service
 
 from config.settings import KafkaSettings
 from streams.connection import aiokafka_options
+from streams.transactions import producer_in_scope
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ class SharedProducer(Service):
 
     @property
     def producer(self) -> AIOKafkaProducer:
+        """The worker's producer; while a consumer handles an input partition under
+        ``exactly_once``, that partition's transactional producer instead."""
         assert self._producer is not None, "the producer has not started"
-        return self._producer
+        return producer_in_scope() or self._producer
 
     async def on_start(self) -> None:
         # Created here: aiokafka binds a client to the running event loop.

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 import domains
-from config.settings import Settings, load_settings, with_topic_suffix
+from config.settings import DomainName, Settings, load_settings, with_topic_suffix
 from signalyard.local.local_kafka import port_answers
+from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,3 +61,46 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = isolated_settings(tmp_path_factory.mktemp("registry"))
     ensure_models(settings, domains.names(), tiny)
     return settings.models_dir
+
+
+class Worker(WorkerProcess):
+    """One ``signalyard worker`` process (or another worker command) with a test's settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Path,
+        app_id: str,
+        log: Path,
+        command: tuple[str, ...] = ("worker",),
+    ) -> None:
+        overrides = {
+            "SIGNALYARD_REGISTRY_DIR": str(registry),
+            "SIGNALYARD_PIPELINE__APP_ID": app_id,
+            # The restarted worker waits this long for the killed one's partitions.
+            "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
+            # The scoring stage alone: the alert agents have tests of their own.
+            "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
+        }
+        super().__init__(settings, log, (*command, "--loglevel", "info"), overrides)
+        self.settings = settings
+
+    def start(self, *domains: DomainName) -> Worker:  # type: ignore[override]
+        super().start(*(part for domain in domains for part in ("--domain", domain)))
+        return self
+
+
+@pytest.fixture
+def workers(tmp_path: Path, registry_dir: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.cleanup()
+
+
+def new_worker(
+    started: list[Worker], settings: Settings, registry: Path, app_id: str, name: str
+) -> Worker:
+    worker = Worker(settings, registry, app_id, settings.home_dir.parent / f"{name}.log")
+    started.append(worker)
+    return worker

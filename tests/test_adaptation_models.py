@@ -20,7 +20,7 @@ from models.base import SensorReading
 from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.evaluation import evaluate, evaluate_data
 from models.loading import load_scorer
-from models.registry import Registry
+from models.registry import CONTENT_HASH, Registry, content_sha256
 from models.training import TrainOptions, split_indices, subset, train_model
 
 # The fixtures of test_training, shared rather than rebuilt.
@@ -83,7 +83,7 @@ def test_adapted_model_registers_loads_and_keeps_its_source(
     assert version == "v2" and news_registry.live_version("news") == "v1"
     folder = news_registry.version_dir("news", version)
     stored = json.loads((folder / "metadata.json").read_text())
-    assert stored == metadata
+    assert stored == {**metadata, CONTENT_HASH: content_sha256(folder)}
     assert stored["adapted_from"] == "v1" and stored["model_name"] == live["model_name"]
     assert stored["mode"] == "full" and stored["base_model"] == live["base_model"]
     for key in ("path", "sha256", "seed", "validation_fraction"):

@@ -9,8 +9,10 @@ from typing import Annotated
 import pytest
 
 import domains
-from domains.base import ColumnType, column_type
+from domains.base import ColumnType, Lineage, column_type
 from domains.news import NewsEvent, NewsScore
+
+ORIGIN = Lineage("news.raw", 0, 0, "at_least_once")
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -20,7 +22,7 @@ class FlaggedScore(NewsScore):
 
 
 class Scorer:
-    model_name, version = "m", "v1"
+    model_name, version, model_sha256 = "m", "v1", "ab" * 32
 
 
 def test_a_result_takes_fields_from_its_event_and_stores_them_as_typed() -> None:
@@ -31,7 +33,7 @@ def test_a_result_takes_fields_from_its_event_and_stores_them_as_typed() -> None
     event = NewsEvent(id="n1", ts=NOW, source="s", ticker="NOK", headline="up", body="more")
     prediction = {"label": "positive", "confidence": 0.9, "p_negative": 0.05,
                   "p_neutral": 0.05, "p_positive": 0.9, "sentiment": 0.85}  # fmt: skip
-    result = flagging.scored_result(event, prediction, Scorer(), 1, NOW, NOW)  # type: ignore[arg-type]
+    result = flagging.scored_result(event, prediction, Scorer(), 1, NOW, NOW, ORIGIN)  # type: ignore[arg-type]
     assert isinstance(result, FlaggedScore) and result.flagged is True and result.ticker == "NOK"
     columns = dict(flagging.scores_columns_sql())
     assert columns["flagged"] == "Nullable(Bool)" and columns["ticker"] == "LowCardinality(String)"

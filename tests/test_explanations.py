@@ -15,7 +15,7 @@ from conftest import isolated_settings, query
 
 import domains
 from config.settings import Settings
-from domains.base import ScoredResult
+from domains.base import Lineage, ScoredResult
 from domains.news import NewsEvent
 from models.explanations import explain_readings, explain_texts
 from models.loading import load_scorer
@@ -31,6 +31,8 @@ from sinks.readonly import ReadOnlyStore
 from streams.alerting.alert import Alert, alert_id
 from streams.explaining import EventExplainer
 from streams.stored_events import Lookup, find_events
+
+ORIGIN = Lineage("news.raw", 0, 0, "at_least_once")
 
 tiny_base = test_training.tiny_base
 FILLER = ["the", "company", "said", "on", "monday", "that", "its", "report", "shows", "news"]
@@ -127,7 +129,7 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
                       headline="bankruptcy the company said")  # fmt: skip
     now = datetime.now(UTC)
     (prediction,) = scorer.score([domains.get("news").model_input(event)])
-    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now)
+    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now, ORIGIN)
 
     def alert(event_id: str) -> Alert:
         evidence = {"kind": "count", "trigger_event_id": event_id, "event_ids": [event_id]}
@@ -190,7 +192,7 @@ def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
     now = datetime.now(UTC)
     event = NewsEvent(id="e-1", ts=now, source="wire", ticker="ACME", headline="a report")
     (prediction,) = scorer.score([domains.get("news").model_input(event)])
-    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now)
+    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now, ORIGIN)
 
     async def run() -> tuple[Lookup, float, Lookup]:
         sink = ClickHouseSink(settings.clickhouse_dsn, settings.sink)

@@ -17,6 +17,7 @@ from test_alerts_pipeline import read_topic
 
 import domains
 from config.settings import Settings
+from domains.base import Lineage
 from domains.news import NewsEvent
 from models.loading import load_scorer
 from sinks.clickhouse_sink import ClickHouseSink
@@ -27,6 +28,8 @@ from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, SourceRecord
 from streams.shared import SharedProducer
 from streams.topics import provision_topics
+
+ORIGIN = Lineage("news.raw", 0, 0, "at_least_once")
 
 tiny_base = test_training.tiny_base
 keyword_model = test_explanations.keyword_model
@@ -46,7 +49,7 @@ def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_r
     now = datetime.now(UTC)
     event = NewsEvent(id="e-1", ts=now, source="wire", ticker="ACME", headline="a report")
     (prediction,) = scorer.score([domains.get("news").model_input(event)])
-    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now)
+    result = domains.get("news").scored_result(event, prediction, scorer, 1, now, now, ORIGIN)
     labels = [label(0, "e-1"), label(1, "bad"), label(2, "never")]
     metrics = PipelineMetrics()
 

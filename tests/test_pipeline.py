@@ -15,19 +15,18 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from conftest import query
+from conftest import Worker, new_worker, query
 
 import domains
 from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
 from signalyard.demo.synthetic import World, events
-from signalyard.local.worker_process import WorkerProcess
 from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from streams.groups import wait_until_stable
@@ -37,49 +36,6 @@ from streams.topics import project_topics, provision_topics
 pytestmark = pytest.mark.kafka
 
 WAIT_S = 90
-
-
-class Worker(WorkerProcess):
-    """One ``signalyard worker`` process (or another worker command) with a test's settings."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        registry: Path,
-        app_id: str,
-        log: Path,
-        command: tuple[str, ...] = ("worker",),
-    ) -> None:
-        overrides = {
-            "SIGNALYARD_REGISTRY_DIR": str(registry),
-            "SIGNALYARD_PIPELINE__APP_ID": app_id,
-            # The restarted worker waits this long for the killed one's partitions.
-            "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
-            # The scoring stage alone: the alert agents have tests of their own.
-            "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
-        }
-        super().__init__(settings, log, (*command, "--loglevel", "info"), overrides)
-        self.settings = settings
-
-    def start(self, *domains: DomainName) -> Worker:  # type: ignore[override]
-        super().start(*(part for domain in domains for part in ("--domain", domain)))
-        return self
-
-
-@pytest.fixture
-def workers(tmp_path: Path, registry_dir: Path) -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        worker.cleanup()
-
-
-def new_worker(
-    started: list[Worker], settings: Settings, registry: Path, app_id: str, name: str
-) -> Worker:
-    worker = Worker(settings, registry, app_id, settings.home_dir.parent / f"{name}.log")
-    started.append(worker)
-    return worker
 
 
 class Scored:

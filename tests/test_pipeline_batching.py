@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import domains
+from domains.base import Lineage
 from domains.news import NewsEvent
 from models.base import SentimentPrediction
 from signalyard.demo.monitor import LiveStats, percentile
@@ -86,6 +87,7 @@ def test_a_scored_result_carries_the_event_model_batch_and_latency() -> None:
         domain = "news"
         model_name = "news-minilm"
         version = "v3"
+        model_sha256 = "5e" * 32
 
     event = NewsEvent.model_validate_json(
         '{"id": "n-9", "ts": "2024-05-01T10:00:00Z", "source": "ft", "tickers": ["SAP", "SIE"],'
@@ -96,12 +98,21 @@ def test_a_scored_result_carries_the_event_model_batch_and_latency() -> None:
     )
     ingested = datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC)
     result = domains.get("news").scored_result(
-        event, prediction, Model(), 17, ingested, ingested + timedelta(milliseconds=250)
+        event,
+        prediction,
+        Model(),
+        17,
+        ingested,
+        ingested + timedelta(milliseconds=250),
+        Lineage("news.raw", 2, 41, "exactly_once"),
     )
     message = json.loads(result.model_dump_json())
     assert message["event_id"] == "n-9" and message["ticker"] == "SAP"
     assert message["model_name"] == "news-minilm" and message["model_version"] == "v3"
     assert message["batch_size"] == 17 and message["latency_ms"] == 250.0
+    assert message["model_sha256"] == "5e" * 32 and message["source_topic"] == "news.raw"
+    assert message["source_partition"] == 2 and message["source_offset"] == 41
+    assert message["processing_guarantee"] == "exactly_once"
     assert message["label"] == "positive" and message["p_positive"] == 0.7
     assert set(result.model_dump()) == set(message)
 

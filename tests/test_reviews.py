@@ -11,11 +11,14 @@ import pytest
 
 import domains
 from config.settings import load_settings
+from domains.base import Lineage
 from domains.reviews import ReviewScore
 from signalyard.demo.synthetic import World, write_training_csv
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import load_rules
 from streams.validation import EventLimits, Rejected, parse_event
+
+ORIGIN = Lineage("reviews.raw", 0, 0, "at_least_once")
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 LIMITS = EventLimits(65536)
@@ -25,7 +28,7 @@ REVIEW = {"id": "r-1", "ts": "2026-12-01T09:00:00Z", "product_id": "1078", "titl
 
 
 class Scorer:
-    model_name, version = "reviews-test", "v1"
+    model_name, version, model_sha256 = "reviews-test", "v1", "ab" * 32
 
 
 def encode(event: dict) -> bytes:
@@ -47,12 +50,12 @@ def test_a_review_is_scored_on_its_text_and_keeps_the_reviewers_recommendation()
     assert event.entity == "1078" and reviews.model_input(event) == "Soft and flattering."
     prediction = {"label": "positive", "confidence": 0.8, "p_negative": 0.1, "p_neutral": 0.1,
                   "p_positive": 0.8, "sentiment": 0.7}  # fmt: skip
-    result = reviews.scored_result(event, prediction, Scorer(), 1, T0, T0)  # type: ignore[arg-type]
+    result = reviews.scored_result(event, prediction, Scorer(), 1, T0, T0, ORIGIN)  # type: ignore[arg-type]
     assert isinstance(result, ReviewScore) and result.recommended is True
     assert result.product_id == "1078" and result.model_version == "v1"
     bare = parse_event("reviews", encode({k: REVIEW[k] for k in ("id", "ts", "product_id",
                                                                   "text")}), LIMITS)  # fmt: skip
-    assert reviews.scored_result(bare, prediction, Scorer(), 1, T0, T0).recommended is None  # type: ignore[arg-type]
+    assert reviews.scored_result(bare, prediction, Scorer(), 1, T0, T0, ORIGIN).recommended is None  # type: ignore[arg-type]
     row = reviews.event_row(bare, T0)
     assert row["title"] == "" and row["rating"] is None and row["recommended"] is None
 

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 from config.settings import load_settings
 from models.loading import load_live_scorer, load_scorer
-from models.registry import Registry
+from models.registry import Registry, content_sha256
 from models.training import TrainOptions, train_model
 from signalyard.cli import main
 
@@ -221,6 +221,7 @@ def test_registry_commands(
     main(["models", "show", "news"])
     shown = json.loads(capsys.readouterr().out)
     assert shown["version"] == "v2" and shown["domain"] == "news"
+    assert shown["content_sha256"] == content_sha256(registry.version_dir("news", "v2"))
     main(["models", "list"])
     assert "news" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:

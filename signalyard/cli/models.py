@@ -16,7 +16,7 @@ from rich.table import Table
 import domains
 from config.settings import DomainName, load_settings
 from models.options import TrainOptions
-from models.registry import Registry
+from models.registry import CONTENT_HASH, Registry, recorded_sha256
 from models.tasks import HEADLINE_METRICS, TEXT_TASKS
 
 console = Console(stderr=True)
@@ -181,13 +181,15 @@ def _gate(metadata: dict) -> str:
 @domain_argument
 @click.argument("version", required=False)
 def show(domain: DomainName, version: str | None) -> None:
-    """The metadata of a version (default: the live one), as JSON."""
+    """The metadata of a version (default: the live one) with its content hash, as JSON."""
     registry = _registry()
     folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
     metadata = next((i.metadata for i in registry.versions(domain) if i.path == folder), None)
     if metadata is None:
         raise click.BadParameter(f"{domain} has no version {version!r}", param_hint="VERSION")
-    click.echo(json.dumps({"version": folder.name, "path": str(folder), **metadata}, indent=2))
+    # Versions registered before the hash was recorded get it computed here.
+    described = {**metadata, CONTENT_HASH: recorded_sha256(folder)}
+    click.echo(json.dumps({"version": folder.name, "path": str(folder), **described}, indent=2))
 
 
 @models.command()

@@ -54,6 +54,7 @@ def feedback_consumer(
         settings.topics.feedback_labels.name,
         settings.pipeline.session_timeout_s,
         settings.queries.max_execution_time_s,
+        guarantee=settings.pipeline.processing_guarantee,
     )
 
 

@@ -125,6 +125,7 @@ class AlertConsumer(GroupConsumer):
             f"{settings.pipeline.app_id}-alerts",
             self.domains,
             settings.pipeline.session_timeout_s,
+            guarantee=settings.pipeline.processing_guarantee,
             **kwargs,
         )
         self.rules = rules
