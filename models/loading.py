@@ -19,10 +19,10 @@ from pathlib import Path
 
 from config.settings import DomainName, Settings
 from models.calibration import Calibration
-from models.errors import ModelNotFoundError
+from models.errors import BrokenModelError, ModelNotFoundError
 from models.inference import SensorEngine, TextEngine
 from models.quantization import UnknownLayersError, kept_fp32
-from models.registry import METADATA_FILE, Registry, recorded_sha256
+from models.registry import CONTENT_HASH, METADATA_FILE, Registry, content_sha256
 from models.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.sensor_model import load_sensor_model
 from models.tasks import TAXONOMY_FILE, task_of
@@ -48,9 +48,26 @@ def load_scorer(
     precision: str = "auto",
     batch_size: int = 64,
 ) -> LoadedScorer:
-    scorer = _build_scorer(Path(model_dir), device, max_seq_length, precision, batch_size)
-    scorer.model_sha256 = recorded_sha256(model_dir)
+    """The model in ``model_dir``, its files checked against the content hash recorded when it
+    was registered. Raises ModelNotFoundError when the folder is not a model, BrokenModelError
+    (one) when its files changed since, or its weights do not load as its config says."""
+    model_dir = Path(model_dir)
+    digest = verified_sha256(model_dir)
+    scorer = _build_scorer(model_dir, device, max_seq_length, precision, batch_size)
+    scorer.model_sha256 = digest
     return scorer
+
+
+def verified_sha256(model_dir: Path) -> str:
+    """The folder's content hash; BrokenModelError when it differs from the registered one."""
+    recorded = read_metadata(model_dir).get(CONTENT_HASH)
+    actual = content_sha256(model_dir)
+    if recorded and recorded != actual:
+        raise BrokenModelError(
+            f"{model_dir}: its files changed since it was registered (content sha256 "
+            f"{actual[:12]}..., registered {recorded[:12]}...)"
+        )
+    return actual
 
 
 def _build_scorer(

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from models.errors import ModelNotFoundError
+from models.errors import BrokenModelError, ModelNotFoundError, one_line
 
 # Loading reads local folders only; a model id must already be in the local Hugging Face cache.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,11 +52,20 @@ class TextClassifier(nn.Module):
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))
 
 
-def load_encoder(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A pretrained encoder and its tokenizer, from a folder or a locally cached model id."""
+def load_encoder(
+    name_or_path: str | Path, strict: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A pretrained encoder and its tokenizer, from a folder or a locally cached model id.
+
+    ``strict``: every weight the config calls for is in the files and every weight in the
+    files has a place, else BrokenModelError (a base encoder may lack a head it never had;
+    a folder this project saved may not)."""
     try:
-        encoder = AutoModel.from_pretrained(
-            str(name_or_path), local_files_only=True, use_safetensors=True
+        encoder, loading = AutoModel.from_pretrained(
+            str(name_or_path),
+            local_files_only=True,
+            use_safetensors=True,
+            output_loading_info=True,
         )
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=True)
     except OSError as error:
@@ -64,6 +73,20 @@ def load_encoder(name_or_path: str | Path) -> tuple[PreTrainedModel, PreTrainedT
             f"cannot load encoder {name_or_path} from local files "
             f"(a folder, or a model id in the Hugging Face cache): {error}"
         ) from None
+    except Exception as error:  # truncated weights, shapes the config does not give, ...
+        if not strict:
+            raise
+        raise BrokenModelError(
+            f"{name_or_path}: its weights do not load ({one_line(error)})"
+        ) from error
+    unmatched = {kind: keys for kind, keys in loading.items() if keys and kind != "error_msgs"}
+    if strict and unmatched:
+        described = "; ".join(
+            f"{len(keys)} {kind.replace('_', ' ')}" for kind, keys in unmatched.items()
+        )
+        raise BrokenModelError(
+            f"{name_or_path}: its config does not match its weights ({described})"
+        )
     return encoder, tokenizer
 
 
@@ -81,7 +104,7 @@ def load_text_classifier(
     folder: Path,
 ) -> tuple[TextClassifier, PreTrainedTokenizerBase, list[str]]:
     labels = json.loads((folder / LABELS_FILE).read_text(encoding="utf-8"))
-    encoder, tokenizer = load_encoder(folder)
+    encoder, tokenizer = load_encoder(folder, strict=True)
     model = TextClassifier(encoder, len(labels))
     model.head.load_state_dict(load_file(folder / HEAD_FILE))
     return model.eval(), tokenizer, labels

@@ -69,3 +69,15 @@ def test_bad_operations_are_refused(tmp_path: Path) -> None:
         registry.register("tickets", empty)
     with pytest.raises(RegistryError, match="invalid domain name"):
         registry.live_version("../weather")
+
+
+def test_a_registration_killed_midway_leaves_no_version(tmp_path: Path) -> None:
+    """A trainer killed while copying its model in leaves a staging folder, never a version:
+    the version appears by one rename of the finished copy."""
+    registry = Registry(tmp_path / "registry")
+    registry.register("news", model_folder(tmp_path, "a"))
+    half = tmp_path / "registry" / "news" / ".staging-killed"
+    half.mkdir()
+    (half / "config.json").write_text("{")  # what a kill mid-copy leaves
+    assert [info.version for info in registry.versions("news")] == ["v1"]
+    assert registry.register("news", model_folder(tmp_path, "b")) == "v2"

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from config.settings import DomainName, KafkaSettings, TopicSettings
 from models.base import Scorer
+from models.errors import one_line
 from models.registry import Registry
 from streams.adaptation.messages import ModelUpdate
 from streams.connection import consumer_options
@@ -91,19 +92,23 @@ class ModelWatcher:
 
     async def switch(self, domain: DomainName, version: str) -> None:
         """Load ``version`` of ``domain`` in the background and make it score the next batch.
-        A version that cannot be loaded is logged and the current model kept."""
+        A version that cannot be loaded (its files changed since it was registered, weights
+        that do not match its config, a missing folder) is refused: one log line, a count in
+        ``signalyard_model_refusals``, and the current model keeps scoring."""
         holder = self.scorers[domain]
         if holder.current.version == version:
             return
         loop = asyncio.get_running_loop()
         try:
             scorer = await loop.run_in_executor(self._loader, self.load, domain, version)
-        except Exception:
-            log.exception(
-                "%s %s could not be loaded; %s keeps scoring",
+        except Exception as error:
+            self.metrics.model_refusals.labels(domain).inc()
+            log.error(
+                "%s %s refused, %s keeps scoring: %s",
                 domain,
                 version,
                 holder.current.version,
+                one_line(error),
             )
             return
         previous, holder.current = holder.current.version, scorer

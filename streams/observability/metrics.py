@@ -97,6 +97,11 @@ class PipelineMetrics:
             "Switches to an announced model version between batches",
             **by_domain,
         )
+        self.model_refusals = Counter(
+            "signalyard_model_refusals",
+            "Announced model versions refused (broken or unloadable); the current one scores on",
+            **by_domain,
+        )
 
     def scored(self, domain: str, events: int, seconds: float) -> None:
         """A micro-batch of ``events`` raw events was validated and scored in ``seconds``."""
