@@ -39,6 +39,7 @@ from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, m
 from streams.alerting.consumer import alert_consumer
 from streams.connection import faust_credentials
 from streams.explaining import EventExplainer
+from streams.observability.log_limits import limit_client_logs
 from streams.observability.metrics import PartitionReader, PipelineMetrics
 from streams.observability.web import add_web_views
 from streams.processor import ScorerHolder
@@ -175,6 +176,7 @@ def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], logleve
         settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
     )
     app = create_app(settings, runtime)
+    limit_client_logs()
     worker = faust.Worker(app, runtime, loglevel=loglevel, quiet=True)
     # Faust's progress spinner sets the root logger to DEBUG to spin on every record: that
     # turns each message's debug line in aiokafka into a formatted log record.
