@@ -159,6 +159,10 @@ class PipelineSettings(Section):
     session_timeout_s: float = Field(ge=6, le=300)  # the broker's default bounds: 6 s to 5 min
     torch_threads: int = Field(ge=0, le=1024)  # per worker; 0: torch's default, one per core
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
+    web_bind: str = Field(min_length=1)  # the address the web server listens on
+    # The credential of /sql, /explain and the backtest writes; empty: each worker makes one
+    # and writes it to ``web_token_path`` (readable by its user only), where the CLI finds it.
+    web_token: SecretStr = SecretStr("")
 
     @property
     def scoring_group(self) -> str:
@@ -311,6 +315,11 @@ class Settings(BaseSettings):
     @cached_property
     def models_dir(self) -> Path:
         return (self.registry_dir or self.home_dir / "models").expanduser().resolve()
+
+    @property
+    def web_token_path(self) -> Path:
+        """Where a worker without a configured ``pipeline.web_token`` keeps the one it made."""
+        return self.home_dir / f"web-token-{self.pipeline.web_port}"
 
     @cached_property
     def encoders_dir(self) -> Path:

@@ -31,6 +31,7 @@ import domains
 from config.settings import Settings
 from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
 from sinks.clickhouse_schema import create_tables
+from sinks.web_token import credentials
 
 RUNS_TABLE = "backtest_runs"
 WORKER_TIMEOUT_S = 120
@@ -100,8 +101,10 @@ class StoreRunWriter:
 class WorkerRunWriter:
     """Writes through the worker serving ``port`` on this machine, in chunks it accepts."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        """``headers``: the worker's credentials (``sinks.web_token.credentials``)."""
         self.root = f"http://127.0.0.1:{port}"
+        self.headers = headers
 
     def forget(self, run_id: str) -> None:
         self._post("forget", {"run_id": run_id}, b"")
@@ -131,7 +134,7 @@ class WorkerRunWriter:
 
     def _post(self, action: str, query: dict[str, str], body: bytes) -> None:
         url = f"{self.root}/backtest/{action}?{urllib.parse.urlencode(query)}"
-        request = urllib.request.Request(url, data=body, method="POST")
+        request = urllib.request.Request(url, data=body, headers=self.headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=WORKER_TIMEOUT_S):
                 return
@@ -152,7 +155,7 @@ def run_writer(settings: Settings) -> Iterator[RunWriter]:
     dsn = settings.clickhouse_dsn
     port = settings.pipeline.web_port
     if dsn.startswith(CHDB_SCHEME) and port:
-        through_worker = WorkerRunWriter(port)
+        through_worker = WorkerRunWriter(port, credentials(settings))
         if through_worker.answers():
             yield through_worker
             return

@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 
 from config.settings import QuerySettings, Settings
 from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
+from sinks.web_token import credentials
 
 WORKER_TIMEOUT_S = 60
 
@@ -126,7 +127,7 @@ def query_store(settings: Settings, sql: str) -> QueryResult:
     dsn = settings.clickhouse_dsn
     if dsn.startswith(CHDB_SCHEME) and settings.pipeline.web_port:
         try:
-            return _through_worker(settings.pipeline.web_port, sql)
+            return _through_worker(settings.pipeline.web_port, sql, credentials(settings))
         except ConnectionRefusedError:
             pass  # no worker serves this port: the store may be free to open here
     try:
@@ -142,9 +143,9 @@ def query_store(settings: Settings, sql: str) -> QueryResult:
         client.close()
 
 
-def _through_worker(port: int, sql: str) -> QueryResult:
+def _through_worker(port: int, sql: str, headers: dict[str, str]) -> QueryResult:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/sql", data=sql.encode(), method="POST"
+        f"http://127.0.0.1:{port}/sql", data=sql.encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=WORKER_TIMEOUT_S) as response:

@@ -35,6 +35,7 @@ from sinks.backtest_runs import BacktestWrites
 from sinks.clickhouse import CHDB_SCHEME
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
+from sinks.web_token import issue
 from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, model_watcher
 from streams.alerting.consumer import alert_consumer
 from streams.connection import faust_credentials
@@ -156,13 +157,14 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
         # the one topic of Faust's own consumer, which may not subscribe to none.
         web_enabled=pipeline.web_port > 0,
         web_port=pipeline.web_port or 6066,
+        web_bind=pipeline.web_bind,
         datadir=str(settings.home_dir / "faust"),
     )
     if runtime.scorers:
         add_retrain_triggers(
             app, settings, runtime.scorers, runtime.store, runtime.sink, runtime.producer
         )
-    add_web_views(app, runtime)
+    add_web_views(app, runtime, issue(settings) if pipeline.web_port else "")
     return app
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import isolated_settings
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +32,7 @@ from models.registry import Registry
 from models.tasks import TEXT_TASKS
 from signalyard.cli import main
 from signalyard.local.local_kafka import port_answers
+from sinks.web_token import credentials
 from streams.producer import produce
 
 pytestmark = pytest.mark.kafka
@@ -65,12 +67,24 @@ class Live:
     expected: dict[DomainName, set[str]]
     tickers: set[str]
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """GET (POST with ``data``) ``path``, with the worker's token unless ``headers``."""
+        request = urllib.request.Request(
+            self.url + path, data=data, headers=self.credentials() if headers is None else headers
+        )
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
+
+    def credentials(self) -> dict[str, str]:
+        """What the CLI sends: the token the worker wrote under its home for its port."""
+        port = int(self.worker.env["SIGNALYARD_PIPELINE__WEB_PORT"])
+        pipeline = self.settings.pipeline.model_copy(update={"web_port": port})
+        return credentials(self.settings.model_copy(update={"pipeline": pipeline}))
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics by name and labels."""
@@ -291,6 +305,29 @@ def test_explain_endpoint_explains_a_scored_event(live: Live) -> None:
     status, body = live.get("/explain?event_id=no-such-event&domain=news")
     assert status == 404 and "no scored event" in json.loads(body)["error"]
     assert live.get("/explain")[0] == 400
+
+
+def test_privileged_endpoints_need_the_token_and_the_server_listens_on_loopback(
+    live: Live,
+) -> None:
+    """A reverse proxy on the worker's host makes every client loopback: the address proves
+    nothing, the token does."""
+    event_id = sorted(live.expected["news"])[0]
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        assert live.get("/sql", headers, data=b"SELECT 1")[0] == 401
+        assert live.get(f"/explain?event_id={event_id}", headers)[0] == 401
+        assert live.get("/backtest/forget?run_id=r", headers, data=b"")[0] == 401
+        assert live.get("/metrics", headers)[0] == 200  # what monitoring scrapes stays open
+    assert live.get("/sql", data=b"SELECT 1")[0] == 200
+    token_file = live.settings.home_dir / f"web-token-{live.url.rsplit(':', 1)[1]}"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    port = int(live.url.rsplit(":", 1)[1])
+    listening = {
+        c.laddr.ip
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    assert listening == {"127.0.0.1"}
 
 
 def test_sql_without_the_workers_endpoint_names_the_way_in(

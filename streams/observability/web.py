@@ -4,19 +4,19 @@
 * ``/healthz``: 200 while the process runs its event loop (the answer itself shows that);
 * ``/readyz``: 200 once the worker has partitions assigned and its sink is connected, else 503;
 * ``/dashboard``: the live dashboard page, fed by ``/dashboard/data``;
-* ``/explain?event_id=ID[&domain=D]`` (loopback clients only): why the model scored a stored
-  event as it did (the version that scored it; computed on the explainer thread, and stored);
-* ``/sql`` (POST, the query as the body; loopback clients only): one read-only query on the
-  worker's ClickHouse as JSON. ``signalyard sql`` uses it for an embedded store, which only
-  this process may open.
+* ``/explain?event_id=ID[&domain=D]`` (token): why the model scored a stored event as it did
+  (the version that scored it; computed on the explainer thread, and stored);
+* ``/sql`` (POST, the query as the body; token): one read-only query on the worker's
+  ClickHouse as JSON. ``signalyard sql`` uses it for an embedded store, which only this
+  process may open.
 * ``/backtest/forget?run_id=R`` and ``/backtest/rows?table=T`` (POST, JSONEachRow rows as the
-  body; loopback clients only): a replay's writes to an embedded store this worker holds
+  body; token): a replay's writes to an embedded store this worker holds
   (``sinks.backtest_runs``), made on a thread of their own, one at a time.
+
+"token": the request must carry the worker's token (``sinks.web_token``), whatever its address.
 """
 
 from __future__ import annotations
-
-from ipaddress import ip_address
 
 import faust
 from faust.web import Request, Response, View
@@ -24,12 +24,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import domains
 from sinks.readonly import QueryError
+from sinks.web_token import HEADER, authorized
 from streams.observability.dashboard import charts, page, panel_data
 from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready
 
+UNAUTHORIZED = (
+    "this endpoint needs the worker's token (pipeline.web_token, or the token file the worker "
+    "wrote under its home): send Authorization: Bearer <token>"
+)
 
-def add_web_views(app: faust.App, worker: WorkerView) -> None:
-    """Register the endpoints above; they are served when the app's web server is on."""
+
+def add_web_views(app: faust.App, worker: WorkerView, token: str) -> None:
+    """Register the endpoints above; they are served when the app's web server is on.
+    ``token``: what the privileged endpoints require (empty: they refuse every request)."""
     registry = worker.metrics.registry
     registry.register(WorkerCollector(worker))
     store = worker.store
@@ -78,10 +85,10 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
 
     @app.page("/explain")
     async def explain(self: View, request: Request) -> Response:
-        # Local clients only, as /sql: an explanation shows the event's text, and each one
-        # costs model passes on the thread that alerts' explanations wait on.
-        if not ip_address(request.remote or "0.0.0.0").is_loopback:
-            return self.json({"error": "explanations are only served to local clients"}, status=403)
+        # Privileged, as /sql: an explanation shows the event's text, and each one costs model
+        # passes on the thread that alerts' explanations wait on.
+        if not authorized(request.headers.get(HEADER), token):
+            return self.json({"error": UNAUTHORIZED}, status=401)
         event_id = request.query.get("event_id", "").strip()
         domain = request.query.get("domain") or None
         if not event_id or (domain is not None and domain not in domains.names()):
@@ -97,8 +104,8 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
 
     class Sql(View):
         async def post(self, request: Request) -> Response:
-            if not ip_address(request.remote or "0.0.0.0").is_loopback:
-                return self.json({"error": "SQL is only served to local clients"}, status=403)
+            if not authorized(request.headers.get(HEADER), token):
+                return self.json({"error": UNAUTHORIZED}, status=401)
             sql = (await self.read_request_content(request)).decode("utf-8", "replace")
             try:
                 result = await store.query(sql)
@@ -110,10 +117,8 @@ def add_web_views(app: faust.App, worker: WorkerView) -> None:
 
     class BacktestWrite(View):
         async def post(self, request: Request, action: str) -> Response:
-            if not ip_address(request.remote or "0.0.0.0").is_loopback:
-                return self.json(
-                    {"error": "replays are only written for local clients"}, status=403
-                )
+            if not authorized(request.headers.get(HEADER), token):
+                return self.json({"error": UNAUTHORIZED}, status=401)
             body = await self.read_request_content(request)
             try:
                 if action == "forget" and request.query.get("run_id"):
