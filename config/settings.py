@@ -157,6 +157,9 @@ class PipelineSettings(Section):
     # exactly_once: each commit is a Kafka transaction of the outputs and the offsets.
     processing_guarantee: ProcessingGuarantee
     session_timeout_s: float = Field(ge=6, le=300)  # the broker's default bounds: 6 s to 5 min
+    # From SIGTERM to exit at most; past it the worker ends anyway (status 70), what it did
+    # not commit to be read again.
+    shutdown_timeout_s: float = Field(gt=0, le=3600)
     torch_threads: int = Field(ge=0, le=1024)  # per worker; 0: torch's default, one per core
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
     web_bind: str = Field(min_length=1)  # the address the web server listens on

@@ -20,6 +20,7 @@ allows one process per data directory, so embedded workers each need their own
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,7 +46,7 @@ from streams.observability.metrics import PartitionReader, PipelineMetrics
 from streams.observability.web import add_web_views
 from streams.processor import ScorerHolder
 from streams.scoring import ScoringConsumer
-from streams.shared import SharedProducer
+from streams.shared import SharedProducer, exit_fatally
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,28 @@ class ScoringRuntime(Service):
         self.explainer.close()
 
 
+class Worker(faust.Worker):
+    """Faust's worker, whose stop ends the process within ``shutdown_timeout_s`` however it
+    goes: a stop delivers, commits and leaves the groups, which waits on the broker, and with
+    the broker gone it could wait for ever. The deadline runs on a thread of its own, so that
+    a stuck event loop cannot hold it back."""
+
+    def __init__(self, *args: Any, shutdown_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._deadline: threading.Timer | None = None
+
+    async def stop(self) -> None:
+        if self._deadline is None:
+            self._deadline = threading.Timer(self.shutdown_timeout_s, self._overdue)
+            self._deadline.daemon = True
+            self._deadline.start()
+        await super().stop()
+
+    def _overdue(self) -> None:
+        exit_fatally(f"the worker did not stop within {self.shutdown_timeout_s:g}s", None)
+
+
 def explains_alerts(settings: Settings, scoring: bool) -> bool:
     """Whether the worker's alerts carry explanations: as set, except in an alerting-only
     worker on an embedded store, which never holds the scoring workers' events."""
@@ -179,7 +202,13 @@ def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], logleve
     )
     app = create_app(settings, runtime)
     limit_client_logs()
-    worker = faust.Worker(app, runtime, loglevel=loglevel, quiet=True)
+    worker = Worker(
+        app,
+        runtime,
+        loglevel=loglevel,
+        quiet=True,
+        shutdown_timeout_s=settings.pipeline.shutdown_timeout_s,
+    )
     # Faust's progress spinner sets the root logger to DEBUG to spin on every record: that
     # turns each message's debug line in aiokafka into a formatted log record.
     worker.spinner = None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT as Credentials
@@ -74,3 +79,26 @@ def faust_credentials(kafka: KafkaSettings) -> Credentials | None:
             mechanism=kafka.sasl_mechanism,
         )
     return SSLCredentials(context) if context is not None else None
+
+
+async def wait_for_broker(
+    kafka: KafkaSettings, waiting: Callable[[str], None], every_s: float = 60.0
+) -> None:
+    """Return once a bootstrap server answers; meanwhile call ``waiting`` with one line at
+    once and then every ``every_s`` seconds (a worker may start before its broker)."""
+    started = time.monotonic()
+    said = -every_s
+    while True:
+        client = AIOKafkaClient(**aiokafka_options(kafka))
+        try:
+            await client.bootstrap()
+            return
+        except KafkaError as error:
+            waited = time.monotonic() - started
+            if waited - said >= every_s:
+                servers = ", ".join(kafka.bootstrap_list)
+                waiting(f"no Kafka broker answers at {servers} ({error}); waited {waited:.0f}s")
+                said = waited
+        finally:
+            await client.close()
+        await asyncio.sleep(1.0)

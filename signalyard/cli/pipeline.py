@@ -10,6 +10,7 @@ import click
 import domains
 from config.settings import DomainName, load_settings
 from signalyard.cli.provision import provision
+from streams.connection import wait_for_broker
 from streams.producer import file_format, produce, read_records
 from streams.topics import provision_topics
 
@@ -40,8 +41,13 @@ def worker(chosen: tuple[DomainName, ...], loglevel: str) -> None:
     settings = load_settings()
     names = chosen or domains.names()
     scorers = {domain: load_live_scorer(settings, domain) for domain in names}
+    asyncio.run(wait_for_broker(settings.kafka, _say))
     provision(settings)
     run_worker(settings, scorers, loglevel)
+
+
+def _say(line: str) -> None:
+    click.echo(f"signalyard: {line}; waiting for it (SIGTERM or Ctrl-C stops)", err=True)
 
 
 @click.command(name="produce")

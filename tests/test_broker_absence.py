@@ -1,0 +1,60 @@
+"""No broker at start, or gone while running: the worker waits with one clear line and starts
+by itself, and a stop asked for while the broker is gone ends within the shutdown timeout
+(real broker: the one the suite runs on, stopped and started again; a worker process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import Worker, new_worker
+from test_pipeline import ids_of, provision, read_until, send, synthetic
+
+from config.settings import Settings, load_settings
+from signalyard.local import local_kafka
+from streams.shared import EXIT_FATAL
+
+pytestmark = pytest.mark.kafka
+
+SHUTDOWN_TIMEOUT_S = 15
+
+
+def test_a_worker_waits_for_its_broker_and_stops_in_time_without_it(
+    kafka: Settings, registry_dir: Path, workers: list[Worker]
+) -> None:
+    settings = kafka
+    stack = load_settings()  # the suite's broker: its home and ports are the environment's
+    provision(settings)
+    worker = new_worker(workers, settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", "w")
+    worker.env["SIGNALYARD_PIPELINE__SHUTDOWN_TIMEOUT_S"] = str(SHUTDOWN_TIMEOUT_S)
+
+    assert local_kafka.down(stack.home_dir, stack.stack)
+    try:
+        worker.start("sensors")
+        time.sleep(10)
+        assert worker.running, worker.tail()
+        waiting = [line for line in worker.log.read_text().splitlines() if "no Kafka" in line]
+        assert len(waiting) == 1 and "waiting for it" in waiting[0], waiting
+    finally:
+        local_kafka.up(stack.home_dir, stack.stack)
+
+    records = synthetic("sensors", 300, seed=3)
+    asyncio.run(send(settings, "sensors", records))
+    scored = asyncio.run(
+        read_until(settings, lambda s: len(s.ids["sensors"]) >= 300, ("sensors",), timeout=120)
+    )
+    assert set(scored.ids["sensors"]) == ids_of(records), worker.tail()
+
+    assert local_kafka.down(stack.home_dir, stack.stack)
+    try:
+        time.sleep(5)  # the worker finds its broker gone
+        asked = time.monotonic()
+        status = worker.stop(timeout_s=SHUTDOWN_TIMEOUT_S + 30)
+        took = time.monotonic() - asked
+    finally:
+        local_kafka.up(stack.home_dir, stack.stack)
+    assert status in (0, EXIT_FATAL), worker.tail()
+    assert took < SHUTDOWN_TIMEOUT_S + 5, f"stopped after {took:.0f}s\n{worker.tail()}"
