@@ -1,0 +1,348 @@
+"""A day in an hour: every domain at a steady rate through one worker, with a model swap, an
+adaptation round and a replay along the way; is anything growing, lagging or lost?
+
+Every ``--sample-s`` the worker's process tree (the worker and its children: the explainer
+pool) is measured: resident memory, open file descriptors and threads (psutil), the consumer
+lag (its ``/metrics``), and the p50 / p99 of the end-to-end latency of the results that
+arrived since the last sample (from the raw record's Kafka timestamp to a ``read_committed``
+reader). Along the way, at a third of the run the live sensors model is swapped (a copy
+registered and promoted, ``models promote`` announcing it), at half a news adaptation round
+is asked for (``signalyard retrain news``; the trainer runs beside the worker and learns from
+the feedback labels the run publishes for one news event in five), and at two thirds the
+sensor readings so far are replayed through the worker (``signalyard replay``). At the end the
+feed stops, the worker drains and stops, and every event sent is counted in the store (FINAL).
+
+Memory and descriptors are judged after warm-up (the first fifth of the samples): the slope
+of a least-squares line through the rest, per hour. The broker must be up (``signalyard stack
+up``); models are trained from the synthetic world when the registry has none.
+
+    .venv/bin/python benchmarks/bench_soak.py [--minutes 60] [--sample-s 60]
+        [--rates news=20,tickets=10,reviews=10,sensors=200] [--out benchmarks/results/soak.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+import domains
+from config.settings import (
+    DomainName,
+    Settings,
+    load_settings,
+    settings_environment,
+    with_topic_suffix,
+)
+from models.registry import Registry
+from signalyard.demo.bootstrap import ensure_models
+from signalyard.demo.feed import synthetic_feed
+from signalyard.demo.monitor import percentile
+from signalyard.demo.synthetic import World
+from signalyard.local.worker_process import WorkerProcess
+from sinks.clickhouse import connect
+from sinks.clickhouse_sink import count_final
+from streams.adaptation.messages import FeedbackLabel
+from streams.connection import aiokafka_options, consumer_options
+from streams.groups import wait_until_stable
+from streams.topics import project_topics, provision_topics
+
+console = Console(width=120)
+LABEL_EVERY = 5  # one news event in this many gets its true label as feedback
+DRAIN_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Sample:
+    minute: float
+    rss_mb: float
+    fds: int
+    threads: int
+    lag: float
+    results: int  # arrived since the last sample
+    p50_ms: float | None
+    p99_ms: float | None
+    event: str  # what happened since the last sample
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def measure(pid: int) -> tuple[float, int, int]:
+    """Resident MB, open descriptors and threads of the process and its children."""
+    rss = fds = threads = 0
+    for process in tree(pid):
+        try:
+            rss += process.memory_info().rss
+            fds += process.num_fds()
+            threads += process.num_threads()
+        except psutil.NoSuchProcess:
+            continue
+    return rss / 2**20, fds, threads
+
+
+def consumer_lag(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        body = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "signalyard_consumer_lag"
+    )
+
+
+def slope_per_hour(minutes: list[float], values: list[float]) -> float:
+    """Least-squares slope of ``values`` against time, per hour."""
+    if len(minutes) < 2:
+        return 0.0
+    return statistics.linear_regression(minutes, values).slope * 60
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    """A ``signalyard`` command with the run's settings; its output, or an error."""
+    done = subprocess.run(
+        [sys.executable, "-m", "signalyard", *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"signalyard {' '.join(args)}: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+class Run:
+    """The run's feed, its reader of results, and what each sample saw."""
+
+    def __init__(self, settings: Settings, rates: dict[DomainName, float]) -> None:
+        self.settings = settings
+        self.rates = rates
+        self.sent: dict[DomainName, set[str]] = {domain: set() for domain in rates}
+        self.latencies: list[float] = []
+        self.results = 0
+        self.labels: dict[str, str] = {}
+        self.feeding = True
+
+    async def feed(self, domain: DomainName, world: World) -> None:
+        producer = AIOKafkaProducer(**aiokafka_options(self.settings.kafka), acks="all")
+        await producer.start()
+        topic = self.settings.topics.raw(domain).name
+        records = synthetic_feed(world, domain, malformed=0.0)
+        interval = 1 / self.rates[domain]
+        started = time.monotonic()
+        count = 0
+        try:
+            while self.feeding:
+                fed = next(records)
+                await producer.send(topic, fed.value, key=fed.key)
+                assert fed.event_id is not None and fed.truth is not None
+                self.sent[domain].add(fed.event_id)
+                if domain == "news" and count % LABEL_EVERY == 0:
+                    self.labels[fed.event_id] = fed.truth
+                count += 1
+                await asyncio.sleep(max(0.0, started + count * interval - time.monotonic()))
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def read(self) -> None:
+        """Latency of every result, and feedback for the labeled news events once scored."""
+        topics = {self.settings.topics.scored(domain).name: domain for domain in self.rates}
+        consumer = AIOKafkaConsumer(
+            *topics, **consumer_options(self.settings.kafka), auto_offset_reset="earliest"
+        )
+        producer = AIOKafkaProducer(**aiokafka_options(self.settings.kafka), acks="all")
+        await consumer.start()
+        await producer.start()
+        try:
+            while True:
+                fetched = await consumer.getmany(timeout_ms=500, max_records=5000)
+                now = time.time()
+                for tp, records in fetched.items():
+                    for record in records:
+                        self.results += 1
+                        result = json.loads(record.value)
+                        scored_at = datetime.fromisoformat(result["scored_at"]).timestamp()
+                        self.latencies.append((now - scored_at) * 1000 + result["latency_ms"])
+                        truth = self.labels.pop(result["event_id"], None)
+                        if truth is not None:
+                            label = FeedbackLabel(
+                                event_id=result["event_id"], domain=topics[tp.topic],
+                                label=truth, labeler="soak", ts=datetime.now(UTC),
+                            )  # fmt: skip
+                            await producer.send(
+                                self.settings.topics.feedback_labels.name,
+                                label.model_dump_json().encode(),
+                                key=result["event_id"].encode(),
+                            )
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    def take(self) -> tuple[int, float | None, float | None]:
+        latencies, self.latencies = self.latencies, []
+        count, self.results = self.results, 0
+        return count, percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+
+async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
+    names = list(arguments.rates)
+    run = uuid.uuid4().hex[:8]
+    port = arguments.web_port
+    settings = with_topic_suffix(
+        load_settings(home=scratch / "home", registry_dir=arguments.registry), run
+    )
+    ensure_models(settings, tuple(names))
+    await provision_topics(settings.kafka, project_topics(settings))
+    app_id = f"soak-{run}"
+    overrides = {
+        "SIGNALYARD_PIPELINE__APP_ID": app_id,
+        "SIGNALYARD_PIPELINE__WEB_PORT": str(port),
+    }
+    env = {**os.environ, **settings_environment(settings), **overrides}
+    worker = WorkerProcess(settings, scratch / "worker.log", overrides=overrides).start()
+    trainer = WorkerProcess(settings, scratch / "trainer.log", ("trainer",), overrides).start()
+    group = settings.pipeline.model_copy(update={"app_id": app_id}).scoring_group
+    if not await wait_until_stable(settings.kafka, group, 1, 240):
+        raise RuntimeError(f"the worker did not start; see {scratch / 'worker.log'}")
+    assert worker.process is not None
+    state = Run(settings, arguments.rates)
+    started_at = datetime.now(UTC)
+    tasks = [asyncio.create_task(state.feed(d, World(seed=n))) for n, d in enumerate(names)]
+    reader = asyncio.create_task(state.read())
+    samples: list[Sample] = []
+    events = {
+        max(1, arguments.samples // 3): "sensors model swapped",
+        max(1, arguments.samples // 2): "news adaptation round asked",
+        max(1, 2 * arguments.samples // 3): "sensors replayed",
+    }
+    began = time.monotonic()
+    try:
+        for n in range(1, arguments.samples + 1):
+            await asyncio.sleep(max(0.0, began + n * arguments.sample_s - time.monotonic()))
+            event = events.get(n, "")
+            if event == "sensors model swapped":
+                registry = Registry(settings.models_dir)
+                live = registry.live_dir("sensors")
+                copy = Path(shutil.copytree(live, scratch / "swap"))
+                version = registry.register("sensors", copy, promote=False)
+                await asyncio.to_thread(cli, env, "models", "promote", "sensors", version)
+            elif event == "news adaptation round asked":
+                await asyncio.to_thread(cli, env, "retrain", "news")
+            elif event == "sensors replayed":
+                to = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                since = started_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+                await asyncio.to_thread(
+                    cli, env, "replay", "sensors", "--from", since, "--to", to, "--run-id", "soak"
+                )
+            rss, fds, threads = measure(worker.process.pid)
+            count, p50, p99 = state.take()
+            samples.append(
+                Sample(
+                    round((time.monotonic() - began) / 60, 2), round(rss, 1), fds, threads,
+                    consumer_lag(port), count, p50, p99, event,
+                )
+            )  # fmt: skip
+            console.print(samples[-1])
+    finally:
+        state.feeding = False
+        await asyncio.gather(*tasks, return_exceptions=True)
+    drained = time.monotonic() + DRAIN_TIMEOUT_S
+    while consumer_lag(port) > 0 and time.monotonic() < drained:
+        await asyncio.sleep(2)
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    trainer.stop()
+    status = worker.stop()
+    client = connect(settings.clickhouse_dsn)
+    try:
+        stored = {d: count_final(client, domains.get(d).scores_table) for d in names}
+    finally:
+        client.close()
+    sent = {domain: len(ids) for domain, ids in state.sent.items()}
+    steady = samples[max(1, len(samples) // 5) :]
+    minutes = [s.minute for s in steady]
+    return {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count()},
+        "command": " ".join(sys.argv),
+        "rates": arguments.rates,
+        "samples": [asdict(s) for s in samples],
+        "rss_mb_per_hour": slope_per_hour(minutes, [s.rss_mb for s in steady]),
+        "fds_per_hour": slope_per_hour(minutes, [float(s.fds) for s in steady]),
+        "threads_per_hour": slope_per_hour(minutes, [float(s.threads) for s in steady]),
+        "max_lag": max((s.lag for s in samples), default=0.0),
+        "sent": sent,
+        "stored": stored,
+        "worker_exit": status,
+        "swaps": cli(env, "models", "list"),
+    }
+
+
+def rates(text: str) -> dict[DomainName, float]:
+    chosen = {}
+    for part in text.split(","):
+        name, _, rate = part.partition("=")
+        if name not in domains.names():
+            raise argparse.ArgumentTypeError(f"unknown domain {name!r}")
+        chosen[name] = float(rate)
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--sample-s", type=float, default=60.0)
+    parser.add_argument(
+        "--rates", type=rates, default=rates("news=20,tickets=10,reviews=10,sensors=200")
+    )
+    parser.add_argument("--web-port", type=int, default=16066)
+    parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak.json"))
+    arguments = parser.parse_args()
+    arguments.samples = max(3, round(arguments.minutes * 60 / arguments.sample_s))
+    with tempfile.TemporaryDirectory(prefix="signalyard-soak-") as scratch:
+        figures = asyncio.run(soak(arguments, Path(scratch)))
+    table = Table(title="Signalyard soak", title_justify="left")
+    for column in ("minute", "RSS MB", "fds", "threads", "lag", "results", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    table.add_column("event")
+    for s in figures["samples"]:
+        table.add_row(
+            f"{s['minute']:.1f}", f"{s['rss_mb']:.0f}", str(s["fds"]), str(s["threads"]),
+            f"{s['lag']:.0f}", str(s["results"]), "-" if s["p50_ms"] is None else
+            f"{s['p50_ms']:.0f}", "-" if s["p99_ms"] is None else f"{s['p99_ms']:.0f}", s["event"],
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"after warm-up: RSS {figures['rss_mb_per_hour']:+.1f} MB/h, descriptors "
+        f"{figures['fds_per_hour']:+.1f}/h, threads {figures['threads_per_hour']:+.1f}/h; "
+        f"max lag {figures['max_lag']:.0f}; sent {figures['sent']}, stored {figures['stored']}"
+    )
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(figures, indent=2, default=str))
+    lost = {d: figures["sent"][d] - figures["stored"][d] for d in figures["sent"]}
+    if any(lost.values()):
+        raise SystemExit(f"not every event was stored once: {lost}")
+
+
+if __name__ == "__main__":
+    main()
