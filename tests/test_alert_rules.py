@@ -2,164 +2,41 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import (
+    HIGH_RISK,
+    SENTIMENT,
+    STREAK,
+    T0,
+    Folder,
+    reading,
+    reading_stream,
+    rule_book,
+    sentiment_stream,
+    ticket_stream,
+)
 
 import domains
 from config.settings import load_settings
 from domains.base import ScoredResult
-from domains.news import NewsScore
 from domains.sensors import SensorScore
-from domains.tickets import TicketScore
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState, evaluate
 from streams.alerting.rules import (
     ConsecutiveRule,
     CountRule,
     MeanRule,
-    RuleBook,
     RulesError,
     load_rules,
 )
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def _common(event_id: str, minute: float) -> dict:
-    return {
-        "event_id": event_id,
-        "ts": T0 + timedelta(minutes=minute),
-        "model_name": "m",
-        "model_version": "v7",
-        "batch_size": 1,
-        "latency_ms": 1.0,
-        "scored_at": T0,
-    }
-
-
-def news(event_id: str, minute: float, sentiment: float) -> NewsScore:
-    return NewsScore(
-        **_common(event_id, minute),
-        ticker="ACME",
-        label="negative" if sentiment < 0 else "positive",
-        p_negative=0.5,
-        p_neutral=0.0,
-        p_positive=0.5,
-        sentiment=sentiment,
-    )
-
-
-def ticket(event_id: str, minute: float, risk: str, customer: str = "c-1") -> TicketScore:
-    return TicketScore(
-        **_common(event_id, minute),
-        customer_id=customer,
-        intent="x",
-        top_intents=["x"],
-        top_probabilities=[1.0],
-        risk_score=0.9 if risk == "high" else 0.1,
-        risk_level=risk,
-    )
-
-
-def reading(event_id: str, minute: float, probability: float, machine: str = "M-1") -> SensorScore:
-    return SensorScore(
-        **_common(event_id, minute),
-        machine_id=machine,
-        failure_probability=probability,
-        failure_mode="none",
-        defect=probability > 0.5,
-    )
-
-
-def rule_book(text: str) -> RuleBook:
-    return RuleBook.model_validate(tomllib.loads(text))
-
-
-SENTIMENT = """
-[[rules]]
-name = "drop"
-domain = "news"
-kind = "mean"
-field = "sentiment"
-below = -0.4
-window = "15m"
-min_count = 5
-severity = "warning"
-cooldown = "30m"
-"""
-HIGH_RISK = """
-[[rules]]
-name = "risky"
-domain = "tickets"
-kind = "count"
-when = { field = "risk_level", equals = "high" }
-at_least = 3
-window = "1h"
-severity = "critical"
-cooldown = "1h"
-"""
-STREAK = """
-[[rules]]
-name = "streak"
-domain = "sensors"
-kind = "consecutive"
-when = { field = "failure_probability", above = 0.8 }
-at_least = 2
-window = "1h"
-severity = "critical"
-cooldown = "30m"
-
-[[rules]]
-name = "failure-rate"
-domain = "sensors"
-kind = "share"
-when = { field = "defect", equals = true }
-at_least = 0.5
-window = "10m"
-min_count = 4
-severity = "warning"
-cooldown = "1h"
-"""
-
-
-class Folder:
-    """Folds results one by one, keeping each entity's state as a table would (JSON)."""
-
-    def __init__(self, text: str, states: dict[str, EntityState] | None = None) -> None:
-        self.rules = rule_book(text).rules
-        self.domain = self.rules[0].domain
-        self.states = dict(states or {})
-
-    def fold(self, results: list[ScoredResult]) -> list[Alert]:
-        alerts = []
-        for result in results:
-            entity = getattr(result, domains.get(self.domain).entity)
-            state = self.states.get(entity, EntityState())
-            outcome = evaluate(self.domain, self.rules, state, result)
-            if outcome.changed:
-                self.states[entity] = EntityState.from_json(outcome.state.to_json())
-            else:
-                assert outcome.state == state and not outcome.alerts
-            alerts.extend(outcome.alerts)
-        return alerts
-
 
 def triggers(alerts: list[Alert]) -> list[tuple[str, str, str]]:
     return [(a.rule, a.entity, a.evidence["trigger_event_id"]) for a in alerts]
-
-
-def sentiment_stream() -> list[NewsScore]:
-    return [
-        *(news(f"n{i}", minute, -0.6) for i, minute in enumerate([0, 2, 4, 6])),
-        news("n4", 8, 0.5),  # five articles, mean -0.38: not below -0.4
-        news("n5", 9, -0.6),  # six, mean -0.417: fires
-        news("n6", 10, -0.9),  # still below, but cooling down
-        *(news(f"n{7 + i}", 40 + i, -0.9) for i in range(5)),  # n11 at 44: 35 min later
-    ]
 
 
 def test_mean_rule_needs_min_count_in_the_window_and_respects_the_cooldown() -> None:
@@ -177,22 +54,6 @@ def test_mean_rule_needs_min_count_in_the_window_and_respects_the_cooldown() -> 
     assert alerts[1].evidence["event_ids"] == [f"n{i}" for i in range(7, 12)]
 
 
-def ticket_stream() -> list[TicketScore]:
-    return [
-        ticket("a1", 50, "high"),
-        ticket("b1", 0, "high", "c-2"),
-        ticket("a2", 55, "low"),
-        ticket("b2", 60, "high", "c-2"),  # b1 is exactly one hour older: outside the window
-        ticket("a3", 65, "high"),
-        ticket("b3", 70, "high", "c-2"),  # only b2, b3 within the hour
-        ticket("a4", 109, "high"),  # a1, a3, a4 within (09:49, 10:49]: fires
-        ticket("a5", 110, "high"),  # cooling
-        ticket("a6", 120, "high"),
-        ticket("a7", 165, "high"),  # four in the hour, still cooling (56 min)
-        ticket("a8", 170, "high"),  # 61 min after a4: a6, a7, a8 -> fires again
-    ]
-
-
 def test_count_rule_counts_per_customer_across_clock_boundaries_window_end_excluded() -> None:
     stream = ticket_stream()
     alerts = Folder(HIGH_RISK).fold(stream)
@@ -201,16 +62,6 @@ def test_count_rule_counts_per_customer_across_clock_boundaries_window_end_exclu
     assert alerts[0].evidence["matched"] == 3
     assert alerts[0].evidence["count"] == 4  # the low-risk a2 is in the window too
     assert alerts[1].evidence["event_ids"] == ["a6", "a7", "a8"]
-
-
-def reading_stream() -> list[SensorScore]:
-    return [
-        reading("r0", 0, 0.9),
-        reading("r1", 1, 0.3),  # breaks the streak
-        reading("r2", 2, 0.85),
-        reading("r3", 3, 0.95),  # two in a row: streak fires; defects 3 of 4: rate fires
-        reading("r4", 4, 0.99),  # both cooling
-    ]
 
 
 def test_consecutive_and_share_rules_on_one_machine() -> None:

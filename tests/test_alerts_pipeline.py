@@ -22,51 +22,33 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from conftest import query
-from test_alert_rules import (
+from helpers import (
     HIGH_RISK,
     SENTIMENT,
     STREAK,
+    WAIT_S,
+    AlertWorker,
     Folder,
+    _lag_or_unknown,
+    alerts_on_topic,
+    provision,
+    read_topic,
     reading,
     reading_stream,
     sentiment_stream,
     ticket_stream,
+    wait_until_consumed,
 )
-from test_pipeline import Worker, provision
 
 import domains
-from config.settings import Settings, TopicSettings
+from config.settings import Settings
 from domains.base import ScoredResult
 from streams.alerting.alert import alert_id
-from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_REASON, kind_from_headers
-from streams.groups import COORDINATOR_NOT_READY, wait_until_stable
 from streams.producer import produce
 
 pytestmark = pytest.mark.kafka
-
-WAIT_S = 90
-
-
-class AlertWorker(Worker):
-    """A ``signalyard alerts worker``: the pipeline's worker process, alert agents only."""
-
-    def __init__(self, settings: Settings, rules: Path, app_id: str, log: Path) -> None:
-        super().__init__(settings, settings.models_dir, app_id, log, ("alerts", "worker"))
-        self.app_id = app_id
-        self.env |= {
-            "SIGNALYARD_ALERTS__RULES_FILE": str(rules),
-            # Alerts are published one result at a time; a short sink delay keeps tests quick.
-            "SIGNALYARD_SINK__MAX_DELAY_MS": "10",
-            # A killed worker's partitions move to its successor once its session expires.
-            "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "10",
-            # Crafted results have no stored events to explain (tests/test_explanations.py
-            # covers explanations in alerts).
-            "SIGNALYARD_EXPLANATIONS__IN_ALERTS": "false",
-        }
 
 
 NewWorker = Callable[[str], AlertWorker]
@@ -97,77 +79,6 @@ def record(domain: str, result: ScoredResult) -> tuple[bytes, bytes]:
 async def send(settings: Settings, domain: str, results: list, rate: float | None = None) -> None:
     records = [r if isinstance(r, tuple) else record(domain, r) for r in results]
     await produce(settings.kafka, settings.topics.scored(domain).name, records, rate)
-
-
-async def _lag(settings: Settings, group: str) -> int:
-    """Scored results not yet committed by the group (all of them before its first commit)."""
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings.kafka))
-    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka))
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        partitions = [
-            TopicPartition(settings.topics.scored(domain).name, p)
-            for domain in domains.names()
-            for p in range(settings.topics.scored(domain).partitions)
-        ]
-        ends = await consumer.end_offsets(partitions)
-        return sum(
-            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
-        )
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
-def _lag_or_unknown(settings: Settings, group: str) -> int | None:
-    try:
-        return asyncio.run(_lag(settings, group))
-    except COORDINATOR_NOT_READY:
-        return None  # a fresh broker creates its offsets topic on the first group's request
-
-
-def wait_until_consumed(settings: Settings, worker: AlertWorker) -> None:
-    """Until the worker alone holds the scored partitions and its Faust app has joined its
-    group (so it is up: a stop does not come mid start-up), and every result is committed."""
-    group = f"{worker.app_id}-alerts"
-    for member_of in (group, worker.app_id):
-        assert asyncio.run(wait_until_stable(settings.kafka, member_of, 1, WAIT_S)), worker.tail()
-    deadline = time.monotonic() + WAIT_S
-    while _lag_or_unknown(settings, group) != 0:
-        assert worker.process.poll() is None, worker.tail()
-        assert time.monotonic() < deadline, f"results left unconsumed\n{worker.tail()}"
-        time.sleep(0.5)
-
-
-async def read_topic(settings: Settings, topic: TopicSettings, at_least: int = 0) -> list:
-    """Every record of the topic, from the start to its current end (or to ``at_least``)."""
-    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records = []
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            ends = await consumer.end_offsets(partitions)
-            positions = {tp: await consumer.position(tp) for tp in partitions}
-            if len(records) >= at_least and all(positions[tp] >= ends[tp] for tp in partitions):
-                break
-            for batch in (await consumer.getmany(timeout_ms=300)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
-
-
-def alerts_on_topic(settings: Settings, at_least: int = 0) -> list[dict]:
-    records = asyncio.run(read_topic(settings, settings.topics.alerts, at_least))
-    alerts = [json.loads(r.value) for r in records]
-    assert all(r.key.decode() == a["entity"] for r, a in zip(records, alerts, strict=True))
-    return alerts
 
 
 def alerts_in_clickhouse(settings: Settings) -> dict[str, tuple]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Worker, new_worker
-from test_pipeline import ids_of, provision, read_until, send, synthetic
+from helpers import ids_of, provision, read_until, send, synthetic
 
 from config.settings import Settings, load_settings
 from signalyard.local import local_kafka

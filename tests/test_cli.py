@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run
 
 from config.settings import load_settings
 from signalyard.local.local_kafka import (
@@ -16,19 +14,6 @@ from signalyard.local.local_kafka import (
     format_storage,
     server_properties,
 )
-
-SIGNALYARD = [sys.executable, "-m", "signalyard"]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*SIGNALYARD, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(

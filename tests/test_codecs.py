@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_pipeline import Worker, provision, read_until
+from helpers import Worker, provision, read_until
 
 from config.settings import Settings, load_settings
 from signalyard.local.local_kafka import broker_paths

@@ -7,44 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-import test_training
 import torch
+from helpers import FAST, write_csv
 
-from config.settings import load_settings
 from models.distillation import agreement, shrink_encoder
 from models.inference import TextEngine
 from models.registry import Registry
 from models.text_model import TextClassifier, load_encoder, save_text_classifier
-from models.training import train_model
 from signalyard.cli import main
-
-tiny_base = test_training.tiny_base
-FAST = ["--max-seq-length", "16", "--batch-size", "8"]
-
-
-@pytest.fixture
-def teacher_home(
-    tmp_path: Path, tiny_base: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Registry, Path, Path]:
-    """A home whose news registry holds a trained tiny teacher (v1), its labeled file and an
-    unlabeled JSONL file of more news text."""
-    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path / "home"))
-    registry = Registry(load_settings().models_dir)
-    rows = [
-        [f"{p} {i}", label]
-        for label, ps in test_training.NEWS_WORDS.items()
-        for p in ps
-        for i in range(6)
-    ]
-    data = test_training.write_csv(tmp_path / "news.csv", ["text", "label"], rows)
-    options = test_training.fast(tiny_base, mode="full", epochs=8, learning_rate=3e-3)
-    train_model("news", "sentiment", data, registry, options.model_copy(update={"batch_size": 8}))
-    unlabeled = tmp_path / "more.jsonl"
-    words = [p for ps in test_training.NEWS_WORDS.values() for p in ps]
-    unlabeled.write_text(
-        "".join(json.dumps({"text": f"{w} today {i}", "id": i}) + "\n" for i, w in enumerate(words))
-    )
-    return registry, data, unlabeled
 
 
 def _engine(model: TextClassifier, folder: Path) -> TextEngine:
@@ -133,7 +103,7 @@ def test_bad_inputs_are_one_line(
     message: str,
 ) -> None:
     registry, data, _ = teacher_home
-    no_text = test_training.write_csv(tmp_path / "no_text.csv", ["body"], [["shares jump"]])
+    no_text = write_csv(tmp_path / "no_text.csv", ["body"], [["shares jump"]])
     other = tmp_path / "other-labels"
     encoder, tokenizer = load_encoder(tiny_base)
     save_text_classifier(TextClassifier(encoder, 2), tokenizer, ["up", "down"], other)

@@ -24,12 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import test_distillation
-import test_training
 from conftest import query
+from helpers import (
+    NEWS_WORDS,
+    TARGET,
+    free_port,
+    process_overrides,
+    ready,
+    wait_for_processes,
+    write_csv,
+)
 from prometheus_client.parser import text_string_to_metric_families
-from test_adaptation_loop import free_port, process_overrides, ready, wait_for
-from test_teacher_rounds import TARGET
 
 from config.settings import Settings
 from models.registry import Registry
@@ -43,9 +48,6 @@ from streams.topics import project_topics, provision_topics
 
 pytestmark = pytest.mark.kafka
 
-tiny_base = test_training.tiny_base
-teacher_home = test_distillation.teacher_home
-student_home = __import__("test_teacher_rounds").student_home
 WINDOW = 40
 LOREM = [
     "lorem",
@@ -127,19 +129,19 @@ def test_the_estimate_falls_when_the_stream_shifts_and_fires_its_trigger(
     worker = start_worker(settings, models, tmp_path / "worker.log")
     topic = settings.topics.news_raw.name
     try:
-        wait_for(lambda: ready(port), "the worker to be ready", [worker])
+        wait_for_processes(lambda: ready(port), "the worker to be ready", [worker])
         in_domain = [json.loads(v)["headline"] for _, v in
                      itertools.islice(events(World(seed=8), "news"), WINDOW)]  # fmt: skip
         asyncio.run(produce(settings.kafka, topic, news(in_domain, "in")))
-        wait_for(lambda: scored(settings) == WINDOW, "the in-domain news", [worker])
+        wait_for_processes(lambda: scored(settings) == WINDOW, "the in-domain news", [worker])
         before = gauges(port)
         rng = random.Random(3)
         shifted = [" ".join(rng.choice(LOREM) for _ in range(8)) for _ in range(WINDOW)]
         asyncio.run(produce(settings.kafka, topic, news(shifted, "out")))
-        wait_for(lambda: scored(settings) == 2 * WINDOW, "the shifted news", [worker])
+        wait_for_processes(lambda: scored(settings) == 2 * WINDOW, "the shifted news", [worker])
         after = gauges(port)
 
-        wait_for(
+        wait_for_processes(
             lambda: bool(live_query(settings, "SELECT 1 FROM retrain_triggers FINAL")),
             "the estimate trigger",
             [worker],
@@ -170,12 +172,12 @@ def test_the_trainer_teaches_the_student_from_the_events_nobody_labeled(
     settings = settings.model_copy(update={"registry_dir": student_home.root})
     labels_file = tmp_path / "labels.csv"
     labeled = [[f"{text} #{k}", label] for k in range(2) for text, label in TARGET]
-    test_training.write_csv(labels_file, ["text", "label"], labeled)
+    write_csv(labels_file, ["text", "label"], labeled)
     worker = start_worker(settings, student_home.root, tmp_path / "worker.log")
     unlabeled = [f"${t} {p} {i}" for i, t in enumerate(["EFX", "GLOB", "HALO"])
-                 for ps in test_training.NEWS_WORDS.values() for p in ps]  # fmt: skip
+                 for ps in NEWS_WORDS.values() for p in ps]  # fmt: skip
     try:
-        wait_for(lambda: ready(port), "the worker to be ready", [worker])
+        wait_for_processes(lambda: ready(port), "the worker to be ready", [worker])
         asyncio.run(produce(settings.kafka, settings.topics.news_raw.name, news(unlabeled, "u")))
         subprocess.run(
             [sys.executable, "-m", "signalyard", "feedback", "import", "news", "--file",
@@ -187,7 +189,7 @@ def test_the_trainer_teaches_the_student_from_the_events_nobody_labeled(
             joined = live_query(settings, "SELECT count() FROM feedback FINAL")[0][0]
             return int(joined) == len(labeled)
 
-        wait_for(labels_joined, "the labels joined to their events", [worker])
+        wait_for_processes(labels_joined, "the labels joined to their events", [worker])
         trainer = Trainer(settings)
         read = trainer._unlabeled("news", 100)
         request = RetrainRequest(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from conftest import Worker, new_worker, query
-from test_pipeline import ids_of, provision, send, synthetic
+from helpers import ids_of, provision, send, synthetic
 
 import domains
 from config.settings import DomainName, Settings, TopicSettings, load_settings

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import test_training
 from conftest import isolated_settings, query
+from helpers import create_tables_in, write_events
 
 import domains
-from config.settings import Settings
-from domains.base import Lineage, ScoredResult
+from domains.base import Lineage
 from domains.news import NewsEvent
 from models.explanations import explain_readings, explain_texts
 from models.loading import load_scorer
@@ -24,8 +22,6 @@ from models.sensor_model import load_sensor_model
 from models.text_model import load_text_classifier
 from models.training import TrainOptions, train_model
 from signalyard.cli import main
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
 from streams.alerting.alert import Alert, alert_id
@@ -33,30 +29,6 @@ from streams.explaining import EventExplainer
 from streams.stored_events import Lookup, find_events
 
 ORIGIN = Lineage("news.raw", 0, 0, "at_least_once")
-
-tiny_base = test_training.tiny_base
-FILLER = ["the", "company", "said", "on", "monday", "that", "its", "report", "shows", "news"]
-KEYWORDS = {"positive": "skyrocketing", "negative": "bankruptcy", "neutral": "scheduled"}
-
-
-@pytest.fixture(scope="module")
-def keyword_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
-    """A tiny news model trained on filler sentences where one keyword decides the label (60
-    a label: with fewer, a model trained down to its lowest validation loss also leans on
-    filler words that happen to come with one label)."""
-    folder = tmp_path_factory.mktemp("keyword")
-    rng = random.Random(5)
-    rows = []
-    for label, keyword in KEYWORDS.items():
-        for _ in range(60):
-            words = rng.sample(FILLER, 6)
-            words.insert(rng.randrange(7), keyword)
-            rows.append([" ".join(words), label])
-    data = test_training.write_csv(folder / "news.csv", ["text", "label"], rows)
-    registry = Registry(folder / "registry")
-    options = test_training.fast(tiny_base, epochs=12, batch_size=8, learning_rate=3e-3)
-    train_model("news", "sentiment", data, registry, options)
-    return registry.version_dir("news", "v1")
 
 
 def test_the_deciding_word_ranks_first(keyword_model: Path) -> None:
@@ -99,9 +71,6 @@ def test_sensor_attributions_are_exact_shapley_in_column_units(
     assert toward[0].reference == pytest.approx(model.reference["torque_nm"])
     assert abs(explained.delta) < 1e-5  # exact Shapley values are complete (float32 sums)
     assert "torque_nm=69Nm" in explained.short(1)
-
-
-sensors_csv = test_training.sensors_csv
 
 
 def test_an_alert_carries_its_explanation_once_after_a_replay_too(
@@ -170,17 +139,6 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
     assert rows[0][2] == evidence["explanation"]
 
 
-async def write_events(
-    sink: ClickHouseSink, event: NewsEvent, result: ScoredResult, now: datetime
-) -> None:
-    """``event`` and its result, and a result whose event row (id "bad") no longer parses as
-    a news event: its headline is blank."""
-    bad_row = {**domains.get("news").event_row(event, now), "event_id": "bad", "headline": "  "}
-    await sink.write("news_events", [domains.get("news").event_row(event, now), bad_row])
-    bad_result = {**result.model_dump(), "event_id": "bad"}
-    await sink.write("news_scores", [result.model_dump(), bad_result])
-
-
 def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
     tmp_path: Path, keyword_model: Path
 ) -> None:
@@ -221,14 +179,6 @@ def test_find_events_waits_for_missing_ones_and_names_invalid_rows(
     assert waited >= 0.6  # the never-stored events were looked for until the wait was over
     assert not failed.found and list(failed.errors) == ["news"]
     assert "rows" in str(failed.errors["news"]).lower()
-
-
-def create_tables_in(settings: Settings) -> None:
-    client = connect(settings.clickhouse_dsn)
-    try:
-        create_tables(client)
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import test_explanations
-import test_training
 from conftest import query
-from test_alerts_pipeline import read_topic
+from helpers import create_tables_in, read_topic, write_events
 
 import domains
 from config.settings import Settings
@@ -30,9 +28,6 @@ from streams.shared import SharedProducer
 from streams.topics import provision_topics
 
 ORIGIN = Lineage("news.raw", 0, 0, "at_least_once")
-
-tiny_base = test_training.tiny_base
-keyword_model = test_explanations.keyword_model
 
 
 def label(offset: int, event_id: str) -> SourceRecord:
@@ -60,7 +55,7 @@ def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_r
         await sink.start()
         await producer.start()
         try:
-            await test_explanations.write_events(sink, event, result, now)
+            await write_events(sink, event, result, now)
             store = ReadOnlyStore(settings.clickhouse_dsn, settings.queries)
             agent = FeedbackJoin({"news": ScorerHolder(scorer)}, store, producer.send, sink,
                                   settings.topics.deadletter.name, 0.3, metrics)  # fmt: skip
@@ -69,7 +64,7 @@ def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_r
             await producer.stop()
             await sink.stop()
 
-    test_explanations.create_tables_in(settings)
+    create_tables_in(settings)
     asyncio.run(run())
 
     rows = query(settings, "SELECT event_id, label, predicted_label, input FROM feedback FINAL")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Worker, new_worker
+from helpers import free_port, ids_of, provision, read_until, send, synthetic, wait_for
 from prometheus_client.parser import text_string_to_metric_families
-from test_observability import free_port, wait_for
-from test_pipeline import ids_of, provision, read_until, send, synthetic
 
 from config.settings import Settings
 from models.errors import BrokenModelError

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +20,19 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import isolated_settings
+from helpers import (
+    MALFORMED,
+    WAIT_S,
+    Worker,
+    free_port,
+    ids_of,
+    provision,
+    reading,
+    send,
+    synthetic,
+    wait_for,
+)
 from prometheus_client.parser import text_string_to_metric_families
-from test_alert_rules import reading
-from test_pipeline import MALFORMED, Worker, ids_of, provision, send, synthetic
 
 import domains
 from config.settings import DomainName, Settings
@@ -39,7 +47,6 @@ pytestmark = pytest.mark.kafka
 
 EVENTS = 40  # per domain
 BAD = MALFORMED[:3]  # news that are dead-lettered
-WAIT_S = 90
 ALERTED = "M-STREAK"  # a machine whose readings fire an alert
 SPREAD = timedelta(seconds=6)  # between two events' times
 CHROMIUM = "/usr/bin/chromium"
@@ -95,20 +102,6 @@ class Live:
             for family in text_string_to_metric_families(body.decode())
             for sample in family.samples
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(what: str, check: Callable[[], bool], worker: Worker, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert worker.process.poll() is None, f"the worker exited\n{worker.tail()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{worker.tail()}"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

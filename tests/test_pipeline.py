@@ -10,122 +10,21 @@ directory, so a store is read only after its worker has exited.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
-from itertools import islice
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from conftest import Worker, new_worker, query
+from helpers import MALFORMED, WAIT_S, ids_of, provision, read_until, send, synthetic
 
 import domains
-from config.settings import DomainName, Settings, load_settings
+from config.settings import Settings, load_settings
 from models.registry import Registry
-from signalyard.demo.synthetic import World, events
-from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC
 from streams.groups import wait_until_stable
-from streams.producer import produce
-from streams.topics import project_topics, provision_topics
 
 pytestmark = pytest.mark.kafka
-
-WAIT_S = 90
-
-
-class Scored:
-    """What the scored and dead-letter topics hold, read from the start."""
-
-    def __init__(self) -> None:
-        self.ids: dict[DomainName, Counter[str]] = {domain: Counter() for domain in domains.names()}
-        self.results: dict[str, dict] = {}
-        self.dead: list[tuple[bytes, dict[str, bytes]]] = []
-
-
-async def read_until(
-    settings: Settings,
-    done: Callable[[Scored], bool],
-    names: tuple[DomainName, ...] = domains.names(),
-    timeout: float = WAIT_S,
-) -> Scored:
-    topics = {settings.topics.scored(domain).name: domain for domain in names}
-    consumer = AIOKafkaConsumer(
-        *topics,
-        settings.topics.deadletter.name,
-        **aiokafka_options(settings.kafka),
-        group_id=f"reader-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    scored = Scored()
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while not done(scored) and time.monotonic() < deadline:
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                for record in records:
-                    if tp.topic in topics:
-                        result = json.loads(record.value)
-                        scored.ids[topics[tp.topic]][result["event_id"]] += 1
-                        scored.results[result["event_id"]] = result
-                    else:
-                        scored.dead.append((record.value, dict(record.headers)))
-    finally:
-        await consumer.stop()
-    return scored
-
-
-def synthetic(domain: DomainName, count: int, seed: int) -> list[tuple[bytes, bytes]]:
-    return list(islice(events(World(seed=seed), domain), count))
-
-
-def ids_of(records: list[tuple[bytes, bytes]]) -> set[str]:
-    return {json.loads(value)["id"] for _, value in records}
-
-
-async def send(
-    settings: Settings, domain: DomainName, records: list, rate: float | None = None
-) -> None:
-    await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
-
-
-def provision(settings: Settings) -> None:
-    asyncio.run(provision_topics(settings.kafka, project_topics(settings)))
-
-
-MALFORMED: list[tuple[bytes, str]] = [
-    (b'{"id": "bad-1", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL"', "not JSON"),
-    (b'{"id": "bad-2", "headline": "\xff\xfe broken"}', "invalid UTF-8"),
-    (
-        b'{"id": "bad-3", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL"}',
-        "missing field headline",
-    ),
-    (
-        b'{"id": "bad-4", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
-        b'"headline": 42}',
-        "field headline",
-    ),
-    (
-        b'{"id": "bad-5", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
-        b'"headline": "   "}',
-        "at least 1 character",
-    ),
-    (
-        b'{"id": "bad-6", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
-        b'"headline": "' + b"a" * 70_000 + b'"}',
-        "exceeds the limit of 65536",
-    ),
-    (
-        b'{"id": "bad-7", "ts": "2024-05-01T10:00:00Z", "source": "x", "ticker": "AAPL", '
-        b'"headline": "h", "domain": "weather"}',
-        "unknown domain 'weather'",
-    ),
-]
 
 
 def test_every_event_scored_once_and_malformed_events_dead_lettered(

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_distillation
-import test_training
 import torch
 from torch import nn
 
@@ -21,9 +19,6 @@ from models.loading import load_scorer
 from models.quantization import Logits, fit_int8_plan, kept_fp32, quantize_int8
 from models.registry import Registry
 from signalyard.cli import main
-
-tiny_base = test_training.tiny_base
-teacher_home = test_distillation.teacher_home
 
 
 class Outlier(nn.Module):

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,10 +22,9 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from click.testing import CliRunner, Result
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from conftest import query
+from helpers import committed, free_port, run_cli
 
 from config.settings import DomainName, Settings, settings_environment
 from domains.sensors import SensorScore
@@ -34,7 +32,6 @@ from models.calibration import UNCALIBRATED
 from models.options import TrainOptions
 from models.registry import Registry
 from models.training import train_model
-from signalyard.cli import cli
 from signalyard.demo.synthetic import World, events, write_training_csv
 from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
@@ -56,6 +53,18 @@ MINUTE_MS = 60_000
 
 
 # Pure logic
+
+
+@pytest.fixture(scope="module")
+def registry(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's registry (every domain's v1 live) plus sensors v2: another seed, other
+    trees."""
+    models = tmp_path_factory.mktemp("replay") / "models"
+    shutil.copytree(registry_dir, models)
+    data = write_training_csv("sensors", models.parent / "sensors.csv", 600)
+    options = TrainOptions(epochs=5, seed=99, num_leaves=4, device="cpu", show_progress=False)
+    train_model("sensors", "defect", data, Registry(models), options, promote=False)
+    return models
 
 
 def test_times_parse_as_iso_8601_dates_or_epoch_milliseconds() -> None:
@@ -223,28 +232,6 @@ def test_an_input_the_model_cannot_score_is_rejected_alone() -> None:
 kafka_test = pytest.mark.kafka
 
 
-@pytest.fixture(scope="module")
-def registry(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's registry (every domain's v1 live) plus sensors v2: another seed, other
-    trees."""
-    models = tmp_path_factory.mktemp("replay") / "models"
-    shutil.copytree(registry_dir, models)
-    data = write_training_csv("sensors", models.parent / "sensors.csv", 600)
-    options = TrainOptions(epochs=5, seed=99, num_leaves=4, device="cpu", show_progress=False)
-    train_model("sensors", "defect", data, Registry(models), options, promote=False)
-    return models
-
-
-def run_cli(settings: Settings, registry: Path, *args: str) -> Result:
-    """The command in this process, configured as a user would, through SIGNALYARD_*."""
-    env: dict[str, str | None] = {
-        name: None for name in os.environ if name.startswith("SIGNALYARD_")
-    }
-    env |= settings_environment(settings)
-    env |= {"SIGNALYARD_REGISTRY_DIR": str(registry), "SIGNALYARD_INFERENCE__DEVICE": "cpu"}
-    return CliRunner().invoke(cli, list(args), env=env)
-
-
 def produce_at(
     settings: Settings, domain: DomainName, records: list[tuple[int, int, bytes]]
 ) -> None:
@@ -290,16 +277,6 @@ def produce_one_a_millisecond(
 def recent_minute() -> int:
     """A whole minute an hour ago: within the broker's accepted timestamps, clear of now."""
     return (time.time_ns() // 1_000_000 // MINUTE_MS - 60) * MINUTE_MS
-
-
-async def committed(settings: Settings, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings.kafka))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-        return {tp: meta.offset for tp, meta in offsets.items()}
-    finally:
-        await admin.close()
 
 
 async def live_group_commits(settings: Settings, group: str, offset: int) -> None:
@@ -535,12 +512,6 @@ def cli_process(settings: Settings, registry: Path, *args: str) -> subprocess.Co
         timeout=300,
         cwd=Path(__file__).resolve().parents[1],
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_ready(port: int, worker: WorkerProcess) -> None:

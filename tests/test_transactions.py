@@ -16,10 +16,20 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from conftest import query
-from test_alert_rules import STREAK, reading
-from test_alerts_pipeline import AlertWorker, alerts_on_topic, wait_until_consumed
-from test_pipeline import Worker, ids_of, provision, read_until, synthetic
-from test_replay import committed, run_cli
+from helpers import (
+    STREAK,
+    AlertWorker,
+    Worker,
+    alerts_on_topic,
+    committed,
+    ids_of,
+    provision,
+    read_until,
+    reading,
+    run_cli,
+    synthetic,
+    wait_until_consumed,
+)
 
 from config.settings import Settings
 from streams.connection import aiokafka_options, consumer_options
