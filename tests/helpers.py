@@ -278,7 +278,7 @@ class AlertWorker(Worker):
             "SIGNALYARD_SINK__MAX_DELAY_MS": "10",
             # A killed worker's partitions move to its successor once its session expires.
             "SIGNALYARD_PIPELINE__SESSION_TIMEOUT_S": "10",
-            # Crafted results have no stored events to explain (tests/test_explanations.py
+            # Crafted results have no stored events to explain (tests/unit/test_explanations.py
             # covers explanations in alerts).
             "SIGNALYARD_EXPLANATIONS__IN_ALERTS": "false",
         }

@@ -10,7 +10,7 @@ import yaml
 from config.settings import load_settings, setting_names
 from signalyard.cli import cli
 
-DOCKER = Path(__file__).resolve().parents[1] / "docker"
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 
 def compose() -> dict:

@@ -50,7 +50,7 @@ def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_another_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    original = Path(__file__).resolve().parents[1] / "config" / "signalyard.toml"
+    original = Path(__file__).resolve().parents[2] / "config" / "signalyard.toml"
     changed = tmp_path / "site.toml"
     changed.write_text(original.read_text().replace("max_wait_ms = 50", "max_wait_ms = 7"))
     monkeypatch.setenv("SIGNALYARD_CONFIG", str(changed))
@@ -97,7 +97,7 @@ def test_missing_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 def test_unknown_key_in_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    original = Path(__file__).resolve().parents[1] / "config" / "signalyard.toml"
+    original = Path(__file__).resolve().parents[2] / "config" / "signalyard.toml"
     typo = tmp_path / "typo.toml"
     typo.write_text(original.read_text().replace("max_wait_ms", "max_wiat_ms"))
     monkeypatch.setenv("SIGNALYARD_CONFIG", str(typo))
@@ -148,7 +148,7 @@ def _project_imports(source: Path) -> set[str]:
 
 
 def test_settings_are_the_ground_floor_and_no_floor_imports_upward() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for level, floor in enumerate(FLOORS):
         allowed = {package for below in FLOORS[: level + 1] for package in below}
         for package in floor:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import domains
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("models", "domains", "sinks", "streams", "signalyard")
 
 

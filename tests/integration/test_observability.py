@@ -63,7 +63,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1400,1500",
 )
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
 @dataclass

@@ -510,7 +510,7 @@ def cli_process(settings: Settings, registry: Path, *args: str) -> subprocess.Co
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
 
 
@@ -585,7 +585,7 @@ def test_replay_refuses_in_one_line_an_embedded_store_held_by_a_process_that_doe
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"open\n"

@@ -21,7 +21,7 @@ from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from streams.observability.grafana import board
 
-GRAFANA = Path(__file__).resolve().parents[1] / "docker" / "grafana"
+GRAFANA = Path(__file__).resolve().parents[2] / "docker" / "grafana"
 DOCKER_COMPOSE = GRAFANA.parent / "compose.yaml"
 NOW = datetime.now(UTC).replace(microsecond=0)
 FROM, TO = NOW - timedelta(hours=1), NOW + timedelta(minutes=1)

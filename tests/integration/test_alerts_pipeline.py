@@ -1,7 +1,7 @@
 """Alerting end to end: real broker, alert worker processes, embedded ClickHouse.
 
 No models: crafted scored results with known event times go straight onto the scored topics,
-and the alerts they must fire are known in advance (``tests/test_alert_rules.py`` proves the
+and the alerts they must fire are known in advance (``tests/unit/test_alert_rules.py`` proves the
 rule logic itself). The workers are the pipeline tests' ``Worker`` running the alert agents
 only; a store is read only after its worker has exited (one process per embedded ClickHouse).
 """

@@ -115,7 +115,7 @@ def test_the_demo_streams_real_rows_shows_accuracy_and_publishes_feedback(
         [sys.executable, "-m", "signalyard", "demo", "--data", str(data), "--duration", "20",
          "--rate", "8", "--feedback", "0.5", "--retrain-after", "100000", "--malformed", "0"],
         env=env, capture_output=True, text=True, timeout=400,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
