@@ -223,6 +223,10 @@ class StackSettings(Section):
     port: int = Field(gt=0, lt=65536)
     controller_port: int = Field(gt=0, lt=65536)
     start_timeout_s: float = Field(gt=0)
+    # A SASL_PLAINTEXT (PLAIN) listener beside the plain one, for trying credentials; 0: none.
+    sasl_port: int = Field(ge=0, lt=65536)
+    sasl_username: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    sasl_password: SecretStr = SecretStr("signalyard-local")
 
 
 class TopicSettings(Section):

@@ -6,6 +6,7 @@ import os
 import sys
 
 import click
+from aiokafka.errors import KafkaConnectionError
 
 from signalyard.cli.adaptation import feedback, retrain, trainer
 from signalyard.cli.alerts import alerts
@@ -82,5 +83,12 @@ def main(argv: list[str] | None = None) -> None:
         fail("aborted", code=130)
     except USER_ERRORS as error:
         fail(str(error))
+    except KafkaConnectionError as error:
+        # aiokafka logs why (refused, authentication failed) and raises only "unable to
+        # bootstrap"; this line says what to check.
+        fail(
+            f"cannot connect to Kafka ({error}); is the broker up, and are kafka.security_protocol "
+            "and the credentials right?"
+        )
     if isinstance(code, int) and code != 0:
         sys.exit(code)

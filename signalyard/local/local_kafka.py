@@ -110,16 +110,30 @@ def fetch_jars(paths: BrokerPaths) -> bool:
 
 def server_properties(paths: BrokerPaths, stack: StackSettings) -> str:
     host = "127.0.0.1"
+    listeners = [f"PLAINTEXT://{host}:{stack.port}"]
+    sasl: list[str] = []
+    if stack.sasl_port:
+        listeners.append(f"SASL_PLAINTEXT://{host}:{stack.sasl_port}")
+        secret = stack.sasl_password.get_secret_value()
+        sasl = [
+            "sasl.enabled.mechanisms=PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{stack.sasl_username}" password="{secret}" '
+            f'user_{stack.sasl_username}="{secret}";',
+        ]
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{host}:{stack.controller_port}",
-            f"listeners=PLAINTEXT://{host}:{stack.port},CONTROLLER://{host}:{stack.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{stack.port}",
+            f"listeners={','.join(listeners)},CONTROLLER://{host}:{stack.controller_port}",
+            f"advertised.listeners={','.join(listeners)}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map="
+            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
+            *sasl,
             f"log.dirs={paths.data}",
             # One node: internal topics cannot have more than one replica.
             "offsets.topic.replication.factor=1",

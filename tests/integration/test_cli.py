@@ -40,6 +40,7 @@ def test_stack_lifecycle_on_its_own_ports(tmp_path: Path) -> None:
         "SIGNALYARD_HOME": str(tmp_path),
         "SIGNALYARD_STACK__PORT": "19392",
         "SIGNALYARD_STACK__CONTROLLER_PORT": "19393",
+        "SIGNALYARD_STACK__SASL_PORT": "19394",
     }
     assert run("stack", "status", env=env).returncode == 1
     try:
