@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Worker, new_worker
-from helpers import free_port, ids_of, provision, read_until, send, synthetic, wait_for
+from helpers import free_port, ids_of, provision, read_until, ready, send, synthetic, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
@@ -69,14 +69,6 @@ def refusals(url: str) -> float:
     )
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=10) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def test_a_worker_refuses_broken_versions_and_scores_on_with_the_live_one(
     kafka: Settings, registry_dir: Path, workers: list[Worker], tmp_path: Path
 ) -> None:
@@ -90,7 +82,7 @@ def test_a_worker_refuses_broken_versions_and_scores_on_with_the_live_one(
     worker = new_worker(workers, settings, registry.root, f"t-{uuid.uuid4().hex[:8]}", "w")
     worker.env["SIGNALYARD_PIPELINE__WEB_PORT"] = str(port)
     worker.start("news")
-    wait_for("readiness", lambda: ready(url), worker)
+    wait_for("readiness", lambda: ready(port), worker)
 
     broken = [truncated(registry, live), mismatched(registry, live, tmp_path)]
     for version in broken:
@@ -104,7 +96,7 @@ def test_a_worker_refuses_broken_versions_and_scores_on_with_the_live_one(
     records = synthetic("news", 30, seed=7)
     asyncio.run(send(settings, "news", records))
     scored = asyncio.run(read_until(settings, lambda s: len(s.ids["news"]) >= 30, ("news",)))
-    assert ready(url)
+    assert ready(port)
     assert worker.stop() == 0, worker.tail()
     assert set(scored.ids["news"]) == ids_of(records)
     assert {scored.results[i]["model_version"] for i in scored.ids["news"]} == {live}
