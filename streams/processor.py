@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiokafka import ConsumerRecord
-
 import domains
 from config.settings import DomainName
 from domains.base import Lineage, RawEvent, ScoredResult
@@ -36,28 +34,25 @@ class Sink(Protocol):
     async def write(self, table: str, rows: Sequence[dict[str, Any]]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """A consumed Kafka record, as far as scoring needs it."""
+class SourceRecord(Protocol):
+    """A consumed Kafka record, as far as scoring needs it: aiokafka's ``ConsumerRecord`` is
+    one, so records are handed on as read, not copied."""
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float  # seconds since the epoch: when the record reached Kafka
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int:
+        """Milliseconds since the epoch: when the record reached Kafka (-1: not known)."""
+        ...
 
-
-def from_consumer_record(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
-    """An aiokafka record as a ``SourceRecord``."""
-    return SourceRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=record.timestamp / 1000,  # aiokafka gives milliseconds
-        key=record.key,
-        value=record.value,
-    )
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass
@@ -171,7 +166,9 @@ class BatchProcessor:
             results,
             letters,
             self.sink.write(where.events_table, batch.event_rows),
-            self.sink.write(where.scores_table, [result.model_dump() for result in batch.results]),
+            # A result is flat: its fields, as they are, are the row (copied from the instance
+            # dictionary: model_dump converts each value again, iterating the model is Python).
+            self.sink.write(where.scores_table, [vars(result).copy() for result in batch.results]),
             self.sink.write(where.deadletter_table, [dl.row() for dl in batch.dead_letters]),
         )
 
@@ -202,9 +199,11 @@ async def _score(executor: Executor, scorer: Scorer, inputs: list[ModelInput]) -
     return predictions
 
 
-def kafka_time(timestamp: float) -> datetime:
-    """A record's Kafka timestamp (seconds) as a time; one without (-1) counts as now."""
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp > 0 else datetime.now(UTC)
+def kafka_time(timestamp_ms: int) -> datetime:
+    """A record's Kafka timestamp (milliseconds) as a time; one without (-1) counts as now."""
+    return (
+        datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms > 0 else datetime.now(UTC)
+    )
 
 
 def dead_letter(record: SourceRecord, rejected: Rejected, at: datetime) -> DeadLetter:

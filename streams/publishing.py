@@ -5,18 +5,20 @@ the broker acknowledges; at thousands of results a second that bookkeeping alone
 than validating the events. Here the messages of one call are partitioned by key exactly as
 ``send`` would (murmur2, Kafka's default partitioner), appended in order to one record batch
 per partition, and each batch is acknowledged as a whole. The order of the messages of one
-key is kept, within a call and across calls.
+key is kept, within a call and across calls. A stream has far fewer keys than records, so
+each key's murmur2 hash (pure Python in aiokafka) is computed once and remembered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 
@@ -47,7 +49,11 @@ class BatchPublisher:
         partitions = sorted(await self.producer.partitions_for(topic))
         by_partition: dict[int, list[Outgoing]] = {}
         for message in messages:
-            partition = self.partitioner(message.key, partitions, partitions)
+            partition = (
+                self.partitioner(None, partitions, partitions)
+                if message.key is None
+                else partitions[key_hash(message.key) % len(partitions)]
+            )
             by_partition.setdefault(partition, []).append(message)
         acks = []
         for partition, own in by_partition.items():
@@ -65,3 +71,10 @@ class BatchPublisher:
         return batch.append(
             key=message.key, value=message.value, timestamp=None, headers=message.headers
         )
+
+
+@functools.lru_cache(maxsize=65_536)
+def key_hash(key: bytes) -> int:
+    """Kafka's default partitioner's hash of a record key: its partition is this modulo the
+    topic's partition count (the Java client's and aiokafka's ``DefaultPartitioner``)."""
+    return murmur2(key) & 0x7FFFFFFF

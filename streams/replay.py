@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from config.settings import KafkaSettings
 from streams.connection import aiokafka_options, consumer_options
-from streams.processor import SourceRecord, from_consumer_record
+from streams.processor import SourceRecord
 from streams.topics import partition_count
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -200,8 +200,6 @@ class RangeReader:
                 in_range = [r for r in batches.get(tp, []) if r.offset < span.stop]
                 # Offsets can have gaps (compaction, transaction markers): go by the position.
                 now = min(await self._consumer.position(tp), span.stop)
-                records = [
-                    from_consumer_record(r) for r in in_range if r.timestamp in self.time_range
-                ]
+                records = [r for r in in_range if r.timestamp in self.time_range]
                 yield Fetched(records, now - position, len(in_range) - len(records))
                 position = now

@@ -53,7 +53,6 @@ from streams.processor import (
     ScorerHolder,
     Sink,
     SourceRecord,
-    from_consumer_record,
 )
 from streams.publishing import BatchPublisher, Outgoing
 from streams.shared import exit_fatally, exit_on_failure
@@ -293,9 +292,7 @@ class ScoringConsumer(Service):
                             consumer.seek(partition, records[0].offset)
                         continue
                     if records:
-                        await self.domains[partition.topic].batcher.put_many(
-                            [from_consumer_record(record) for record in records]
-                        )
+                        await self.domains[partition.topic].batcher.put_many(records)
                     try:
                         position = await consumer.position(partition)
                     except IllegalStateError:  # unassigned meanwhile

@@ -30,7 +30,7 @@ from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.deadletter import DeadLetter
 from streams.group_consumer import Fetched, GroupConsumer
 from streams.observability.metrics import PipelineMetrics
-from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter, from_consumer_record
+from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter
 from streams.shared import Send
 from streams.stored_events import LOOKUP_INTERVAL_S, StoredEvent, find_events
 from streams.validation import Rejected, describe, reject_repeated_keys
@@ -157,5 +157,5 @@ class FeedbackConsumer(GroupConsumer):
         self.agent = agent
 
     async def handle(self, fetched: Fetched) -> None:
-        records = [from_consumer_record(r) for batch in fetched.values() for r in batch]
+        records = [r for batch in fetched.values() for r in batch]
         await self.agent.handle(records)

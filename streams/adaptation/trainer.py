@@ -32,7 +32,7 @@ from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
 from streams.connection import aiokafka_options, consumer_options
-from streams.processor import dead_letter, from_consumer_record
+from streams.processor import dead_letter
 from streams.stored_events import event_input, unlabeled_query
 from streams.validation import Rejected, describe
 
@@ -91,7 +91,7 @@ class Trainer:
             reason = f"not a retrain request: {describe(error)}"
             log.error("offset %d of %s: %s", record.offset, record.topic, reason)
             letter = dead_letter(
-                from_consumer_record(record),
+                record,
                 Rejected("invalid retrain request", reason),
                 datetime.now(UTC),
             )

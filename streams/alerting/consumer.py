@@ -151,7 +151,7 @@ class AlertConsumer(GroupConsumer):
             domain = self.domains[tp.topic]
             states = self.states.setdefault(tp, {})
             for record in records:
-                arrival = kafka_time(record.timestamp / 1000)
+                arrival = kafka_time(record.timestamp)
                 try:
                     result = domains.get(domain).result.model_validate_json(record.value or b"")
                 except ValidationError as error:

@@ -115,8 +115,9 @@ class PipelineMetrics:
         self.events_dead.labels(domain).inc(len(batch.dead_letters))
         if not batch.results:
             return
-        for result in batch.results:
-            self.confidence.add(domain, result.model_version, (result.confidence,))
+        # One scorer scored the whole batch: its results share a version.
+        version = batch.results[0].model_version
+        self.confidence.add(domain, version, [result.confidence for result in batch.results])
         # A batch's results share scored_at; each one's latency_ms runs from its Kafka timestamp
         # to scored_at, so delivery adds the same delay to all of them.
         since_scored = time.time() - batch.results[0].scored_at.timestamp()

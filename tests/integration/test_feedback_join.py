@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiokafka import ConsumerRecord
 from conftest import query
 from helpers import create_tables_in, read_topic, write_events
 
@@ -23,17 +24,18 @@ from sinks.readonly import ReadOnlyStore
 from streams.adaptation.feedback import FeedbackJoin
 from streams.deadletter import HEADER_REASON, kind_from_headers
 from streams.observability.metrics import PipelineMetrics
-from streams.processor import ScorerHolder, SourceRecord
+from streams.processor import ScorerHolder
 from streams.shared import SharedProducer
 from streams.topics import provision_topics
 
 ORIGIN = Lineage("news.raw", 0, 0, "at_least_once")
 
 
-def label(offset: int, event_id: str) -> SourceRecord:
+def label(offset: int, event_id: str) -> ConsumerRecord[bytes, bytes]:
     value = json.dumps({"event_id": event_id, "domain": "news", "label": "negative",
-                        "labeler": "ana", "ts": "2026-11-28T12:00:00Z"})  # fmt: skip
-    return SourceRecord("feedback", 0, offset, 0.0, event_id.encode(), value.encode())
+                        "labeler": "ana", "ts": "2026-11-28T12:00:00Z"}).encode()  # fmt: skip
+    key = event_id.encode()
+    return ConsumerRecord("feedback", 0, offset, -1, 0, key, value, None, len(key), len(value), ())
 
 
 def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_reason(
