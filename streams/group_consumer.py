@@ -8,6 +8,10 @@ idempotent, as the alert engine and the ClickHouse tables are. Reads are ``read_
 records of aborted transactions are never seen, and the committed position moves past
 transaction markers, so an idle group's lag is 0.
 
+A fetch that cannot be decoded (``streams.undecodable``) is handled up to the undecodable
+record batch, whose offsets become one dead letter (``undecodable``); the partition goes on
+after it.
+
 Before partitions go to another member the fetch being handled is finished and committed
 (``revoked`` runs after that); ``assigned`` runs before any record of a new partition is
 handled: the partitions are paused meanwhile, and a record fetched before the pause is read
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -32,8 +37,10 @@ from mode import Service
 
 from config.settings import KafkaSettings, ProcessingGuarantee
 from streams.connection import group_member_options
+from streams.deadletter import DeadLetter
 from streams.shared import exit_fatally, exit_on_failure
 from streams.transactions import PartitionTransactions
+from streams.undecodable import DECODE_ERRORS, dead_letter, locate
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,11 @@ class GroupConsumer(Service):
     async def handle(self, fetched: Fetched) -> None:
         """Process one fetch; return once its effects are written. Under ``exactly_once`` a
         fetch holds one partition, and ``SharedProducer`` sends in its transaction."""
+        raise NotImplementedError
+
+    async def undecodable(self, letter: DeadLetter) -> None:
+        """Publish and store the dead letter of a range of records that cannot be decoded;
+        under ``exactly_once`` in its partition's transaction, as ``handle``'s outputs."""
         raise NotImplementedError
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -127,7 +139,11 @@ class GroupConsumer(Service):
     async def _read_until_cancelled(self) -> None:
         assert self._consumer is not None
         while True:
-            fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            try:
+                fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+            except DECODE_ERRORS as error:
+                await self._step_past(error)
+                continue
             async with self._handling:
                 owned = self._consumer.assignment()
                 mine = {}
@@ -151,6 +167,23 @@ class GroupConsumer(Service):
                     except KafkaError:  # unassigned meanwhile: its new owner commits it
                         continue
                 await self.commit()
+
+    async def _step_past(self, error: Exception) -> None:
+        """Handle the records before an undecodable batch, dead-letter its range, seek past."""
+        assert self._consumer is not None
+        async with self._handling:
+            owned = self._consumer.assignment() & self._ready
+            positions = {tp: await self._consumer.position(tp) for tp in owned}
+            for located in await locate(self.kafka, positions, error):
+                bad, letter = located.undecodable, dead_letter(located.undecodable)
+                log.error("%s: %s of %s[%d]", self.group, letter.reason, *bad.partition)
+                with self.transactions.scope(bad.partition) if self.transactions else nullcontext():
+                    if located.readable:
+                        await self.handle({bad.partition: located.readable})
+                    await self.undecodable(letter)
+                self._consumer.seek(bad.partition, bad.last + 1)
+                self._handled[bad.partition] = bad.last + 1
+            await self.commit()
 
     async def commit(self) -> None:
         """Commit how far each owned partition is handled, where that moved; call it holding

@@ -14,7 +14,9 @@ most ``max_batches_in_flight`` batches wait for delivery; beyond that scoring wa
 batcher fills up and reading waits: back-pressure reaches the consumer instead of memory.
 Before partitions are handed to another worker, and when the worker stops, everything read
 is delivered and committed first, so a clean hand-over neither drops nor repeats an event; a
-crash replays from the last commit, and ClickHouse collapses the replayed rows.
+crash replays from the last commit, and ClickHouse collapses the replayed rows. A fetch that
+cannot be decoded (``streams.undecodable``) is scored up to the undecodable record batch,
+whose offsets become one dead letter; the partition goes on after it.
 
 Why not a Faust agent: Faust hands every message through its stream machinery one by one (a
 lock, two tasks and an event each); on the 2-core reference machine a bare agent that only
@@ -57,6 +59,7 @@ from streams.processor import (
 from streams.publishing import BatchPublisher, Outgoing
 from streams.shared import exit_fatally, exit_on_failure
 from streams.transactions import PartitionTransactions, TransactionGate
+from streams.undecodable import DECODE_ERRORS, UndecodableRange, dead_letter, locate
 from streams.validation import EventLimits
 
 log = logging.getLogger(__name__)
@@ -83,13 +86,13 @@ class DomainScoring:
     ) -> None:
         self.processor = processor
         self.batcher = batcher
-        self.max_batches_in_flight = max_batches_in_flight
         self.tracker = tracker
         self.metrics = metrics
         self.on_delivered = on_delivered
         self.gate = gate
         self.scoring = False  # a batch has left the batcher and has no delivery task yet
         self.deliveries: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(max_batches_in_flight)
 
     @property
     def domain(self) -> DomainName:
@@ -100,26 +103,32 @@ class DomainScoring:
         return not self.batcher and not self.scoring and not self.deliveries
 
     async def score_until_cancelled(self) -> None:
-        slots = asyncio.Semaphore(self.max_batches_in_flight)
         while True:
             records = await self.batcher.next_batch()
             self.scoring = True
-            await slots.acquire()
+            await self.slots.acquire()
             ticket = self.tracker.register(last_offsets(records))
             started = time.perf_counter()
             prepared = await self.processor.prepare(records)
             self.metrics.scored(self.domain, len(records), time.perf_counter() - started)
             delivery = asyncio.create_task(
-                self._deliver(prepared, ticket, slots), name=f"deliver-{self.domain}"
+                self._deliver(prepared, ticket), name=f"deliver-{self.domain}"
             )
             delivery.add_done_callback(exit_on_failure)
             self.deliveries.add(delivery)
             delivery.add_done_callback(self.deliveries.discard)
             self.scoring = False
 
-    async def _deliver(
-        self, prepared: PreparedBatch, ticket: Ticket, slots: asyncio.Semaphore
-    ) -> None:
+    async def skip(self, bad: UndecodableRange) -> None:
+        """Once everything handed over before is delivered, deliver the dead letter of a range
+        that cannot be decoded; its offsets are then committable as if scored."""
+        while not self.idle():
+            await asyncio.sleep(DRAIN_POLL_S)
+        ticket = self.tracker.register({(bad.partition.topic, bad.partition.partition): bad.last})
+        await self.slots.acquire()
+        await self._deliver(PreparedBatch(dead_letters=[dead_letter(bad)]), ticket)
+
+    async def _deliver(self, prepared: PreparedBatch, ticket: Ticket) -> None:
         try:
             async with self.gate.delivering():
                 await self.processor.deliver(prepared)
@@ -127,7 +136,7 @@ class DomainScoring:
             self.tracker.delivered(ticket)
             self.on_delivered()
         finally:
-            slots.release()
+            self.slots.release()
 
     def cancel(self) -> None:
         for delivery in self.deliveries:
@@ -282,7 +291,11 @@ class ScoringConsumer(Service):
         # A few batches per fetch: enough to keep the batchers full, little to hand over.
         limit = 4 * max(scoring.batcher.max_size for scoring in self.domains.values())
         while True:
-            fetched = await consumer.getmany(timeout_ms=1000, max_records=limit)
+            try:
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=limit)
+            except DECODE_ERRORS as error:
+                await self._step_past(error)
+                continue
             async with self._handing_over:
                 # A partition revoked meanwhile is not owned: its new owner reads it.
                 for partition in consumer.assignment():
@@ -300,6 +313,22 @@ class ScoringConsumer(Service):
                     last = records[-1].offset if records else None
                     if self.tracker.read((partition.topic, partition.partition), position, last):
                         self._delivered_since_commit.set()
+
+    async def _step_past(self, error: Exception) -> None:
+        """Score the records before an undecodable batch, dead-letter its range, seek past."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        async with self._handing_over:
+            owned = consumer.assignment() & self._ready
+            positions = {tp: await consumer.position(tp) for tp in owned}
+            for located in await locate(self.settings.kafka, positions, error):
+                bad = located.undecodable
+                log.error("%s[%d]: %s", *bad.partition, dead_letter(bad).reason)
+                scoring = self.domains[bad.partition.topic]
+                if located.readable:
+                    await scoring.batcher.put_many(located.readable)
+                await scoring.skip(bad)
+                consumer.seek(bad.partition, bad.last + 1)
 
     async def _until_delivered(self) -> None:
         while not all(scoring.idle() for scoring in self.domains.values()):

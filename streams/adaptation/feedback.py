@@ -93,18 +93,18 @@ class FeedbackJoin:
                 dead.append(dead_letter(record, Rejected("unknown event", reason), now))
             else:
                 rows.append(_row(label, stored, now))
-        acks = [
-            await self.send(self.deadletter_topic, letter.key, letter.payload, letter.headers())
-            for letter in dead
-        ]
-        await asyncio.gather(
-            *acks,
-            self.sink.write(FEEDBACK_TABLE, rows),
-            self.sink.write("deadletter", [letter.row() for letter in dead]),
-        )
+        await asyncio.gather(self.sink.write(FEEDBACK_TABLE, rows), self.dead_letter(dead))
         self.metrics.feedback_labels.labels("joined").inc(len(rows))
         self.metrics.labeled(rows)
-        for letter in dead:
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish and store dead letters; returns once both are done."""
+        acks = [
+            await self.send(self.deadletter_topic, letter.key, letter.payload, letter.headers())
+            for letter in letters
+        ]
+        await asyncio.gather(*acks, self.sink.write("deadletter", [dl.row() for dl in letters]))
+        for letter in letters:
             self.metrics.feedback_labels.labels(letter.kind).inc()
 
     def _parse(self, record: SourceRecord) -> FeedbackLabel:
@@ -159,3 +159,6 @@ class FeedbackConsumer(GroupConsumer):
     async def handle(self, fetched: Fetched) -> None:
         records = [r for batch in fetched.values() for r in batch]
         await self.agent.handle(records)
+
+    async def undecodable(self, letter: DeadLetter) -> None:
+        await self.agent.dead_letter([letter])

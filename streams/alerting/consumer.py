@@ -143,6 +143,9 @@ class AlertConsumer(GroupConsumer):
         for tp in partitions:
             self.states.pop(tp, None)
 
+    async def undecodable(self, letter: DeadLetter) -> None:
+        await self.publisher.dead_letter([letter])
+
     async def handle(self, fetched: Fetched) -> None:
         alerts: list[Alert] = []
         letters: list[DeadLetter] = []
