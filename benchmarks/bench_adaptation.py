@@ -36,13 +36,13 @@ within 2 points of where it started.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from recording import dict_table
 from rich.console import Console
 from rich.table import Table
 
@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--out", type=Path, help="default: benchmarks/results/adaptation_{direct,teacher}.json"
+    )
     args = parser.parse_args()
     if args.through_teacher and args.mode != "full":
         parser.error("--through-teacher: a round through a teacher is a full fine-tune")
@@ -288,10 +290,18 @@ def run(args: argparse.Namespace, work: Path, console: Console) -> None:
         "steps": rows,
         "goal": {"tweets_accuracy": GOAL_ACCURACY, "fpb_drop": GOAL_FORGETTING, "met": goal_met},
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({"steps": rows, "goal_met": goal_met}))
+    record(
+        "adaptation_teacher" if args.through_teacher else "adaptation_direct",
+        "Domain adaptation to finance tweets"
+        + (" through the teacher" if args.through_teacher else ""),
+        result,
+        out=args.out,
+        tables=[dict_table(rows)],
+        notes=[
+            f"Held-out rows: {len(held_out.texts):,} tweets, {len(fpb_validation.texts):,} fpb; "
+            f"goal (tweets >= {GOAL_ACCURACY}, fpb drop <= {GOAL_FORGETTING}) met: {goal_met}."
+        ],
+    )
 
 
 if __name__ == "__main__":

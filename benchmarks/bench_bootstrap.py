@@ -12,12 +12,12 @@ the share with the right feedback label (sentiment, intent, failure mode), and t
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from recording import dict_table, record
 from rich.console import Console
 from rich.table import Table
 
@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
-    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/bootstrap.json")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="signalyard-bench-") as scratch:
         settings = load_settings(
@@ -56,10 +56,17 @@ def main() -> None:
         )
     console.print(table)
     console.print(f"training the three bootstrap models: {training_s:.1f}s")
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        results = {"training_s": training_s, "domains": [asdict(f) for f in figures]}
-        arguments.out.write_text(json.dumps(results, indent=2))
+    record(
+        "bootstrap",
+        "Bootstrap models on the synthetic world",
+        {"training_s": training_s, "domains": [asdict(f) for f in figures]},
+        out=arguments.out,
+        tables=[dict_table([asdict(f) for f in figures])],
+        notes=[
+            f"{arguments.events:,} fresh world events per domain; training every bootstrap "
+            f"model took {training_s:.1f} s."
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ runs in fp32 with the settings' torch threads; the explanation time is wall time
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from recording import record
 from rich.console import Console
 from rich.table import Table
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300, help="first N eligible texts")
     parser.add_argument("--random-draws", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/explanations.json")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     rng = random.Random(args.seed)
@@ -107,10 +107,30 @@ def main() -> None:
         f"{used} texts, {figures['seconds_per_explanation']:.3f} s per explanation "
         f"(p95 {figures['p95_seconds']:.3f} s), mean |delta| {figures['mean_abs_delta']:.4f}"
     )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures))
+    record(
+        "explanations",
+        "Explanations: how faithful, how fast",
+        figures,
+        out=args.out,
+        tables=[
+            {
+                "title": "Comprehensiveness: the fall in the predicted class's probability",
+                "columns": ["k words deleted", "top-attributed", "random"],
+                "rows": [
+                    [
+                        k,
+                        figures["comprehensiveness"][str(k)]["attributed"],
+                        figures["comprehensiveness"][str(k)]["random"],
+                    ]
+                    for k in ks
+                ],
+            }
+        ],
+        notes=[
+            f"{used} texts, {figures['seconds_per_explanation']:.3f} s per explanation "
+            f"(p95 {figures['p95_seconds']:.3f} s), mean |delta| {figures['mean_abs_delta']:.4f}."
+        ],
+    )
 
 
 if __name__ == "__main__":

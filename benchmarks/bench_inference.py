@@ -5,7 +5,7 @@ labeled file.
 
     python benchmarks/bench_inference.py --model-dir DIR --data VALIDATION_CSV \
         [--fast int8|bf16] [--batch-sizes 1,16,64] [--seq-lengths 32,128] [--seconds 3] \
-        [--out results.json]
+        [--out benchmarks/results/inference.json]
 
 Each measurement feeds texts at least as long as the sequence length, so every batch is
 exactly ``batch x length`` tokens; one warm-up batch runs before the clock starts.
@@ -14,11 +14,11 @@ exactly ``batch x length`` tokens; one warm-up batch runs before the clock start
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from recording import record
 from rich.console import Console
 from rich.table import Table
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--seq-lengths", default="32,128")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--fast", choices=["int8", "bf16"], help="default: the device's")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/inference.json")
     args = parser.parse_args()
     device = resolve_device(args.device)
     fast = args.fast or ("int8" if device.type == "cpu" else "auto")
@@ -69,18 +69,50 @@ def main() -> None:
     for precision in ("fp32", fast):
         scorer = load_scorer(args.model_dir, str(device), 128, precision)
         quality[scorer.engine.precision] = evaluate(scorer, args.data)
-    table = Table("seq length", "batch", "fp32 texts/s", f"{fast} texts/s", "speed-up")
+    columns = ["seq length", "batch", "fp32 texts/s", f"{fast} texts/s", "speed-up"]
+    table = Table(*columns)
     fp32 = {(r["seq_length"], r["batch_size"]): r["texts_per_s"] for r in rows[: len(rows) // 2]}
+    cells = []
     for r in rows[len(rows) // 2 :]:
         base = fp32[(r["seq_length"], r["batch_size"])]
-        table.add_row(str(r["seq_length"]), str(r["batch_size"]), f"{base:.1f}",
-                      f"{r['texts_per_s']:.1f}", f"{r['texts_per_s'] / base:.2f}x")  # fmt: skip
+        cells.append([r["seq_length"], r["batch_size"], base, r["texts_per_s"],
+                      f"{r['texts_per_s'] / base:.2f}x"])  # fmt: skip
+        table.add_row(*(str(cell) for cell in cells[-1]))
     Console().print(table)
     result = {"device": str(device), "throughput": rows, "quality": quality}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result))
+    series = {
+        f"{r['precision']}, {r['seq_length']} tokens": [
+            [q["batch_size"], q["texts_per_s"]]
+            for q in rows
+            if (q["precision"], q["seq_length"]) == (r["precision"], r["seq_length"])
+        ]
+        for r in rows
+    }
+    first = next(iter(quality.values()))
+    scalars = [k for k, v in first.items() if isinstance(v, int | float) and k != "domain"]
+    record(
+        "inference",
+        "Inference throughput by batch size and sequence length",
+        result,
+        out=args.out,
+        tables=[
+            {"title": "", "columns": columns, "rows": cells},
+            {
+                "title": "Quality on the labeled file",
+                "columns": ["precision", *scalars],
+                "rows": [[p, *(q[k] for k in scalars)] for p, q in quality.items()],
+            },
+        ],
+        plots=[
+            {
+                "title": f"Throughput against batch size ({device})",
+                "x_label": "batch size",
+                "y_label": "texts/s",
+                "series": series,
+                "x_log": True,
+            }
+        ],
+    )
 
 
 if __name__ == "__main__":

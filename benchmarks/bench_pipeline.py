@@ -10,7 +10,9 @@ One run reports:
 * news latency at half the measured end-to-end capacity: p50 and p99 of each result's
   ``latency_ms`` (from the raw record's Kafka timestamp to the end of scoring);
 * sensors, end to end: events/s through one worker, whose model costs almost nothing, so this
-  is the pipeline's own overhead: Kafka in, validation, batching, Kafka out, ClickHouse;
+  is the pipeline's own overhead: Kafka in, validation, batching, Kafka out, ClickHouse; once
+  with the producer running beside it, once draining a backlog produced before it started
+  (the worker's own rate, with the cores to itself: ``--sensors-only`` runs just these two);
 * with ``--explanations`` (or only these, ``--explanations-only``): news end to end with
   alerting in the worker and a rule that fires often, without and then with each alert's
   triggering event explained (``streams.explaining``): what explanations cost the pipeline;
@@ -29,7 +31,8 @@ broker must be up (``signalyard stack up``); models are trained from the synthet
 the registry at ``--registry`` has none.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--news-events 1500] [--sensor-events 30000]
-        [--explanations | --explanations-only | --guarantees-only [--intervals-ms 100,1000]]
+        [--explanations | --explanations-only | --sensors-only
+         | --guarantees-only [--intervals-ms 100,1000]]
         [--latency-seconds 20] [--torch-threads 0] [--registry DIR] [--out results.json]
 """
 
@@ -45,9 +48,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import torch
 from aiokafka import AIOKafkaConsumer
+from recording import record
 from rich.console import Console
 from rich.table import Table
 
@@ -69,6 +74,18 @@ from streams.validation import EventLimits, parse_event
 console = Console(width=110)
 WORKER_READY_TIMEOUT_S = 240
 RESULTS_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """What a results reader saw: loop times of the first fetch and of the last result, the
+    number of results in that first fetch, and every result's latencies (ms)."""
+
+    first: float
+    first_count: int
+    last: float
+    latencies: list[float]  # to the end of scoring
+    seen: list[float]  # to the arrival at the reader
 
 
 @dataclass(frozen=True)
@@ -108,9 +125,8 @@ def model_ceiling(settings: Settings, count: int) -> float:
 
 async def read_results(
     settings: Settings, domain: DomainName, expected: int, positioned: asyncio.Event
-) -> tuple[float, list[float], list[float]]:
-    """When the ``expected``-th result arrived (loop time), every result's latency to the end
-    of scoring and to its arrival here (ms)."""
+) -> Arrivals:
+    """Read the scored topic until ``expected`` distinct results have arrived."""
     topic = settings.topics.scored(domain).name
     consumer = AIOKafkaConsumer(
         topic,
@@ -128,9 +144,13 @@ async def read_results(
             await asyncio.sleep(0.05)
         positioned.set()
         loop = asyncio.get_running_loop()
+        first, first_count = 0.0, 0
         while len(seen) < expected:
             fetched = await consumer.getmany(timeout_ms=200, max_records=10_000)
             now = time.time()
+            if fetched and not seen:
+                first = loop.time()
+                first_count = sum(len(records) for records in fetched.values())
             for records in fetched.values():
                 for record in records:
                     result = json.loads(record.value)
@@ -140,7 +160,7 @@ async def read_results(
                         latencies.append(latency)
                         scored_at = datetime.fromisoformat(result["scored_at"]).timestamp()
                         arrivals.append((now - scored_at) * 1000 + latency)
-        return loop.time(), latencies, arrivals
+        return Arrivals(first, first_count, loop.time(), latencies, arrivals)
     finally:
         await consumer.stop()
 
@@ -154,14 +174,22 @@ async def run_phase(
     overrides: dict[str, str],
     scratch: Path,
     alerting: bool = False,
+    backlog: bool = False,
 ) -> Phase:
-    """One worker on fresh topics and a fresh store: produce ``count`` events, await them all."""
+    """One worker on fresh topics and a fresh store: produce ``count`` events, await them all.
+
+    ``backlog``: the events are all on the raw topic before the worker starts, and the rate is
+    the worker's alone: results after its first fetch over the time from that fetch's first
+    result to the last (the producer no longer shares the cores, nor sets the pace)."""
     run = uuid.uuid4().hex[:8]
     settings = with_topic_suffix(
         load_settings(home=scratch / name, registry_dir=base.models_dir), run
     )
     await provision_topics(settings.kafka, project_topics(settings))
     app_id = f"bench-{name}-{run}"
+    records = islice(events(World(seed=5), domain), count)
+    if backlog:
+        await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
     worker = WorkerProcess(
         settings,
         scratch / f"{name}.log",
@@ -180,9 +208,9 @@ async def run_phase(
         await positioned.wait()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        records = islice(events(World(seed=5), domain), count)
-        await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
-        finished, latencies, arrivals = await asyncio.wait_for(reader, RESULTS_TIMEOUT_S)
+        if not backlog:
+            await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
+        seen = await asyncio.wait_for(reader, RESULTS_TIMEOUT_S)
     finally:
         status = worker.stop()
     if status != 0:
@@ -200,17 +228,18 @@ async def run_phase(
         )
     finally:
         client.close()
-    seconds = finished - started
+    seconds = seen.last - (seen.first if backlog else started)
+    timed = count - seen.first_count if backlog else count
     return Phase(
         name,
         domain,
         count,
         seconds,
-        count / seconds,
-        percentile(latencies, 0.50),
-        percentile(latencies, 0.99),
-        percentile(arrivals, 0.50),
-        percentile(arrivals, 0.99),
+        timed / seconds,
+        percentile(seen.latencies, 0.50),
+        percentile(seen.latencies, 0.99),
+        percentile(seen.seen, 0.50),
+        percentile(seen.seen, 0.99),
         stored,
         alerts,
         explained,
@@ -277,12 +306,25 @@ async def guarantee_phases(
     return phases
 
 
+async def sensor_phases(count: int, base: Settings, scratch: Path) -> list[Phase]:
+    """Sensors end to end with the producer beside the worker, then from a backlog."""
+    phases = []
+    for name, backlog in (("sensors-batched", False), ("sensors-backlog", True)):
+        phases.append(
+            await run_phase(base, name, "sensors", count, None, {}, scratch, backlog=backlog)
+        )
+        _done(phases[-1])
+    return phases
+
+
 async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, list[Phase]]:
     base = load_settings(
         **({"registry_dir": arguments.registry} if arguments.registry else {}),
         home=scratch / "home",
     )
     ensure_models(base, ("news", "sensors"))
+    if arguments.sensors_only:
+        return 0.0, await sensor_phases(arguments.sensor_events, base, scratch)
     threads = {"SIGNALYARD_PIPELINE__TORCH_THREADS": str(arguments.torch_threads)}
     if arguments.torch_threads:
         torch.set_num_threads(arguments.torch_threads)
@@ -310,9 +352,7 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, li
     paced = max(1, int(half * arguments.latency_seconds))
     phases.append(await run_phase(base, "news-half-load", "news", paced, half, threads, scratch))
     _done(phases[-1])
-    sensors = arguments.sensor_events
-    phases.append(await run_phase(base, "sensors-batched", "sensors", sensors, None, {}, scratch))
-    _done(phases[-1])
+    phases += await sensor_phases(arguments.sensor_events, base, scratch)
     if arguments.explanations:
         phases += await explanation_phases(base, news, threads, scratch)
     return ceiling, phases
@@ -339,7 +379,7 @@ def report(ceiling: float, phases: list[Phase]) -> Table:
     ):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for phase in phases:
-        ratio = f"{phase.events_per_s / ceiling:.0%}" if phase.domain == "news" else "-"
+        ratio = f"{phase.events_per_s / ceiling:.0%}" if ceiling and phase.domain == "news" else "-"
         table.add_row(
             phase.name,
             str(phase.events),
@@ -363,7 +403,12 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--torch-threads", type=int, default=0, help="0: one per core")
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
-    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: benchmarks/results/pipeline[_MODE].json"
+    )
+    parser.add_argument(
+        "--note", action="append", default=[], help="a paragraph the results file keeps with them"
+    )
     explaining = parser.add_mutually_exclusive_group()
     explaining.add_argument(
         "--explanations",
@@ -378,6 +423,11 @@ def main() -> None:
         action="store_true",
         help="only news and sensors under at_least_once and exactly_once",
     )
+    explaining.add_argument(
+        "--sensors-only",
+        action="store_true",
+        help="only sensors, with the producer beside the worker and from a backlog",
+    )
     parser.add_argument(
         "--intervals-ms",
         default="100,1000",
@@ -390,10 +440,44 @@ def main() -> None:
     lost = [phase.name for phase in phases if phase.stored != phase.events]
     if lost:
         raise SystemExit(f"ClickHouse does not hold every event once in: {', '.join(lost)}")
-    if arguments.out:
-        figures = {"news_model_texts_per_s": ceiling, "phases": [asdict(p) for p in phases]}
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(figures, indent=2))
+    name, title = (
+        ("pipeline_explanations", "The pipeline with alerts explained")
+        if arguments.explanations_only
+        else ("pipeline_guarantees", "Processing guarantees: what exactly once costs")
+        if arguments.guarantees_only
+        else ("pipeline_sensors", "Sensors through one worker")
+        if arguments.sensors_only
+        else ("pipeline", "The pipeline end to end")
+    )
+    record(
+        name,
+        title,
+        {"news_model_texts_per_s": ceiling or None, "phases": [asdict(p) for p in phases]},
+        out=arguments.out,
+        tables=[phase_table(phases)],
+        notes=arguments.note,
+    )
+
+
+def phase_table(phases: list[Phase]) -> dict[str, Any]:
+    """The phases as a results table (``recording``)."""
+    columns = ["phase", "events", "s", "events/s", "p50 ms", "p99 ms", "seen p50 ms", "seen p99 ms"]
+    rows = [
+        [
+            p.name,
+            p.events,
+            round(p.seconds, 1),
+            round(p.events_per_s, 1),
+            *(None if v is None else round(v) for v in (p.p50_ms, p.p99_ms)),
+            *(None if v is None else round(v) for v in (p.seen_p50_ms, p.seen_p99_ms)),
+        ]
+        for p in phases
+    ]
+    if any(p.alerts is not None for p in phases):
+        columns.append("alerts (explained)")
+        for row, p in zip(rows, phases, strict=True):
+            row.append("-" if p.alerts is None else f"{p.alerts} ({p.explained})")
+    return {"title": "", "columns": columns, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from itertools import islice
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from recording import dict_table, record
 from rich.console import Console
 from rich.table import Table
 
@@ -85,8 +86,8 @@ class LiveResults:
                 fetched = await consumer.getmany(timeout_ms=200)
                 now = time.monotonic()
                 for records in fetched.values():
-                    for record in records:
-                        latency = float(json.loads(record.value)["latency_ms"])
+                    for message in records:
+                        latency = float(json.loads(message.value)["latency_ms"])
                         self.arrivals.append((now, latency))
         finally:
             await consumer.stop()
@@ -223,7 +224,7 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=float, default=10.0)
     parser.add_argument("--baseline-seconds", type=float, default=30.0)
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
-    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/replay_live.json")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="signalyard-bench-") as scratch:
         windows, replay_rate = asyncio.run(bench(arguments, Path(scratch)))
@@ -241,10 +242,17 @@ def main() -> None:
         )
     console.print(table)
     console.print(f"replay: {arguments.replay_events} events at {replay_rate:.1f} events/s")
-    if arguments.out:
-        figures = {"windows": [asdict(w) for w in windows], "replay_events_per_s": replay_rate}
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(figures, indent=2))
+    record(
+        "replay_live",
+        "A replay beside a live worker",
+        {"windows": [asdict(w) for w in windows], "replay_events_per_s": replay_rate},
+        out=arguments.out,
+        tables=[dict_table([asdict(w) for w in windows])],
+        notes=[
+            f"Live news offered at {arguments.rate:g} events/s; the replay of "
+            f"{arguments.replay_events:,} events ran at {replay_rate:.1f} events/s."
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from recording import dict_table, record
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=Path)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/sensors_model.json")
     args = parser.parse_args()
 
     data = read_readings(args.train)
@@ -170,9 +170,23 @@ def main() -> None:
             f"failures {figures['mode_accuracy']:.3f}, ceiling {ceiling(held_out):.3f}\n"
             f"  per-mode recall: {modes_table(figures)}"
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    quality = [{"rows": "out of fold", **oof}]
+    if args.held_out:
+        quality.append({"rows": f"held out ({args.held_out})", **report["held_out"]})
+    record(
+        "sensors_model",
+        "The sensors model: cross-validated and held-out quality, readings/s",
+        report,
+        out=args.out,
+        tables=[
+            dict_table(quality),
+            {
+                "title": "Readings/s by batch size",
+                "columns": list(speed),
+                "rows": [list(speed.values())],
+            },
+        ],
+    )
 
 
 if __name__ == "__main__":

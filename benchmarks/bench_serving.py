@@ -3,7 +3,7 @@ same labeled rows: texts per second at the pipeline's batch size and quality.
 
     python benchmarks/bench_serving.py --model teacher=DIR --model student=DIR \
         --data HELD_OUT_CSV [--precisions fp32,int8] [--batch-size 32] [--seconds 20] \
-        [--threads N] [--out results.json]
+        [--threads N] [--out benchmarks/results/serving.json]
 
 Throughput is measured on the data's own texts (their real lengths, length-bucketed as the
 pipeline does), cycling through them for at least ``--seconds`` after one warm-up batch.
@@ -16,11 +16,11 @@ native on CUDA and on CPUs with AVX512-BF16 or AMX.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from recording import record
 from rich.console import Console
 from rich.table import Table
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/serving.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,25 +95,48 @@ def main() -> None:
             )
             console.log(rows[-1])
     primary = "accuracy" if "accuracy" in rows[0] else "intent_accuracy"
-    table = Table(
-        "model", "precision", "fp32 layers", "parameters", "texts/s", primary, "macro-F1 / risk F1"
-    )
-    for row in rows:
-        table.add_row(
+    columns = ["model", "precision", "fp32 layers", "parameters (M)", "texts/s", primary]
+    columns.append("macro-F1 / risk F1")
+    table = Table(*columns)
+    cells = [
+        [
             row["model"],
             row["precision"],
-            "" if row["fp32_layers"] is None else str(row["fp32_layers"]),
-            f"{row['parameters'] / 1e6:.1f} M",
-            f"{row['texts_per_s']:.1f}",
-            f"{row[primary]:.4f}",
-            f"{row.get('macro_f1', row.get('risk_macro_f1', float('nan'))):.4f}",
-        )
+            row["fp32_layers"],
+            round(row["parameters"] / 1e6, 1),
+            row["texts_per_s"],
+            round(row[primary], 4),
+            round(row.get("macro_f1", row.get("risk_macro_f1", float("nan"))), 4),
+        ]
+        for row in rows
+    ]
+    for line in cells:
+        table.add_row(*("" if cell is None else str(cell) for cell in line))
     Console().print(table)
     result = {"batch_size": args.batch_size, "threads": torch.get_num_threads(), "rows": rows}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result))
+    models = dict.fromkeys(row["model"] for row in rows)
+    record(
+        "serving",
+        "Models and runtimes side by side: speed and quality",
+        result,
+        out=args.out,
+        tables=[{"title": "", "columns": columns, "rows": cells}],
+        plots=[
+            {
+                "title": "The quality/speed frontier",
+                "x_label": f"texts/s (batch {args.batch_size}, {torch.get_num_threads()} threads)",
+                "y_label": primary,
+                "series": {
+                    model: [[r["texts_per_s"], r[primary]] for r in rows if r["model"] == model]
+                    for model in models
+                },
+                "annotate": {
+                    model: [r["precision"] for r in rows if r["model"] == model] for model in models
+                },
+            }
+        ],
+        notes=[f"On {rows[0]['n']:,} rows of `{args.data}`."],
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ writer awaits each write, so when every writer is waiting the batch can only clo
 the sink then moves at most writers * write_rows rows per max_delay_ms.
 
     .venv/bin/python benchmarks/bench_sink.py [--rows 20000] [--writers 8] [--write-rows 64]
-        [--max-delay-ms 200]
+        [--max-delay-ms 200] [--out benchmarks/results/sink.json]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from recording import dict_table, record
 
 from config.settings import SinkSettings
 from sinks.clickhouse import connect
@@ -95,7 +97,9 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8, help="concurrent sink writers")
     parser.add_argument("--write-rows", type=int, default=64, help="rows per write() call")
     parser.add_argument("--max-delay-ms", type=int, default=200, help="the sink's max_delay_ms")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/sink.json")
     args = parser.parse_args()
+    rows_per_s = []
 
     with tempfile.TemporaryDirectory() as home:
         dsn = f"chdb://{Path(home) / 'clickhouse'}"
@@ -112,10 +116,24 @@ def main() -> None:
             rows = score_rows(args.rows, f"s{batch}")
             sunk, inserts = asyncio.run(through_sink(dsn, rows, batch, args))
             print(f"{batch:>6} {plain:>14,.0f} {sunk:>10,.0f} {inserts:>13}")
+            rows_per_s.append(
+                {"batch": batch, "client_insert": plain, "sink": sunk, "sink_inserts": inserts}
+            )
         check = connect(dsn)
         expected = 2 * len(BATCH_SIZES) * args.rows
         assert count_final(check, "news_scores") == expected, "rows lost"
         check.close()
+    record(
+        "sink",
+        "Score rows per second into the embedded ClickHouse",
+        {"rows_per_s": rows_per_s, "options": vars(args) | {"out": str(args.out)}},
+        out=args.out,
+        tables=[dict_table(rows_per_s)],
+        notes=[
+            f"{args.rows:,} news_scores rows per run; the sink fed by {args.writers} writers of "
+            f"{args.write_rows} rows, max_delay_ms {args.max_delay_ms}."
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from pathlib import Path
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+from recording import record
 from rich.console import Console
 from rich.table import Table
 
@@ -316,7 +317,7 @@ def main() -> None:
     )
     parser.add_argument("--web-port", type=int, default=16066)
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soak.json"))
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/soak.json")
     arguments = parser.parse_args()
     arguments.samples = max(3, round(arguments.minutes * 60 / arguments.sample_s))
     with tempfile.TemporaryDirectory(prefix="signalyard-soak-") as scratch:
@@ -337,8 +338,62 @@ def main() -> None:
         f"{figures['fds_per_hour']:+.1f}/h, threads {figures['threads_per_hour']:+.1f}/h; "
         f"max lag {figures['max_lag']:.0f}; sent {figures['sent']}, stored {figures['stored']}"
     )
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(figures, indent=2, default=str))
+    samples = figures["samples"]
+    record(
+        "soak",
+        f"A soak: {arguments.minutes:g} minutes of every domain through one worker",
+        json.loads(json.dumps(figures, default=str)),
+        out=arguments.out,
+        tables=[
+            {
+                "title": "",
+                "columns": [
+                    "minute",
+                    "RSS MB",
+                    "descriptors",
+                    "threads",
+                    "lag",
+                    "results",
+                    "p50 ms",
+                    "p99 ms",
+                    "during the minute",
+                ],
+                "rows": [
+                    [
+                        s["minute"],
+                        s["rss_mb"],
+                        s["fds"],
+                        s["threads"],
+                        s["lag"],
+                        s["results"],
+                        s["p50_ms"],
+                        s["p99_ms"],
+                        s["event"],
+                    ]
+                    for s in samples
+                ],
+            }
+        ],
+        plots=[
+            {
+                "title": "Soak: consumer lag",
+                "x_label": "minute",
+                "y_label": "events behind",
+                "series": {"lag": [[s["minute"], s["lag"]] for s in samples]},
+            },
+            {
+                "title": "Soak: resident memory",
+                "x_label": "minute",
+                "y_label": "MB",
+                "series": {"RSS": [[s["minute"], s["rss_mb"]] for s in samples]},
+            },
+        ],
+        notes=[
+            f"After warm-up: RSS {figures['rss_mb_per_hour']:+.1f} MB/h, descriptors "
+            f"{figures['fds_per_hour']:+.1f}/h, threads {figures['threads_per_hour']:+.1f}/h; "
+            f"max lag {figures['max_lag']:.0f}; sent {figures['sent']}, stored {figures['stored']}."
+        ],
+    )
     lost = {d: figures["sent"][d] - figures["stored"][d] for d in figures["sent"]}
     if any(lost.values()):
         raise SystemExit(f"not every event was stored once: {lost}")

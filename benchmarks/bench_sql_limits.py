@@ -7,7 +7,7 @@ and times them to the scored topic; phase two does the same while another thread
 scoring fivefold). Printed: each phase's events/s, the worker's resident memory at the start
 and at its peak, and how the queries ended. The broker must be up (``signalyard stack up``).
 
-    .venv/bin/python benchmarks/bench_sql_limits.py [--events 20000]
+    .venv/bin/python benchmarks/bench_sql_limits.py [--events 20000] [--out F]
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ import urllib.request
 import uuid
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from recording import record
 
 from config.settings import Settings, load_settings, with_topic_suffix
 from signalyard.demo.bootstrap import ensure_models
 from signalyard.demo.synthetic import World, events
 from signalyard.local.worker_process import WorkerProcess
+from sinks.web_token import credentials
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.producer import produce
@@ -55,16 +58,20 @@ def resident_mb(pid: int) -> float:
 class Hammer(threading.Thread):
     """Sends the huge query to ``/sql`` until stopped; keeps each answer's time and error."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.port = port
+        self.headers = headers  # the worker's credential (sinks.web_token)
         self.stopped = threading.Event()
         self.answers: list[tuple[float, str]] = []
 
     def run(self) -> None:
         while not self.stopped.is_set():
             request = urllib.request.Request(
-                f"http://127.0.0.1:{self.port}/sql", data=HUGE.encode(), method="POST"
+                f"http://127.0.0.1:{self.port}/sql",
+                data=HUGE.encode(),
+                method="POST",
+                headers=self.headers,
             )
             started = time.monotonic()
             try:
@@ -123,7 +130,7 @@ async def phase(
     return count / (finished - started), peak
 
 
-async def bench(arguments: argparse.Namespace, scratch: Path) -> None:
+async def bench(arguments: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     base = load_settings(home=scratch / "home")
     ensure_models(base, ("sensors",))
     run = uuid.uuid4().hex[:8]
@@ -132,6 +139,9 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> None:
     )
     await provision_topics(settings.kafka, project_topics(settings))
     port, app_id = free_port(), f"bench-sql-{run}"
+    worker_settings = settings.model_copy(
+        update={"pipeline": settings.pipeline.model_copy(update={"web_port": port})}
+    )
     worker = WorkerProcess(
         settings,
         scratch / "worker.log",
@@ -150,10 +160,19 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> None:
         await phase(settings, pid, 1, 2000, None)  # warm-up
         start_mb = resident_mb(pid)
         quiet, quiet_peak = await phase(settings, pid, 2, arguments.events, None)
-        hammer = Hammer(port)
+        hammer = Hammer(port, credentials(worker_settings))
         busy, busy_peak = await phase(settings, pid, 3, arguments.events, hammer)
     finally:
         worker.stop()
+    figures = {
+        "events": arguments.events,
+        "start_mb": start_mb,
+        "quiet_events_per_s": quiet,
+        "quiet_peak_mb": quiet_peak,
+        "busy_events_per_s": busy,
+        "busy_peak_mb": busy_peak,
+        "queries": [{"seconds": s, "answer": a} for s, a in hammer.answers],
+    }
     print(f"worker resident memory after warm-up: {start_mb:,.0f} MB")
     print(f"scoring alone:          {quiet:8,.0f} events/s, peak {quiet_peak:,.0f} MB")
     print(f"with the huge query:    {busy:8,.0f} events/s, peak {busy_peak:,.0f} MB")
@@ -162,14 +181,36 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> None:
         f"queries sent meanwhile: {len(hammer.answers)}, each answered in "
         f"{min(seconds):.2f}-{max(seconds):.2f} s; the answer: {hammer.answers[0][1]}"
     )
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/sql_limits.json")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="signalyard-bench-sql-") as scratch:
-        asyncio.run(bench(arguments, Path(scratch)))
+        figures = asyncio.run(bench(arguments, Path(scratch)))
+    record(
+        "sql_limits",
+        "Live scoring while a huge query hits the SQL endpoint",
+        figures,
+        out=arguments.out,
+        tables=[
+            {
+                "title": "",
+                "columns": ["phase", "events/s", "peak RSS MB"],
+                "rows": [
+                    ["scoring alone", figures["quiet_events_per_s"], figures["quiet_peak_mb"]],
+                    ["with the huge query", figures["busy_events_per_s"], figures["busy_peak_mb"]],
+                ],
+            }
+        ],
+        notes=[
+            f"{arguments.events:,} sensor readings per phase; {len(figures['queries'])} queries "
+            f"sent meanwhile, the first answered: {figures['queries'][0]['answer']}."
+        ],
+    )
 
 
 if __name__ == "__main__":
