@@ -10,7 +10,8 @@ pipeline does), cycling through them for at least ``--seconds`` after one warm-u
 Quality is each runtime's own predictions on every row. ``int8`` is torch's dynamic int8
 quantization of the linear layers (CPU), but for those the model's int8 plan keeps in fp32
 (``signalyard models quantize``; the ``fp32 layers`` column counts them); ``bf16`` is autocast,
-native on CUDA and on CPUs with AVX512-BF16 or AMX.
+native on CUDA and on CPUs with AVX512-BF16 or AMX; ``onnx-fp32`` and ``onnx-int8`` run the
+model with ONNX Runtime (int8: its dynamic quantization of every MatMul).
 """
 
 from __future__ import annotations

@@ -179,10 +179,15 @@ class AlertsSettings(Section):
     in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs alerting
 
 
+# How a text model runs (models.inference): torch in fp32, bf16 or fp16 autocast, dynamic int8;
+# or ONNX Runtime in fp32 or dynamic int8.
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8"]
+
+
 class InferenceSettings(Section):
     device: Literal["auto", "cpu", "cuda"]
     max_seq_length: int = Field(gt=0, le=8192)
-    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"]
+    precision: Precision
 
 
 class ExplanationSettings(Section):

@@ -4,9 +4,12 @@ Texts are tokenized once without padding, sorted by length and cut into sub-batc
 sub-batch is padded only to its own longest text (length bucketing within a batch); results
 go back in input order. Precision: on CUDA, bf16 autocast where the GPU supports it and fp16
 otherwise; on CPU fp32 by default, bf16 autocast when asked for (native on CPUs with AVX512-BF16
-or AMX, emulated and slow on others), or dynamic int8 of the linear layers
+or AMX, emulated and slow on others), dynamic int8 of the linear layers
 (``precision="int8"``, with the layers the model's int8 plan keeps in fp32:
-``models.quantization``). ``benchmarks/bench_serving.py`` measures their speed and accuracy.
+``models.quantization``), or the model run by ONNX Runtime in fp32 or dynamic int8
+(``"onnx-fp32"``, ``"onnx-int8"``: ``models.onnx_runtime``), whose int8 kernels use VNNI where
+the CPU has it and AVX2 otherwise. ``benchmarks/bench_serving.py`` measures their speed and
+accuracy.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from config.settings import Precision
 from models.base import SensorReading
 from models.data import FAILURE_MODES
+from models.onnx_runtime import OnnxClassifier
 from models.quantization import quantize_int8
 from models.sensor_model import SensorModel, features
 from models.text_model import TextClassifier
 
 DeviceName = Literal["auto", "cpu", "cuda"]
-Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+ONNX_PRECISIONS = {"onnx-fp32": False, "onnx-int8": True}  # ... and whether it is int8
 
 
 def resolve_device(device: DeviceName | str) -> torch.device:
@@ -42,8 +47,8 @@ def resolve_precision(device: torch.device, precision: Precision | str) -> str:
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp32"
-    if precision == "int8" and device.type != "cpu":
-        raise ValueError("int8 dynamic quantization runs on the CPU only")
+    if (precision == "int8" or precision in ONNX_PRECISIONS) and device.type != "cpu":
+        raise ValueError(f"{precision} runs on the CPU only")
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("fp16 autocast is for CUDA; use fp32, bf16 or int8 on the CPU")
     return precision
@@ -63,16 +68,23 @@ class TextEngine:
         batch_size: int = 64,
         precision: Precision | str = "auto",
         keep_fp32: Collection[str] = (),
+        threads: int = 0,
     ) -> None:
+        """``threads``: CPU threads of an ONNX Runtime session (0: as many as torch uses,
+        which ``torch.set_num_threads`` sets for the process)."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
         model = model.eval()
         self.num_labels = model.head.out_features
+        self.keep_fp32: tuple[str, ...] = ()
+        self.model: torch.nn.Module | OnnxClassifier
         if self.precision == "int8":
             self.keep_fp32 = tuple(keep_fp32)
             self.model = quantize_int8(model, self.keep_fp32)
+        elif self.precision in ONNX_PRECISIONS:
+            int8 = ONNX_PRECISIONS[self.precision]
+            self.model = OnnxClassifier(model, int8, threads or torch.get_num_threads())
         else:
-            self.keep_fp32 = ()
             self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
@@ -106,7 +118,9 @@ class TextEngine:
                 logits = self.model(
                     batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
                 )
-                out[chunk] = logits.float().cpu().numpy()
+                out[chunk] = (
+                    logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
+                )
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -212,12 +212,18 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(YOUNG_COLLECTION_ALLOCATIONS, middle, oldest)
 
 
-def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], loglevel: str) -> None:
-    """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
+def limit_model_threads(settings: Settings) -> None:
+    """Set the threads per model operation (``pipeline.torch_threads``) before models load:
+    torch's for the process, and each ONNX Runtime session takes as many when it is made."""
     if settings.pipeline.torch_threads:
         # Torch's threads spin while they wait for work; on a busy machine more threads than
         # free cores make small batches many times slower, not faster.
         torch.set_num_threads(settings.pipeline.torch_threads)
+
+
+def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], loglevel: str) -> None:
+    """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
+    limit_model_threads(settings)
     runtime = ScoringRuntime(
         settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
     )

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import get_args
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 import domains
-from config.settings import DomainName, load_settings
+from config.settings import DomainName, Precision, load_settings
 from models.options import TrainOptions
 from models.registry import CONTENT_HASH, Registry, recorded_sha256
 from models.tasks import HEADLINE_METRICS, TEXT_TASKS
@@ -117,7 +118,7 @@ def train(domain: DomainName, data: Path, promote: bool, **options: object) -> N
 @domain_argument
 @click.option("--data", required=True, type=existing_file, help="Labeled CSV of the domain.")
 @click.option("--version", help="Registry version (default: the live one).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]))
+@click.option("--precision", type=click.Choice(list(get_args(Precision))))
 def evaluate_command(
     domain: DomainName, data: Path, version: str | None, precision: str | None
 ) -> None:

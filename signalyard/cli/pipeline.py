@@ -36,10 +36,11 @@ def worker(chosen: tuple[DomainName, ...], loglevel: str) -> None:
     """
     # Imported here so that other commands start without loading torch and Faust.
     from models.loading import load_live_scorer
-    from streams.app import run_worker
+    from streams.app import limit_model_threads, run_worker
 
     settings = load_settings()
     names = chosen or domains.names()
+    limit_model_threads(settings)
     scorers = {domain: load_live_scorer(settings, domain) for domain in names}
     asyncio.run(wait_for_broker(settings.kafka, _say))
     provision(settings)

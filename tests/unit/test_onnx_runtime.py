@@ -1,0 +1,48 @@
+"""A text model run by ONNX Runtime: fp32 gives torch's probabilities, int8 its decisions on
+the keyword model's sentences, and both refuse a GPU."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import FILLER, KEYWORDS
+
+from models.inference import resolve_precision
+from models.loading import load_scorer
+
+
+def sentences(count: int) -> list[str]:
+    rng = random.Random(8)
+    texts = []
+    for _ in range(count):
+        words = rng.sample(FILLER, 6)
+        words.insert(rng.randrange(7), rng.choice(list(KEYWORDS.values())))
+        texts.append(" ".join(words))
+    return texts
+
+
+def probabilities(model: Path, precision: str, texts: list[str]) -> np.ndarray:
+    scorer = load_scorer(model, "cpu", 64, precision, batch_size=16)
+    assert scorer.engine.precision == precision
+    return scorer.predict_proba(texts)
+
+
+def test_onnx_fp32_gives_torchs_probabilities_and_int8_its_decisions(keyword_model: Path) -> None:
+    texts = sentences(96)
+    reference = probabilities(keyword_model, "fp32", texts)
+    onnx_fp32 = probabilities(keyword_model, "onnx-fp32", texts)
+    assert np.abs(onnx_fp32 - reference).max() < 1e-4
+    onnx_int8 = probabilities(keyword_model, "onnx-int8", texts)
+    assert not np.array_equal(onnx_int8, reference)  # quantized: not the same numbers
+    agreement = (onnx_int8.argmax(1) == reference.argmax(1)).mean()
+    assert agreement >= 0.95, agreement
+
+
+@pytest.mark.parametrize("precision", ["onnx-fp32", "onnx-int8"])
+def test_onnx_runtime_is_for_the_cpu(precision: str) -> None:
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_precision(torch.device("cuda"), precision)
