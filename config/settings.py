@@ -188,6 +188,9 @@ class InferenceSettings(Section):
     device: Literal["auto", "cpu", "cuda"]
     max_seq_length: int = Field(gt=0, le=8192)
     precision: Precision
+    # precision auto on a CPU: the largest share of validation rows on which the chosen
+    # runtime may decide unlike fp32 (models.precision_choice).
+    max_decision_change: float = Field(default=0.01, ge=0, le=1)
 
 
 class ExplanationSettings(Section):

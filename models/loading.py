@@ -3,7 +3,8 @@
     from models.loading import load_scorer, load_live_scorer, ModelNotFoundError
 
     load_scorer(model_dir: Path, device: str = "auto", max_seq_length: int = 128,
-                precision: str = "auto", batch_size: int = 64) -> Scorer
+                precision: str = "auto", batch_size: int = 64,
+                max_decision_change: float = 0.01) -> Scorer
     load_live_scorer(settings: Settings, domain: DomainName) -> Scorer
     load_version(settings: Settings, domain: DomainName, version: str) -> Scorer
 
@@ -15,12 +16,16 @@ registry versions). Each returned class satisfies the :class:`models.base.Scorer
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import DomainName, Settings
 from models.calibration import Calibration
+from models.data import TextData
 from models.errors import BrokenModelError, ModelNotFoundError
-from models.inference import SensorEngine, TextEngine
+from models.inference import SensorEngine, TextEngine, resolve_device
+from models.precision_choice import MAX_ROWS, choose, cpu_flags, describe
 from models.quantization import UnknownLayersError, kept_fp32
 from models.registry import CONTENT_HASH, METADATA_FILE, Registry, content_sha256
 from models.scorers import SensorScorer, SentimentScorer, TicketScorer
@@ -32,6 +37,7 @@ from models.text_model import load_text_classifier
 __all__ = ["LoadedScorer", "ModelNotFoundError", "load_live_scorer", "load_scorer", "load_version"]
 
 LoadedScorer = SentimentScorer | TicketScorer | SensorScorer
+log = logging.getLogger(__name__)
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -47,13 +53,20 @@ def load_scorer(
     max_seq_length: int = 128,
     precision: str = "auto",
     batch_size: int = 64,
+    max_decision_change: float = 0.01,
 ) -> LoadedScorer:
     """The model in ``model_dir``, its files checked against the content hash recorded when it
     was registered. Raises ModelNotFoundError when the folder is not a model, BrokenModelError
-    (one) when its files changed since, or its weights do not load as its config says."""
+    (one) when its files changed since, or its weights do not load as its config says.
+
+    ``precision="auto"`` on a CPU tries the runtimes the CPU runs natively on the model's
+    validation rows and keeps the fastest whose decisions differ from fp32's on at most
+    ``max_decision_change`` of them (``models.precision_choice``); the choice is logged."""
     model_dir = Path(model_dir)
     digest = verified_sha256(model_dir)
-    scorer = _build_scorer(model_dir, device, max_seq_length, precision, batch_size)
+    scorer = _build_scorer(
+        model_dir, device, max_seq_length, precision, batch_size, max_decision_change
+    )
     scorer.model_sha256 = digest
     return scorer
 
@@ -71,7 +84,12 @@ def verified_sha256(model_dir: Path) -> str:
 
 
 def _build_scorer(
-    model_dir: Path, device: str, max_seq_length: int, precision: str, batch_size: int
+    model_dir: Path,
+    device: str,
+    max_seq_length: int,
+    precision: str,
+    batch_size: int,
+    max_decision_change: float,
 ) -> LoadedScorer:
     metadata = read_metadata(model_dir)
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
@@ -79,10 +97,16 @@ def _build_scorer(
     if task == "defect":
         return SensorScorer(domain, SensorEngine(load_sensor_model(model_dir)), name, version)
     model, tokenizer, labels = load_text_classifier(model_dir)
+
+    def build(chosen: str) -> TextEngine:
+        plan = kept_fp32(metadata)
+        return TextEngine(model, tokenizer, device, max_seq_length, batch_size, chosen, plan)
+
     try:
-        engine = TextEngine(
-            model, tokenizer, device, max_seq_length, batch_size, precision, kept_fp32(metadata)
-        )
+        if precision == "auto" and resolve_device(device).type == "cpu":
+            engine = _fastest_faithful(model_dir, build, max_decision_change)
+        else:
+            engine = build(precision)
     except UnknownLayersError as error:
         raise ModelNotFoundError(
             f"{model_dir}: its int8 plan does not fit the model ({error}); "
@@ -93,6 +117,21 @@ def _build_scorer(
         return SentimentScorer(domain, engine, labels, name, version, calibration)
     taxonomy = RiskTaxonomy.load(model_dir / TAXONOMY_FILE)
     return TicketScorer(domain, engine, labels, taxonomy, name, version, calibration=calibration)
+
+
+def _fastest_faithful(
+    model_dir: Path, build: Callable[[str], TextEngine], max_decision_change: float
+) -> TextEngine:
+    from models.adaptation import source_validation  # training data: only for this check
+
+    validation = source_validation(model_dir)
+    if not isinstance(validation, TextData) or not validation.texts:
+        log.info("%s: precision auto keeps fp32: its validation rows are not at hand", model_dir)
+        return build("fp32")
+    engine, trials = choose(build, validation.texts, max_decision_change, cpu_flags())
+    rows = min(len(validation.texts), MAX_ROWS)
+    log.info("%s: %s", model_dir, describe(trials, engine.precision, rows))
+    return engine
 
 
 def load_live_scorer(settings: Settings, domain: DomainName) -> LoadedScorer:
@@ -109,4 +148,5 @@ def load_version(settings: Settings, domain: DomainName, version: str) -> Loaded
         settings.inference.max_seq_length,
         settings.inference.precision,
         settings.batching.of(domain).max_batch_size,
+        settings.inference.max_decision_change,
     )

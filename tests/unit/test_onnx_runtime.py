@@ -1,8 +1,10 @@
 """A text model run by ONNX Runtime: fp32 gives torch's probabilities, int8 its decisions on
-the keyword model's sentences, and both refuse a GPU."""
+the keyword model's sentences, and both refuse a GPU; precision auto keeps the fastest runtime
+whose decisions stay within the allowed share of fp32's."""
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -11,8 +13,10 @@ import pytest
 import torch
 from helpers import FILLER, KEYWORDS
 
-from models.inference import resolve_precision
+from models.inference import TextEngine, resolve_precision
 from models.loading import load_scorer
+from models.precision_choice import candidates, choose, cpu_flags
+from models.text_model import load_text_classifier
 
 
 def sentences(count: int) -> list[str]:
@@ -46,3 +50,27 @@ def test_onnx_fp32_gives_torchs_probabilities_and_int8_its_decisions(keyword_mod
 def test_onnx_runtime_is_for_the_cpu(precision: str) -> None:
     with pytest.raises(ValueError, match="CPU only"):
         resolve_precision(torch.device("cuda"), precision)
+
+
+def test_precision_auto_keeps_the_fastest_runtime_that_decides_as_fp32(
+    keyword_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, tokenizer, _ = load_text_classifier(keyword_model)
+    texts = sentences(200)
+
+    def build(precision: str) -> TextEngine:
+        return TextEngine(model, tokenizer, "cpu", 64, 16, precision)
+
+    flags = frozenset({"avx512_bf16"})  # bf16 among the candidates, native or not
+    engine, trials = choose(build, texts, 0.0, flags)
+    assert [t.precision for t in trials] == ["fp32", "bf16", "onnx-int8"]
+    faithful = [t for t in trials if t.changed == 0.0]
+    assert engine.precision == max(faithful, key=lambda t: t.texts_per_s).precision
+    # Allowed to change every decision, it takes the fastest of all.
+    engine, trials = choose(build, texts, 1.0, flags)
+    assert engine.precision == max(trials, key=lambda t: t.texts_per_s).precision
+
+    with caplog.at_level(logging.INFO, logger="models.loading"):
+        scorer = load_scorer(keyword_model, "cpu", 64, "auto", batch_size=16)
+    assert scorer.engine.precision in candidates(cpu_flags())
+    assert "precision auto chose" in caplog.text
