@@ -84,7 +84,9 @@ def main() -> None:
                 {
                     "model": name,
                     "version": scorer.version,
-                    "precision": scorer.engine.precision,
+                    "precision": scorer.engine.precision
+                    if precision != "auto"
+                    else f"auto ({scorer.engine.precision})",
                     "fp32_layers": len(scorer.engine.keep_fp32)
                     if scorer.engine.precision == "int8"
                     else None,
@@ -131,6 +133,7 @@ def main() -> None:
                     model: [[r["texts_per_s"], r[primary]] for r in rows if r["model"] == model]
                     for model in models
                 },
+                "points": True,
                 "annotate": {
                     model: [r["precision"] for r in rows if r["model"] == model] for model in models
                 },

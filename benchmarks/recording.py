@@ -8,7 +8,8 @@ model, cores, memory and the instruction sets that decide which runtimes run nat
 versions of the libraries on the measured path.
 
 A table is ``{"title", "columns": [...], "rows": [[...], ...]}``; a plot is ``{"title",
-"x_label", "y_label", "series": {name: [[x, y], ...]}, "x_log": bool}``. Free text about the
+"x_label", "y_label", "series": {name: [[x, y], ...]}, "x_log": bool, "points": bool}`` (points:
+markers only, for a scatter such as a frontier). Free text about the
 run (what it does not show, what differed) goes to ``notes``, one paragraph per item.
 """
 

@@ -73,7 +73,7 @@ def draw(spec: dict[str, Any], path: Path) -> None:
     figure, axes = pyplot.subplots(figsize=(7, 4), dpi=100)
     for label, points in spec["series"].items():
         xs, ys = zip(*points, strict=True) if points else ((), ())
-        axes.plot(xs, ys, marker="o", label=label)
+        axes.plot(xs, ys, marker="o", linestyle="none" if spec.get("points") else "-", label=label)
         if spec.get("annotate"):
             for x, y, text in zip(xs, ys, spec["annotate"].get(label, []), strict=False):
                 axes.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
