@@ -84,7 +84,8 @@ def calibrate_folder(model_dir: Path) -> dict[str, Any]:
     metadata, validation, length = _text_validation(model_dir, "calibration")
     if "calibration" in metadata:
         raise DataError(f"{model_dir} was calibrated when it was trained")
-    scorer = load_scorer(model_dir, "auto", length)
+    # Fitted on the model's own probabilities, whatever a machine will serve it in.
+    scorer = load_scorer(model_dir, "auto", length, "fp32")
     assert not isinstance(scorer, SensorScorer)
     labels = SENTIMENT_LABELS if isinstance(scorer, SentimentScorer) else scorer.labels
     record = fit_calibration(scorer.predict_proba(validation.texts), labels, validation.labels)

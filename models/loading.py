@@ -7,6 +7,8 @@
                 max_decision_change: float = 0.01) -> Scorer
     load_live_scorer(settings: Settings, domain: DomainName) -> Scorer
     load_version(settings: Settings, domain: DomainName, version: str) -> Scorer
+    load_folder(settings: Settings, model_dir: Path, batch_size: int = 64,
+                precision: str | None = None) -> Scorer
 
 Only JSON, safetensors and LightGBM's text model files are read (never pickles) and nothing is
 downloaded. The scorer's ``version`` is the name of the folder it came from (``v3`` for
@@ -20,12 +22,14 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from config.settings import DomainName, Settings
 from models.calibration import Calibration
 from models.data import TextData
 from models.errors import BrokenModelError, ModelNotFoundError
 from models.inference import SensorEngine, TextEngine, resolve_device
-from models.precision_choice import MAX_ROWS, choose, cpu_flags, describe
+from models.precision_choice import MAX_ROWS, Choices, choose, cpu_flags, describe
 from models.quantization import UnknownLayersError, kept_fp32
 from models.registry import CONTENT_HASH, METADATA_FILE, Registry, content_sha256
 from models.scorers import SensorScorer, SentimentScorer, TicketScorer
@@ -34,10 +38,18 @@ from models.tasks import TAXONOMY_FILE, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import load_text_classifier
 
-__all__ = ["LoadedScorer", "ModelNotFoundError", "load_live_scorer", "load_scorer", "load_version"]
+__all__ = [
+    "LoadedScorer",
+    "ModelNotFoundError",
+    "load_folder",
+    "load_live_scorer",
+    "load_scorer",
+    "load_version",
+]
 
 LoadedScorer = SentimentScorer | TicketScorer | SensorScorer
 log = logging.getLogger(__name__)
+PRECISION_CHOICES = "precision-choices.json"  # in the home: what precision auto chose, per model
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -54,6 +66,7 @@ def load_scorer(
     precision: str = "auto",
     batch_size: int = 64,
     max_decision_change: float = 0.01,
+    choices: Path | None = None,
 ) -> LoadedScorer:
     """The model in ``model_dir``, its files checked against the content hash recorded when it
     was registered. Raises ModelNotFoundError when the folder is not a model, BrokenModelError
@@ -61,12 +74,15 @@ def load_scorer(
 
     ``precision="auto"`` on a CPU tries the runtimes the CPU runs natively on the model's
     validation rows and keeps the fastest whose decisions differ from fp32's on at most
-    ``max_decision_change`` of them (``models.precision_choice``); the choice is logged."""
+    ``max_decision_change`` of them (``models.precision_choice``); the choice is logged and
+    remembered in ``choices`` (a JSON file), which later loads of the model take."""
     model_dir = Path(model_dir)
     digest = verified_sha256(model_dir)
+    remembered = Choices(choices) if choices is not None else None
     scorer = _build_scorer(
-        model_dir, device, max_seq_length, precision, batch_size, max_decision_change
-    )
+        model_dir, device, max_seq_length, precision, batch_size, max_decision_change,
+        (remembered, digest),
+    )  # fmt: skip
     scorer.model_sha256 = digest
     return scorer
 
@@ -90,6 +106,7 @@ def _build_scorer(
     precision: str,
     batch_size: int,
     max_decision_change: float,
+    remembered: tuple[Choices | None, str],
 ) -> LoadedScorer:
     metadata = read_metadata(model_dir)
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
@@ -104,7 +121,7 @@ def _build_scorer(
 
     try:
         if precision == "auto" and resolve_device(device).type == "cpu":
-            engine = _fastest_faithful(model_dir, build, max_decision_change)
+            engine = _fastest_faithful(model_dir, build, max_decision_change, *remembered)
         else:
             engine = build(precision)
     except UnknownLayersError as error:
@@ -120,10 +137,17 @@ def _build_scorer(
 
 
 def _fastest_faithful(
-    model_dir: Path, build: Callable[[str], TextEngine], max_decision_change: float
+    model_dir: Path,
+    build: Callable[[str], TextEngine],
+    max_decision_change: float,
+    choices: Choices | None,
+    digest: str,
 ) -> TextEngine:
     from models.adaptation import source_validation  # training data: only for this check
 
+    key = Choices.key(digest, torch.get_num_threads(), max_decision_change)
+    if choices is not None and (chosen := choices.get(key)):
+        return build(chosen)
     validation = source_validation(model_dir)
     if not isinstance(validation, TextData) or not validation.texts:
         log.info("%s: precision auto keeps fp32: its validation rows are not at hand", model_dir)
@@ -131,6 +155,8 @@ def _fastest_faithful(
     engine, trials = choose(build, validation.texts, max_decision_change, cpu_flags())
     rows = min(len(validation.texts), MAX_ROWS)
     log.info("%s: %s", model_dir, describe(trials, engine.precision, rows))
+    if choices is not None:
+        choices.put(key, engine.precision)
     return engine
 
 
@@ -142,11 +168,22 @@ def load_live_scorer(settings: Settings, domain: DomainName) -> LoadedScorer:
 
 def load_version(settings: Settings, domain: DomainName, version: str) -> LoadedScorer:
     """A registered version of ``domain``, set up for inference as the settings say."""
+    folder = Registry(settings.models_dir).version_dir(domain, version)
+    return load_folder(settings, folder, settings.batching.of(domain).max_batch_size)
+
+
+def load_folder(
+    settings: Settings, model_dir: Path, batch_size: int = 64, precision: str | None = None
+) -> LoadedScorer:
+    """A model folder set up for inference as the settings say (``precision`` overrides
+    theirs), taking what precision auto chose for it before on this machine, so that every
+    process scores it alike."""
     return load_scorer(
-        Registry(settings.models_dir).version_dir(domain, version),
+        model_dir,
         settings.inference.device,
         settings.inference.max_seq_length,
-        settings.inference.precision,
-        settings.batching.of(domain).max_batch_size,
+        precision or settings.inference.precision,
+        batch_size,
         settings.inference.max_decision_change,
+        settings.home_dir / PRECISION_CHOICES,
     )

@@ -6,10 +6,19 @@ The candidates are torch fp32 (the reference), bf16 autocast where the CPU has n
 runs on). Each scores the validation rows once, after one warm-up batch; that pass gives both
 its speed (texts/s, on this machine as it is at that moment) and its decisions, which are
 compared with fp32's. With no validation rows to check against, fp32 is kept.
+
+Timings on a busy machine vary, so two processes could choose differently and score the same
+event differently (a replay beside a live worker, or a replay run twice). The first choice for
+a model on a machine is therefore remembered (``Choices``: a JSON file, by the model's content
+hash, the CPU and the thread count) and every later load there takes it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +52,38 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+class Choices:
+    """Choices remembered in a JSON file ``{key: precision}``; written whole, by rename, so a
+    reader never sees half a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def key(model_sha256: str, threads: int, max_changed: float) -> str:
+        """What a choice depends on: the model's bytes, the CPU, the threads, the allowance."""
+        flags = ",".join(sorted(cpu_flags() & (NATIVE_BF16 | {"avx512_vnni", "avx_vnni"})))
+        cpu = platform.processor() or platform.machine()
+        return f"{model_sha256}:{cpu}:{flags}:{threads}:{max_changed:g}"
+
+    def get(self, key: str) -> str | None:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, precision: str) -> None:
+        try:
+            known = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump({**known, key: precision}, out, indent=1)
+        os.replace(temporary, self.path)
 
 
 def candidates(flags: frozenset[str]) -> list[str]:

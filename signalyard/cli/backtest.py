@@ -107,16 +107,10 @@ def replay(
                     f"writing through the worker on port {settings.pipeline.web_port}, "
                     "which holds the embedded store; replaying at low CPU priority"
                 )
-            from models.loading import load_scorer  # loads torch: once the store is known
+            from models.loading import load_folder  # loads torch: once the store is known
 
             with console.status(f"loading {domain} {version}"):
-                scorer = load_scorer(
-                    registry.version_dir(domain, version),
-                    settings.inference.device,
-                    settings.inference.max_seq_length,
-                    settings.inference.precision,
-                    batch_size,
-                )
+                scorer = load_folder(settings, registry.version_dir(domain, version), batch_size)
             with Progress(
                 TextColumn(f"replaying {settings.topics.raw(domain).name}"),
                 BarColumn(),

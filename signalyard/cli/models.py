@@ -124,17 +124,12 @@ def evaluate_command(
 ) -> None:
     """Evaluate a registered DOMAIN model on a labeled CSV; the last line is JSON metrics."""
     from models.evaluation import evaluate
-    from models.loading import load_scorer
+    from models.loading import load_folder
 
     settings = load_settings()
     registry = Registry(settings.models_dir)
     folder = registry.version_dir(domain, version) if version else registry.live_dir(domain)
-    scorer = load_scorer(
-        folder,
-        settings.inference.device,
-        settings.inference.max_seq_length,
-        precision or settings.inference.precision,
-    )
+    scorer = load_folder(settings, folder, precision=precision)
     click.echo(json.dumps(evaluate(scorer, data)))
 
 

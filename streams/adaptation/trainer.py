@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from config.settings import DomainName, Settings
-from models.loading import LoadedScorer, load_scorer
+from models.loading import LoadedScorer, load_folder
 from models.registry import Registry
 from models.retraining import LabeledRow, RetrainOutcome, retrain
 from sinks.readonly import query_store, sql_string
@@ -132,13 +132,10 @@ class Trainer:
         domain = request.domain
         loop = asyncio.get_running_loop()
         labeled = await loop.run_in_executor(None, self._labels, domain)
-        inference = self.settings.inference
 
         def load(folder: Path) -> LoadedScorer:
             # The gate judges the models as the workers will run them.
-            return load_scorer(
-                folder, inference.device, inference.max_seq_length, inference.precision
-            )
+            return load_folder(self.settings, folder)
 
         return await loop.run_in_executor(
             None,

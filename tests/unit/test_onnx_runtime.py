@@ -4,6 +4,7 @@ whose decisions stay within the allowed share of fp32's."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -74,3 +75,16 @@ def test_precision_auto_keeps_the_fastest_runtime_that_decides_as_fp32(
         scorer = load_scorer(keyword_model, "cpu", 64, "auto", batch_size=16)
     assert scorer.engine.precision in candidates(cpu_flags())
     assert "precision auto chose" in caplog.text
+
+
+def test_the_first_choice_is_remembered_and_later_loads_take_it(
+    keyword_model: Path, tmp_path: Path
+) -> None:
+    choices = tmp_path / "precision-choices.json"
+    first = load_scorer(keyword_model, "cpu", 64, "auto", 16, choices=choices)
+    remembered = json.loads(choices.read_text())
+    assert list(remembered.values()) == [first.engine.precision]
+    # onnx-fp32 is no candidate of auto: only the remembered choice can give it.
+    choices.write_text(json.dumps(dict.fromkeys(remembered, "onnx-fp32")))
+    later = load_scorer(keyword_model, "cpu", 64, "auto", 16, choices=choices)
+    assert later.engine.precision == "onnx-fp32"
