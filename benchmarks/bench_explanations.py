@@ -103,10 +103,11 @@ def main() -> None:
         top, chance = (figures["comprehensiveness"][str(k)][x] for x in ("attributed", "random"))
         table.add_row(str(k), f"{top:.3f}", f"{chance:.3f}", f"{top / max(chance, 1e-9):.1f}x")
     Console().print(table)
-    Console(stderr=True).print(
+    summary = (
         f"{used} texts, {figures['seconds_per_explanation']:.3f} s per explanation "
         f"(p95 {figures['p95_seconds']:.3f} s), mean |delta| {figures['mean_abs_delta']:.4f}"
     )
+    Console(stderr=True).print(summary)
     record(
         "explanations",
         "Explanations: how faithful, how fast",
@@ -126,10 +127,7 @@ def main() -> None:
                 ],
             }
         ],
-        notes=[
-            f"{used} texts, {figures['seconds_per_explanation']:.3f} s per explanation "
-            f"(p95 {figures['p95_seconds']:.3f} s), mean |delta| {figures['mean_abs_delta']:.4f}."
-        ],
+        notes=[f"{summary}."],
     )
 
 

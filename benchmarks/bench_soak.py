@@ -333,11 +333,12 @@ def main() -> None:
             f"{s['p50_ms']:.0f}", "-" if s["p99_ms"] is None else f"{s['p99_ms']:.0f}", s["event"],
         )  # fmt: skip
     console.print(table)
-    console.print(
+    slopes = (
         f"after warm-up: RSS {figures['rss_mb_per_hour']:+.1f} MB/h, descriptors "
         f"{figures['fds_per_hour']:+.1f}/h, threads {figures['threads_per_hour']:+.1f}/h; "
         f"max lag {figures['max_lag']:.0f}; sent {figures['sent']}, stored {figures['stored']}"
     )
+    console.print(slopes)
     samples = figures["samples"]
     record(
         "soak",
@@ -388,11 +389,7 @@ def main() -> None:
                 "series": {"RSS": [[s["minute"], s["rss_mb"]] for s in samples]},
             },
         ],
-        notes=[
-            f"After warm-up: RSS {figures['rss_mb_per_hour']:+.1f} MB/h, descriptors "
-            f"{figures['fds_per_hour']:+.1f}/h, threads {figures['threads_per_hour']:+.1f}/h; "
-            f"max lag {figures['max_lag']:.0f}; sent {figures['sent']}, stored {figures['stored']}."
-        ],
+        notes=[f"{slopes[0].upper()}{slopes[1:]}."],
     )
     lost = {d: figures["sent"][d] - figures["stored"][d] for d in figures["sent"]}
     if any(lost.values()):

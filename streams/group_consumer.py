@@ -173,8 +173,7 @@ class GroupConsumer(Service):
         assert self._consumer is not None
         async with self._handling:
             owned = self._consumer.assignment() & self._ready
-            positions = {tp: await self._consumer.position(tp) for tp in owned}
-            for located in await locate(self.kafka, positions, error):
+            for located in await locate(self.kafka, self._consumer, owned, error):
                 bad, letter = located.undecodable, dead_letter(located.undecodable)
                 log.error("%s: %s of %s[%d]", self.group, letter.reason, *bad.partition)
                 with self.transactions.scope(bad.partition) if self.transactions else nullcontext():

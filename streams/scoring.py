@@ -320,8 +320,7 @@ class ScoringConsumer(Service):
         consumer = self._consumer
         async with self._handing_over:
             owned = consumer.assignment() & self._ready
-            positions = {tp: await consumer.position(tp) for tp in owned}
-            for located in await locate(self.settings.kafka, positions, error):
+            for located in await locate(self.settings.kafka, consumer, owned, error):
                 bad = located.undecodable
                 log.error("%s[%d]: %s", *bad.partition, dead_letter(bad).reason)
                 scoring = self.domains[bad.partition.topic]

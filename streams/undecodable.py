@@ -22,6 +22,7 @@ silently.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -78,13 +79,16 @@ class Located:
 
 
 async def locate(
-    kafka: KafkaSettings, positions: dict[TopicPartition, int], error: Exception
+    kafka: KafkaSettings,
+    consumer: AIOKafkaConsumer,
+    partitions: Iterable[TopicPartition],
+    error: Exception,
 ) -> list[Located]:
-    """Of the partitions at ``positions`` (the failed consumer's next offsets), those with a
-    record batch that cannot be decoded within one fetch of the position, where it is, and the
-    records before it. ``error`` is what the fetch raised. Raises ``error`` again when no
-    partition has one (the fault was not in the records), and TimeoutError when the broker
-    does not answer."""
+    """Of ``partitions``, those where ``consumer`` (whose fetch raised ``error``) would meet a
+    record batch that cannot be decoded within one fetch of its position: where it is, and
+    the records before it. Raises ``error`` again when no partition has one (the fault was not
+    in the records), and TimeoutError when the broker does not answer."""
+    positions = {partition: await consumer.position(partition) for partition in partitions}
     # One record batch per fetch: the broker returns at least one whole batch, whatever the
     # limit, so each fetch decodes, or fails on, exactly the batch holding its offset.
     side = AIOKafkaConsumer(
