@@ -37,7 +37,7 @@ from models.base import Scorer
 from sinks.backtest_runs import RUNS_TABLE, RunWriter, scores_table
 from sinks.readonly import query_store, sql_list, sql_string
 from streams.alerting.alert import Alert
-from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.engine import EntityState
 from streams.alerting.rules import Rule
 from streams.processor import SourceRecord, kafka_time, predict
 from streams.replay import RangeReader, TimeRange, format_time
@@ -305,9 +305,7 @@ def would_fire(
     alerts: list[Alert] = []
     for result in sorted(results, key=lambda r: (_utc(r.ts), r.event_id)):
         entity = getattr(result, domains.get(domain).entity)
-        outcome = evaluate(domain, rules, states.get(entity, EntityState()), result)
-        states[entity] = outcome.state
-        alerts.extend(outcome.alerts)
+        alerts.extend(states.setdefault(entity, EntityState()).fold(domain, rules, result).alerts)
     return alerts
 
 

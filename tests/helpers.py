@@ -43,8 +43,9 @@ from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import create_tables
 from sinks.clickhouse_sink import ClickHouseSink
+from streams.alerting import changelog
 from streams.alerting.alert import Alert
-from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.engine import EntityState
 from streams.alerting.rules import (
     RuleBook,
 )
@@ -206,23 +207,31 @@ cooldown = "1h"
 
 
 class Folder:
-    """Folds results one by one, keeping each entity's state as a table would (JSON)."""
+    """Folds results one by one, writing each changed state to a changelog (a list of records)
+    as the alert consumer does; a folder given another's log starts from the states it
+    restores, as a restarted consumer would."""
 
-    def __init__(self, text: str, states: dict[str, EntityState] | None = None) -> None:
+    Log = list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
+
+    def __init__(self, text: str, log: Log | None = None) -> None:
         self.rules = rule_book(text).rules
         self.domain = self.rules[0].domain
-        self.states = dict(states or {})
+        self.log = list(log or [])
+        self.states, self.whole = changelog.restore(self.log)
 
     def fold(self, results: list[ScoredResult]) -> list[Alert]:
         alerts = []
         for result in results:
             entity = getattr(result, domains.get(self.domain).entity)
-            state = self.states.get(entity, EntityState())
-            outcome = evaluate(self.domain, self.rules, state, result)
-            if outcome.changed:
-                self.states[entity] = EntityState.from_json(outcome.state.to_json())
+            state = self.states.setdefault(entity, EntityState())
+            outcome = state.fold(self.domain, self.rules, result)
+            if outcome.added is None:
+                assert not outcome.alerts
             else:
-                assert outcome.state == state and not outcome.alerts
+                changes = changelog.Changes([outcome.added], list(outcome.left))
+                records = changelog.records(entity, state, changes, entity in self.whole)
+                self.log += [(r.key, r.value, r.headers) for r in records]
+                self.whole.discard(entity)
             alerts.extend(outcome.alerts)
         return alerts
 

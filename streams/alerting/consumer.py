@@ -5,7 +5,8 @@ It reads the scored topics of the domains that have rules in the group ``<app_id
 partition it keeps each entity's state (``engine.EntityState``: the results within the
 longest window and when each rule last fired) in memory, backed by a compacted changelog topic
 ``<app_id>-alert-state-<domain>-changelog`` with as many partitions as the scored topic: an
-entity's state lives on the partition number its results arrive on. For each fetch:
+entity's state lives on the partition number its results arrive on, as one record per result
+in its windows and one for the rest (``streams.alerting.changelog``). For each fetch:
 
 1. every result is folded into its entity's state, in offset order, giving the alerts it
    fires (its record's Kafka timestamp bounds how far its event time moves the window);
@@ -22,7 +23,7 @@ What a crash can do, and why nothing is lost or fired twice under a new id:
   (``ReplacingMergeTree``; read with ``FINAL``) and topic subscribers see an id they can drop;
 * after 3, before 4: the restarted member restores the state from the changelog, which
   already holds the results' event ids, so folding them again changes nothing and fires
-  nothing (``engine.evaluate`` is idempotent per event id).
+  nothing (``EntityState.fold`` is idempotent per event id).
 
 So alerts are delivered at least once, each alert has one id, and cool-downs survive restarts
 because the time a rule last fired is in the same changelog record as the window state. When
@@ -33,7 +34,6 @@ its results are folded.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,8 +44,9 @@ from pydantic import ValidationError
 
 import domains
 from config.settings import DomainName, Settings, TopicSettings
+from streams.alerting import changelog
 from streams.alerting.alert import Alert
-from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.engine import EntityState
 from streams.alerting.rules import Rule, load_rules
 from streams.connection import consumer_options
 from streams.deadletter import DeadLetter
@@ -134,14 +135,17 @@ class AlertConsumer(GroupConsumer):
         self.explainer = explainer
         self.changelogs = {domain: state_changelog(settings, domain) for domain in rules}
         self.states: dict[TopicPartition, dict[str, EntityState]] = {}
+        # Entities read from states written whole, per partition: rewritten at their next write.
+        self.whole: dict[TopicPartition, set[str]] = {}
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         # Every rebalance revokes every partition first (eager protocol): all are restored.
-        self.states.update(await self._restore(sorted(partitions)))
+        await self._restore(sorted(partitions))
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self.states.pop(tp, None)
+            self.whole.pop(tp, None)
 
     async def undecodable(self, letter: DeadLetter) -> None:
         await self.publisher.dead_letter([letter])
@@ -149,7 +153,7 @@ class AlertConsumer(GroupConsumer):
     async def handle(self, fetched: Fetched) -> None:
         alerts: list[Alert] = []
         letters: list[DeadLetter] = []
-        changed: dict[tuple[TopicPartition, str], EntityState] = {}
+        changed: dict[tuple[TopicPartition, str], changelog.Changes] = {}
         for tp, records in fetched.items():
             domain = self.domains[tp.topic]
             states = self.states.setdefault(tp, {})
@@ -161,38 +165,46 @@ class AlertConsumer(GroupConsumer):
                     letters.append(_dead_letter(record, domain, describe(error), arrival))
                     continue
                 entity = getattr(result, domains.get(domain).entity)
-                state = states.get(entity, EntityState())
-                outcome = evaluate(domain, self.rules[domain], state, result, arrival)
+                state = states.setdefault(entity, EntityState())
+                outcome = state.fold(domain, self.rules[domain], result, arrival)
                 alerts.extend(outcome.alerts)
-                if outcome.changed:
-                    states[entity] = outcome.state
-                    changed[(tp, entity)] = outcome.state
+                if outcome.added is not None:
+                    changes = changed.setdefault((tp, entity), changelog.Changes())
+                    changes.added.append(outcome.added)
+                    changes.left.extend(outcome.left)
         if alerts and self.explainer is not None:
             alerts = await self.explainer.attach(alerts)
         if alerts:
             await self.publisher.publish(alerts)
         if letters:
             await self.publisher.dead_letter(letters)
-        acks = [
-            await self.producer.producer.send(
-                self.changelogs[self.domains[tp.topic]],
-                json.dumps(state.to_json()).encode(),
-                key=entity.encode(),
-                partition=tp.partition,
-            )
-            for (tp, entity), state in changed.items()
-        ]
+        acks = []
+        for (tp, entity), changes in changed.items():
+            whole = self.whole.get(tp, set())
+            for record in changelog.records(
+                entity, self.states[tp][entity], changes, whole=entity in whole
+            ):
+                acks.append(
+                    await self.producer.producer.send(
+                        self.changelogs[self.domains[tp.topic]],
+                        record.value,
+                        key=record.key,
+                        partition=tp.partition,
+                        headers=record.headers,
+                    )
+                )
+            whole.discard(entity)
         await asyncio.gather(*acks)
 
-    async def _restore(
-        self, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, dict[str, EntityState]]:
+    async def _restore(self, partitions: Sequence[TopicPartition]) -> None:
         """Each scored partition's entity states, read from its changelog partition."""
-        changelog = {
+        changelog_of = {
             TopicPartition(self.changelogs[self.domains[tp.topic]], tp.partition): tp
             for tp in partitions
         }
-        states: dict[TopicPartition, dict[str, EntityState]] = {tp: {} for tp in partitions}
+        logs: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {
+            tp: [] for tp in changelog_of
+        }
         # "earliest": with the default "latest", the reset of a freshly assigned partition can
         # land after the seek to the beginning and skip the whole changelog.
         reader = AIOKafkaConsumer(
@@ -200,24 +212,21 @@ class AlertConsumer(GroupConsumer):
         )
         await reader.start()
         try:
-            reader.assign(list(changelog))
-            await reader.seek_to_beginning(*changelog)
-            ends = await reader.end_offsets(list(changelog))
+            reader.assign(list(changelog_of))
+            await reader.seek_to_beginning(*changelog_of)
+            ends = await reader.end_offsets(list(changelog_of))
             pending = {tp for tp, end in ends.items() if end > 0}
             while pending:
                 fetched = await reader.getmany(*pending, timeout_ms=RESTORE_FETCH_MS)
                 for tp, records in fetched.items():
-                    target = states[changelog[tp]]
-                    for record in records:
-                        entity = (record.key or b"").decode()
-                        if record.value is None:
-                            target.pop(entity, None)
-                        else:
-                            target[entity] = EntityState.from_json(json.loads(record.value))
+                    logs[tp].extend(records)
                 pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
         finally:
             await reader.stop()
-        return states
+        for tp, records in logs.items():
+            states, whole = changelog.restore((r.key, r.value, r.headers) for r in records)
+            self.states[changelog_of[tp]] = states
+            self.whole[changelog_of[tp]] = whole
 
 
 def _dead_letter(

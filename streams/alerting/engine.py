@@ -1,12 +1,21 @@
-"""Evaluating the rules of one domain on one entity's results: pure, no I/O.
+"""Evaluating the rules of one domain on one entity's results: no I/O.
 
 An entity's state is what its rules need from the past: the results within the longest window
 of event time (event id, time and the fields the rules read) and when each rule last fired.
-``evaluate`` folds one scored result into that state and returns the new state and the alerts
-it fires. Each window is the span of event time ending at the new result (``(ts - window,
-ts]``), so "3 high-risk tickets within an hour" means any hour, also one across a clock
-boundary where a tumbling window would split the burst; keeping the window's results is needed
-anyway for the evidence (their event ids).
+``EntityState.fold`` folds one scored result into it, in place, and returns the alerts it fires
+and what changed (the result added, the results that left), which is what the alert consumer
+writes to its changelog (``streams.alerting.changelog``). Each window is the span of event
+time ending at the new result (``(ts - window, ts]``), so "3 high-risk tickets within an hour"
+means any hour, also one across a clock boundary where a tumbling window would split the burst;
+keeping the window's results is needed anyway for the evidence (their event ids).
+
+A fold costs the same however long the windows are: each rule keeps running figures (count,
+matches, the exact sum of a mean's field, the trailing streak) of its window ending at the
+newest result, updated as results enter at the end and leave at the start. Only a result
+older than the newest one (out of event-time order) costs a pass over the state, and so does
+an alert's evidence, which lists the window's event ids. Sums are exact (integers in units of
+the smallest double), so a running figure equals the one a restored state computes afresh, and
+a replay fires exactly what the first pass fired.
 
 Folding is idempotent: a result whose event id the state already holds changes nothing and
 fires nothing, so replaying events after a crash, when the stored state may already include
@@ -23,9 +32,10 @@ follow, and a rule it fires cools down from its arrival, not from its stamp.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import domains
@@ -38,6 +48,9 @@ from streams.alerting.rules import ConsecutiveRule, CountRule, MeanRule, Rule, S
 MAX_OBSERVATIONS = 5000
 # Evidence lists at most this many event ids, the latest ones; the figures count them all.
 MAX_EVIDENCE_IDS = 100
+# A double is an integer multiple of 2**-1074; sums kept in that unit are exact.
+_EXACT_SHIFT = 1074
+_ts = attrgetter("ts_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,118 +61,231 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class EntityState:
-    seen: tuple[Observation, ...] = ()  # ordered by event time, arrival order among equals
-    fired: dict[str, int] = field(default_factory=dict)  # rule name -> event time ms
-    watermark_ms: int | None = None  # None: nothing seen yet
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seen": [[o.event_id, o.ts_ms, o.values] for o in self.seen],
-            "fired": self.fired,
-            "watermark": self.watermark_ms,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> EntityState:
-        if not data:
-            return cls()
-        seen = tuple(Observation(i, t, v) for i, t, v in data["seen"])
-        # States written before the watermark was kept: the newest event time seen.
-        watermark = data.get("watermark", seen[-1].ts_ms if seen else None)
-        return cls(seen=seen, fired=dict(data["fired"]), watermark_ms=watermark)
-
-
-@dataclass(frozen=True)
 class Outcome:
-    state: EntityState
     alerts: list[Alert]
     changed: bool  # False for a replayed or too-late result: nothing to store
+    added: Observation | None = None  # the result as the state keeps it
+    left: tuple[str, ...] = ()  # event ids of the results that left the state
 
 
-@dataclass(frozen=True)
-class _Finding:
-    figures: dict[str, Any]  # what the window shows; part of the evidence
-    event_ids: list[str]  # the results that make the case
-    fires: bool
+def _exact(value: float) -> int:
+    """``value`` in units of 2**-1074, exactly."""
+    numerator, denominator = value.as_integer_ratio()
+    return numerator * ((1 << _EXACT_SHIFT) // denominator)
 
 
-def evaluate(
-    domain: DomainName,
-    rules: Sequence[Rule],
-    state: EntityState,
-    result: ScoredResult,
-    arrival: datetime | None = None,
-) -> Outcome:
-    """Fold ``result`` into its entity's ``state``; every rule must be of ``domain``.
+@dataclass(slots=True)
+class _Tally:
+    """One rule's running figures over a run of results."""
 
-    ``arrival``: when the result's record reached Kafka; an event time after it does not move
-    the watermark further (None: the event time is trusted)."""
-    now = _ms(result.ts)
-    if any(o.event_id == result.event_id for o in state.seen):
-        return Outcome(state, [], changed=False)
-    horizon = max(_ms_of(rule.window) for rule in rules)
-    if state.watermark_ms is not None and now <= state.watermark_ms - horizon:
-        return Outcome(state, [], changed=False)
-    arrived = now if arrival is None else min(now, _ms(arrival))
-    newest = max(arrived, state.watermark_ms if state.watermark_ms is not None else arrived)
+    rule: Rule
+    count: int = 0
+    valued: int = 0  # mean: results with a value for the field
+    total: int = 0  # mean: the exact sum of those values (see ``_exact``)
+    matched: int = 0  # results that meet the rule's condition
+    streak: int = 0  # the latest results in a row that meet it
 
-    fields = sorted({name for rule in rules for name in rule.fields()})
-    observation = Observation(result.event_id, now, {f: getattr(result, f) for f in fields})
-    seen = list(state.seen)
-    seen.insert(bisect.bisect_right([o.ts_ms for o in seen], now), observation)
-    seen = [o for o in seen if o.ts_ms > newest - horizon][-MAX_OBSERVATIONS:]
+    def enter(self, o: Observation) -> None:
+        """Count ``o``, the newest of the run."""
+        self.count += 1
+        rule = self.rule
+        if isinstance(rule, MeanRule):
+            value = o.values.get(rule.field)
+            if value is not None:
+                self.valued += 1
+                self.total += _exact(value)
+        elif rule.when.holds(o.values.get(rule.when.field)):
+            self.matched += 1
+            self.streak += 1
+        else:
+            self.streak = 0
 
-    entity = getattr(result, domains.get(domain).entity)
-    fired = dict(state.fired)
-    alerts = []
-    for rule in rules:
-        start = now - _ms_of(rule.window)
-        window = [o for o in seen if start < o.ts_ms <= now]
-        finding = _assess(rule, window)
-        last = fired.get(rule.name)
-        cooling = last is not None and arrived - last < _ms_of(rule.cooldown)
-        if finding.fires and len(window) >= rule.min_count and not cooling:
-            fired[rule.name] = arrived
-            alerts.append(_alert(domain, rule, entity, result, start, finding))
-    # Fire times matter only while they can still silence their rule.
-    cooldowns = {rule.name: _ms_of(rule.cooldown) for rule in rules}
-    fired = {
-        name: at
-        for name, at in fired.items()
-        if name in cooldowns and newest - at < cooldowns[name]
-    }
-    return Outcome(EntityState(tuple(seen), fired, newest), alerts, changed=True)
+    def leave(self, o: Observation) -> None:
+        """Uncount ``o``, the oldest of the run."""
+        self.count -= 1
+        rule = self.rule
+        if isinstance(rule, MeanRule):
+            value = o.values.get(rule.field)
+            if value is not None:
+                self.valued -= 1
+                self.total -= _exact(value)
+        elif rule.when.holds(o.values.get(rule.when.field)):
+            self.matched -= 1
+        # The streak runs from the newest result back; the oldest leaving only caps it.
+        self.streak = min(self.streak, self.count)
+
+    def fires(self) -> bool:
+        rule = self.rule
+        if isinstance(rule, MeanRule):
+            if not self.valued:
+                return False
+            if rule.below is not None:
+                return self.total < _exact(rule.below) * self.valued
+            return self.total > _exact(rule.above) * self.valued  # type: ignore[arg-type]
+        if isinstance(rule, CountRule):
+            return self.matched >= rule.at_least
+        if isinstance(rule, ShareRule):
+            return self.matched >= rule.at_least * self.count
+        return self.streak >= rule.at_least
+
+    def figures(self) -> dict[str, Any]:
+        """What the window shows, for the evidence."""
+        rule = self.rule
+        if isinstance(rule, MeanRule):
+            mean = self.total / (self.valued << _EXACT_SHIFT) if self.valued else None
+            bound = {"below": rule.below} if rule.below is not None else {"above": rule.above}
+            return {"count": self.count, "mean": mean, "field": rule.field, **bound}
+        figures = {"count": self.count, "condition": rule.when.text, "at_least": rule.at_least}
+        if isinstance(rule, CountRule):
+            return figures | {"matched": self.matched}
+        if isinstance(rule, ShareRule):
+            return figures | {"matched": self.matched, "share": self.matched / self.count}
+        return figures | {"streak": self.streak}
 
 
-def _assess(rule: Rule, window: list[Observation]) -> _Finding:
-    count = len(window)
-    if isinstance(rule, MeanRule):
-        values = [o.values[rule.field] for o in window if o.values.get(rule.field) is not None]
-        mean = sum(values) / len(values) if values else None
-        fires = mean is not None and (
-            mean < rule.below if rule.below is not None else mean > rule.above  # type: ignore[operator]
+def _tally(rule: Rule, run: Iterable[Observation]) -> _Tally:
+    tally = _Tally(rule)
+    for o in run:
+        tally.enter(o)
+    return tally
+
+
+@dataclass(slots=True)
+class _Window:
+    """A rule's tally of the window ending at the newest result, from ``seen[start]`` on."""
+
+    span_ms: int
+    start: int
+    tally: _Tally
+
+
+@dataclass
+class EntityState:
+    """One entity's results within the longest window, ordered by event time (arrival order
+    among equals), and when each rule last fired (rule name -> event time in ms)."""
+
+    seen: list[Observation] = field(default_factory=list)
+    fired: dict[str, int] = field(default_factory=dict)
+    watermark_ms: int | None = None  # None: nothing seen yet
+    # Running tallies, built on the first fold; a state folds with one set of rules.
+    _windows: dict[str, _Window] | None = field(default=None, repr=False, compare=False)
+    _ids: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._ids = {o.event_id for o in self.seen}
+
+    def fold(
+        self,
+        domain: DomainName,
+        rules: Sequence[Rule],
+        result: ScoredResult,
+        arrival: datetime | None = None,
+    ) -> Outcome:
+        """Fold ``result`` into this state; every rule must be of ``domain``.
+
+        ``arrival``: when the result's record reached Kafka; an event time after it does not
+        move the watermark further (None: the event time is trusted)."""
+        now = _ms(result.ts)
+        if result.event_id in self._ids:
+            return Outcome([], changed=False)
+        horizon = max(_ms_of(rule.window) for rule in rules)
+        if self.watermark_ms is not None and now <= self.watermark_ms - horizon:
+            return Outcome([], changed=False)
+        arrived = now if arrival is None else min(now, _ms(arrival))
+        newest = max(arrived, self.watermark_ms if self.watermark_ms is not None else arrived)
+        fields = sorted({name for rule in rules for name in rule.fields()})
+        observation = Observation(result.event_id, now, {f: getattr(result, f) for f in fields})
+        in_order = not self.seen or now >= self.seen[-1].ts_ms
+        self.seen.insert(bisect.bisect_right(self.seen, now, key=_ts), observation)
+        self._ids.add(result.event_id)
+        if not in_order:
+            self._windows = None  # counted afresh by the next result in order
+        elif self._windows is None:
+            self._rebuild(rules)
+        else:
+            for window in self._windows.values():
+                window.tally.enter(observation)
+                self._advance(window)
+        left = self._drop_oldest(newest - horizon)
+
+        entity = getattr(result, domains.get(domain).entity)
+        alerts = []
+        for rule in rules:
+            last = self.fired.get(rule.name)
+            if last is not None and arrived - last < _ms_of(rule.cooldown):
+                continue
+            start = now - _ms_of(rule.window)
+            if self._windows is not None:
+                window = self._windows[rule.name]
+                tally, first = window.tally, window.start
+            else:
+                first = bisect.bisect_right(self.seen, start, key=_ts)
+                end = bisect.bisect_right(self.seen, now, key=_ts)
+                tally = _tally(rule, self.seen[first:end])
+            if tally.count >= rule.min_count and tally.fires():
+                self.fired[rule.name] = arrived
+                run = self.seen[first : first + tally.count]
+                alerts.append(_alert(domain, rule, entity, result, start, tally, run))
+        # Fire times matter only while they can still silence their rule.
+        cooldowns = {rule.name: _ms_of(rule.cooldown) for rule in rules}
+        self.fired = {
+            name: at
+            for name, at in self.fired.items()
+            if name in cooldowns and newest - at < cooldowns[name]
+        }
+        self.watermark_ms = newest
+        return Outcome(alerts, changed=True, added=observation, left=left)
+
+    def _rebuild(self, rules: Sequence[Rule]) -> None:
+        """Tallies of each rule's window ending at the newest result, counted afresh."""
+        self._windows = {}
+        for rule in rules:
+            span = _ms_of(rule.window)
+            end = self.seen[-1].ts_ms if self.seen else 0
+            start = bisect.bisect_right(self.seen, end - span, key=_ts)
+            self._windows[rule.name] = _Window(span, start, _tally(rule, self.seen[start:]))
+
+    def _advance(self, window: _Window) -> None:
+        """Move the window's start past the results that fell out of it."""
+        end = self.seen[-1].ts_ms
+        while self.seen[window.start].ts_ms <= end - window.span_ms:
+            window.tally.leave(self.seen[window.start])
+            window.start += 1
+
+    def _drop_oldest(self, cutoff_ms: int) -> tuple[str, ...]:
+        """Drop results at or before ``cutoff_ms`` and beyond ``MAX_OBSERVATIONS``; their ids."""
+        drop = max(
+            bisect.bisect_right(self.seen, cutoff_ms, key=_ts), len(self.seen) - MAX_OBSERVATIONS
         )
-        figures = {"count": count, "mean": mean, "field": rule.field}
-        figures |= {"below": rule.below} if rule.below is not None else {"above": rule.above}
-        return _Finding(figures, [o.event_id for o in window], fires)
-    matching = [o for o in window if rule.when.holds(o.values.get(rule.when.field))]
-    figures = {"count": count, "condition": rule.when.text, "at_least": rule.at_least}
-    if isinstance(rule, CountRule):
-        figures["matched"] = len(matching)
-        return _Finding(figures, [o.event_id for o in matching], len(matching) >= rule.at_least)
-    if isinstance(rule, ShareRule):
-        share = len(matching) / count
-        figures |= {"matched": len(matching), "share": share}
-        return _Finding(figures, [o.event_id for o in matching], share >= rule.at_least)
-    assert isinstance(rule, ConsecutiveRule)
-    streak: list[str] = []
-    for o in reversed(window):
-        if not rule.when.holds(o.values.get(rule.when.field)):
-            break
-        streak.insert(0, o.event_id)
-    figures["streak"] = len(streak)
-    return _Finding(figures, streak, len(streak) >= rule.at_least)
+        if drop <= 0:
+            return ()
+        gone = self.seen[:drop]
+        for window in (self._windows or {}).values():
+            for o in gone[window.start :]:
+                window.tally.leave(o)
+            window.start = max(window.start - drop, 0)
+        del self.seen[:drop]
+        ids = tuple(o.event_id for o in gone)
+        self._ids.difference_update(ids)
+        return ids
+
+
+def _evidence_ids(rule: Rule, run: Sequence[Observation], tally: _Tally) -> list[str]:
+    """The results of the window that make the case: all of a mean's, the matching ones of a
+    count or share, the trailing streak of a consecutive rule; the latest ones first cut."""
+    if isinstance(rule, MeanRule):
+        ids = [o.event_id for o in run[-MAX_EVIDENCE_IDS:]]
+    elif isinstance(rule, ConsecutiveRule):
+        ids = [o.event_id for o in run[len(run) - min(tally.streak, MAX_EVIDENCE_IDS) :]]
+    else:
+        ids = []
+        for o in reversed(run):
+            if len(ids) == MAX_EVIDENCE_IDS:
+                break
+            if rule.when.holds(o.values.get(rule.when.field)):
+                ids.append(o.event_id)
+        ids.reverse()
+    return ids
 
 
 def _alert(
@@ -168,16 +294,17 @@ def _alert(
     entity: str,
     result: ScoredResult,
     window_start_ms: int,
-    finding: _Finding,
+    tally: _Tally,
+    run: Sequence[Observation],
 ) -> Alert:
     evidence = {
         "kind": rule.kind,
         "trigger_event_id": result.event_id,
-        "event_ids": finding.event_ids[-MAX_EVIDENCE_IDS:],
+        "event_ids": _evidence_ids(rule, run, tally),
         "window_start": _iso(window_start_ms),
         "window_end": _iso(_ms(result.ts)),
         "min_count": rule.min_count,
-        **finding.figures,
+        **tally.figures(),
     }
     return Alert(
         alert_id=alert_id(domain, rule.name, entity, result.event_id),

@@ -25,7 +25,7 @@ from config.settings import load_settings
 from domains.base import ScoredResult
 from domains.sensors import SensorScore
 from streams.alerting.alert import Alert
-from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.engine import EntityState
 from streams.alerting.rules import (
     ConsecutiveRule,
     CountRule,
@@ -91,9 +91,9 @@ def test_replaying_after_a_crash_fires_the_same_alerts_and_no_others(crash_after
     for committed in range(crash_after + 1):
         before_crash = Folder(SENTIMENT)
         sent = before_crash.fold(stream[:crash_after])
-        after_restart = Folder(SENTIMENT, before_crash.states)
+        after_restart = Folder(SENTIMENT, before_crash.log)
         assert sent + after_restart.fold(stream[committed:]) == expected
-        assert after_restart.states == Folder(SENTIMENT, _states(stream)).states
+        assert after_restart.states == Folder(SENTIMENT, _log(stream)).states
 
 
 @pytest.mark.parametrize("crash_at", range(13))
@@ -105,16 +105,16 @@ def test_a_crash_between_sending_and_storing_resends_the_same_alert(crash_at: in
     before_crash = Folder(SENTIMENT)
     sent_before = before_crash.fold(stream[:crash_at])
     # The result at crash_at fires and its alerts are sent; the store never happens.
-    resent = Folder(SENTIMENT, before_crash.states).fold(stream[crash_at : crash_at + 1])
-    replayed = Folder(SENTIMENT, before_crash.states).fold(stream[crash_at:])
+    resent = Folder(SENTIMENT, before_crash.log).fold(stream[crash_at : crash_at + 1])
+    replayed = Folder(SENTIMENT, before_crash.log).fold(stream[crash_at:])
     assert sent_before + replayed == expected
     assert replayed[: len(resent)] == resent  # the same alerts, ids and all, once more
 
 
-def _states(results: list[ScoredResult]) -> dict[str, EntityState]:
+def _log(results: list[ScoredResult]) -> Folder.Log:
     folder = Folder(SENTIMENT)
     folder.fold(results)
-    return folder.states
+    return folder.log
 
 
 def test_alert_ids_are_deterministic_and_distinct() -> None:
@@ -136,7 +136,7 @@ def test_state_keeps_only_the_longest_window_and_live_cooldowns() -> None:
     folder.fold([reading("r20", 200, 0.1), reading("r21", 225, 0.1)])
     assert folder.states["M-1"].fired == {}  # 35 minutes on, the cool-down is over
     # A result older than the longest window before the newest is too late to count.
-    outcome = evaluate("sensors", folder.rules, state, reading("late", 100, 0.99))
+    outcome = state.fold("sensors", folder.rules, reading("late", 100, 0.99))
     assert not outcome.changed and not outcome.alerts
 
 
@@ -195,9 +195,7 @@ def test_an_event_stamped_in_the_far_future_does_not_silence_its_entity() -> Non
     state = EntityState()
 
     def fold(result: SensorScore, arrived_minute: float) -> list[Alert]:
-        nonlocal state
-        outcome = evaluate("sensors", rules, state, result, T0 + timedelta(minutes=arrived_minute))
-        state = EntityState.from_json(outcome.state.to_json())
+        outcome = state.fold("sensors", rules, result, T0 + timedelta(minutes=arrived_minute))
         return outcome.alerts
 
     assert fold(reading("r0", 0, 0.1), 0) == []
@@ -231,8 +229,7 @@ def test_in_every_domain_a_far_future_event_changes_no_alert(
         domain = book[0].domain
         for result, arrival in results:
             entity = getattr(result, domains.get(domain).entity)
-            outcome = evaluate(domain, book, states.get(entity, EntityState()), result, arrival)
-            states[entity] = outcome.state
+            outcome = states.setdefault(entity, EntityState()).fold(domain, book, result, arrival)
             alerts.extend(outcome.alerts)
         return triggers(alerts)
 

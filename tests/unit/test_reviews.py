@@ -14,7 +14,7 @@ from config.settings import load_settings
 from domains.base import Lineage
 from domains.reviews import ReviewScore
 from signalyard.demo.synthetic import World, write_training_csv
-from streams.alerting.engine import EntityState, evaluate
+from streams.alerting.engine import EntityState
 from streams.alerting.rules import load_rules
 from streams.validation import EventLimits, Rejected, parse_event
 
@@ -81,8 +81,7 @@ def test_the_shipped_rule_flags_a_product_whose_reviews_turn_negative() -> None:
     state, alerts = EntityState(), []
     labels = ["positive"] * 6 + ["negative"] * 5 + ["neutral", "negative", "negative"]
     for n, label in enumerate(labels):
-        outcome = evaluate("reviews", rules, state, score(f"e{n}", n, label))
-        state, alerts = outcome.state, alerts + outcome.alerts
+        alerts += state.fold("reviews", rules, score(f"e{n}", n, label)).alerts
     # 7 negative of 14 at the 14th review: half, over the minimum of 8 reviews; fires once.
     assert [(a.entity, a.rule) for a in alerts] == [("1078", "product-negative-reviews")]
     assert alerts[0].evidence["event_ids"][-1] == "e13" and alerts[0].evidence["matched"] == 7
