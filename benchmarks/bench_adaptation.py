@@ -47,13 +47,14 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import load_settings
-from models.adaptation import AdaptOptions, Teaching, adapt_model, source_validation
+from models.adaptation import AdaptOptions, Teaching, adapt_model
 from models.data import SENTIMENT_LABELS, TextData, read_text
 from models.evaluation import evaluate_data
-from models.loading import load_scorer, read_metadata
-from models.registry import Registry
+from models.loading import load_scorer
+from models.registry import Registry, read_metadata
+from models.splits import source_validation, split_indices, subset
 from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of
-from models.training import TrainOptions, split_indices, subset, train_model
+from models.training import TrainOptions, train_model
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 GOAL_ACCURACY, GOAL_FORGETTING = 0.85, 0.02

@@ -37,8 +37,8 @@ from models.inference import SensorEngine
 from models.metrics import best_f1_threshold
 from models.options import TrainOptions
 from models.sensor_model import features
+from models.splits import subset
 from models.train_defect import sensor_validation_metrics, train_defect
-from models.training import subset
 
 # A candidate: train on rows, return P(failure) of the held-out rows and its threshold.
 Candidate = Callable[[SensorData, SensorData], tuple[np.ndarray, float]]

@@ -12,7 +12,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from models.training import split_indices
+from models.splits import split_indices
 
 # The column each set is stratified on.
 STRATA = {

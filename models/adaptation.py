@@ -1,10 +1,9 @@
 """Adapting a live model to its stream's own domain with labeled feedback.
 
-    from models.adaptation import AdaptOptions, adapt_model, source_validation
+    from models.adaptation import AdaptOptions, adapt_model
 
     adapt_model(domain: DomainName, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
                 options: AdaptOptions, teaching: Teaching | None = None) -> dict
-    source_validation(model_dir: Path) -> TextData | SensorData | None
 
 ``adapt_model`` fine-tunes the live model's own weights (not the base encoder) on the labeled
 target rows, mixed with a seeded sample of the rows the live model was trained on ("replay",
@@ -12,8 +11,8 @@ target rows, mixed with a seeded sample of the rows the live model was trained o
 A seeded share of the target rows is held out for early stopping and for the figures in
 ``metrics.json``. The result is a complete model folder for ``Registry.register``; its
 metadata names the version it came from (``adapted_from``) and keeps ``data`` pointing at the
-original source file and split, so that ``source_validation`` of any descendant returns the
-same source rows and every later adaptation replays the same source.
+original source file and split, so that ``models.splits.source_validation`` of any descendant
+returns the same source rows and every later adaptation replays the same source.
 
 With ``teaching`` (a text model with a teacher, ``models.teacher_rounds``), the live model is a
 student and learns by distillation instead (``models.distillation.distil``): the teacher's
@@ -47,12 +46,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
 from config.settings import DomainName
-from models.data import SensorData, TextData, fingerprint, read_labeled
+from models.data import SensorData, TextData
 from models.errors import DataError
 from models.fitting import FitResult, seed_everything
-from models.loading import read_metadata
 from models.options import TrainOptions
+from models.registry import read_metadata
 from models.sensor_model import save_sensor_model
+from models.splits import (
+    concat,
+    label_counts,
+    read_source,
+    source_split,
+    split_indices,
+    strata,
+    subset,
+)
 from models.tasks import TAXONOMY_FILE, Task, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
@@ -61,19 +69,9 @@ from models.text_model import (
     load_text_classifier,
     save_text_classifier,
 )
-from models.training import (
-    concat,
-    fit_record,
-    label_counts,
-    software_versions,
-    split_indices,
-    split_source,
-    strata,
-    subset,
-    write_model_files,
-)
+from models.training import fit_record, software_versions, write_model_files
 
-__all__ = ["AdaptOptions", "Teaching", "adapt_model", "source_validation"]
+__all__ = ["AdaptOptions", "Teaching", "adapt_model"]
 
 # Early stopping on fewer held-out rows than this follows noise; smaller labeled sets train
 # for all epochs on every row instead.
@@ -133,47 +131,6 @@ class Teaching:
     # architecture (else the live student learns on, and its metadata says why). No default
     # here: the settings' ``adaptation.student_from`` is the one.
     student_from: Literal["live", "teacher"]
-
-
-def _source_split(metadata: dict[str, Any]) -> tuple[int, float]:
-    """The seed and validation fraction the model's source data was split with. Models
-    trained before ``data`` recorded them carry them in their training options."""
-    data, options = metadata.get("data", {}), metadata.get("options", {})
-    return (
-        int(data.get("seed", options.get("seed", 13))),
-        float(data.get("validation_fraction", options.get("validation_fraction", 0.15))),
-    )
-
-
-def _read_source(
-    model_dir: Path, metadata: dict[str, Any]
-) -> tuple[TextData | SensorData, list[int], list[int]] | str:
-    """The source data a model was trained on and its train and validation rows, or why they
-    cannot be had (a file is gone or no longer the one trained on)."""
-    data = metadata.get("data", {})
-    files = [data] + ([data["validation"]] if "validation" in data else [])
-    for record in files:
-        path = Path(record.get("path", ""))
-        if not path.is_file():
-            return f"source data {path} not found"
-        if record.get("sha256") not in (None, fingerprint(path)):
-            return f"source data {path} changed since the model was trained"
-    task = task_of(model_dir)
-    labels = [] if task == "defect" else json.loads((model_dir / LABELS_FILE).read_text("utf-8"))
-    read = [read_labeled(task, Path(record["path"]), labels) for record in files]
-    seed, fraction = _source_split(metadata)
-    return split_source(read[0], read[1] if len(read) > 1 else None, fraction, seed)
-
-
-def source_validation(model_dir: Path) -> TextData | SensorData | None:
-    """The held-out validation rows of the source data the model (or, for an adapted model,
-    the model it descends from) was trained on; None if that file is gone or changed."""
-    model_dir = Path(model_dir)
-    source = _read_source(model_dir, read_metadata(model_dir))
-    if isinstance(source, str):
-        return None
-    data, _, validation_rows = source
-    return subset(data, validation_rows)
 
 
 def _train_options(live: dict[str, Any], options: AdaptOptions) -> TrainOptions:
@@ -328,7 +285,7 @@ def adapt_model(
     if not held_out and task != "defect":
         train_options = train_options.model_copy(update={"patience": options.epochs})
 
-    source = _read_source(live_dir, live)
+    source = read_source(live_dir, live)
     replay: dict[str, Any] = {"rows": 0, "ratio": options.replay_ratio}
     train = target_train
     if isinstance(source, str):
@@ -379,7 +336,7 @@ def adapt_model(
             # then judges the candidate as it would serve. `models quantize` refits it.
             extra["quantization"] = {**live["quantization"], "carried_from": live_dir.name}
 
-    seed, fraction = _source_split(live)
+    seed, fraction = source_split(live)
     metadata = {
         "domain": domain,
         "task": task,

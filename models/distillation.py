@@ -52,8 +52,9 @@ from models.data import TextData, fingerprint, read_labeled, read_texts
 from models.errors import DataError
 from models.fitting import FitResult, Validation, class_weights, fit, seed_everything
 from models.inference import TextEngine, resolve_device, resolve_precision
-from models.loading import read_metadata
 from models.options import TrainOptions
+from models.registry import read_metadata
+from models.splits import split_source, subset
 from models.tasks import TAXONOMY_FILE, TEXT_TASKS, Task, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
@@ -64,14 +65,7 @@ from models.text_model import (
     save_text_classifier,
 )
 from models.train_text import length_grouped, pooled_embeddings, text_metrics, validation_of
-from models.training import (
-    data_record,
-    fit_record,
-    software_versions,
-    split_source,
-    subset,
-    write_model_files,
-)
+from models.training import data_record, fit_record, software_versions, write_model_files
 
 __all__ = ["DistillOptions", "distill_model", "shrink_encoder", "teacher_cut"]
 

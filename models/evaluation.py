@@ -10,16 +10,16 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from models.adaptation import source_validation
 from models.calibration import decision_confidence, fit_calibration
 from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.errors import DataError
 from models.inference import TextEngine
-from models.loading import LoadedScorer, load_scorer, read_metadata
+from models.loading import LoadedScorer, load_scorer
 from models.metrics import sensor_figures, sentiment_metrics, ticket_metrics
 from models.quantization import fit_int8_plan
-from models.registry import METADATA_FILE, write_json_atomic
+from models.registry import METADATA_FILE, read_metadata, write_json_atomic
 from models.scorers import SensorScorer, SentimentScorer, TicketScorer
+from models.splits import source_validation
 from models.tasks import TEXT_TASKS, task_of
 from models.text_model import load_text_classifier
 

@@ -225,7 +225,7 @@ class Explainer:
     to explain toward. Blocking: callers on an event loop run it in an executor."""
 
     def __init__(self, model_dir: Path, steps: int = 32, max_seq_length: int = 128) -> None:
-        from models.loading import read_metadata
+        from models.registry import read_metadata
 
         metadata = read_metadata(model_dir)
         self.domain: DomainName = metadata["domain"]

@@ -17,7 +17,6 @@ registry versions). Each returned class satisfies the :class:`models.base.Scorer
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -31,9 +30,10 @@ from models.errors import BrokenModelError, ModelNotFoundError
 from models.inference import SensorEngine, TextEngine, resolve_device
 from models.precision_choice import MAX_ROWS, Choices, choose, cpu_flags, describe
 from models.quantization import UnknownLayersError, kept_fp32
-from models.registry import CONTENT_HASH, METADATA_FILE, Registry, content_sha256
+from models.registry import CONTENT_HASH, Registry, content_sha256, read_metadata
 from models.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.sensor_model import load_sensor_model
+from models.splits import source_validation
 from models.tasks import TAXONOMY_FILE, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import load_text_classifier
@@ -50,13 +50,6 @@ __all__ = [
 LoadedScorer = SentimentScorer | TicketScorer | SensorScorer
 log = logging.getLogger(__name__)
 PRECISION_CHOICES = "precision-choices.json"  # in the home: what precision auto chose, per model
-
-
-def read_metadata(model_dir: Path) -> dict:
-    path = Path(model_dir) / METADATA_FILE
-    if not path.is_file():
-        raise ModelNotFoundError(f"{model_dir} is not a model folder: it has no {METADATA_FILE}")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_scorer(
@@ -143,8 +136,6 @@ def _fastest_faithful(
     choices: Choices | None,
     digest: str,
 ) -> TextEngine:
-    from models.adaptation import source_validation  # training data: only for this check
-
     key = Choices.key(digest, torch.get_num_threads(), max_decision_change)
     if choices is not None and (chosen := choices.get(key)):
         return build(chosen)

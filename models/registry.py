@@ -212,3 +212,10 @@ class Registry:
             {"version": previous, "history": history[:-1]},
         )
         return previous
+
+
+def read_metadata(model_dir: Path) -> dict:
+    path = Path(model_dir) / METADATA_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(f"{model_dir} is not a model folder: it has no {METADATA_FILE}")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -49,8 +49,7 @@ from config.settings import AdaptationSettings, DomainName
 from models.adaptation import AdaptOptions
 from models.calibration import Calibration, decision_confidence
 from models.inference import TextEngine, resolve_device
-from models.loading import read_metadata
-from models.registry import Registry
+from models.registry import Registry, read_metadata
 from models.text_model import LABELS_FILE, load_text_classifier
 
 __all__ = ["StreamTransfer", "round_options", "select_confident", "stream_transfer", "teacher_of"]

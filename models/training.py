@@ -23,15 +23,13 @@ import platform
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import torch
 import transformers
-from sklearn.model_selection import train_test_split
 
 from config.settings import DomainName
 from models.data import SENTIMENT_LABELS, SensorData, TextData, fingerprint, read_labeled
@@ -40,96 +38,18 @@ from models.fitting import FitResult, seed_everything
 from models.options import TrainOptions
 from models.registry import METADATA_FILE, METRICS_FILE, Registry
 from models.sensor_model import save_sensor_model
+from models.splits import label_counts, split_source, subset
 from models.tasks import TAXONOMY_FILE, TREES_KIND, Task
 from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
 
 __all__ = [
     "TrainOptions",
-    "concat",
     "data_record",
     "fit_record",
-    "label_counts",
-    "split_indices",
-    "split_source",
-    "strata",
-    "subset",
     "train_model",
     "write_model_files",
 ]
-
-
-def split_indices(strata: list[Any], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Train and validation row indices, stratified when every class has two rows or more."""
-    indices = list(range(len(strata)))
-    if len(indices) < 4:
-        raise DataError(f"{len(indices)} rows are too few to hold out a validation split")
-    stratify = strata if min(Counter(strata).values()) >= 2 else None
-    try:
-        train, validation = train_test_split(
-            indices, test_size=fraction, random_state=seed, stratify=stratify
-        )
-    except ValueError:
-        # Too small a split to hold one row of every class: fall back to a plain random cut.
-        train, validation = train_test_split(indices, test_size=fraction, random_state=seed)
-    return sorted(train), sorted(validation)
-
-
-@overload
-def subset(data: TextData, rows: Sequence[int]) -> TextData: ...
-@overload
-def subset(data: SensorData, rows: Sequence[int]) -> SensorData: ...
-def subset(data: TextData | SensorData, rows: Sequence[int]) -> TextData | SensorData:
-    """The rows of ``data`` at ``rows``, in that order."""
-    if isinstance(data, SensorData):
-        return SensorData(
-            [data.readings[i] for i in rows],
-            [data.failure[i] for i in rows],
-            [data.modes[i] for i in rows],
-        )
-    return TextData([data.texts[i] for i in rows], [data.labels[i] for i in rows])
-
-
-def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextData | SensorData:
-    """The rows of ``first``, then those of ``second``."""
-    if isinstance(first, SensorData) and isinstance(second, SensorData):
-        return SensorData(
-            first.readings + second.readings,
-            first.failure + second.failure,
-            first.modes + second.modes,
-        )
-    assert isinstance(first, TextData) and isinstance(second, TextData)
-    return TextData(first.texts + second.texts, first.labels + second.labels)
-
-
-def split_source(
-    data: TextData | SensorData,
-    validation: TextData | SensorData | None,
-    fraction: float,
-    seed: int,
-) -> tuple[TextData | SensorData, list[int], list[int]]:
-    """All rows and the indices of the training and validation rows among them. A given
-    ``validation`` set is the validation split and every row of ``data`` trains; without one,
-    a stratified, seeded ``fraction`` of ``data`` is held out."""
-    if validation is None:
-        train_rows, validation_rows = split_indices(strata(data), fraction, seed)
-        return data, train_rows, validation_rows
-    size, held = len(strata(data)), len(strata(validation))
-    return concat(data, validation), list(range(size)), list(range(size, size + held))
-
-
-def strata(data: TextData | SensorData) -> list[Any]:
-    """What splits are stratified on: the label, or for sensors whether the machine failed."""
-    return list(data.failure) if isinstance(data, SensorData) else list(data.labels)
-
-
-def label_counts(data: TextData | SensorData) -> dict[str, int]:
-    """Rows per label (sensors: ``ok`` and ``defect``), the distribution a drift check
-    compares the predicted labels of a stream with."""
-    if isinstance(data, SensorData):
-        defects = sum(data.failure)
-        return {"ok": len(data.failure) - defects, "defect": defects}
-    return dict(sorted(Counter(data.labels).items()))
 
 
 def software_versions() -> dict[str, str]:

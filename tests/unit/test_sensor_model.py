@@ -14,8 +14,8 @@ from models.errors import DataError, ModelNotFoundError
 from models.metrics import best_f1_threshold, failure_mode_metrics
 from models.options import TrainOptions
 from models.sensor_model import CONFIG_FILE, features, load_sensor_model, save_sensor_model
+from models.splits import subset
 from models.train_defect import train_defect
-from models.training import subset
 from signalyard.demo.synthetic import write_training_csv
 
 OPTIONS = TrainOptions(epochs=60, show_progress=False).resolved("defect")
