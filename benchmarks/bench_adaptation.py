@@ -50,8 +50,8 @@ from config.settings import load_settings
 from models.adaptation import AdaptOptions, Teaching, adapt_model
 from models.data import SENTIMENT_LABELS, TextData, read_text
 from models.evaluation import evaluate_data
-from models.loading import load_scorer
 from models.registry import Registry, read_metadata
+from models.serving.loading import load_scorer
 from models.splits import source_validation, split_indices, subset
 from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of
 from models.training import TrainOptions, train_model

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from models.data import read_texts
-from models.explanations import Attribution, Explainer
-from models.inference import TextEngine
+from models.serving.explanations import Attribution, Explainer
+from models.serving.inference import TextEngine
 
 
 def without(text: str, words: list[Attribution]) -> str:

@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from models.evaluation import evaluate
-from models.inference import resolve_device
-from models.loading import load_scorer
-from models.scorers import SentimentScorer, TicketScorer
+from models.serving.inference import resolve_device
+from models.serving.loading import load_scorer
+from models.serving.scorers import SentimentScorer, TicketScorer
 
 
 def throughput(scorer: SentimentScorer | TicketScorer, texts: list[str], seconds: float) -> float:

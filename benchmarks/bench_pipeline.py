@@ -58,7 +58,7 @@ from rich.table import Table
 
 import domains
 from config.settings import DomainName, Settings, load_settings, with_topic_suffix
-from models.loading import load_live_scorer
+from models.serving.loading import load_live_scorer
 from signalyard.demo.bootstrap import ensure_models
 from signalyard.demo.monitor import percentile
 from signalyard.demo.synthetic import World, events

@@ -33,10 +33,10 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from sklearn.model_selection import StratifiedKFold
 
 from models.data import SensorData, read_readings
-from models.inference import SensorEngine
 from models.metrics import best_f1_threshold
 from models.options import TrainOptions
 from models.sensor_model import features
+from models.serving.inference import SensorEngine
 from models.splits import subset
 from models.train_defect import sensor_validation_metrics, train_defect
 

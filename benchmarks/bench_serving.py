@@ -28,8 +28,8 @@ from rich.table import Table
 from models.data import SENTIMENT_LABELS, read_text
 from models.encoders import WEIGHTS_FILE, stored_parameters
 from models.evaluation import evaluate_data
-from models.loading import load_scorer
-from models.scorers import SentimentScorer, TicketScorer
+from models.serving.loading import load_scorer
+from models.serving.scorers import SentimentScorer, TicketScorer
 from models.text_model import HEAD_FILE
 
 

@@ -179,8 +179,8 @@ class AlertsSettings(Section):
     in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs alerting
 
 
-# How a text model runs (models.inference): torch in fp32, bf16 or fp16 autocast, dynamic int8;
-# or ONNX Runtime in fp32 or dynamic int8.
+# How a text model runs (models.serving.inference): torch in fp32, bf16 or fp16 autocast,
+# dynamic int8; or ONNX Runtime in fp32 or dynamic int8.
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-fp32", "onnx-int8"]
 
 
@@ -189,7 +189,7 @@ class InferenceSettings(Section):
     max_seq_length: int = Field(gt=0, le=8192)
     precision: Precision
     # precision auto on a CPU: the largest share of validation rows on which the chosen
-    # runtime may decide unlike fp32 (models.precision_choice).
+    # runtime may decide unlike fp32 (models.serving.precision_choice).
     max_decision_change: float = Field(default=0.01, ge=0, le=1)
 
 

@@ -51,9 +51,9 @@ from models.calibration import fit_calibration
 from models.data import TextData, fingerprint, read_labeled, read_texts
 from models.errors import DataError
 from models.fitting import FitResult, Validation, class_weights, fit, seed_everything
-from models.inference import TextEngine, resolve_device, resolve_precision
 from models.options import TrainOptions
 from models.registry import read_metadata
+from models.serving.inference import TextEngine, resolve_device, resolve_precision
 from models.splits import split_source, subset
 from models.tasks import TAXONOMY_FILE, TEXT_TASKS, Task, task_of
 from models.taxonomy import RiskTaxonomy

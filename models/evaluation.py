@@ -13,12 +13,12 @@ from torch import nn
 from models.calibration import decision_confidence, fit_calibration
 from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.errors import DataError
-from models.inference import TextEngine
-from models.loading import LoadedScorer, load_scorer
 from models.metrics import sensor_figures, sentiment_metrics, ticket_metrics
-from models.quantization import fit_int8_plan
 from models.registry import METADATA_FILE, read_metadata, write_json_atomic
-from models.scorers import SensorScorer, SentimentScorer, TicketScorer
+from models.serving.inference import TextEngine
+from models.serving.loading import LoadedScorer, load_scorer
+from models.serving.quantization import fit_int8_plan
+from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TEXT_TASKS, task_of
 from models.text_model import load_text_classifier
@@ -99,8 +99,8 @@ def quantize_folder(
 ) -> dict[str, Any]:
     """Fit the int8 plan of a text model folder on its source validation split (which linear
     layers stay fp32 so that int8 changes at most ``max_changed`` of the decisions there; see
-    ``models.quantization``) and record it in its ``metadata.json``, replacing an older plan;
-    return the record. Raises DataError for a sensors model, when the source data is gone or
+    ``models.serving.quantization``) and record it in its ``metadata.json``, replacing an older
+    plan; return the record. Raises DataError for a sensors model, when the source data is gone or
     changed, or when no plan within ``max_changed`` exists."""
     metadata, validation, length = _text_validation(model_dir, "an int8 plan")
     model, tokenizer, labels = load_text_classifier(model_dir)

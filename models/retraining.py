@@ -34,8 +34,8 @@ from models.base import SensorReading
 from models.data import FAILURE_MODES, SensorData, TextData
 from models.evaluation import evaluate_data
 from models.gate import GateDecision, Metrics, judge
-from models.loading import LoadedScorer
 from models.registry import METADATA_FILE, Registry
+from models.serving.loading import LoadedScorer
 from models.splits import source_validation
 from models.tasks import Task, task_of
 from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of

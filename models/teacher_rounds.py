@@ -48,8 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from config.settings import AdaptationSettings, DomainName
 from models.adaptation import AdaptOptions
 from models.calibration import Calibration, decision_confidence
-from models.inference import TextEngine, resolve_device
 from models.registry import Registry, read_metadata
+from models.serving.inference import TextEngine, resolve_device
 from models.text_model import LABELS_FILE, load_text_classifier
 
 __all__ = ["StreamTransfer", "round_options", "select_confident", "stream_transfer", "teacher_of"]

@@ -66,8 +66,8 @@ TABLES: dict[str, str] = {
         ) ENGINE = ReplacingMergeTree(written_at)
         ORDER BY (domain, entity, ts, alert_id)
     """,
-    # Why a model scored an event as it did (models.explanations): written for the events that
-    # trigger alerts; ``attributions`` is JSON (words or columns with their scores).
+    # Why a model scored an event as it did (models.serving.explanations): written for the
+    # events that trigger alerts; ``attributions`` is JSON (words or columns with their scores).
     "explanations": """
         CREATE TABLE IF NOT EXISTS explanations (
             event_id String,

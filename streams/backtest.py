@@ -10,7 +10,8 @@ Determinism: an event's scores depend on the batch it is scored with (a text bat
 its longest text, and matrix kernels may add up in another order for another batch shape), so
 the batches are the same every time: the valid events in (partition, offset) order, cut into
 batches of ``batch_size``. Inference runs under ``torch.inference_mode`` in eval mode
-(``models/inference.py``), so one range, one version and one batch size give the same scores.
+(``models/serving/inference.py``), so one range, one version and one batch size give the same
+scores.
 
 ``compare`` puts two runs side by side (pure): counts by label, how often the two agree on the
 events both scored, accuracy and macro F1 against feedback labels on those events, and the

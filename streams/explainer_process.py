@@ -19,7 +19,7 @@ from streams.children import die_with_parent
 
 if TYPE_CHECKING:
     from models.base import ModelInput
-    from models.explanations import Explainer, Explanation
+    from models.serving.explanations import Explainer, Explanation
 
 LOADED_VERSIONS = 4  # explainers kept loaded; the least recently used is dropped first
 _LOADED: OrderedDict[str, Explainer] = OrderedDict()
@@ -37,7 +37,7 @@ def warm_up() -> None:
     """Load the libraries explanations need, with one torch thread."""
     import torch
 
-    import models.explanations  # noqa: F401
+    import models.serving.explanations  # noqa: F401
 
     torch.set_num_threads(1)
 
@@ -47,7 +47,7 @@ def explain_in_process(
 ) -> Explanation:
     """The explanation of one input by the model in ``folder``, toward ``predicted`` (text;
     a served int8 or bf16 model may rank labels unlike fp32)."""
-    from models.explanations import Explainer
+    from models.serving.explanations import Explainer
 
     warm_up()
     if folder not in _LOADED:

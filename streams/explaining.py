@@ -1,4 +1,4 @@
-"""Explaining stored events in a worker, off the event loop (``models.explanations``): the
+"""Explaining stored events in a worker, off the event loop (``models.serving.explanations``): the
 events that trigger alerts, and those asked for at ``/explain?event_id=...``.
 
 For the alerts of one fetch (``attach``), before they are published:
@@ -42,8 +42,8 @@ import domains
 from config.settings import DomainName, ExplanationSettings
 from models.base import ModelInput
 from models.errors import RegistryError
-from models.explanations import Explanation
 from models.registry import Registry
+from models.serving.explanations import Explanation
 from sinks.readonly import ReadOnlyStore, sql_string
 from streams.alerting.alert import Alert
 from streams.explainer_process import explain_in_process, start_explainer_process, warm_up

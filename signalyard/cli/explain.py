@@ -1,5 +1,5 @@
 """``signalyard explain DOMAIN (--event-id ID | --text TEXT | --file CSV)``: which words or
-columns made a model say what it said (``models.explanations``).
+columns made a model say what it said (``models.serving.explanations``).
 
 An event id is looked up in the store (through a running worker when it holds the embedded
 store, as ``signalyard sql`` does) and explained with the version that scored it.
@@ -20,7 +20,7 @@ from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
 
 if TYPE_CHECKING:
-    from models.explanations import Explanation
+    from models.serving.explanations import Explanation
 
 console = Console(stderr=True)
 
@@ -97,7 +97,7 @@ def explain(
     as_json: bool,
 ) -> None:
     """Attribute a DOMAIN prediction to the words of its text or the columns of its reading."""
-    from models.explanations import Explainer
+    from models.serving.explanations import Explainer
 
     if sum(x is not None for x in (event_id, text, file)) != 1:
         raise click.UsageError("give exactly one of --event-id, --text and --file")

@@ -124,7 +124,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate a registered DOMAIN model on a labeled CSV; the last line is JSON metrics."""
     from models.evaluation import evaluate
-    from models.loading import load_folder
+    from models.serving.loading import load_folder
 
     settings = load_settings()
     registry = Registry(settings.models_dir)

@@ -35,7 +35,7 @@ def worker(chosen: tuple[DomainName, ...], loglevel: str) -> None:
     Workers with the same SIGNALYARD_PIPELINE__APP_ID split the partitions between them.
     """
     # Imported here so that other commands start without loading torch and Faust.
-    from models.loading import load_live_scorer
+    from models.serving.loading import load_live_scorer
     from streams.app import limit_model_threads, run_worker
 
     settings = load_settings()

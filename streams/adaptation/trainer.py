@@ -25,9 +25,9 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from config.settings import DomainName, Settings
-from models.loading import LoadedScorer, load_folder
 from models.registry import Registry
 from models.retraining import LabeledRow, RetrainOutcome, retrain
+from models.serving.loading import LoadedScorer, load_folder
 from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest

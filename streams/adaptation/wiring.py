@@ -16,8 +16,8 @@ from functools import partial
 import faust
 
 from config.settings import DomainName, Settings
-from models.loading import load_version
 from models.registry import Registry
+from models.serving.loading import load_version
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.feedback import FeedbackConsumer, FeedbackJoin
 from streams.adaptation.messages import RetrainRequest

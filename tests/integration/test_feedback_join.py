@@ -18,7 +18,7 @@ import domains
 from config.settings import Settings
 from domains.base import Lineage
 from domains.news import NewsEvent
-from models.loading import load_scorer
+from models.serving.loading import load_scorer
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore
 from streams.adaptation.feedback import FeedbackJoin

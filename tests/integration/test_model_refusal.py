@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from models.errors import BrokenModelError
-from models.loading import load_scorer
 from models.registry import Registry
+from models.serving.loading import load_scorer
 from streams.adaptation.announce import announce
 from streams.adaptation.messages import ModelUpdate
 

@@ -19,8 +19,8 @@ from models.adaptation import AdaptOptions, adapt_model
 from models.base import SensorReading
 from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.evaluation import evaluate, evaluate_data
-from models.loading import load_scorer
 from models.registry import CONTENT_HASH, Registry, content_sha256
+from models.serving.loading import load_scorer
 from models.splits import source_validation, split_indices, subset
 from models.training import TrainOptions, train_model
 

@@ -11,8 +11,8 @@ import torch
 from helpers import FAST, write_csv
 
 from models.distillation import agreement, shrink_encoder
-from models.inference import TextEngine
 from models.registry import Registry
+from models.serving.inference import TextEngine
 from models.text_model import TextClassifier, load_encoder, save_text_classifier
 from signalyard.cli import main
 

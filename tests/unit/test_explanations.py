@@ -15,10 +15,10 @@ from helpers import create_tables_in, write_events
 import domains
 from domains.base import Lineage
 from domains.news import NewsEvent
-from models.explanations import explain_readings, explain_texts
-from models.loading import load_scorer
 from models.registry import Registry
 from models.sensor_model import load_sensor_model
+from models.serving.explanations import explain_readings, explain_texts
+from models.serving.loading import load_scorer
 from models.text_model import load_text_classifier
 from models.training import TrainOptions, train_model
 from signalyard.cli import main

@@ -14,9 +14,9 @@ import pytest
 import torch
 from helpers import FILLER, KEYWORDS
 
-from models.inference import TextEngine, resolve_precision
-from models.loading import load_scorer
-from models.precision_choice import candidates, choose, cpu_flags
+from models.serving.inference import TextEngine, resolve_precision
+from models.serving.loading import load_scorer
+from models.serving.precision_choice import candidates, choose, cpu_flags
 from models.text_model import load_text_classifier
 
 
@@ -71,7 +71,7 @@ def test_precision_auto_keeps_the_fastest_runtime_that_decides_as_fp32(
     engine, trials = choose(build, texts, 1.0, flags)
     assert engine.precision == max(trials, key=lambda t: t.texts_per_s).precision
 
-    with caplog.at_level(logging.INFO, logger="models.loading"):
+    with caplog.at_level(logging.INFO, logger="models.serving.loading"):
         scorer = load_scorer(keyword_model, "cpu", 64, "auto", batch_size=16)
     assert scorer.engine.precision in candidates(cpu_flags())
     assert "precision auto chose" in caplog.text

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from models.errors import DataError, ModelNotFoundError
-from models.inference import resolve_precision
-from models.loading import load_scorer
-from models.quantization import Logits, fit_int8_plan, kept_fp32, quantize_int8
 from models.registry import Registry
+from models.serving.inference import resolve_precision
+from models.serving.loading import load_scorer
+from models.serving.quantization import Logits, fit_int8_plan, kept_fp32, quantize_int8
 from signalyard.cli import main
 
 

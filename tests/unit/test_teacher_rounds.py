@@ -15,9 +15,9 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from config.settings import AdaptationSettings, load_settings
 from models.adaptation import AdaptOptions
 from models.calibration import Calibration
-from models.loading import load_scorer
 from models.registry import Registry
 from models.retraining import LabeledRow, retrain
+from models.serving.loading import load_scorer
 from models.teacher_rounds import (
     STUDENT_DEFAULTS,
     TEACHER_DEFAULTS,

@@ -15,8 +15,8 @@ from helpers import NEWS_WORDS, fast, write_csv
 from safetensors.torch import load_file
 
 from config.settings import load_settings
-from models.loading import load_live_scorer, load_scorer
 from models.registry import Registry, content_sha256
+from models.serving.loading import load_live_scorer, load_scorer
 from models.training import train_model
 from signalyard.cli import main
 

@@ -6,10 +6,10 @@ go back in input order. Precision: on CUDA, bf16 autocast where the GPU supports
 otherwise; on CPU fp32 by default, bf16 autocast when asked for (native on CPUs with AVX512-BF16
 or AMX, emulated and slow on others), dynamic int8 of the linear layers
 (``precision="int8"``, with the layers the model's int8 plan keeps in fp32:
-``models.quantization``), or the model run by ONNX Runtime in fp32 or dynamic int8
-(``"onnx-fp32"``, ``"onnx-int8"``: ``models.onnx_runtime``), whose int8 kernels use VNNI where
-the CPU has it and AVX2 otherwise. ``benchmarks/bench_serving.py`` measures their speed and
-accuracy.
+``models.serving.quantization``), or the model run by ONNX Runtime in fp32 or dynamic int8
+(``"onnx-fp32"``, ``"onnx-int8"``: ``models.serving.onnx_runtime``), whose int8 kernels use
+VNNI where the CPU has it and AVX2 otherwise. ``benchmarks/bench_serving.py`` measures their
+speed and accuracy.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from transformers import PreTrainedTokenizerBase
 from config.settings import Precision
 from models.base import SensorReading
 from models.data import FAILURE_MODES
-from models.onnx_runtime import OnnxClassifier
-from models.quantization import quantize_int8
 from models.sensor_model import SensorModel, features
+from models.serving.onnx_runtime import OnnxClassifier
+from models.serving.quantization import quantize_int8
 from models.text_model import TextClassifier
 
 DeviceName = Literal["auto", "cpu", "cuda"]

@@ -1,6 +1,6 @@
 """Loading a model folder, or a domain's live registry version, as a ready :class:`Scorer`.
 
-    from models.loading import load_scorer, load_live_scorer, ModelNotFoundError
+    from models.serving.loading import load_scorer, load_live_scorer, ModelNotFoundError
 
     load_scorer(model_dir: Path, device: str = "auto", max_seq_length: int = 128,
                 precision: str = "auto", batch_size: int = 64,
@@ -27,12 +27,12 @@ from config.settings import DomainName, Settings
 from models.calibration import Calibration
 from models.data import TextData
 from models.errors import BrokenModelError, ModelNotFoundError
-from models.inference import SensorEngine, TextEngine, resolve_device
-from models.precision_choice import MAX_ROWS, Choices, choose, cpu_flags, describe
-from models.quantization import UnknownLayersError, kept_fp32
 from models.registry import CONTENT_HASH, Registry, content_sha256, read_metadata
-from models.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.sensor_model import load_sensor_model
+from models.serving.inference import SensorEngine, TextEngine, resolve_device
+from models.serving.precision_choice import MAX_ROWS, Choices, choose, cpu_flags, describe
+from models.serving.quantization import UnknownLayersError, kept_fp32
+from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TAXONOMY_FILE, task_of
 from models.taxonomy import RiskTaxonomy
@@ -67,7 +67,7 @@ def load_scorer(
 
     ``precision="auto"`` on a CPU tries the runtimes the CPU runs natively on the model's
     validation rows and keeps the fastest whose decisions differ from fp32's on at most
-    ``max_decision_change`` of them (``models.precision_choice``); the choice is logged and
+    ``max_decision_change`` of them (``models.serving.precision_choice``); the choice is logged and
     remembered in ``choices`` (a JSON file), which later loads of the model take."""
     model_dir = Path(model_dir)
     digest = verified_sha256(model_dir)

@@ -1,6 +1,7 @@
 """Dynamic int8 for a text classifier on the CPU, and the plan of which linear layers stay fp32.
 
-    from models.quantization import fit_int8_plan, kept_fp32, layer_sensitivity, quantize_int8
+    from models.serving.quantization import (
+        fit_int8_plan, kept_fp32, layer_sensitivity, quantize_int8)
 
     quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Module
     layer_sensitivity(model, logits, texts) -> dict[str, float]   # KL per linear layer

@@ -1,6 +1,6 @@
 """Why a model said what it said: attributions of one prediction to its inputs.
 
-    from models.explanations import Explainer, Explanation, explain_texts, explain_readings
+    from models.serving.explanations import Explainer, Explanation, explain_texts, explain_readings
 
     Explainer(model_dir: Path, steps: int = 32, max_seq_length: int = 128)
         .explain(inputs: Sequence[ModelInput], target: str | None = None) -> list[Explanation]

@@ -12,14 +12,14 @@ from config.settings import DomainName
 from models.base import SensorPrediction, SensorReading, SentimentPrediction, TicketPrediction
 from models.calibration import UNCALIBRATED, Calibration, decision_confidence
 from models.data import FAILURE_MODES, SENTIMENT_LABELS
-from models.inference import SensorEngine, TextEngine
+from models.serving.inference import SensorEngine, TextEngine
 from models.tasks import Task
 from models.taxonomy import RiskTaxonomy
 
 
 class SentimentScorer:
     task: Task = "sentiment"
-    model_sha256 = ""  # set by models.loading from the folder
+    model_sha256 = ""  # set by models.serving.loading from the folder
 
     def __init__(
         self,
@@ -65,7 +65,7 @@ class SentimentScorer:
 
 class TicketScorer:
     task: Task = "intent_risk"
-    model_sha256 = ""  # set by models.loading from the folder
+    model_sha256 = ""  # set by models.serving.loading from the folder
 
     def __init__(
         self,
@@ -113,7 +113,7 @@ class TicketScorer:
 
 class SensorScorer:
     task: Task = "defect"
-    model_sha256 = ""  # set by models.loading from the folder
+    model_sha256 = ""  # set by models.serving.loading from the folder
 
     # The trees' own probabilities, with no validation accuracy to compare an estimate with:
     # a defect flag is right on nearly every reading, failing or not.

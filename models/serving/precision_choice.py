@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.inference import TextEngine
+from models.serving.inference import TextEngine
 
 NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 MAX_ROWS = 512  # validation rows scored per candidate: enough to see a 1 % change
