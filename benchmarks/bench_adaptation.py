@@ -14,14 +14,14 @@ the pool. Each step adapts the fpb model (never the previous step's model) with 
 rows of one seeded shuffle of the pool, so the label sets are nested.
 
 ``--through-teacher`` runs rounds as the trainer runs them for a student with a teacher
-(``models.retraining``): the teacher is adapted to the N labels, then the student learns from
-it, ``without`` the stream (labels and replayed source rows alone) and ``with`` it: the next
-``--unlabeled-events`` pool rows, labels hidden, as the unlabeled stream the adapted teacher
-labels (threshold and per-class cap as in the settings, or ``--threshold`` / ``--class-cap``).
-Teacher and student take a round's own learning rate and epochs (``round_options``) unless
-``--lr`` / ``--epochs`` set them for both. The teacher's own figures are reported as a
-reference. ``--keep-teachers DIR`` keeps each step's adapted teacher, and ``--teachers DIR``
-reuses them instead of adapting again, so that student recipes can be compared on one teacher.
+(``models.training.retraining``): the teacher is adapted to the N labels, then the student learns
+from it, ``without`` the stream (labels and replayed source rows alone) and ``with`` it: the next
+``--unlabeled-events`` pool rows, labels hidden, as the unlabeled stream the adapted teacher labels
+(threshold and per-class cap as in the settings, or ``--threshold`` / ``--class-cap``). Teacher and
+student take a round's own learning rate and epochs (``round_options``) unless ``--lr`` /
+``--epochs`` set them for both. The teacher's own figures are reported as a reference.
+``--keep-teachers DIR`` keeps each step's adapted teacher, and ``--teachers DIR`` reuses them
+instead of adapting again, so that student recipes can be compared on one teacher.
 
 Each row reports accuracy, macro-F1 and the label-free estimate (mean calibrated confidence,
 ``models.calibration``) on the held-out tweets and on fpb (``--fpb-eval``, else the fpb model's
@@ -47,14 +47,19 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import load_settings
-from models.adaptation import AdaptOptions, Teaching, adapt_model
 from models.data import SENTIMENT_LABELS, TextData, read_text
-from models.evaluation import evaluate_data
 from models.registry import Registry, read_metadata
 from models.serving.loading import load_scorer
 from models.splits import source_validation, split_indices, subset
-from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of
-from models.training import TrainOptions, train_model
+from models.training.adaptation import AdaptOptions, Teaching, adapt_model
+from models.training.evaluation import evaluate_data
+from models.training.teacher_rounds import (
+    StreamTransfer,
+    round_options,
+    stream_transfer,
+    teacher_of,
+)
+from models.training.trainer import TrainOptions, train_model
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 GOAL_ACCURACY, GOAL_FORGETTING = 0.85, 0.02

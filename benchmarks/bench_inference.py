@@ -22,10 +22,10 @@ from recording import record
 from rich.console import Console
 from rich.table import Table
 
-from models.evaluation import evaluate
 from models.serving.inference import resolve_device
 from models.serving.loading import load_scorer
 from models.serving.scorers import SentimentScorer, TicketScorer
+from models.training.evaluation import evaluate
 
 
 def throughput(scorer: SentimentScorer | TicketScorer, texts: list[str], seconds: float) -> float:

@@ -8,7 +8,7 @@
    each candidate is trained on four fifths, chooses its threshold (and its boosting rounds)
    by an inner cross-validation of those rows alone, and decides on the fifth it never saw.
    The F1 of those decisions over all rows, and its spread across the folds, are the figures.
-   Candidates: the project's model (``models.train_defect``: LightGBM on the physics
+   Candidates: the project's model (``models.training.train_defect``: LightGBM on the physics
    features), scikit-learn's histogram gradient boosting on the same features and on the raw
    columns. The ceiling beside them: flagging exactly the rows whose failure has a mode that
    follows from the reading (HDF, PWF, OSF); tool wear (TWF), random and unnamed failures
@@ -33,12 +33,12 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from sklearn.model_selection import StratifiedKFold
 
 from models.data import SensorData, read_readings
-from models.metrics import best_f1_threshold
-from models.options import TrainOptions
 from models.sensor_model import features
 from models.serving.inference import SensorEngine
 from models.splits import subset
-from models.train_defect import sensor_validation_metrics, train_defect
+from models.training.metrics import best_f1_threshold
+from models.training.options import TrainOptions
+from models.training.train_defect import sensor_validation_metrics, train_defect
 
 # A candidate: train on rows, return P(failure) of the held-out rows and its threshold.
 Candidate = Callable[[SensorData, SensorData], tuple[np.ndarray, float]]

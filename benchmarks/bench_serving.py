@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.table import Table
 
 from models.data import SENTIMENT_LABELS, read_text
-from models.encoders import WEIGHTS_FILE, stored_parameters
-from models.evaluation import evaluate_data
 from models.serving.loading import load_scorer
 from models.serving.scorers import SentimentScorer, TicketScorer
 from models.text_model import HEAD_FILE
+from models.training.encoders import WEIGHTS_FILE, stored_parameters
+from models.training.evaluation import evaluate_data
 
 
 def texts_per_second(

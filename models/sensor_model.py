@@ -12,7 +12,7 @@ histogram of each feature resolves them).
 Two LightGBM models share the features: the probability that the machine fails (binary), and
 which of the five modes it would be (multiclass, trained on the failed rows). Each is an
 ensemble of the k fold models of the cross-validation that chose its number of boosting
-rounds (``models.train_defect``); their predictions are averaged. The folder holds the
+rounds (``models.training.train_defect``); their predictions are averaged. The folder holds the
 models in LightGBM's own text format (parsed, never executed: no pickles) and ``config.json``
 with the decision threshold, chosen on out-of-fold predictions, and the fold figures.
 """

@@ -26,7 +26,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 import domains
 from config.settings import DomainName, KafkaSettings, Settings, load_settings, with_topic_suffix
 from models.registry import Registry
-from models.training import train_model
+from models.training.trainer import train_model
 from signalyard.local.local_kafka import port_answers
 from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect
@@ -229,7 +229,7 @@ def student_home(
     """Teacher v1, and v2 live: a one-layer student distilled from it."""
     from helpers import FAST  # helpers imports this module
 
-    from models.teacher_rounds import teacher_of
+    from models.training.teacher_rounds import teacher_of
     from signalyard.cli import main
 
     registry, data, unlabeled = teacher_home

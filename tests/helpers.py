@@ -36,7 +36,7 @@ from domains.base import ScoredResult
 from domains.news import NewsEvent, NewsScore
 from domains.sensors import SensorScore
 from domains.tickets import TicketScore
-from models.training import TrainOptions
+from models.training.trainer import TrainOptions
 from signalyard.cli import cli
 from signalyard.demo.synthetic import World, events
 from signalyard.local.worker_process import WorkerProcess

@@ -1,5 +1,6 @@
 """``signalyard distill DOMAIN --teacher VERSION --data CSV``: a small, fast student learns a
-registered teacher's predictions (``models.distillation``) and is registered like any version."""
+registered teacher's predictions (``models.training.distillation``) and is registered like any
+version."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import click
 from rich.console import Console
 
 from config.settings import load_settings
-from models.options import TrainOptions
 from models.registry import Registry
+from models.training.options import TrainOptions
 from signalyard.cli.models import existing_file, text_domain_argument
 
 console = Console(stderr=True)
@@ -77,9 +78,9 @@ def distill(
     **schedule: object,
 ) -> None:
     """Distil the DOMAIN teacher VERSION into a student and register it."""
-    from models.distillation import DistillOptions, distill_model
-    from models.encoders import resolve_base
-    from models.fitting import seed_everything
+    from models.training.distillation import DistillOptions, distill_model
+    from models.training.encoders import resolve_base
+    from models.training.fitting import seed_everything
 
     settings = load_settings()
     registry = Registry(settings.models_dir)

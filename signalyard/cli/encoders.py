@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import load_settings
-from models.encoders import KNOWN_ENCODERS, fetch_encoder, installed_encoders
+from models.training.encoders import KNOWN_ENCODERS, fetch_encoder, installed_encoders
 
 console = Console(stderr=True)
 

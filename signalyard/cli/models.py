@@ -16,9 +16,9 @@ from rich.table import Table
 
 import domains
 from config.settings import DomainName, Precision, load_settings
-from models.options import TrainOptions
 from models.registry import CONTENT_HASH, Registry, recorded_sha256
 from models.tasks import HEADLINE_METRICS, TEXT_TASKS
+from models.training.options import TrainOptions
 
 console = Console(stderr=True)
 domain_argument = click.argument("domain", type=click.Choice(domains.names()))
@@ -94,8 +94,8 @@ def _version_folder(domain: DomainName, version: str | None) -> Path:
 )
 def train(domain: DomainName, data: Path, promote: bool, **options: object) -> None:
     """Train a DOMAIN model on a labeled CSV and register it as a new version."""
-    from models.encoders import resolve_base
-    from models.training import train_model
+    from models.training.encoders import resolve_base
+    from models.training.trainer import train_model
 
     if domains.get(domain).task == "intent_risk" and options["taxonomy"] is None:
         raise click.UsageError(
@@ -123,8 +123,8 @@ def evaluate_command(
     domain: DomainName, data: Path, version: str | None, precision: str | None
 ) -> None:
     """Evaluate a registered DOMAIN model on a labeled CSV; the last line is JSON metrics."""
-    from models.evaluation import evaluate
     from models.serving.loading import load_folder
+    from models.training.evaluation import evaluate
 
     settings = load_settings()
     registry = Registry(settings.models_dir)
@@ -196,7 +196,7 @@ def calibrate(domain: DomainName, version: str | None) -> None:
     validation split; it gives each result's confidence and the label-free accuracy estimate.
     The last line is the record, as JSON."""
     from models.errors import DataError
-    from models.evaluation import calibrate_folder
+    from models.training.evaluation import calibrate_folder
 
     folder = _version_folder(domain, version)
     try:
@@ -225,7 +225,7 @@ def quantize(domain: DomainName, version: str | None, max_changed: float) -> Non
     linear layers kept in fp32 so that int8 changes at most --max-changed of fp32's decisions.
     Workers apply it when inference.precision is int8. The last line is the record, as JSON."""
     from models.errors import DataError
-    from models.evaluation import quantize_folder
+    from models.training.evaluation import quantize_folder
 
     folder = _version_folder(domain, version)
     try:

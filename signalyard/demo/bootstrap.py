@@ -19,10 +19,10 @@ from pathlib import Path
 
 import domains
 from config.settings import DomainName, Settings
-from models.options import TrainOptions
 from models.registry import Registry
 from models.tasks import TEXT_TASKS
-from models.training import train_model
+from models.training.options import TrainOptions
+from models.training.trainer import train_model
 from signalyard.demo.feed import DomainData
 from signalyard.demo.synthetic import (
     World,

@@ -1,13 +1,13 @@
 """The trainer: a process of its own that turns retrain requests into gated candidates.
 
-It consumes ``retrain.requests`` in its own consumer group (``<app_id>-trainer``), one request
-at a time; training runs on a thread, off the event loop, so the consumer keeps its group
-membership. For each request it reads the domain's feedback from the store (and, for a student
-with a teacher, its recent unlabeled events), runs ``models.retraining.retrain``, announces a
-promotion on ``model.updates``, and only then commits the request's offset: a trainer that
-crashes mid-way trains the request again. A request made before the last finished round of its
-domain read its labels is skipped as superseded. A malformed request is dead-lettered with its
-reason; one that fails (the store unreachable, say) is logged and dropped, to be asked again.
+It consumes ``retrain.requests`` in its own consumer group (``<app_id>-trainer``), one request at a
+time; training runs on a thread, off the event loop, so the consumer keeps its group membership. For
+each request it reads the domain's feedback from the store (and, for a student with a teacher, its
+recent unlabeled events), runs ``models.training.retraining.retrain``, announces a promotion on
+``model.updates``, and only then commits the request's offset: a trainer that crashes mid-way trains
+the request again. A request made before the last finished round of its domain read its labels is
+skipped as superseded. A malformed request is dead-lettered with its reason; one that fails (the
+store unreachable, say) is logged and dropped, to be asked again.
 
 The store is read through ``sinks.readonly.query_store``: a ClickHouse server directly, an
 embedded store through its worker's SQL endpoint (so set ``pipeline.web_port``).
@@ -26,8 +26,8 @@ from pydantic import ValidationError
 
 from config.settings import DomainName, Settings
 from models.registry import Registry
-from models.retraining import LabeledRow, RetrainOutcome, retrain
 from models.serving.loading import LoadedScorer, load_folder
+from models.training.retraining import LabeledRow, RetrainOutcome, retrain
 from sinks.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest

@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings, settings_environment
 from models.registry import Registry
-from models.retraining import split_recent
+from models.training.retraining import split_recent
 from signalyard.demo.synthetic import World, events, write_training_csv
 from signalyard.local.worker_process import WorkerProcess
 from streams.adaptation.feedback_import import labeled_events

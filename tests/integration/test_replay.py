@@ -29,9 +29,9 @@ from helpers import committed, free_port, run_cli
 from config.settings import DomainName, Settings, settings_environment
 from domains.sensors import SensorScore
 from models.calibration import UNCALIBRATED
-from models.options import TrainOptions
 from models.registry import Registry
-from models.training import train_model
+from models.training.options import TrainOptions
+from models.training.trainer import train_model
 from signalyard.demo.synthetic import World, events, write_training_csv
 from signalyard.local.worker_process import WorkerProcess
 from sinks.clickhouse import connect

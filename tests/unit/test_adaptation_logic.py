@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import AdaptationSettings, load_settings
-from models.gate import Metrics, judge
-from models.retraining import LabeledRow, labeled_data, split_recent
+from models.training.gate import Metrics, judge
+from models.training.retraining import LabeledRow, labeled_data, split_recent
 from sinks.readonly import sql_list, sql_string
 from streams.adaptation.feedback_import import labeled_events
 from streams.adaptation.messages import SENSOR_LABELS, FeedbackLabel, known_labels

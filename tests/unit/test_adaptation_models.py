@@ -15,14 +15,14 @@ import pytest
 import torch
 from helpers import NEWS_WORDS, fast, write_csv
 
-from models.adaptation import AdaptOptions, adapt_model
 from models.base import SensorReading
 from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
-from models.evaluation import evaluate, evaluate_data
 from models.registry import CONTENT_HASH, Registry, content_sha256
 from models.serving.loading import load_scorer
 from models.splits import source_validation, split_indices, subset
-from models.training import TrainOptions, train_model
+from models.training.adaptation import AdaptOptions, adapt_model
+from models.training.evaluation import evaluate, evaluate_data
+from models.training.trainer import TrainOptions, train_model
 
 # The fixtures of test_training, shared rather than rebuilt.
 FLIPPED = {"positive": "negative", "negative": "positive", "neutral": "neutral"}

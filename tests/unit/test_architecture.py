@@ -8,6 +8,7 @@ dictionary keyed by a domain's name is what makes adding a domain a fork.
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import token
@@ -64,3 +65,48 @@ def test_the_check_sees_a_domain_name_in_code_but_not_in_prose() -> None:
     assert name in _code_words(f'x = {{"{name}": 1}}\n')
     assert name in _code_words(f"def score_{name}() -> None: ...\n")
     assert name not in _code_words(f'"""Scores {name}."""\n# {name}\nx = 1\n')
+
+
+def _imports(module: str) -> set[str]:
+    """The project modules ``module`` imports anywhere in its code, functions included."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            # ``from package import module`` imports the module too.
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name.split(".")[0] in PACKAGES and _is_module(name):
+                found.add(name)
+    return found
+
+
+def _is_module(name: str) -> bool:
+    base = ROOT / name.replace(".", "/")
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(_imports(module) - seen)
+    return seen
+
+
+def test_a_worker_imports_serving_code_and_no_training_code() -> None:
+    """The scoring worker (``streams.app``) and everything in ``models.serving`` reach no module
+    of ``models.training``, even through an import inside a function."""
+    starts = ["streams.app"] + [
+        f"models.serving.{path.stem}" for path in (ROOT / "models" / "serving").glob("*.py")
+    ]
+    for start in starts:
+        training = sorted(m for m in _reachable(start) if m.startswith("models.training"))
+        assert not training, f"{start} reaches training code: {training}"
+    assert "models.serving.loading" in _reachable("streams.app")
+    assert "models.training.trainer" in _reachable("signalyard.cli.models")

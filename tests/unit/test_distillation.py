@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import FAST, write_csv
 
-from models.distillation import agreement, shrink_encoder
 from models.registry import Registry
 from models.serving.inference import TextEngine
 from models.text_model import TextClassifier, load_encoder, save_text_classifier
+from models.training.distillation import agreement, shrink_encoder
 from signalyard.cli import main
 
 

@@ -13,14 +13,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models.encoders import (
+from models.errors import EncoderFetchError, ModelNotFoundError
+from models.training.encoders import (
     SOURCE_FILE,
     EncoderSource,
     assemble,
     installed_encoders,
     resolve_base,
 )
-from models.errors import EncoderFetchError, ModelNotFoundError
 from signalyard.cli import main
 
 

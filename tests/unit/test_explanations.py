@@ -20,7 +20,7 @@ from models.sensor_model import load_sensor_model
 from models.serving.explanations import explain_readings, explain_texts
 from models.serving.loading import load_scorer
 from models.text_model import load_text_classifier
-from models.training import TrainOptions, train_model
+from models.training.trainer import TrainOptions, train_model
 from signalyard.cli import main
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.readonly import ReadOnlyStore

@@ -11,8 +11,8 @@ import pytest
 
 from config.settings import AdaptationSettings, load_settings
 from models.registry import Registry
-from models.retraining import LabeledRow, retrain
 from models.serving.loading import LoadedScorer, load_scorer
+from models.training.retraining import LabeledRow, retrain
 from signalyard.demo.bootstrap import BootstrapSize, ensure_models
 from signalyard.demo.synthetic import write_training_csv
 

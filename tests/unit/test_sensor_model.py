@@ -11,11 +11,11 @@ from sklearn.model_selection import StratifiedKFold
 
 from models.data import FAILURE_MODES, SensorData, read_readings
 from models.errors import DataError, ModelNotFoundError
-from models.metrics import best_f1_threshold, failure_mode_metrics
-from models.options import TrainOptions
 from models.sensor_model import CONFIG_FILE, features, load_sensor_model, save_sensor_model
 from models.splits import subset
-from models.train_defect import train_defect
+from models.training.metrics import best_f1_threshold, failure_mode_metrics
+from models.training.options import TrainOptions
+from models.training.train_defect import train_defect
 from signalyard.demo.synthetic import write_training_csv
 
 OPTIONS = TrainOptions(epochs=60, show_progress=False).resolved("defect")

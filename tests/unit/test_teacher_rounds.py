@@ -13,19 +13,19 @@ from helpers import FAST, NEWS_WORDS, TARGET
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from config.settings import AdaptationSettings, load_settings
-from models.adaptation import AdaptOptions
 from models.calibration import Calibration
 from models.registry import Registry
-from models.retraining import LabeledRow, retrain
 from models.serving.loading import load_scorer
-from models.teacher_rounds import (
+from models.text_model import load_text_classifier
+from models.training.adaptation import AdaptOptions
+from models.training.retraining import LabeledRow, retrain
+from models.training.teacher_rounds import (
     STUDENT_DEFAULTS,
     TEACHER_DEFAULTS,
     round_options,
     select_confident,
     teacher_of,
 )
-from models.text_model import load_text_classifier
 from signalyard.cli import main
 
 

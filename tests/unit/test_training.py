@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from config.settings import load_settings
 from models.registry import Registry, content_sha256
 from models.serving.loading import load_live_scorer, load_scorer
-from models.training import train_model
+from models.training.trainer import train_model
 from signalyard.cli import main
 
 INTENTS = {"lost_or_stolen_card": "my card was stolen", "card_arrival": "when will my card come"}

@@ -1,6 +1,6 @@
 """The teacher's part in an adaptation round: which teacher, and what it teaches from the stream.
 
-    from models.teacher_rounds import (
+    from models.training.teacher_rounds import (
         StreamTransfer, round_options, select_confident, stream_transfer, teacher_of,
     )
 
@@ -11,24 +11,23 @@
     stream_transfer(teacher_dir: Path, texts: Sequence[str], transfer: StreamTransfer,
                     max_seq_length: int = 64, device: str = "auto") -> tuple[list[str], dict]
 
-A live text model distilled from a teacher (``signalyard distill``, or an earlier round) names
-that teacher in ``metadata.distillation.teacher.version``. A round then adapts the teacher to
-the feedback labels first (``models.adaptation``, with source replay) and lets the adapted
-teacher label the domain's recent *unlabeled* events (``models.retraining`` registers it with a
-promoted student, whose next round starts from it): those whose calibrated confidence
-(``models.calibration``) reaches ``threshold`` are kept, at most ``class_cap`` per predicted
-class, the most confident first, so that the majority class does not swamp the rest (the
+A live text model distilled from a teacher (``signalyard distill``, or an earlier round) names that
+teacher in ``metadata.distillation.teacher.version``. A round then adapts the teacher to the
+feedback labels first (``models.training.adaptation``, with source replay) and lets the adapted
+teacher label the domain's recent *unlabeled* events (``models.training.retraining`` registers it
+with a promoted student, whose next round starts from it): those whose calibrated confidence
+(``models.calibration``) reaches ``threshold`` are kept, at most ``class_cap`` per predicted class,
+the most confident first, so that the majority class does not swamp the rest (the
 confidence-thresholded, class-balanced pseudo-labels of self-training, e.g. Xie et al.'s Noisy
-Student, 2020). The student then learns the teacher's softened predictions on them
-(``Teaching``), starting from the adapted teacher cut to the live student's layers
-(``student_from = "teacher"``, the default, which was ahead of learning on from the live
-student on the adaptation benchmark's development split) or from the live student. A
-threshold of 0 keeps every event, softened predictions and all; on that development split it
-did worse than 0.9, so the settings' default keeps the threshold (figures in
-docs/adaptation.md and benchmarks/RESULTS.md).
+Student, 2020). The student then learns the teacher's softened predictions on them (``Teaching``),
+starting from the adapted teacher cut to the live student's layers (``student_from = "teacher"``,
+the default, which was ahead of learning on from the live student on the adaptation benchmark's
+development split) or from the live student. A threshold of 0 keeps every event, softened
+predictions and all; on that development split it did worse than 0.9, so the settings' default keeps
+the threshold (figures in docs/adaptation.md and benchmarks/RESULTS.md).
 
 A round's learning rate and epochs (``round_options``) are their own, not the direct
-adaptation's (``models.adaptation``), as measured by ``benchmarks/bench_adaptation.py``
+adaptation's (``models.training.adaptation``), as measured by ``benchmarks/bench_adaptation.py``
 (fpb -> tweets): at 5e-5 every student's best epoch on its round's validation labels was its
 first, so both learn at 3e-5; at 3 epochs every teacher's best was its last, so the teacher
 gets 5.
@@ -46,11 +45,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from config.settings import AdaptationSettings, DomainName
-from models.adaptation import AdaptOptions
 from models.calibration import Calibration, decision_confidence
 from models.registry import Registry, read_metadata
 from models.serving.inference import TextEngine, resolve_device
 from models.text_model import LABELS_FILE, load_text_classifier
+from models.training.adaptation import AdaptOptions
 
 __all__ = ["StreamTransfer", "round_options", "select_confident", "stream_transfer", "teacher_of"]
 

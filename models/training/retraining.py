@@ -3,13 +3,13 @@
     retrain(domain, registry, labeled, settings, load, request, unlabeled) -> RetrainOutcome
 
 The labels are ordered by when they were given; the most recent ``holdout_fraction`` (at least
-``min_holdout``) are held out, so the gate judges the candidate on the data it will meet next,
-and the rest train it (``models.adaptation``, with replay of the source data). Every candidate
-is registered, promoted or not, with the gate's decision and both sets of metrics in its
-metadata (``signalyard models show DOMAIN VERSION``).
+``min_holdout``) are held out, so the gate judges the candidate on the data it will meet next, and
+the rest train it (``models.training.adaptation``, with replay of the source data). Every candidate
+is registered, promoted or not, with the gate's decision and both sets of metrics in its metadata
+(``signalyard models show DOMAIN VERSION``).
 
 When the live model is a student with a registered teacher and the mode is full, the round
-goes through the teacher (``models.teacher_rounds``): ``unlabeled(n)`` gives the domain's
+goes through the teacher (``models.training.teacher_rounds``): ``unlabeled(n)`` gives the domain's
 recent unlabeled texts, the teacher is adapted to the same training labels and labels them,
 and the student candidate learns from the adapted teacher on labels, replayed source rows
 and the texts it kept, both with a round's own learning rate and epochs (``round_options``).
@@ -29,16 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import AdaptationSettings, DomainName
-from models.adaptation import AdaptOptions, Teaching, adapt_model
 from models.base import SensorReading
 from models.data import FAILURE_MODES, SensorData, TextData
-from models.evaluation import evaluate_data
-from models.gate import GateDecision, Metrics, judge
 from models.registry import METADATA_FILE, Registry
 from models.serving.loading import LoadedScorer
 from models.splits import source_validation
 from models.tasks import Task, task_of
-from models.teacher_rounds import StreamTransfer, round_options, stream_transfer, teacher_of
+from models.training.adaptation import AdaptOptions, Teaching, adapt_model
+from models.training.evaluation import evaluate_data
+from models.training.gate import GateDecision, Metrics, judge
+from models.training.teacher_rounds import (
+    StreamTransfer,
+    round_options,
+    stream_transfer,
+    teacher_of,
+)
 
 FIGURES = ("domain", "model", "version")  # evaluate_data's labels, not metrics
 

@@ -1,6 +1,6 @@
 """Adapting a live model to its stream's own domain with labeled feedback.
 
-    from models.adaptation import AdaptOptions, adapt_model
+    from models.training.adaptation import AdaptOptions, adapt_model
 
     adapt_model(domain: DomainName, live_dir: Path, labeled: TextData | SensorData, out_dir: Path,
                 options: AdaptOptions, teaching: Teaching | None = None) -> dict
@@ -14,15 +14,15 @@ metadata names the version it came from (``adapted_from``) and keeps ``data`` po
 original source file and split, so that ``models.splits.source_validation`` of any descendant
 returns the same source rows and every later adaptation replays the same source.
 
-With ``teaching`` (a text model with a teacher, ``models.teacher_rounds``), the live model is a
-student and learns by distillation instead (``models.distillation.distil``): the teacher's
-softened predictions on the same target and replayed rows, mixed with their labels, and on
+With ``teaching`` (a text model with a teacher, ``models.training.teacher_rounds``), the live model
+is a student and learns by distillation instead (``models.training.distillation.distil``): the
+teacher's softened predictions on the same target and replayed rows, mixed with their labels, and on
 the teacher-labeled stream texts alone. Its metadata names the teacher it learnt from.
 
 Sensors: the defect model is gradient-boosted trees, which train in seconds, so a round
 trains them afresh on the labeled target rows together with every source training row, with
 the same cross-validated selection of rounds and threshold as ``signalyard train``
-(``models.train_defect``). Trees are local: target readings in a region the source never
+(``models.training.train_defect``). Trees are local: target readings in a region the source never
 covered decide that region, while the source rows keep the rest from being forgotten; and
 the threshold is chosen out of fold over all those rows, since a few dozen target rows rarely
 hold enough failures on their own. Without the source data (its file gone or changed), the
@@ -48,8 +48,6 @@ from transformers import PreTrainedTokenizerBase
 from config.settings import DomainName
 from models.data import SensorData, TextData
 from models.errors import DataError
-from models.fitting import FitResult, seed_everything
-from models.options import TrainOptions
 from models.registry import read_metadata
 from models.sensor_model import save_sensor_model
 from models.splits import (
@@ -69,7 +67,9 @@ from models.text_model import (
     load_text_classifier,
     save_text_classifier,
 )
-from models.training import fit_record, software_versions, write_model_files
+from models.training.fitting import FitResult, seed_everything
+from models.training.options import TrainOptions
+from models.training.trainer import fit_record, software_versions, write_model_files
 
 __all__ = ["AdaptOptions", "Teaching", "adapt_model"]
 
@@ -177,7 +177,7 @@ def _fine_tune_text(
     out_dir: Path,
 ) -> tuple[FitResult, dict, dict]:
     """The fit, the figures on ``validation`` and the calibration fitted on it."""
-    from models.train_text import train_text
+    from models.training.train_text import train_text
 
     model, tokenizer, labels, taxonomy = _live_text_model(task, live_dir, train_options, out_dir)
     trained = train_text(
@@ -200,7 +200,7 @@ def _distil_text(
     """As ``_fine_tune_text``, by distillation with the softening and mix the student was
     first distilled with (``first``, its ``distillation`` metadata); also returns the
     metadata's new ``distillation``."""
-    from models.distillation import DistillOptions, distil, lineage, teacher_cut
+    from models.training.distillation import DistillOptions, distil, lineage, teacher_cut
 
     model, tokenizer, labels, taxonomy = _live_text_model(task, live_dir, train_options, out_dir)
     student: dict[str, Any] = {"from": "live", "version": live_dir.name}
@@ -241,7 +241,7 @@ def _retrain_defect(
 ) -> tuple[FitResult, dict, dict]:
     """Train the defect model on ``train`` (target and source rows); return the fit, the
     figures on the held-out target rows and the cross-validation figures."""
-    from models.train_defect import sensor_validation_metrics, train_defect
+    from models.training.train_defect import sensor_validation_metrics, train_defect
 
     model, fit = train_defect(train, train_options)
     save_sensor_model(model, out_dir)

@@ -1,6 +1,6 @@
 """Knowledge distillation: a small student learns a registered teacher's predictions.
 
-    from models.distillation import DistillOptions, distill_model, teacher_cut
+    from models.training.distillation import DistillOptions, distill_model, teacher_cut
 
     distill_model(domain: DomainName, teacher_dir: Path, data: Path, unlabeled: Sequence[Path],
                   out_dir: Path, options: DistillOptions, student: Path | str | None) -> dict
@@ -50,8 +50,6 @@ from config.settings import DomainName
 from models.calibration import fit_calibration
 from models.data import TextData, fingerprint, read_labeled, read_texts
 from models.errors import DataError
-from models.fitting import FitResult, Validation, class_weights, fit, seed_everything
-from models.options import TrainOptions
 from models.registry import read_metadata
 from models.serving.inference import TextEngine, resolve_device, resolve_precision
 from models.splits import split_source, subset
@@ -64,8 +62,15 @@ from models.text_model import (
     load_text_classifier,
     save_text_classifier,
 )
-from models.train_text import length_grouped, pooled_embeddings, text_metrics, validation_of
-from models.training import data_record, fit_record, software_versions, write_model_files
+from models.training.fitting import FitResult, Validation, class_weights, fit, seed_everything
+from models.training.options import TrainOptions
+from models.training.train_text import (
+    length_grouped,
+    pooled_embeddings,
+    text_metrics,
+    validation_of,
+)
+from models.training.trainer import data_record, fit_record, software_versions, write_model_files
 
 __all__ = ["DistillOptions", "distill_model", "shrink_encoder", "teacher_cut"]
 

@@ -24,10 +24,10 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from models.data import FAILURE_MODES, SensorData
 from models.errors import DataError
-from models.fitting import FitResult
-from models.metrics import best_f1_threshold, sensor_figures, sensor_metrics
-from models.options import TrainOptions
 from models.sensor_model import SensorModel, features, reference_reading
+from models.training.fitting import FitResult
+from models.training.metrics import best_f1_threshold, sensor_figures, sensor_metrics
+from models.training.options import TrainOptions
 
 # High-resolution histograms: a limit such as 8.6 K or 3,500 W must fall on a bin edge for a
 # tree to split there. Chosen by nested 5-fold cross-validation of split_data.py's training
@@ -131,6 +131,6 @@ def train_defect(data: SensorData, options: TrainOptions) -> tuple[SensorModel, 
 
 
 def sensor_validation_metrics(model: SensorModel, data: SensorData) -> dict:
-    """The model's figures on held-out ``data`` (``models.metrics.sensor_figures``)."""
+    """The model's figures on held-out ``data`` (``models.training.metrics.sensor_figures``)."""
     failure, modes = model.predict_proba(features(data.readings))
     return sensor_figures(failure, modes, model.threshold, data)

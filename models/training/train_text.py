@@ -15,13 +15,13 @@ from transformers import PreTrainedTokenizerBase
 
 from models.calibration import fit_calibration
 from models.data import TextData
-from models.fitting import FitResult, Validation, class_weights, fit
-from models.metrics import sentiment_metrics, ticket_metrics
-from models.options import TrainOptions
 from models.serving.inference import TextEngine, resolve_device, resolve_precision
 from models.tasks import PRIMARY_METRIC, Task
 from models.taxonomy import RiskTaxonomy
 from models.text_model import TextClassifier, load_encoder
+from models.training.fitting import FitResult, Validation, class_weights, fit
+from models.training.metrics import sentiment_metrics, ticket_metrics
+from models.training.options import TrainOptions
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Evaluating a model on labeled rows of its domain, with the figures of ``models.metrics``;
-calibrating a model folder trained before calibration was recorded; fitting its int8 plan."""
+"""Evaluating a model on labeled rows of its domain, with the figures of
+``models.training.metrics``; calibrating a model folder trained before calibration was recorded;
+fitting its int8 plan."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from torch import nn
 from models.calibration import decision_confidence, fit_calibration
 from models.data import SENTIMENT_LABELS, SensorData, TextData, read_readings, read_text
 from models.errors import DataError
-from models.metrics import sensor_figures, sentiment_metrics, ticket_metrics
 from models.registry import METADATA_FILE, read_metadata, write_json_atomic
 from models.serving.inference import TextEngine
 from models.serving.loading import LoadedScorer, load_scorer
@@ -22,6 +22,7 @@ from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TEXT_TASKS, task_of
 from models.text_model import load_text_classifier
+from models.training.metrics import sensor_figures, sentiment_metrics, ticket_metrics
 
 
 def evaluate(scorer: LoadedScorer, data: Path) -> dict:
@@ -77,7 +78,7 @@ def _text_validation(model_dir: Path, what: str) -> tuple[dict[str, Any], TextDa
 
 def calibrate_folder(model_dir: Path) -> dict[str, Any]:
     """Fit the calibration of a text model folder on its source validation split (the rows
-    ``models.adaptation.source_validation`` gives) and record it in its ``metadata.json``;
+    ``models.training.adaptation.source_validation`` gives) and record it in its ``metadata.json``;
     return the record. For models trained before training recorded one. Raises DataError
     for a sensors model, a model that has a record, or when the source data is gone or
     changed."""

@@ -1,6 +1,6 @@
 """Training a model of a domain and registering it: the entry point of ``signalyard train``.
 
-    from models.training import TrainOptions, train_model
+    from models.training.trainer import TrainOptions, train_model
     from models.registry import Registry
 
     train_model(domain: DomainName, task: Task, data: Path, registry: Registry,
@@ -11,7 +11,7 @@
 ``defect`` (the AI4I 2020 columns); the model is registered under ``domain``. A stratified, seeded
 ``options.validation_fraction`` of the rows is held out: text models stop early on it, the
 defect model is selected by cross-validation on the training rows instead
-(``models.train_defect``); the model's figures on it are stored as ``metrics.json``.
+(``models.training.train_defect``); the model's figures on it are stored as ``metrics.json``.
 ``TrainOptions(mode="head")`` trains a linear head on frozen embeddings: a few hundred rows
 train in seconds on a CPU, which is what a demo needs to bootstrap an empty registry.
 """
@@ -34,14 +34,14 @@ import transformers
 from config.settings import DomainName
 from models.data import SENTIMENT_LABELS, SensorData, TextData, fingerprint, read_labeled
 from models.errors import DataError
-from models.fitting import FitResult, seed_everything
-from models.options import TrainOptions
 from models.registry import METADATA_FILE, METRICS_FILE, Registry
 from models.sensor_model import save_sensor_model
 from models.splits import label_counts, split_source, subset
 from models.tasks import TAXONOMY_FILE, TREES_KIND, Task
 from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
+from models.training.fitting import FitResult, seed_everything
+from models.training.options import TrainOptions
 
 __all__ = [
     "TrainOptions",
@@ -76,11 +76,11 @@ def data_record(
         "rows": len(train_rows) + len(validation_rows),
         "train_rows": len(train_rows),
         "validation_rows": len(validation_rows),
-        # The split, so that the held-out rows can be cut again (models.adaptation).
+        # The split, so that the held-out rows can be cut again (models.training.adaptation).
         "seed": options.seed,
         "validation_fraction": options.validation_fraction,
         "label_counts": label_counts(train_data),
-        # A validation file given at training replaces the cut split (models.adaptation).
+        # A validation file given at training replaces the cut split (models.training.adaptation).
         **(
             {}
             if given is None
@@ -120,8 +120,8 @@ def _train_into(
     domain: DomainName, task: Task, data: Path, options: TrainOptions, folder: Path
 ) -> dict:
     """Train and save a model folder; return its metadata."""
-    from models.train_defect import sensor_validation_metrics, train_defect
-    from models.train_text import base_model_path, train_text
+    from models.training.train_defect import sensor_validation_metrics, train_defect
+    from models.training.train_text import base_model_path, train_text
 
     started = time.monotonic()
     taxonomy, labels = None, list(SENTIMENT_LABELS)
