@@ -4,6 +4,11 @@ Every table is a ReplacingMergeTree whose sorting key ends in the row's identity
 alert id, ...), so a replayed row collapses into the one already written; queries that need
 exact counts before a merge use ``FINAL``. Sorting keys start with the entity and time, which
 is what the dashboards filter on.
+
+Every table also remembers the hashes of its last ``DEDUPLICATION_WINDOW`` inserted blocks
+(``non_replicated_deduplication_window``, what replicated tables do by default): an insert
+retried after its reply was lost (the server wrote it, the client saw a timeout) is dropped
+whole instead of written twice.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from clickhouse_connect.driver.client import Client
 
 import domains
 from domains.base import Domain
+
+DEDUPLICATION_WINDOW = 1000  # inserted blocks per table whose hashes are remembered
 
 
 def _ddl(table: str, columns: list[tuple[str, str]], version: str, order_by: str) -> str:
@@ -187,5 +194,11 @@ def create_tables(client: Client) -> list[str]:
     for table, columns in ADDED_COLUMNS.items():
         for column in columns:
             client.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+    for table in TABLES:
+        # Here rather than in the DDL, so that tables made by older versions get it too.
+        client.command(
+            f"ALTER TABLE {table} MODIFY SETTING "
+            f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        )
     existing = {row[0] for row in client.query("SHOW TABLES").result_rows}
     return [name for name in TABLES if name in existing]

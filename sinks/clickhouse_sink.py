@@ -4,9 +4,11 @@ Consumers ``await sink.write(table, rows)`` and commit their Kafka offsets only 
 so every row is either in ClickHouse or will be replayed; the ReplacingMergeTree tables collapse
 replayed copies (read with ``FINAL`` for exact counts, see ``count_final``). Rows from all
 callers are grouped per table into one insert by size or age, whichever comes first. While the
-server is unavailable inserts are retried with backoff and callers keep waiting; once
-``max_pending_rows`` rows wait, ``write`` itself waits, which pauses consumption instead of
-dropping rows or buffering without bound.
+server is unavailable inserts are retried with backoff and callers keep waiting; a retried
+insert that had landed although its reply was lost is dropped by the store's insert
+deduplication (``sinks.clickhouse_schema``). Once ``max_pending_rows`` rows wait,
+``write`` itself waits, which pauses consumption instead of dropping rows or buffering without
+bound.
 
 The clients are synchronous and not thread-safe, so every client call runs in one dedicated
 worker thread; the event loop never blocks on ClickHouse.

@@ -117,6 +117,30 @@ def test_a_replayed_event_counts_once_and_types_round_trip(dsn: str, client: Cli
     assert rows == [(ts, tickets["top_intents"], [0.75, 0.125])]
 
 
+def test_an_insert_whose_reply_was_lost_is_written_once(dsn: str, client: Client) -> None:
+    """The first insert reaches the engine, then its caller sees the connection drop, as when
+    a server's reply is lost: the engine recognizes the retried block and drops it."""
+
+    async def scenario(sink: ClickHouseSink) -> None:
+        engine_insert = sink._client.insert  # type: ignore[union-attr]
+        replies: list[str] = []
+
+        def insert(*args: Any, **kwargs: Any) -> Any:
+            summary = engine_insert(*args, **kwargs)
+            replies.append("lost" if not replies else "received")
+            if replies[-1] == "lost":
+                raise ConnectionResetError("the reply was lost")
+            return summary
+
+        sink._client.insert = insert  # type: ignore[union-attr, method-assign]
+        await sink.write("sensors_scores", [score(f"e{i}") for i in range(10)])
+        assert replies == ["lost", "received"]
+
+    with_sink(dsn, scenario)
+    # Without FINAL: the rows are there once, not waiting for a merge to collapse them.
+    assert client.command("SELECT count() FROM sensors_scores") == 10
+
+
 def test_concurrent_writers_share_inserts(dsn: str, client: Client) -> None:
     async def scenario(sink: ClickHouseSink) -> None:
         writers = [
