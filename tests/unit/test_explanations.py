@@ -127,7 +127,8 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
     create_tables_in(settings)
     first, replayed, found, unknown = asyncio.run(run())
     evidence = first[0].evidence
-    assert evidence["explanation"].startswith("+bankruptcy") and "explanation_error" not in evidence
+    assert "explanation_error" not in evidence, evidence
+    assert evidence["explanation"].startswith("+bankruptcy")
     assert replayed[0].evidence == evidence and replayed[0].alert_id == first[0].alert_id
     assert first[1].evidence["explanation_error"] == "the event is not in the store"
     assert first[2].evidence["explanation_error"].startswith("the stored event is invalid: ")
