@@ -21,8 +21,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from config.settings import DomainName, Settings
 from models.calibration import Calibration
 from models.data import TextData
@@ -136,7 +134,7 @@ def _fastest_faithful(
     choices: Choices | None,
     digest: str,
 ) -> TextEngine:
-    key = Choices.key(digest, torch.get_num_threads(), max_decision_change)
+    key = Choices.key(digest, max_decision_change)
     if choices is not None and (chosen := choices.get(key)):
         return build(chosen)
     validation = source_validation(model_dir)

@@ -10,7 +10,7 @@ compared with fp32's. With no validation rows to check against, fp32 is kept.
 Timings on a busy machine vary, so two processes could choose differently and score the same
 event differently (a replay beside a live worker, or a replay run twice). The first choice for
 a model on a machine is therefore remembered (``Choices``: a JSON file, by the model's content
-hash, the CPU and the thread count) and every later load there takes it.
+hash, the CPU and the allowance) and every later load there takes it, whatever its threads.
 """
 
 from __future__ import annotations
@@ -62,11 +62,13 @@ class Choices:
         self.path = path
 
     @staticmethod
-    def key(model_sha256: str, threads: int, max_changed: float) -> str:
-        """What a choice depends on: the model's bytes, the CPU, the threads, the allowance."""
+    def key(model_sha256: str, max_changed: float) -> str:
+        """What a choice depends on: the model's bytes, the CPU and the allowance. Not the
+        thread count: every process on a machine, however many threads it runs, must score a
+        model alike, or two replays of one range would differ."""
         flags = ",".join(sorted(cpu_flags() & (NATIVE_BF16 | {"avx512_vnni", "avx_vnni"})))
         cpu = platform.processor() or platform.machine()
-        return f"{model_sha256}:{cpu}:{flags}:{threads}:{max_changed:g}"
+        return f"{model_sha256}:{cpu}:{flags}:{max_changed:g}"
 
     def get(self, key: str) -> str | None:
         try:
