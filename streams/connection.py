@@ -97,7 +97,10 @@ async def wait_for_broker(
             waited = time.monotonic() - started
             if waited - said >= every_s:
                 servers = ", ".join(kafka.bootstrap_list)
-                waiting(f"no Kafka broker answers at {servers} ({error}); waited {waited:.0f}s")
+                waiting(
+                    f"no Kafka broker answers at {servers}, or none accepts the credentials "
+                    f"({error}); waited {waited:.0f}s"
+                )
                 said = waited
         finally:
             await client.close()

@@ -49,5 +49,8 @@ def limit_client_logs(period_s: float = 60.0) -> OncePerPeriod:
         if name.split(".")[0] in CLIENT_LOGGERS
     ]
     for name in names:
-        logging.getLogger(name).addFilter(limit)
+        logger = logging.getLogger(name)
+        # Idempotent: a worker limits them before it waits for its broker, and again at start.
+        if not any(isinstance(f, OncePerPeriod) for f in logger.filters):
+            logger.addFilter(limit)
     return limit

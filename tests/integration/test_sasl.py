@@ -6,6 +6,8 @@ and a non-zero exit instead of a traceback."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,3 +100,24 @@ def test_a_wrong_password_ends_a_client_with_one_line_and_a_non_zero_exit(
     assert "SaslAuthenticationFailed" in produced.stderr  # aiokafka's own line says why
     assert lines[-1].startswith("signalyard: error: cannot connect to Kafka"), lines
     assert "credentials" in lines[-1]
+
+
+def test_a_worker_refused_its_credentials_waits_and_says_so_without_a_flood(
+    kafka: Settings, registry_dir: Path, workers: list[Worker], tmp_path: Path
+) -> None:
+    """Credentials may be fixed on the broker's side (a rotated secret): the worker waits as it
+    waits for an absent broker, with one line of its own and the client's refusals once per
+    minute, not once per retry; SIGTERM still stops it."""
+    settings = sasl_settings(tmp_path / "home", password="not-the-password")
+    worker = new_worker(workers, settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", "refused")
+    worker.start("sensors")
+    time.sleep(15)  # a retry every second
+    assert worker.running, worker.tail()
+    lines = worker.log.read_text().splitlines()
+    waiting = [line for line in lines if "accepts the credentials" in line]
+    assert len(waiting) == 1 and "waiting for it" in waiting[0], worker.tail()
+    refused = [line for line in lines if "SaslAuthenticationFailed" in line]
+    assert len(refused) == 1, worker.tail()
+    # Before its consumers start, the worker ends by SIGTERM's default action: there is
+    # nothing to deliver or commit yet. Not killed after the timeout (that would be -9).
+    assert worker.stop(timeout_s=30) in (0, -signal.SIGTERM), worker.tail()
