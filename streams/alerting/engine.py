@@ -63,9 +63,13 @@ class Observation:
 @dataclass(frozen=True)
 class Outcome:
     alerts: list[Alert]
-    changed: bool  # False for a replayed or too-late result: nothing to store
-    added: Observation | None = None  # the result as the state keeps it
+    added: Observation | None = None  # the result as the state keeps it; None: not kept
     left: tuple[str, ...] = ()  # event ids of the results that left the state
+
+    @property
+    def changed(self) -> bool:
+        """False for a replayed or too-late result: nothing to store."""
+        return self.added is not None
 
 
 def _exact(value: float) -> int:
@@ -187,10 +191,10 @@ class EntityState:
         move the watermark further (None: the event time is trusted)."""
         now = _ms(result.ts)
         if result.event_id in self._ids:
-            return Outcome([], changed=False)
+            return Outcome([])
         horizon = max(_ms_of(rule.window) for rule in rules)
         if self.watermark_ms is not None and now <= self.watermark_ms - horizon:
-            return Outcome([], changed=False)
+            return Outcome([])
         arrived = now if arrival is None else min(now, _ms(arrival))
         newest = max(arrived, self.watermark_ms if self.watermark_ms is not None else arrived)
         fields = sorted({name for rule in rules for name in rule.fields()})
@@ -234,7 +238,7 @@ class EntityState:
             if name in cooldowns and newest - at < cooldowns[name]
         }
         self.watermark_ms = newest
-        return Outcome(alerts, changed=True, added=observation, left=left)
+        return Outcome(alerts, added=observation, left=left)
 
     def _rebuild(self, rules: Sequence[Rule]) -> None:
         """Tallies of each rule's window ending at the newest result, counted afresh."""
