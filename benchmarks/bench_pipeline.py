@@ -63,8 +63,8 @@ from signalyard.demo.bootstrap import ensure_models
 from signalyard.demo.monitor import percentile
 from signalyard.demo.synthetic import World, events
 from signalyard.local.worker_process import WorkerProcess
-from sinks.clickhouse import connect
-from sinks.clickhouse_sink import count_final
+from store.connection import connect
+from store.sink import count_final
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.producer import produce

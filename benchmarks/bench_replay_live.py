@@ -1,7 +1,7 @@
 """The live news rate while ``signalyard replay`` backtests 10,000 events beside the worker.
 
 The worker holds the embedded store, so the replay writes through the worker's web port
-(``sinks.backtest_runs``) and runs at low CPU priority. One run:
+(``store.backtest_runs``) and runs at low CPU priority. One run:
 
 1. produces ``--replay-events`` news events (the backlog to replay) and commits the worker's
    group past them, as if the worker had scored them long ago;

@@ -22,9 +22,9 @@ from typing import Any
 from recording import dict_table, record
 
 from config.settings import SinkSettings
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
-from sinks.clickhouse_sink import ClickHouseSink, count_final
+from store.connection import connect
+from store.schema import create_tables
+from store.sink import ClickHouseSink, count_final
 
 BATCH_SIZES = (100, 1000, 5000)
 

@@ -60,8 +60,8 @@ from signalyard.demo.feed import synthetic_feed
 from signalyard.demo.monitor import percentile
 from signalyard.demo.synthetic import World
 from signalyard.local.worker_process import WorkerProcess
-from sinks.clickhouse import connect
-from sinks.clickhouse_sink import count_final
+from store.connection import connect
+from store.sink import count_final
 from streams.adaptation.messages import FeedbackLabel
 from streams.connection import aiokafka_options, consumer_options
 from streams.groups import wait_until_stable

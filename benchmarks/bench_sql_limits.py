@@ -33,7 +33,7 @@ from config.settings import Settings, load_settings, with_topic_suffix
 from signalyard.demo.bootstrap import ensure_models
 from signalyard.demo.synthetic import World, events
 from signalyard.local.worker_process import WorkerProcess
-from sinks.web_token import credentials
+from store.web_token import credentials
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
 from streams.producer import produce
@@ -61,7 +61,7 @@ class Hammer(threading.Thread):
     def __init__(self, port: int, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.port = port
-        self.headers = headers  # the worker's credential (sinks.web_token)
+        self.headers = headers  # the worker's credential (store.web_token)
         self.stopped = threading.Event()
         self.answers: list[tuple[float, str]] = []
 

@@ -33,11 +33,11 @@ from mode import Service
 from config.settings import DomainName, Settings
 from models.base import Scorer
 from models.registry import Registry
-from sinks.backtest_runs import BacktestWrites
-from sinks.clickhouse import CHDB_SCHEME
-from sinks.clickhouse_sink import ClickHouseSink
-from sinks.readonly import ReadOnlyStore
-from sinks.web_token import issue
+from store.backtest_runs import BacktestWrites
+from store.connection import CHDB_SCHEME
+from store.readonly import ReadOnlyStore
+from store.sink import ClickHouseSink
+from store.web_token import issue
 from streams.adaptation.wiring import add_retrain_triggers, feedback_consumer, model_watcher
 from streams.alerting.consumer import alert_consumer
 from streams.connection import faust_credentials

@@ -35,8 +35,8 @@ import domains
 from config.settings import DomainName, Settings
 from domains.base import Lineage, RawEvent, ScoredResult
 from models.base import Scorer
-from sinks.backtest_runs import RUNS_TABLE, RunWriter, scores_table
-from sinks.readonly import query_store, sql_list, sql_string
+from store.backtest_runs import RUNS_TABLE, RunWriter, scores_table
+from store.readonly import query_store, sql_list, sql_string
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState
 from streams.alerting.rules import Rule

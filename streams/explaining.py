@@ -44,7 +44,7 @@ from models.base import ModelInput
 from models.errors import RegistryError
 from models.registry import Registry
 from models.serving.explanations import Explanation
-from sinks.readonly import ReadOnlyStore, sql_string
+from store.readonly import ReadOnlyStore, sql_string
 from streams.alerting.alert import Alert
 from streams.explainer_process import explain_in_process, start_explainer_process, warm_up
 from streams.processor import Sink

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 import domains
 from config.settings import DomainName
 from models.base import ModelInput
-from sinks.readonly import QueryError, ReadOnlyStore, sql_list, sql_string
+from store.readonly import QueryError, ReadOnlyStore, sql_list, sql_string
 from streams.validation import describe
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from models.registry import Registry
 from models.training.trainer import train_model
 from signalyard.local.local_kafka import port_answers
 from signalyard.local.worker_process import WorkerProcess
-from sinks.clickhouse import connect
+from store.connection import connect
 from streams.connection import aiokafka_options
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -40,9 +40,9 @@ from models.training.trainer import TrainOptions
 from signalyard.cli import cli
 from signalyard.demo.synthetic import World, events
 from signalyard.local.worker_process import WorkerProcess
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
-from sinks.clickhouse_sink import ClickHouseSink
+from store.connection import connect
+from store.schema import create_tables
+from store.sink import ClickHouseSink
 from streams.alerting import changelog
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState

@@ -19,7 +19,7 @@ import click
 import domains
 from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
-from sinks.readonly import QueryError, query_store, sql_list
+from store.readonly import QueryError, query_store, sql_list
 from streams.adaptation.messages import RetrainRequest
 from streams.producer import produce
 from streams.topics import provision_topics

@@ -18,8 +18,8 @@ from rich.table import Table
 import domains
 from config.settings import DomainName, load_settings
 from models.registry import Registry
-from sinks.backtest_runs import BacktestStoreError, WorkerRunWriter, run_writer
-from sinks.readonly import QueryError
+from store.backtest_runs import BacktestStoreError, WorkerRunWriter, run_writer
+from store.readonly import QueryError
 from streams.replay import TimeRange, UnknownTopicError, format_time, parse_time
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)

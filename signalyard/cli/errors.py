@@ -10,7 +10,7 @@ import click
 from config.settings import SettingsError
 from models.errors import DataError, EncoderFetchError, RegistryError
 from signalyard.local.local_kafka import StackError
-from sinks.clickhouse import ClickHouseInUseError
+from store.connection import ClickHouseInUseError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     SettingsError,

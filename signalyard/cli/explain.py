@@ -28,7 +28,7 @@ console = Console(stderr=True)
 def stored_input(settings: Settings, domain: DomainName, event_id: str) -> tuple[Any, str]:
     """The model input of a stored, scored event and the version that scored it;
     ClickException when the store has no such event."""
-    from sinks.readonly import QueryError, query_store
+    from store.readonly import QueryError, query_store
     from streams.stored_events import lookup_query, stored_event
 
     try:

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings, load_settings
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
+from store.connection import connect
+from store.schema import create_tables
 from streams.topics import project_topics, provision_topics
 
 console = Console()

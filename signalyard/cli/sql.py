@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from config.settings import load_settings
-from sinks.readonly import QueryError, QueryResult, query_store, read_statement
+from store.readonly import QueryError, QueryResult, query_store, read_statement
 
 
 @click.command()

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 import domains
 from config.settings import DomainName, KafkaSettings
-from sinks.readonly import ReadOnlyStore
+from store.readonly import ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.deadletter import DeadLetter
 from streams.group_consumer import Fetched, GroupConsumer

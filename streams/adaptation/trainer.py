@@ -9,7 +9,7 @@ the request again. A request made before the last finished round of its domain r
 skipped as superseded. A malformed request is dead-lettered with its reason; one that fails (the
 store unreachable, say) is logged and dropped, to be asked again.
 
-The store is read through ``sinks.readonly.query_store``: a ClickHouse server directly, an
+The store is read through ``store.readonly.query_store``: a ClickHouse server directly, an
 embedded store through its worker's SQL endpoint (so set ``pipeline.web_port``).
 """
 
@@ -28,7 +28,7 @@ from config.settings import DomainName, Settings
 from models.registry import Registry
 from models.serving.loading import LoadedScorer, load_folder
 from models.training.retraining import LabeledRow, RetrainOutcome, retrain
-from sinks.readonly import query_store, sql_string
+from store.readonly import query_store, sql_string
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
 from streams.connection import aiokafka_options, consumer_options

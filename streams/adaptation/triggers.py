@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import domains
 from config.settings import AdaptationSettings, DomainName
 from models.registry import Registry
-from sinks.readonly import ReadOnlyStore, sql_string
+from store.readonly import ReadOnlyStore, sql_string
 from streams.adaptation.messages import RetrainRequest, TriggerReason
 from streams.processor import ScorerHolder, Sink
 

@@ -18,7 +18,7 @@ import faust
 from config.settings import DomainName, Settings
 from models.registry import Registry
 from models.serving.loading import load_version
-from sinks.readonly import ReadOnlyStore
+from store.readonly import ReadOnlyStore
 from streams.adaptation.feedback import FeedbackConsumer, FeedbackJoin
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.swap import ModelWatcher

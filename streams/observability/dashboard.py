@@ -16,7 +16,7 @@ from typing import Any
 
 import domains
 from models.tasks import TEXT_TASKS
-from sinks.readonly import ReadOnlyStore
+from store.readonly import ReadOnlyStore
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from config.settings import DomainName
-from sinks.readonly import ReadOnlyStore
+from store.readonly import ReadOnlyStore
 from streams.processor import PreparedBatch, ScorerHolder
 
 # Micro-batches hold 1 to max_batch_size (at most 4096) events.
@@ -157,7 +157,7 @@ class EventExplaining(Protocol):
 
 
 class BacktestWriting(Protocol):
-    """Writes replays' runs to the store the worker holds (``sinks.backtest_runs``)."""
+    """Writes replays' runs to the store the worker holds (``store.backtest_runs``)."""
 
     async def forget(self, run_id: str) -> None: ...
 

@@ -11,9 +11,9 @@
   process may open.
 * ``/backtest/forget?run_id=R`` and ``/backtest/rows?table=T`` (POST, JSONEachRow rows as the
   body; token): a replay's writes to an embedded store this worker holds
-  (``sinks.backtest_runs``), made on a thread of their own, one at a time.
+  (``store.backtest_runs``), made on a thread of their own, one at a time.
 
-"token": the request must carry the worker's token (``sinks.web_token``), whatever its address.
+"token": the request must carry the worker's token (``store.web_token``), whatever its address.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import domains
-from sinks.readonly import QueryError
-from sinks.web_token import HEADER, authorized
+from store.readonly import QueryError
+from store.web_token import HEADER, authorized
 from streams.observability.dashboard import charts, page, panel_data
 from streams.observability.metrics import WorkerCollector, WorkerView, assigned, is_ready
 

@@ -40,7 +40,7 @@ from config.settings import Settings
 from models.registry import Registry
 from signalyard.demo.synthetic import World, events
 from signalyard.local.worker_process import WorkerProcess
-from sinks.readonly import query_store
+from store.readonly import query_store
 from streams.adaptation.messages import RetrainRequest
 from streams.adaptation.trainer import Trainer
 from streams.producer import produce

@@ -19,8 +19,8 @@ from config.settings import Settings
 from domains.base import Lineage
 from domains.news import NewsEvent
 from models.serving.loading import load_scorer
-from sinks.clickhouse_sink import ClickHouseSink
-from sinks.readonly import ReadOnlyStore
+from store.readonly import ReadOnlyStore
+from store.sink import ClickHouseSink
 from streams.adaptation.feedback import FeedbackJoin
 from streams.deadletter import HEADER_REASON, kind_from_headers
 from streams.observability.metrics import PipelineMetrics

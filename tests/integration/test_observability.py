@@ -40,7 +40,7 @@ from models.registry import Registry
 from models.tasks import TEXT_TASKS
 from signalyard.cli import main
 from signalyard.local.local_kafka import port_answers
-from sinks.web_token import credentials
+from store.web_token import credentials
 from streams.producer import produce
 
 pytestmark = pytest.mark.kafka

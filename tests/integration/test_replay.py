@@ -34,7 +34,7 @@ from models.training.options import TrainOptions
 from models.training.trainer import train_model
 from signalyard.demo.synthetic import World, events, write_training_csv
 from signalyard.local.worker_process import WorkerProcess
-from sinks.clickhouse import connect
+from store.connection import connect
 from streams.alerting.rules import RuleBook
 from streams.backtest import (
     check_run_id,
@@ -579,7 +579,7 @@ def test_replay_refuses_in_one_line_an_embedded_store_held_by_a_process_that_doe
         [
             sys.executable,
             "-c",
-            "import sys; from sinks.clickhouse import connect; "
+            "import sys; from store.connection import connect; "
             f"c = connect({settings.clickhouse_dsn!r}); "
             "print('open', flush=True); sys.stdin.read()",
         ],

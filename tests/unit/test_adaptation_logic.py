@@ -11,7 +11,7 @@ import pytest
 from config.settings import AdaptationSettings, load_settings
 from models.training.gate import Metrics, judge
 from models.training.retraining import LabeledRow, labeled_data, split_recent
-from sinks.readonly import sql_list, sql_string
+from store.readonly import sql_list, sql_string
 from streams.adaptation.feedback_import import labeled_events
 from streams.adaptation.messages import SENSOR_LABELS, FeedbackLabel, known_labels
 from streams.adaptation.triggers import TriggerState, decide, total_variation

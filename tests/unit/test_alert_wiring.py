@@ -11,7 +11,7 @@ from conftest import isolated_settings
 from config.settings import DomainName, Settings
 from models.base import ModelInput, Prediction, Scorer
 from models.calibration import UNCALIBRATED
-from sinks.clickhouse_sink import ClickHouseSink
+from store.sink import ClickHouseSink
 from streams.app import ScoringRuntime, create_app, explains_alerts
 
 

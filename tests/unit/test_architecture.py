@@ -18,7 +18,7 @@ from pathlib import Path
 import domains
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("models", "domains", "sinks", "streams", "signalyard")
+PACKAGES = ("models", "domains", "store", "streams", "signalyard")
 
 
 def _code_words(source: str) -> set[str]:

@@ -18,9 +18,9 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from config.settings import SettingsError, SinkSettings, load_settings
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import TABLES, create_tables
-from sinks.clickhouse_sink import ClickHouseSink, SinkError, count_final
+from store.connection import connect
+from store.schema import TABLES, create_tables
+from store.sink import ClickHouseSink, SinkError, count_final
 
 FAST = {
     "max_batch_rows": 100,

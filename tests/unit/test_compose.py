@@ -48,5 +48,5 @@ def test_commands_exist_and_images_match_the_local_stack() -> None:
     kafka_image = stack["services"]["kafka"]["image"]
     assert kafka_image == f"apache/kafka:{load_settings().stack.kafka_version}"
     dockerfile = (DOCKER / "Dockerfile").read_text()
-    for folder in ("config", "domains", "signalyard", "streams", "models", "sinks"):
+    for folder in ("config", "domains", "signalyard", "streams", "models", "store"):
         assert f"COPY {folder} ./{folder}" in dockerfile

@@ -22,8 +22,8 @@ from models.serving.loading import load_scorer
 from models.text_model import load_text_classifier
 from models.training.trainer import TrainOptions, train_model
 from signalyard.cli import main
-from sinks.clickhouse_sink import ClickHouseSink
-from sinks.readonly import ReadOnlyStore
+from store.readonly import ReadOnlyStore
+from store.sink import ClickHouseSink
 from streams.alerting.alert import Alert, alert_id
 from streams.explaining import EventExplainer
 from streams.stored_events import Lookup, find_events

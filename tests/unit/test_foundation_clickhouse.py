@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from config.settings import Settings
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import TABLES, create_tables
+from store.connection import connect
+from store.schema import TABLES, create_tables
 
 
 def test_tables_are_created_once_and_replayed_rows_read_back_once(settings: Settings) -> None:

@@ -17,8 +17,8 @@ from clickhouse_connect.driver.client import Client
 
 import domains
 from signalyard.cli import main
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
+from store.connection import connect
+from store.schema import create_tables
 from streams.observability.grafana import board
 
 GRAFANA = Path(__file__).resolve().parents[2] / "docker" / "grafana"

@@ -10,9 +10,9 @@ import pytest
 
 from config.settings import QuerySettings
 from signalyard.cli import main
-from sinks.clickhouse import connect
-from sinks.clickhouse_schema import create_tables
-from sinks.readonly import QueryError, read_statement, run_read_only
+from store.connection import connect
+from store.readonly import QueryError, read_statement, run_read_only
+from store.schema import create_tables
 
 
 @pytest.mark.parametrize(

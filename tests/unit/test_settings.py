@@ -134,7 +134,7 @@ def test_environment_of_settings_round_trips(
 
 
 # Floor by floor, bottom up: a package may import from its own floor and those below it.
-FLOORS = [("config",), ("models",), ("domains",), ("sinks",), ("streams",), ("signalyard",)]
+FLOORS = [("config",), ("models",), ("domains",), ("store",), ("streams",), ("signalyard",)]
 
 
 def _project_imports(source: Path) -> set[str]:

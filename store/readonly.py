@@ -27,8 +27,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from config.settings import QuerySettings, Settings
-from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
-from sinks.web_token import credentials
+from store.connection import CHDB_SCHEME, ClickHouseInUseError, connect
+from store.web_token import credentials
 
 WORKER_TIMEOUT_S = 60
 

@@ -29,9 +29,9 @@ from clickhouse_connect.driver.client import Client
 
 import domains
 from config.settings import Settings
-from sinks.clickhouse import CHDB_SCHEME, ClickHouseInUseError, connect
-from sinks.clickhouse_schema import create_tables
-from sinks.web_token import credentials
+from store.connection import CHDB_SCHEME, ClickHouseInUseError, connect
+from store.schema import create_tables
+from store.web_token import credentials
 
 RUNS_TABLE = "backtest_runs"
 WORKER_TIMEOUT_S = 120
@@ -102,7 +102,7 @@ class WorkerRunWriter:
     """Writes through the worker serving ``port`` on this machine, in chunks it accepts."""
 
     def __init__(self, port: int, headers: dict[str, str]) -> None:
-        """``headers``: the worker's credentials (``sinks.web_token.credentials``)."""
+        """``headers``: the worker's credentials (``store.web_token.credentials``)."""
         self.root = f"http://127.0.0.1:{port}"
         self.headers = headers
 

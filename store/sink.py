@@ -6,7 +6,7 @@ replayed copies (read with ``FINAL`` for exact counts, see ``count_final``). Row
 callers are grouped per table into one insert by size or age, whichever comes first. While the
 server is unavailable inserts are retried with backoff and callers keep waiting; a retried
 insert that had landed although its reply was lost is dropped by the store's insert
-deduplication (``sinks.clickhouse_schema``). Once ``max_pending_rows`` rows wait,
+deduplication (``store.schema``). Once ``max_pending_rows`` rows wait,
 ``write`` itself waits, which pauses consumption instead of dropping rows or buffering without
 bound.
 
@@ -36,7 +36,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from config.settings import SinkSettings
-from sinks.clickhouse import CHDB_SCHEME, connect
+from store.connection import CHDB_SCHEME, connect
 
 log = logging.getLogger(__name__)
 
