@@ -48,13 +48,6 @@ LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_DEAD_EXAMPLES = 5
 REPLAY = "replay"  # the processing guarantee a backtest's results name in their lineage
-# The figure whose mean absolute change a comparison reports.
-SCORE_FIELDS: dict[DomainName, str] = {
-    "news": "sentiment",
-    "tickets": "risk_score",
-    "sensors": "failure_probability",
-}
-
 Progress = Callable[[int, int], None]  # (offsets read, offsets in the range)
 
 

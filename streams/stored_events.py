@@ -34,17 +34,6 @@ log = logging.getLogger(__name__)
 
 LOOKUP_INTERVAL_S = 0.5  # between lookups of events not in the store yet
 
-# Event table columns, named as the event schema's fields, so a stored row parses back into the
-# event it came from and gives the model input the scoring agent computed.
-EVENT_FIELDS: dict[DomainName, str] = {
-    "news": "event_id AS id, ts, source, ticker, tickers, headline, nullIf(body, '') AS body",
-    "tickets": "event_id AS id, ts, customer_id, channel, nullIf(subject, '') AS subject, text",
-    "sensors": (
-        "event_id AS id, ts, machine_id, machine_type AS type, air_temp_k, process_temp_k, rpm,"
-        " torque_nm, tool_wear_min"
-    ),
-}
-
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -129,7 +118,7 @@ def unlabeled_query(domain: DomainName, limit: int) -> str:
 
 
 def event_input(domain: DomainName, row: Mapping[str, Any]) -> ModelInput:
-    """The model input of a stored event row (``EVENT_FIELDS`` columns, others ignored)."""
+    """The model input of a stored event row (``Domain.stored_fields`` columns, others ignored)."""
     event = domains.get(domain).event.model_validate(
         {key: value for key, value in row.items() if value is not None}, strict=False
     )

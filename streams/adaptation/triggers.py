@@ -36,13 +36,6 @@ from streams.processor import ScorerHolder, Sink
 log = logging.getLogger(__name__)
 
 TRIGGERS_TABLE = "retrain_triggers"
-# What the live model predicted, in the label space of its training data's label_counts.
-PREDICTED_CLASS: dict[DomainName, str] = {
-    "news": "label",
-    "tickets": "intent",
-    "sensors": "if(defect, 'defect', 'ok')",
-}
-
 # Publishes a request on retrain.requests; returns once the broker has it.
 RequestSender = Callable[[RetrainRequest], Awaitable[None]]
 

@@ -24,13 +24,18 @@ PACKAGES = ("models", "domains", "store", "streams", "signalyard")
 def _code_words(source: str) -> set[str]:
     """The lowercase words of a module's names and non-docstring string literals."""
     words: set[str] = set()
-    previous = token.NEWLINE
+    previous, depth = token.NEWLINE, 0
     for item in tokenize.generate_tokens(io.StringIO(source).readline):
-        is_docstring = item.type == token.STRING and previous in (
-            token.NEWLINE,
-            token.INDENT,
-            token.DEDENT,
-            tokenize.NL,
+        if item.type == token.OP and item.string in "([{":
+            depth += 1
+        elif item.type == token.OP and item.string in ")]}":
+            depth -= 1
+        # A docstring is a statement of its own; a string that starts a line inside brackets
+        # (a dictionary's key, say) is code.
+        is_docstring = (
+            item.type == token.STRING
+            and depth == 0
+            and previous in (token.NEWLINE, token.INDENT, token.DEDENT, tokenize.NL)
         )
         if item.type in (token.NAME, token.STRING) and not is_docstring:
             # Split snake_case, CamelCase and dotted names into their words.
@@ -64,6 +69,7 @@ def test_the_check_sees_a_domain_name_in_code_but_not_in_prose() -> None:
     name = domains.names()[0]
     assert name in _code_words(f'x = {{"{name}": 1}}\n')
     assert name in _code_words(f"def score_{name}() -> None: ...\n")
+    assert name in _code_words(f'FIELDS = {{\n    "{name}": "id",\n}}\n')
     assert name not in _code_words(f'"""Scores {name}."""\n# {name}\nx = 1\n')
 
 
