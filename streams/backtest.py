@@ -35,8 +35,9 @@ import domains
 from config.settings import DomainName, Settings
 from domains.base import Lineage, RawEvent, ScoredResult
 from models.base import Scorer
+from store import queries
 from store.backtest_runs import RUNS_TABLE, RunWriter, scores_table
-from store.readonly import query_store, sql_list, sql_string
+from store.readonly import query_store
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState
 from streams.alerting.rules import Rule
@@ -312,9 +313,7 @@ def _utc(ts: datetime) -> datetime:
 
 def load_run(settings: Settings, run_id: str) -> dict[str, Any] | None:
     """The run's row of ``backtest_runs`` (JSON values: times as ISO 8601), or None."""
-    result = query_store(
-        settings, f"SELECT * FROM {RUNS_TABLE} FINAL WHERE run_id = {sql_string(run_id)}"
-    )
+    result = query_store(settings, queries.backtest_run(run_id))
     return dict(zip(result.columns, result.rows[0], strict=True)) if result.rows else None
 
 
@@ -324,16 +323,9 @@ def load_results(
     """The results of run ``run_id``; for ``live``, the live results of run ``events_of``'s
     events."""
     if run_id == LIVE:
-        sql = (
-            f"SELECT * FROM {domain}_scores FINAL WHERE event_id IN "
-            f"(SELECT event_id FROM {scores_table(domain)} "
-            f"WHERE run_id = {sql_string(events_of or '')})"
-        )
+        sql = queries.live_results_of_run(domain, events_of or "")
     else:
-        sql = (
-            f"SELECT * EXCEPT run_id FROM {scores_table(domain)} FINAL "
-            f"WHERE run_id = {sql_string(run_id)}"
-        )
+        sql = queries.run_results(domain, run_id)
     result = query_store(settings, sql)
     schema = domains.get(domain).result
     return [
@@ -343,11 +335,5 @@ def load_results(
 
 def load_feedback(settings: Settings, domain: DomainName, run_ids: Sequence[str]) -> dict[str, str]:
     """The latest feedback label of each event of the runs ``run_ids``."""
-    result = query_store(
-        settings,
-        "SELECT event_id, argMax(label, ts) FROM feedback FINAL "
-        f"WHERE domain = {sql_string(domain)} AND event_id IN "
-        f"(SELECT event_id FROM {scores_table(domain)} WHERE run_id IN {sql_list(run_ids)}) "
-        "GROUP BY event_id",
-    )
+    result = query_store(settings, queries.labels_of_runs(domain, run_ids))
     return {event_id: label for event_id, label in result.rows}

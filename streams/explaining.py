@@ -44,7 +44,8 @@ from models.base import ModelInput
 from models.errors import RegistryError
 from models.registry import Registry
 from models.serving.explanations import Explanation
-from store.readonly import ReadOnlyStore, sql_string
+from store import queries
+from store.readonly import ReadOnlyStore
 from streams.alerting.alert import Alert
 from streams.explainer_process import explain_in_process, start_explainer_process, warm_up
 from streams.processor import Sink
@@ -183,10 +184,7 @@ class EventExplainer:
         """Explain a scored event now (and store it): a JSON object with domain, event_id,
         model_version and the explanation, or with ``error``."""
         for name in [domain] if domain else domains.names():
-            result = await self.store.query(
-                f"SELECT model_version FROM {name}_scores FINAL "
-                f"WHERE event_id = {sql_string(event_id)}"
-            )
+            result = await self.store.query(queries.scored_version(name, event_id))
             if not result.rows:
                 continue
             version = result.rows[0][0]

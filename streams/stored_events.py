@@ -1,10 +1,8 @@
 """Scored events read back from the store: what the model saw and what it said.
 
-    lookup_query(domain, event_ids) -> str     # one query for a batch of event ids
-    stored_event(domain, row) -> StoredEvent   # a row of that query
-    await find_events(store, wanted, wait_s) -> Lookup   # those queries until all are found
-    unlabeled_query(domain, limit) -> str      # the most recent events nobody labeled
-    event_input(domain, row) -> ModelInput     # a row of that query (or of lookup_query)
+    await find_events(store, wanted, wait_s) -> Lookup   # ``queries.stored_events`` until found
+    stored_event(domain, row) -> StoredEvent   # a row of ``queries.stored_events``
+    event_input(domain, row) -> ModelInput     # a row of it or of ``queries.unlabeled_events``
 
 The event's model input is rebuilt by parsing the stored row back into the event schema and
 applying the same function the scoring agent applied (``streams.results.model_input``), so a
@@ -18,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +25,8 @@ from pydantic import ValidationError
 import domains
 from config.settings import DomainName
 from models.base import ModelInput
-from store.readonly import QueryError, ReadOnlyStore, sql_list, sql_string
+from store import queries
+from store.readonly import QueryError, ReadOnlyStore
 from streams.validation import describe
 
 log = logging.getLogger(__name__)
@@ -42,17 +41,6 @@ class StoredEvent:
     event_ts: str
     predicted_label: str
     model_version: str
-
-
-def lookup_query(domain: DomainName, event_ids: Sequence[str]) -> str:
-    ids, spec = sql_list(event_ids), domains.get(domain)
-    return (
-        f"SELECT e.*, s.predicted, s.model_version FROM (SELECT {spec.stored_fields} "
-        f"FROM {spec.events_table} FINAL WHERE event_id IN {ids}) AS e "
-        f"INNER JOIN (SELECT event_id, toString({spec.feedback_field}) AS predicted, "
-        f"model_version FROM {spec.scores_table} FINAL WHERE event_id IN {ids}) AS s "
-        "ON s.event_id = e.id"
-    )
 
 
 @dataclass(frozen=True)
@@ -86,7 +74,7 @@ async def find_events(
         for domain in sorted({domain for domain, _ in missing}):
             ids = sorted(event_id for d, event_id in missing if d == domain)
             try:
-                result = await store.query(lookup_query(domain, ids))
+                result = await store.query(queries.stored_events(domain, ids))
             except QueryError as error:
                 log.warning("looking up %d stored %s events: %s", len(ids), domain, error)
                 # Kept without its frames, which would hold this call's locals (the
@@ -107,16 +95,6 @@ async def find_events(
     return Lookup(found, invalid, errors)
 
 
-def unlabeled_query(domain: DomainName, limit: int) -> str:
-    """The ``limit`` most recently stored events of ``domain`` that no feedback label names."""
-    # LIMIT 1 BY instead of FINAL: a top-n read of the newest rows, not a merge of the table.
-    return (
-        f"SELECT {domains.get(domain).stored_fields} FROM {domain}_events WHERE event_id NOT IN "
-        f"(SELECT event_id FROM feedback WHERE domain = {sql_string(domain)}) "
-        f"ORDER BY ingested_at DESC, event_id LIMIT 1 BY event_id LIMIT {int(limit)}"
-    )
-
-
 def event_input(domain: DomainName, row: Mapping[str, Any]) -> ModelInput:
     """The model input of a stored event row (``Domain.stored_fields`` columns, others ignored)."""
     event = domains.get(domain).event.model_validate(
@@ -126,7 +104,7 @@ def event_input(domain: DomainName, row: Mapping[str, Any]) -> ModelInput:
 
 
 def stored_event(domain: DomainName, row: Mapping[str, Any]) -> StoredEvent:
-    """The joined row of ``lookup_query`` as the model's input and its prediction."""
+    """The joined row of ``queries.stored_events`` as the model's input and its prediction."""
     value = event_input(domain, row)
     return StoredEvent(
         input=value if isinstance(value, str) else json.dumps(value, sort_keys=True),

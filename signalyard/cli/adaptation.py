@@ -19,7 +19,8 @@ import click
 import domains
 from config.settings import DomainName, Settings, load_settings
 from models.registry import Registry
-from store.readonly import QueryError, query_store, sql_list
+from store import queries
+from store.readonly import QueryError, query_store
 from streams.adaptation.messages import RetrainRequest
 from streams.producer import produce
 from streams.topics import provision_topics
@@ -83,10 +84,7 @@ def _stored_ids(settings: Settings, domain: DomainName, event_ids: list[str]) ->
     stored: set[str] = set()
     for start in range(0, len(event_ids), LOOKUP_CHUNK):
         chunk = event_ids[start : start + LOOKUP_CHUNK]
-        result = query_store(
-            settings,
-            f"SELECT event_id FROM {domain}_events WHERE event_id IN {sql_list(chunk)}",
-        )
+        result = query_store(settings, queries.stored_event_ids(domain, chunk))
         stored |= {row[0] for row in result.rows}
     return stored
 

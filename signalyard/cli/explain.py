@@ -28,11 +28,12 @@ console = Console(stderr=True)
 def stored_input(settings: Settings, domain: DomainName, event_id: str) -> tuple[Any, str]:
     """The model input of a stored, scored event and the version that scored it;
     ClickException when the store has no such event."""
+    from store import queries
     from store.readonly import QueryError, query_store
-    from streams.stored_events import lookup_query, stored_event
+    from streams.stored_events import stored_event
 
     try:
-        result = query_store(settings, lookup_query(domain, [event_id]))
+        result = query_store(settings, queries.stored_events(domain, [event_id]))
     except QueryError as error:
         raise click.ClickException(str(error)) from None
     if not result.rows:

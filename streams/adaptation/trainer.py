@@ -28,27 +28,19 @@ from config.settings import DomainName, Settings
 from models.registry import Registry
 from models.serving.loading import LoadedScorer, load_folder
 from models.training.retraining import LabeledRow, RetrainOutcome, retrain
-from store.readonly import query_store, sql_string
+from store import queries
+from store.readonly import query_store
 from streams.adaptation.announce import announce, live_update
 from streams.adaptation.messages import RetrainRequest
 from streams.connection import aiokafka_options, consumer_options
 from streams.processor import dead_letter
-from streams.stored_events import event_input, unlabeled_query
+from streams.stored_events import event_input
 from streams.validation import Rejected, describe
 
 log = logging.getLogger(__name__)
 
 # Training a large model can take an hour; the group must not give the request away meanwhile.
 MAX_POLL_INTERVAL_MS = 4 * 3600 * 1000
-
-
-def feedback_query(domain: DomainName) -> str:
-    """Each labeled event once, with its latest label, oldest label first."""
-    return (
-        "SELECT event_id, argMax(label, ts) AS label, argMax(input, ts) AS input, "
-        f"max(ts) AS labeled_at FROM feedback FINAL WHERE domain = {sql_string(domain)} "
-        "GROUP BY event_id ORDER BY labeled_at, event_id"
-    )
 
 
 class Trainer:
@@ -151,12 +143,12 @@ class Trainer:
 
     def _unlabeled(self, domain: DomainName, limit: int) -> list[str]:
         """Texts of the domain's most recent events that nobody labeled (for a teacher)."""
-        result = query_store(self.settings, unlabeled_query(domain, limit))
+        result = query_store(self.settings, queries.unlabeled_events(domain, limit))
         return [
             str(event_input(domain, dict(zip(result.columns, values, strict=True))))
             for values in result.rows
         ]
 
     def _labels(self, domain: DomainName) -> list[LabeledRow]:
-        result = query_store(self.settings, feedback_query(domain))
+        result = query_store(self.settings, queries.labeled_events(domain))
         return [LabeledRow(event_id, label, text) for event_id, label, text, _ in result.rows]

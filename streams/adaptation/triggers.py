@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import domains
 from config.settings import AdaptationSettings, DomainName
 from models.registry import Registry
-from store.readonly import ReadOnlyStore, sql_string
+from store import queries
+from store.readonly import ReadOnlyStore
 from streams.adaptation.messages import RetrainRequest, TriggerReason
 from streams.processor import ScorerHolder, Sink
 
@@ -136,14 +136,8 @@ class TriggerCheck:
         return fired
 
     async def state(self, domain: DomainName, version: str) -> TriggerState:
-        name = sql_string(domain)
-        labels = await self._scalar(
-            f"SELECT uniqExact(event_id) FROM feedback FINAL WHERE domain = {name}"
-        )
-        last = await self.store.query(
-            f"SELECT ts, labels_total FROM {TRIGGERS_TABLE} FINAL WHERE domain = {name} "
-            "ORDER BY ts DESC LIMIT 1"
-        )
+        labels = (await self.store.query(queries.labeled_count(domain))).rows[0][0]
+        last = await self.store.query(queries.last_trigger(domain))
         metadata = self.registry.metadata(domain, version)
         created = metadata.get("created_at")
         return TriggerState(
@@ -161,11 +155,7 @@ class TriggerCheck:
         if not training:
             return None
         window = self.settings.drift_window
-        spec = domains.get(domain)
-        recent = await self.store.query(
-            f"SELECT predicted, count() FROM (SELECT {spec.predicted_sql} AS predicted "
-            f"FROM {spec.scores_table} ORDER BY scored_at DESC LIMIT {window}) GROUP BY predicted"
-        )
+        recent = await self.store.query(queries.recent_predictions(domain, window))
         counts = {str(label): int(n) for label, n in recent.rows}
         if sum(counts.values()) < window:
             return None
@@ -173,13 +163,7 @@ class TriggerCheck:
 
     async def _estimate(self, domain: DomainName, version: str) -> float | None:
         window = self.settings.estimate_window
-        # Every confidence is above 0 (at least 1/k for k classes); rows stored before the
-        # column existed read 0 and are left out.
-        recent = await self.store.query(
-            f"SELECT count(), avg(confidence) FROM (SELECT confidence FROM {domain}_scores FINAL "
-            f"WHERE model_version = {sql_string(version)} AND confidence > 0 "
-            f"ORDER BY scored_at DESC LIMIT {window})"
-        )
+        recent = await self.store.query(queries.recent_confidence(domain, version, window))
         results, mean = recent.rows[0]
         return float(mean) if int(results) >= window else None
 
@@ -211,9 +195,6 @@ class TriggerCheck:
         )
         log.info("retrain %s (%s): %s", domain, trigger.reason, trigger.detail)
         return request
-
-    async def _scalar(self, sql: str) -> object:
-        return (await self.store.query(sql)).rows[0][0]
 
 
 def _utc(value: str) -> datetime:

@@ -2,8 +2,8 @@
 
     board() -> dict   # the dashboard JSON Grafana provisions (docker/compose.yaml writes it)
 
-Panels run the dashboard page's queries (``dashboard.Clock``) with the ClickHouse data
-source's macros as the clock: ``$__timeInterval(column)`` buckets, ``$__timeFilter(column)``
+Panels run the dashboard page's queries (``store.panels.GRAFANA_PANELS``) with the ClickHouse
+data source's macros as the clock: ``$__timeInterval(column)`` buckets, ``$__timeFilter(column)``
 keeps the period shown. One chart per domain (``Domain.panel``), then throughput, latency,
 dead letters, accuracy, the model versions and the latest alerts.
 """
@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import domains
-from streams.observability.dashboard import Clock
+from store.panels import GRAFANA_PANELS
 
-GRAFANA = Clock(bucket="$__timeInterval({})", since="$__timeFilter({})")
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "signalyard-clickhouse"}
 TIME_SERIES, TABLE = 0, 1  # the data source's query formats
 
@@ -44,55 +43,23 @@ def panels() -> list[dict[str, Any]]:
     charts = [
         _panel(
             domain.panel.title.split(" (")[0],
-            GRAFANA.domain_chart(domain.name),
+            GRAFANA_PANELS[domain.name],
             "percentunit" if domain.panel.percent else None,
         )
         for domain in domains.all()
     ]
     return [
         *charts,
-        _panel(
-            "Throughput (events/s)",
-            f"""SELECT {GRAFANA.bucket.format("scored_at")} AS time, domain,
-    count() / $__interval_s AS events_per_s
-FROM ({GRAFANA.over_scores("scored_at", "scored_at")})
-GROUP BY time, domain ORDER BY time, domain""",
-            "ops",
-        ),
-        _panel(
-            "Latency, ingest to scored (p50, p95)",
-            f"""SELECT {GRAFANA.bucket.format("scored_at")} AS time, domain,
-    quantile(0.5)(latency_ms) AS p50_ms, quantile(0.95)(latency_ms) AS p95_ms
-FROM ({GRAFANA.over_scores("scored_at, latency_ms", "scored_at")})
-GROUP BY time, domain ORDER BY time, domain""",
-            "ms",
-        ),
-        _panel(
-            "Dead letters per source topic",
-            f"""SELECT {GRAFANA.bucket.format("ts")} AS time, source_topic, count() AS dead_letters
-FROM deadletter FINAL WHERE {GRAFANA.since.format("ts")}
-GROUP BY time, source_topic ORDER BY time, source_topic""",
-        ),
+        _panel("Throughput (events/s)", GRAFANA_PANELS["throughput"], "ops"),
+        _panel("Latency, ingest to scored (p50, p95)", GRAFANA_PANELS["latency"], "ms"),
+        _panel("Dead letters per source topic", GRAFANA_PANELS["dead_letters"]),
         _panel(
             "Accuracy: estimated without labels, and on feedback",
-            GRAFANA.accuracy(),
+            GRAFANA_PANELS["accuracy"],
             "percentunit",
         ),
-        _panel(
-            "Model versions",
-            f"""SELECT domain, model_name, model_version, count() AS events,
-    max(scored_at) AS last_scored
-FROM ({GRAFANA.over_scores("model_name, model_version, scored_at", "ts")})
-GROUP BY domain, model_name, model_version ORDER BY domain, last_scored DESC""",
-            table=True,
-        ),
-        _panel(
-            "Latest alerts",
-            f"""SELECT ts, domain, entity, rule, severity, model_version
-FROM alerts FINAL WHERE {GRAFANA.since.format("ts")}
-ORDER BY ts DESC LIMIT 50""",
-            table=True,
-        ),
+        _panel("Model versions", GRAFANA_PANELS["versions"], table=True),
+        _panel("Latest alerts", GRAFANA_PANELS["alerts"], table=True),
     ]
 
 

@@ -1,4 +1,4 @@
-"""The tree's rules: one domain, one module.
+"""The tree's rules: one domain, one module; SQL in the store; a worker without training code.
 
 A domain's name may appear in the code of its own module only (``domains/<name>.py``); tests,
 benchmarks (which measure named data sets) and the settings files aside. Docstrings and
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("models", "domains", "store", "streams", "signalyard")
 
 
-def _code_words(source: str) -> set[str]:
-    """The lowercase words of a module's names and non-docstring string literals."""
-    words: set[str] = set()
+def _code_tokens(source: str) -> list[tokenize.TokenInfo]:
+    """A module's names and string literals, docstrings left out."""
+    found = []
     previous, depth = token.NEWLINE, 0
     for item in tokenize.generate_tokens(io.StringIO(source).readline):
         if item.type == token.OP and item.string in "([{":
@@ -38,11 +38,19 @@ def _code_words(source: str) -> set[str]:
             and previous in (token.NEWLINE, token.INDENT, token.DEDENT, tokenize.NL)
         )
         if item.type in (token.NAME, token.STRING) and not is_docstring:
-            # Split snake_case, CamelCase and dotted names into their words.
-            spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", item.string)
-            words |= {word.lower() for word in re.findall(r"[A-Za-z]+", spaced)}
+            found.append(item)
         if item.type not in (tokenize.COMMENT,):
             previous = item.type
+    return found
+
+
+def _code_words(source: str) -> set[str]:
+    """The lowercase words of a module's names and non-docstring string literals."""
+    words: set[str] = set()
+    for item in _code_tokens(source):
+        # Split snake_case, CamelCase and dotted names into their words.
+        spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", item.string)
+        words |= {word.lower() for word in re.findall(r"[A-Za-z]+", spaced)}
     return words
 
 
@@ -116,3 +124,20 @@ def test_a_worker_imports_serving_code_and_no_training_code() -> None:
         assert not training, f"{start} reaches training code: {training}"
     assert "models.serving.loading" in _reachable("streams.app")
     assert "models.training.trainer" in _reachable("signalyard.cli.models")
+
+
+# A statement's first words, as SQL writes them: in a string of code, they are SQL.
+SQL = re.compile(r"\b(SELECT|INSERT INTO|CREATE TABLE|ALTER TABLE|OPTIMIZE TABLE)\s")
+
+
+def test_sql_lives_in_the_store() -> None:
+    """No module outside ``store/`` builds SQL; a domain's module holds its own chart's."""
+    building = {
+        path.relative_to(ROOT).as_posix()
+        for package in PACKAGES
+        if package not in ("store", "domains")
+        for path in (ROOT / package).rglob("*.py")
+        if any(SQL.search(t.string) for t in _code_tokens(path.read_text(encoding="utf-8")))
+    }
+    assert not building, f"modules that build SQL outside store/: {sorted(building)}"
+    assert SQL.search('f"SELECT {columns} FROM {table}"')

@@ -33,12 +33,12 @@ EXPECTED_COLUMNS = {
     "High-risk tickets": ["t", "series", "value"],
     "Defect rate": ["t", "series", "value"],
     "Negative reviews and reviews not recommending": ["t", "series", "value"],
-    "Throughput (events/s)": ["time", "domain", "events_per_s"],
-    "Latency, ingest to scored (p50, p95)": ["time", "domain", "p50_ms", "p95_ms"],
-    "Dead letters per source topic": ["time", "source_topic", "dead_letters"],
+    "Throughput (events/s)": ["t", "domain", "events_per_s"],
+    "Latency, ingest to scored (p50, p95)": ["t", "domain", "p50_ms", "p95_ms"],
+    "Dead letters per source topic": ["t", "source_topic", "dead_letters"],
     "Accuracy: estimated without labels, and on feedback": ["t", "series", "accuracy", "n"],
     "Model versions": ["domain", "model_name", "model_version", "events", "last_scored"],
-    "Latest alerts": ["ts", "domain", "entity", "rule", "severity", "model_version"],
+    "Latest alerts": ["ts", "domain", "entity", "rule", "severity", "model_version", "explanation"],
 }
 
 
