@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +46,6 @@ T = TypeVar("T")
 # CANNOT_PARSE_DATETIME, TYPE_MISMATCH, SYNTAX_ERROR, CANNOT_CONVERT_TYPE, INCORRECT_DATA,
 # ACCESS_DENIED, AUTHENTICATION_FAILED.
 PERMANENT_CODES = frozenset({6, 16, 27, 41, 53, 62, 70, 117, 497, 516})
-RETRY_LOG_INTERVAL_S = 60.0  # retries are reported at most this often
 
 
 class SinkError(Exception):
@@ -74,8 +72,6 @@ class ClickHouseSink:
         self._batches: dict[tuple[str, tuple[str, ...]], _Batch] = {}
         self._pending = 0
         self._retries = 0
-        self._warned_at = -RETRY_LOG_INTERVAL_S  # when a retry was last reported
-        self._unreported = 0  # retries since then
         self._inserts = 0
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
@@ -252,22 +248,10 @@ class ClickHouseSink:
                             f"{what} failed {permanent_failures} times, not retrying: {error}"
                         ) from error
                 self._retries += 1
-                self._warn_retrying(what, backoff, error)
+                # A worker lets one such line a minute through (its log limits).
+                log.warning("%s failed, retrying in %.2fs: %s", what, backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.retry_max_ms / 1000)
-
-    def _warn_retrying(self, what: str, backoff: float, error: Exception) -> None:
-        # A store that stays unavailable (a full disk, a server down for minutes) would log
-        # every backoff; once a minute says the same, with how many retries it stands for.
-        now = time.monotonic()
-        if now - self._warned_at < RETRY_LOG_INTERVAL_S:
-            self._unreported += 1
-            return
-        more = (
-            f" ({self._unreported} more retries since the last report)" if self._unreported else ""
-        )
-        log.warning("%s failed, retrying in %.2fs: %s%s", what, backoff, error, more)
-        self._warned_at, self._unreported = now, 0
 
 
 def is_permanent(error: Exception) -> bool:

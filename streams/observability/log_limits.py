@@ -1,7 +1,8 @@
 """Client logs at most once a minute per kind of message.
 
 With the broker gone, aiokafka logs every failed metadata update, connection attempt and
-fetch, thousands of lines a minute, which bury the one line that says what is wrong. Each
+fetch, thousands of lines a minute, which bury the one line that says what is wrong; with the
+store unavailable (a full disk, a server down), the sink logs every retry of its backoff. Each
 kind of message (its logger and format string, not its arguments) is let through once per
 period; the next one let through says how many were held back.
 """
@@ -12,7 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
-CLIENT_LOGGERS = ("aiokafka",)
+# The Kafka client's loggers, and the store's sink: a logger of one of these names or below it.
+CLIENT_LOGGERS = ("aiokafka", "store.sink")
 
 
 class OncePerPeriod(logging.Filter):
@@ -40,13 +42,13 @@ class OncePerPeriod(logging.Filter):
 
 
 def limit_client_logs(period_s: float = 60.0) -> OncePerPeriod:
-    """Apply one ``OncePerPeriod`` to every logger of the Kafka client imported so far (a
+    """Apply one ``OncePerPeriod`` to every logger of ``CLIENT_LOGGERS`` imported so far (a
     logger's filter sees only its own records, so each module's logger gets it); return it."""
     limit = OncePerPeriod(period_s)
     names = [
         name
         for name in list(logging.Logger.manager.loggerDict)
-        if name.split(".")[0] in CLIENT_LOGGERS
+        if any(name == client or name.startswith(f"{client}.") for client in CLIENT_LOGGERS)
     ]
     for name in names:
         logger = logging.getLogger(name)
