@@ -9,9 +9,12 @@
 
 The loss of a row is Hinton et al.'s (2015): ``alpha * T^2 * KL(p_teacher,T || p_student,T)
 + (1 - alpha) * CE(label)``, with both distributions softened by the temperature ``T``;
-unlabeled rows (the ``unlabeled`` files' texts) take the KL term alone, which is how text
-that nobody labeled still carries the teacher's knowledge. ``hidden_weight`` adds DistilBERT's
-cosine loss between the student's and the teacher's pooled embeddings (same width only).
+unlabeled rows (the ``unlabeled`` files' texts, and ``augment`` perturbed copies of each
+labeled training text, ``models.training.augmentation``) take the KL term alone, which is how
+text that nobody labeled still carries the teacher's knowledge. ``hidden_weight`` adds
+DistilBERT's cosine loss between the student's and the teacher's pooled embeddings; a student
+narrower than its teacher maps its embedding to the teacher's width through a linear
+projection learnt with it and dropped afterwards (as TinyBERT's embedding loss does).
 
 The student starts from one of:
 - ``None``: the teacher itself cut to ``student_layers`` of its transformer layers, evenly
@@ -62,6 +65,7 @@ from models.text_model import (
     load_text_classifier,
     save_text_classifier,
 )
+from models.training.augmentation import augmented
 from models.training.fitting import FitResult, Validation, class_weights, fit, seed_everything
 from models.training.options import TrainOptions
 from models.training.train_text import (
@@ -83,6 +87,7 @@ class DistillOptions(BaseModel):
     temperature: float = Field(default=2.0, gt=0)
     alpha: float = Field(default=0.5, ge=0, le=1)  # weight of the teacher's soft labels
     hidden_weight: float = Field(default=0.0, ge=0)  # cosine loss on pooled embeddings
+    augment: int = Field(default=0, ge=0)  # perturbed copies of each labeled training text
     student_layers: int | None = Field(default=None, gt=0)  # None: half the teacher's
     train: TrainOptions = TrainOptions()
 
@@ -205,13 +210,14 @@ def distill_model(
     train_data, validation = subset(rows, train_rows), subset(rows, val_rows)
     assert isinstance(train_data, TextData) and isinstance(validation, TextData)
     extra, transfer_lineage = _transfer_files(unlabeled)
+    copies = augmented(train_data.texts, options.augment, train_options.seed)
 
     # The student first, so that a student that cannot be made fails before minutes of
     # teacher inference.
     model, tokenizer, initialised = _student(teacher_dir, student, labels, options)
     taught_student = distil(
         task, teacher_dir, (model, tokenizer), labels, taxonomy,
-        train_data, extra, validation, train_options, options,
+        train_data, extra + copies, validation, train_options, options,
     )  # fmt: skip
     model, result = taught_student.model, taught_student.fit
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,6 +244,7 @@ def distill_model(
             "transfer": {
                 "labeled_rows": len(train_rows),
                 "unlabeled_rows": len(extra),
+                "augmented_rows": len(copies),
                 "files": transfer_lineage,
             },
         },
@@ -282,11 +289,10 @@ def distil(
 
     model, tokenizer = student
     teacher, teacher_tokenizer, _ = load_text_classifier(teacher_dir)
-    if options.hidden_weight and teacher.head.in_features != model.head.in_features:
-        raise DataError(
-            f"--hidden-weight needs a student as wide as the teacher "
-            f"({model.head.in_features} against {teacher.head.in_features})"
-        )
+    # A narrower student's embedding reaches the teacher's width through a projection.
+    projection: nn.Module = nn.Identity()
+    if teacher.head.in_features != model.head.in_features:
+        projection = nn.Linear(model.head.in_features, teacher.head.in_features)
 
     # The teacher's view of every transfer text, computed once.
     teacher_engine = TextEngine(teacher, teacher_tokenizer, device, length, 64, "fp32")
@@ -297,7 +303,7 @@ def distil(
     teacher_validation = teacher_engine.predict_proba(validation.texts)
     teacher_figures = text_metrics(task, teacher_validation, labels, validation.labels, taxonomy)
     del teacher, teacher_engine
-    model = model.to(device)
+    model, projection = model.to(device), projection.to(device)
     if train_options.freeze_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     engine = TextEngine(model, tokenizer, device, length, 128, "fp32")
@@ -337,7 +343,9 @@ def distil(
             )
             total = total + (1 - alpha) * ce
         if teacher_embeddings is not None:
-            cosine = functional.cosine_similarity(pooled, teacher_embeddings[rows].to(device))
+            cosine = functional.cosine_similarity(
+                projection(pooled), teacher_embeddings[rows].to(device)
+            )
             total = total + options.hidden_weight * (1 - cosine).mean()
         return total
 
@@ -350,7 +358,10 @@ def distil(
         model,
         [
             {"params": encoder_params, "lr": train_options.learning_rate},
-            {"params": list(model.head.parameters()), "lr": train_options.head_learning_rate},
+            {
+                "params": [*model.head.parameters(), *projection.parameters()],
+                "lr": train_options.head_learning_rate,
+            },
         ],
         batches,
         -(-len(texts) // (train_options.batch_size or 32)),

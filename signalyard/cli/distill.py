@@ -49,7 +49,15 @@ console = Console(stderr=True)
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Weight of the cosine loss between pooled embeddings (student as wide as teacher).",
+    help="Weight of the cosine loss between pooled embeddings (a narrower student's through "
+    "a learnt projection).",
+)
+@click.option(
+    "--augment",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Perturbed copies of each labeled training text, for the teacher to label.",
 )
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
@@ -74,6 +82,7 @@ def distill(
     temperature: float,
     alpha: float,
     hidden_weight: float,
+    augment: int,
     promote: bool,
     **schedule: object,
 ) -> None:
@@ -93,6 +102,7 @@ def distill(
         temperature=temperature,
         alpha=alpha,
         hidden_weight=hidden_weight,
+        augment=augment,
         student_layers=student_layers,
         train=TrainOptions(**{k: v for k, v in schedule.items() if v is not None}),
     )

@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import FAST, write_csv
+from transformers import BertConfig, BertModel
 
 from models.registry import Registry
 from models.serving.inference import TextEngine
-from models.text_model import TextClassifier, load_encoder, save_text_classifier
+from models.text_model import (
+    TextClassifier,
+    load_encoder,
+    load_text_classifier,
+    save_text_classifier,
+)
 from models.training.distillation import agreement, shrink_encoder
 from signalyard.cli import main
 
@@ -31,8 +37,6 @@ def test_student_learns_to_agree_with_the_teacher(
     texts = [line.split(",")[0] for line in data.read_text().splitlines()[1:]]
     texts += [json.loads(line)["text"] for line in unlabeled.read_text().splitlines()]
     teacher_dir = registry.version_dir("news", "v1")
-    from models.text_model import load_text_classifier
-
     teacher, _, _ = load_text_classifier(teacher_dir)
     teacher_view = _engine(teacher, teacher_dir).predict_proba(texts)
     torch.manual_seed(13)
@@ -70,6 +74,34 @@ def test_student_cut_from_the_teacher_records_its_lineage(
     assert 0 <= lineage["agreement_with_teacher"] <= 1
     assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 1
     assert set(metadata["metrics"]) >= {"accuracy", "macro_f1"}
+
+
+def test_a_narrower_student_learns_embeddings_through_a_projection_and_augmented_copies(
+    teacher_home: tuple[Registry, Path, Path],
+    tiny_base: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry, data, unlabeled = teacher_home
+    narrow = tmp_path / "narrow"
+    encoder, tokenizer = load_encoder(tiny_base)
+    config = encoder.config.to_dict() | {"hidden_size": 16, "intermediate_size": 32}
+    BertModel(BertConfig(**config)).save_pretrained(narrow)
+    tokenizer.save_pretrained(narrow)
+    main(["distill", "news", "--teacher", "v1", "--data", str(data), "--unlabeled",
+          str(unlabeled), "--student", str(narrow), "--hidden-weight", "1", "--augment", "2",
+          "--epochs", "2", "--no-promote", *FAST])  # fmt: skip
+    capsys.readouterr()
+    folder = registry.version_dir("news", "v2")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    transfer = metadata["distillation"]["transfer"]
+    assert transfer["augmented_rows"] == 2 * transfer["labeled_rows"]
+    assert transfer["unlabeled_rows"] == 9
+    assert metadata["distillation"]["hidden_weight"] == 1
+    # The projection was only for training: the student is saved at its own width.
+    student, _, _ = load_text_classifier(folder)
+    assert student.head.in_features == 16
+    assert json.loads((folder / "config.json").read_text())["hidden_size"] == 16
 
 
 def test_shrink_keeps_evenly_spaced_layers_and_the_last(tiny_base: Path) -> None:
