@@ -210,7 +210,8 @@ def distill_model(
     train_data, validation = subset(rows, train_rows), subset(rows, val_rows)
     assert isinstance(train_data, TextData) and isinstance(validation, TextData)
     extra, transfer_lineage = _transfer_files(unlabeled)
-    copies = augmented(train_data.texts, options.augment, train_options.seed)
+    # The split follows the teacher's seed; what the student draws follows its own.
+    copies = augmented(train_data.texts, options.augment, options.train.seed)
 
     # The student first, so that a student that cannot be made fails before minutes of
     # teacher inference.
@@ -315,7 +316,7 @@ def distil(
         [index[label] for label in train_data.labels], len(labels), train_options.class_weight
     )
     ids = tokenizer(texts, truncation=True, max_length=length)["input_ids"]
-    rng = random.Random(train_options.seed)
+    rng = random.Random(options.train.seed)  # train_options.seed may be the teacher's split's
     temperature, alpha = options.temperature, options.alpha
 
     def batches(_: int) -> Iterator[list[int]]:
