@@ -37,6 +37,7 @@ EXACTLY_ONCE = {
     "SIGNALYARD_ALERTS__IN_SCORING_WORKERS": "true",
 }
 WAIT_S = 180
+READINGS = 5000  # events per domain of each stream
 
 
 def exactly_once_worker(
@@ -149,12 +150,7 @@ def test_a_worker_killed_mid_stream_publishes_every_result_and_alert_once(
     settings = kafka
     provision(settings)
     names = domains.names()
-    # Every domain, the sensor readings 5,000 of them; the text domains' fewer events keep the
-    # test short (their tiny models score a few hundred a second on 2 cores).
-    records = {
-        name: synthetic(name, 5000 if name == "sensors" else 1500, seed=40 + n)
-        for n, name in enumerate(names)
-    }
+    records = {name: synthetic(name, READINGS, seed=40 + n) for n, name in enumerate(names)}
     expected = {domain: ids_of(batch) for domain, batch in records.items()}
     total = sum(len(ids) for ids in expected.values())
     app_id = f"t-{uuid.uuid4().hex[:8]}"
@@ -192,7 +188,6 @@ def test_a_worker_killed_mid_stream_publishes_every_result_and_alert_once(
 
 # The three tests below stream sensor readings only: the fast model keeps them short, and what
 # they try (group membership, the broker, fencing) is the same for every domain.
-READINGS = 5000
 
 
 def test_a_worker_joining_and_leaving_mid_stream_doubles_nothing(
