@@ -177,6 +177,9 @@ class AlertsSettings(Section):
     # A relative path is taken from the folder of the config file (see ``rules_path``).
     rules_file: Path
     in_scoring_workers: bool  # false: only ``signalyard alerts worker`` runs alerting
+    # An entity no result reached for this long (Kafka time) is forgotten; never sooner than
+    # its rules' longest window and cool-down allow (streams.alerting.expiry).
+    state_ttl_s: float = Field(gt=0)
 
 
 # How a text model runs (models.serving.inference): torch in fp32, bf16 or fp16 autocast,

@@ -6,7 +6,8 @@ grows with what the fetch changed, not with the length of the windows:
 * one record per result in the state, keyed ``["<entity>", "<event id>"]`` (JSON) and marked
   by the header ``kind: observation``, holding ``[event time ms, {field: value}]``; a tombstone
   under the same key when the result leaves the state;
-* one record per entity, keyed by the entity, holding ``{"fired": {rule: ms}, "watermark": ms}``.
+* one record per entity, keyed by the entity, holding ``{"fired": {rule: ms}, "watermark": ms}``;
+* tombstones for all of these when the entity is forgotten (``streams.alerting.expiry``).
 
 States written whole under the entity's key by earlier versions (``{"seen": [...], "fired":
 ..., "watermark": ...}``) are still read. The first write of such an entity writes all its
@@ -58,6 +59,13 @@ def records(entity: str, state: EntityState, changes: Changes, whole: bool = Fal
     meta = {"fired": state.fired, "watermark": state.watermark_ms}
     out.append(Record(entity.encode(), json.dumps(meta).encode(), []))
     return out
+
+
+def forget(entity: str, state: EntityState, left: Sequence[str] = ()) -> list[Record]:
+    """Tombstones for every record of the entity: its results' (those in ``state`` and those
+    that ``left`` it since its last write) and its own."""
+    ids = [o.event_id for o in state.seen] + list(left)
+    return [Record(_key(entity, i), None, _MARK) for i in ids] + [Record(entity.encode(), None, [])]
 
 
 @dataclass

@@ -28,7 +28,8 @@ What a crash can do, and why nothing is lost or fired twice under a new id:
 So alerts are delivered at least once, each alert has one id, and cool-downs survive restarts
 because the time a rule last fired is in the same changelog record as the window state. When
 a partition is assigned, its states are read back from its changelog partition before any of
-its results are folded.
+its results are folded. An entity that no result has reached for ``alerts.state_ttl_s`` is
+forgotten, in memory and (by tombstones) in the changelog (``streams.alerting.expiry``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from config.settings import DomainName, Settings, TopicSettings
 from streams.alerting import changelog
 from streams.alerting.alert import Alert
 from streams.alerting.engine import EntityState
+from streams.alerting.expiry import Expiry
 from streams.alerting.rules import Rule, load_rules
 from streams.connection import consumer_options
 from streams.deadletter import DeadLetter
@@ -137,6 +139,14 @@ class AlertConsumer(GroupConsumer):
         self.states: dict[TopicPartition, dict[str, EntityState]] = {}
         # Entities read from states written whole, per partition: rewritten at their next write.
         self.whole: dict[TopicPartition, set[str]] = {}
+        self.expiry: dict[TopicPartition, Expiry] = {}
+        self.ttl_ms = {
+            domain: round(1000 * max(
+                settings.alerts.state_ttl_s,
+                max((r.window + r.cooldown).total_seconds() for r in domain_rules),
+            ))
+            for domain, domain_rules in rules.items()
+        }  # fmt: skip
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         # Every rebalance revokes every partition first (eager protocol): all are restored.
@@ -146,6 +156,7 @@ class AlertConsumer(GroupConsumer):
         for tp in partitions:
             self.states.pop(tp, None)
             self.whole.pop(tp, None)
+            self.expiry.pop(tp, None)
 
     async def undecodable(self, letter: DeadLetter) -> None:
         await self.publisher.dead_letter([letter])
@@ -154,9 +165,11 @@ class AlertConsumer(GroupConsumer):
         alerts: list[Alert] = []
         letters: list[DeadLetter] = []
         changed: dict[tuple[TopicPartition, str], changelog.Changes] = {}
+        forgotten: list[tuple[TopicPartition, changelog.Record]] = []
         for tp, records in fetched.items():
             domain = self.domains[tp.topic]
             states = self.states.setdefault(tp, {})
+            expiry = self.expiry.setdefault(tp, Expiry(self.ttl_ms[domain]))
             for record in records:
                 arrival = kafka_time(record.timestamp)
                 try:
@@ -165,6 +178,7 @@ class AlertConsumer(GroupConsumer):
                     letters.append(_dead_letter(record, domain, describe(error), arrival))
                     continue
                 entity = getattr(result, domains.get(domain).entity)
+                expiry.touch(entity, round(arrival.timestamp() * 1000))
                 state = states.setdefault(entity, EntityState())
                 outcome = state.fold(domain, self.rules[domain], result, arrival)
                 alerts.extend(outcome.alerts)
@@ -172,28 +186,32 @@ class AlertConsumer(GroupConsumer):
                     changes = changed.setdefault((tp, entity), changelog.Changes())
                     changes.added.append(outcome.added)
                     changes.left.extend(outcome.left)
+            for entity in expiry.due(states):
+                left = changed.pop((tp, entity), changelog.Changes()).left
+                forgotten += [(tp, r) for r in changelog.forget(entity, states.pop(entity), left)]
+                self.whole.get(tp, set()).discard(entity)
         if alerts and self.explainer is not None:
             alerts = await self.explainer.attach(alerts)
         if alerts:
             await self.publisher.publish(alerts)
         if letters:
             await self.publisher.dead_letter(letters)
-        acks = []
+        writes = forgotten
         for (tp, entity), changes in changed.items():
             whole = self.whole.get(tp, set())
-            for record in changelog.records(
-                entity, self.states[tp][entity], changes, whole=entity in whole
-            ):
-                acks.append(
-                    await self.producer.producer.send(
-                        self.changelogs[self.domains[tp.topic]],
-                        record.value,
-                        key=record.key,
-                        partition=tp.partition,
-                        headers=record.headers,
-                    )
-                )
+            state = self.states[tp][entity]
+            writes += [(tp, r) for r in changelog.records(entity, state, changes, entity in whole)]
             whole.discard(entity)
+        acks = [
+            await self.producer.producer.send(
+                self.changelogs[self.domains[tp.topic]],
+                record.value,
+                key=record.key,
+                partition=tp.partition,
+                headers=record.headers,
+            )
+            for tp, record in writes
+        ]
         await asyncio.gather(*acks)
 
     async def _restore(self, partitions: Sequence[TopicPartition]) -> None:

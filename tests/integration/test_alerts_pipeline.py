@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from conftest import query
 from helpers import (
     HIGH_RISK,
@@ -42,9 +43,10 @@ from helpers import (
 )
 
 import domains
-from config.settings import Settings
+from config.settings import Settings, TopicSettings
 from domains.base import ScoredResult
 from streams.alerting.alert import alert_id
+from streams.connection import aiokafka_options
 from streams.deadletter import HEADER_REASON, kind_from_headers
 from streams.producer import produce
 
@@ -265,3 +267,44 @@ def test_restarts_neither_lose_nor_repeat_alerts(kafka: Settings, alert_workers:
     print(f"{len(expected)} alerts, {len(repeated)} sent twice across the SIGKILL")
     assert {a["alert_id"]: (a["rule"], a["entity"]) for a in on_topic} == expected
     assert set(alerts_in_clickhouse(settings)) == set(expected)
+
+
+def test_an_entity_no_result_reached_for_the_ttl_is_forgotten_in_its_changelog(
+    kafka: Settings, alert_workers: NewWorker
+) -> None:
+    """Kafka time is the clock: one machine's results are stamped two days before another's,
+    on the same partition.
+    The rules' window and cool-down (1.5 h) outlast the 1 s ttl asked for, and a day does not."""
+    settings = kafka
+    worker = alert_workers("ttl")
+    worker.env["SIGNALYARD_ALERTS__STATE_TTL_S"] = "1"
+    now_ms = int(time.time() * 1000)
+    old = [reading(f"old-{n}", n, 0.3, "M-OLD") for n in range(3)]
+    new = [reading(f"new-{n}", n, 0.3, "M-NEW") for n in range(3)]
+
+    async def stamped() -> None:
+        producer = AIOKafkaProducer(**aiokafka_options(settings.kafka), acks="all")
+        await producer.start()
+        try:
+            for results, at_ms in ((old, now_ms - 2 * 86_400_000), (new, now_ms)):
+                for result in results:
+                    key, value = record("sensors", result)
+                    topic = settings.topics.scored("sensors").name
+                    # One partition: its Kafka time is the clock of the entities on it.
+                    await producer.send_and_wait(
+                        topic, value, key=key, partition=0, timestamp_ms=at_ms
+                    )
+        finally:
+            await producer.stop()
+
+    asyncio.run(stamped())
+    worker.start()
+    wait_until_consumed(settings, worker)
+    assert worker.stop() == 0, worker.tail()
+    name = f"{worker.app_id}-alert-state-sensors-changelog"
+    topic = TopicSettings(name=name, partitions=settings.topics.scored("sensors").partitions)
+    log = [(r.key, r.value) for r in asyncio.run(read_topic(settings, topic))]
+    tombstones = {key for key, value in log if value is None}
+    assert b"M-OLD" in tombstones and b"M-NEW" not in tombstones, log
+    assert {json.dumps(["M-OLD", r.event_id]).encode() for r in old} <= tombstones
+    assert all(b"M-NEW" not in key for key in tombstones)

@@ -1,5 +1,5 @@
-"""The alert state's running tallies and its changelog: what a fold costs and what a restart
-reads back."""
+"""The alert state's running tallies and its changelog: what a fold costs, what a restart
+reads back, and entities forgotten after a time without results."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from helpers import STREAK, Folder, reading, rule_book
 
 from domains.sensors import SensorScore
-from streams.alerting import engine
+from streams.alerting import changelog, engine
 from streams.alerting.engine import EntityState
+from streams.alerting.expiry import SWEEPS_PER_TTL, Expiry
 
 BUSY = """
 [[rules]]
@@ -138,3 +139,44 @@ def test_entity_names_cannot_be_mistaken_for_result_records() -> None:
     folder = Folder(STREAK)
     folder.fold([odd, reading("r1", 1, 0.9)])
     assert set(Folder(STREAK, folder.log).states) == {'["M-1", "r0"]', "M-1"}
+
+
+HOUR_MS = 3_600_000
+
+
+def test_an_entity_no_result_reached_for_the_ttl_is_due_and_one_just_reached_is_not() -> None:
+    expiry = Expiry(ttl_ms=HOUR_MS)
+    assert expiry.due(["restored"]) == []  # no Kafka time yet
+    expiry.touch("quiet", 0)
+    expiry.touch("busy", 0)
+    assert expiry.due(["quiet", "busy", "restored"]) == []  # restored: counts as reached now
+    for minute in range(1, 181):  # "busy" every minute for three hours, "quiet" never again
+        expiry.touch("busy", minute * 60_000)
+        gone = expiry.due(["quiet", "busy", "restored"])
+        if gone:
+            break
+    # Forgotten at the first look past the ttl: looks come a tenth of the ttl apart.
+    assert gone == ["quiet", "restored"]
+    assert HOUR_MS < minute * 60_000 <= HOUR_MS + HOUR_MS // SWEEPS_PER_TTL
+    assert set(expiry.touched) == {"busy"}
+    # A look costs a pass over the entities only once per tenth of the ttl of Kafka time.
+    expiry.touch("busy", (minute + 1) * 60_000)
+    assert expiry.due(["never-seen"]) == [] and "never-seen" not in expiry.touched
+
+
+def test_a_forgotten_entity_leaves_no_record_that_compaction_could_bring_back() -> None:
+    folder = Folder(BUSY)
+    folder.fold(_stream(400, seed=5))
+    kept = folder.states["M-2"]
+    gone = folder.states.pop("M-1")
+    # Results that left the window since the last write are tombstoned too.
+    left = ["r-left-1", "r-left-2"]
+    folder.log += [(r.key, r.value, r.headers) for r in changelog.forget("M-1", gone, left)]
+    assert sum(r.value is None for r in changelog.forget("M-1", gone, left)) == (
+        len(gone.seen) + len(left) + 1
+    )
+    assert Folder(BUSY, folder.log).states == {"M-2": kept}
+    # After compaction has dropped the tombstones as well, nothing of M-1 is read back.
+    compacted = _compacted(folder.log)
+    assert not any(b"M-1" in (key or b"") for key, _, _ in compacted)
+    assert Folder(BUSY, compacted).states == {"M-2": kept}
