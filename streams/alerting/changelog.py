@@ -6,7 +6,8 @@ grows with what the fetch changed, not with the length of the windows:
 * one record per result in the state, keyed ``["<entity>", "<event id>"]`` (JSON) and marked
   by the header ``kind: observation``, holding ``[event time ms, {field: value}]``; a tombstone
   under the same key when the result leaves the state;
-* one record per entity, keyed by the entity, holding ``{"fired": {rule: ms}, "watermark": ms}``;
+* one record per entity, keyed by the entity, holding ``{"fired": {rule: ms}, "watermark": ms,
+  "reached": ms}``;
 * tombstones for all of these when the entity is forgotten (``streams.alerting.expiry``).
 
 States written whole under the entity's key by earlier versions (``{"seen": [...], "fired":
@@ -56,7 +57,7 @@ def records(entity: str, state: EntityState, changes: Changes, whole: bool = Fal
         for o in added
     ]
     out += [Record(_key(entity, i), None, _MARK) for i in changes.left if i not in written]
-    meta = {"fired": state.fired, "watermark": state.watermark_ms}
+    meta = {"fired": state.fired, "watermark": state.watermark_ms, "reached": state.reached_ms}
     out.append(Record(entity.encode(), json.dumps(meta).encode(), []))
     return out
 
@@ -73,6 +74,7 @@ class _Entity:
     seen: dict[str, Observation] = field(default_factory=dict)
     fired: dict[str, int] = field(default_factory=dict)
     watermark_ms: int | None = None
+    reached_ms: int | None = None
     whole: bool = False  # read from a state written whole
 
 
@@ -106,11 +108,13 @@ def restore(
         # States written before the watermark was kept: the newest event time seen.
         newest = max((o.ts_ms for o in target.seen.values()), default=None)
         target.watermark_ms = data.get("watermark", newest)
+        target.reached_ms = data.get("reached")  # written by versions that forget entities
     states = {
         entity: EntityState(
             seen=sorted(e.seen.values(), key=lambda o: o.ts_ms),
             fired=e.fired,
             watermark_ms=e.watermark_ms,
+            reached_ms=e.reached_ms,
         )
         for entity, e in entities.items()
     }

@@ -35,6 +35,7 @@ forgotten, in memory and (by tombstones) in the changelog (``streams.alerting.ex
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -166,19 +167,20 @@ class AlertConsumer(GroupConsumer):
         letters: list[DeadLetter] = []
         changed: dict[tuple[TopicPartition, str], changelog.Changes] = {}
         forgotten: list[tuple[TopicPartition, changelog.Record]] = []
+        wall_ms = round(time.time() * 1000)
         for tp, records in fetched.items():
             domain = self.domains[tp.topic]
             states = self.states.setdefault(tp, {})
             expiry = self.expiry.setdefault(tp, Expiry(self.ttl_ms[domain]))
             for record in records:
                 arrival = kafka_time(record.timestamp)
+                expiry.tick(min(round(arrival.timestamp() * 1000), wall_ms))
                 try:
                     result = domains.get(domain).result.model_validate_json(record.value or b"")
                 except ValidationError as error:
                     letters.append(_dead_letter(record, domain, describe(error), arrival))
                     continue
                 entity = getattr(result, domains.get(domain).entity)
-                expiry.touch(entity, round(arrival.timestamp() * 1000))
                 state = states.setdefault(entity, EntityState())
                 outcome = state.fold(domain, self.rules[domain], result, arrival)
                 alerts.extend(outcome.alerts)

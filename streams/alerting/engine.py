@@ -171,6 +171,9 @@ class EntityState:
     seen: list[Observation] = field(default_factory=list)
     fired: dict[str, int] = field(default_factory=dict)
     watermark_ms: int | None = None  # None: nothing seen yet
+    # The newest arrival (Kafka time) of a result of the entity, for forgetting it
+    # (``streams.alerting.expiry``); None: not known.
+    reached_ms: int | None = None
     # Running tallies, built on the first fold; a state folds with one set of rules.
     _windows: dict[str, _Window] | None = field(default=None, repr=False, compare=False)
     _ids: set[str] = field(default_factory=set, repr=False, compare=False)
@@ -190,6 +193,8 @@ class EntityState:
         ``arrival``: when the result's record reached Kafka; an event time after it does not
         move the watermark further (None: the event time is trusted)."""
         now = _ms(result.ts)
+        if arrival is not None:
+            self.reached_ms = max(_ms(arrival), self.reached_ms or 0)
         if result.event_id in self._ids:
             return Outcome([])
         horizon = max(_ms_of(rule.window) for rule in rules)

@@ -146,22 +146,34 @@ HOUR_MS = 3_600_000
 
 def test_an_entity_no_result_reached_for_the_ttl_is_due_and_one_just_reached_is_not() -> None:
     expiry = Expiry(ttl_ms=HOUR_MS)
-    assert expiry.due(["restored"]) == []  # no Kafka time yet
-    expiry.touch("quiet", 0)
-    expiry.touch("busy", 0)
-    assert expiry.due(["quiet", "busy", "restored"]) == []  # restored: counts as reached now
+    rules = rule_book(STREAK).rules
+    states = {"quiet": EntityState(), "busy": EntityState(), "restored": EntityState()}
+    assert expiry.due(states) == []  # no Kafka time yet
+
+    def arrive(entity: str, minute: int) -> None:
+        result = reading(f"{entity}-{minute}", minute, 0.1)
+        states[entity].fold("sensors", rules, result, arrival=result.ts)
+        expiry.tick(round(result.ts.timestamp() * 1000))
+
+    arrive("quiet", 0)
+    arrive("busy", 0)
+    assert expiry.due(states) == []  # restored: taken as reached now
+    start = states["busy"].reached_ms
+    assert start is not None and states["restored"].reached_ms == start
     for minute in range(1, 181):  # "busy" every minute for three hours, "quiet" never again
-        expiry.touch("busy", minute * 60_000)
-        gone = expiry.due(["quiet", "busy", "restored"])
+        arrive("busy", minute)
+        gone = expiry.due(states)
         if gone:
             break
     # Forgotten at the first look past the ttl: looks come a tenth of the ttl apart.
     assert gone == ["quiet", "restored"]
     assert HOUR_MS < minute * 60_000 <= HOUR_MS + HOUR_MS // SWEEPS_PER_TTL
-    assert set(expiry.touched) == {"busy"}
     # A look costs a pass over the entities only once per tenth of the ttl of Kafka time.
-    expiry.touch("busy", (minute + 1) * 60_000)
-    assert expiry.due(["never-seen"]) == [] and "never-seen" not in expiry.touched
+    for entity in gone:
+        del states[entity]
+    states["late"] = EntityState(reached_ms=0)
+    arrive("busy", minute + 1)
+    assert expiry.due(states) == []
 
 
 def test_a_forgotten_entity_leaves_no_record_that_compaction_could_bring_back() -> None:
@@ -180,3 +192,14 @@ def test_a_forgotten_entity_leaves_no_record_that_compaction_could_bring_back() 
     compacted = _compacted(folder.log)
     assert not any(b"M-1" in (key or b"") for key, _, _ in compacted)
     assert Folder(BUSY, compacted).states == {"M-2": kept}
+
+
+def test_when_an_entity_was_last_reached_survives_a_restore() -> None:
+    """Or every rebalance would make each entity young again, and none would be forgotten."""
+    state = EntityState()
+    result = reading("r0", 0, 0.9)
+    outcome = state.fold("sensors", rule_book(STREAK).rules, result, arrival=result.ts)
+    assert outcome.added is not None and state.reached_ms == round(result.ts.timestamp() * 1000)
+    records = changelog.records("M-1", state, changelog.Changes([outcome.added]))
+    restored, _ = changelog.restore((r.key, r.value, r.headers) for r in records)
+    assert restored["M-1"].reached_ms == state.reached_ms
