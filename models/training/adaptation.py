@@ -221,7 +221,7 @@ def _distil_text(
     )
     taught = distil(
         task, teaching.teacher_dir, (model, tokenizer), labels, taxonomy,
-        train, teaching.texts, validation, train_options, options,
+        train, teaching.texts, validation, train_options, options, seed=train_options.seed,
     )  # fmt: skip
     save_text_classifier(taught.model, tokenizer, labels, out_dir)
     record = {

@@ -219,6 +219,7 @@ def distill_model(
     taught_student = distil(
         task, teacher_dir, (model, tokenizer), labels, taxonomy,
         train_data, extra + copies, validation, train_options, options,
+        seed=options.train.seed,
     )  # fmt: skip
     model, result = taught_student.model, taught_student.fit
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +242,8 @@ def distill_model(
         "distillation": {
             **lineage(teacher_dir, taught_student, options),
             "hidden_weight": options.hidden_weight,
+            "seed": options.train.seed,  # the batches' and copies'; ``data.seed`` is the split's
+            "augment": options.augment,
             "student": {**initialised, "parameters": parameters},
             "transfer": {
                 "labeled_rows": len(train_rows),
@@ -280,10 +283,12 @@ def distil(
     validation: TextData,
     train_options: TrainOptions,
     options: DistillOptions,
+    seed: int,
 ) -> Distilled:
     """Train ``student`` on the teacher's softened predictions for ``train_data`` and the
     unlabeled ``extra`` texts, and on ``train_data``'s labels (module docstring), choosing
-    the epoch on ``validation``. ``train_options`` is resolved (epochs, rates, batch size)."""
+    the epoch on ``validation``. ``train_options`` is resolved (epochs, rates, batch size);
+    ``seed`` orders the batches (``train_options.seed`` may be the teacher's split's)."""
     texts = train_data.texts + extra
     device = resolve_device(train_options.device)
     length = train_options.max_seq_length
@@ -316,7 +321,7 @@ def distil(
         [index[label] for label in train_data.labels], len(labels), train_options.class_weight
     )
     ids = tokenizer(texts, truncation=True, max_length=length)["input_ids"]
-    rng = random.Random(options.train.seed)  # train_options.seed may be the teacher's split's
+    rng = random.Random(seed)
     temperature, alpha = options.temperature, options.alpha
 
     def batches(_: int) -> Iterator[list[int]]:

@@ -98,6 +98,7 @@ def test_a_narrower_student_learns_embeddings_through_a_projection_and_augmented
     assert transfer["augmented_rows"] == 2 * transfer["labeled_rows"]
     assert transfer["unlabeled_rows"] == 9
     assert metadata["distillation"]["hidden_weight"] == 1
+    assert metadata["distillation"]["augment"] == 2 and metadata["distillation"]["seed"] == 13
     # The projection was only for training: the student is saved at its own width.
     student, _, _ = load_text_classifier(folder)
     assert student.head.in_features == 16
