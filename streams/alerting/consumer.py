@@ -149,6 +149,15 @@ class AlertConsumer(GroupConsumer):
             for domain, domain_rules in rules.items()
         }  # fmt: skip
 
+    def held(self) -> dict[DomainName, tuple[int, int]]:
+        """Per domain: the entities whose state is held, and the results in their windows."""
+        held: dict[DomainName, tuple[int, int]] = {}
+        for tp, states in self.states.items():
+            entities, results = held.get(self.domains[tp.topic], (0, 0))
+            results += sum(len(state.seen) for state in states.values())
+            held[self.domains[tp.topic]] = (entities + len(states), results)
+        return held
+
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         # Every rebalance revokes every partition first (eager protocol): all are restored.
         await self._restore(sorted(partitions))

@@ -164,6 +164,12 @@ class BacktestWriting(Protocol):
     async def insert(self, table: str, body: bytes) -> None: ...
 
 
+class AlertStates(Protocol):
+    def held(self) -> Mapping[DomainName, tuple[int, int]]:
+        """Per domain: the entities whose alert state is held, and the results in them."""
+        ...
+
+
 class WorkerView(Protocol):
     """What the metrics and the web views read of a running worker."""
 
@@ -173,6 +179,7 @@ class WorkerView(Protocol):
     backtests: BacktestWriting
     scorers: Mapping[DomainName, ScorerHolder]
     explainer: EventExplaining
+    alerts: AlertStates | None  # None: this worker does not alert
 
     @property
     def readers(self) -> Sequence[PartitionReader]:
@@ -209,6 +216,7 @@ class WorkerCollector:
         yield CounterMetricFamily(
             "signalyard_sink_inserts", "Insert statements ClickHouse accepted", sink.inserts
         )
+        yield from self._alert_states()
         yield GaugeMetricFamily(
             "signalyard_ready",
             "1 once partitions are assigned and the sink is connected",
@@ -251,6 +259,26 @@ class WorkerCollector:
                 if value is not None:
                     gauges[name].add_metric([domain, version], value)
         yield from gauges.values()
+
+    def _alert_states(self) -> Iterator[Metric]:
+        """What the alert state holds: what a worker's memory grows with, up to the windows'
+        length and the results an entity may keep."""
+        entities = GaugeMetricFamily(
+            "signalyard_alert_entities",
+            "Entities whose alert state this worker holds",
+            labels=["domain"],
+        )
+        results = GaugeMetricFamily(
+            "signalyard_alert_results_held",
+            "Results held in the alert windows of those entities",
+            labels=["domain"],
+        )
+        if self.worker.alerts is not None:
+            for domain, (count, held) in sorted(self.worker.alerts.held().items()):
+                entities.add_metric([domain], count)
+                results.add_metric([domain], held)
+        yield entities
+        yield results
 
     def _lag(self) -> Metric:
         """Per assigned partition: the end offset last fetched minus the committed offset.

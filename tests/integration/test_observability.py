@@ -49,6 +49,7 @@ EVENTS = 40  # per domain
 BAD = MALFORMED[:3]  # news that are dead-lettered
 ALERTED = "M-STREAK"  # a machine whose readings fire an alert
 SPREAD = timedelta(seconds=6)  # between two events' times
+STREAK_READINGS = 2  # scored sensor readings past the default rules' threshold
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"  # explicit, so that selenium never downloads a driver
 # Without the background-networking flags Chromium dials out, which a closed network refuses.
@@ -131,7 +132,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, registry_dir: Path) -> Iterat
         live.expected = {domain: ids_of(batches[domain][:EVENTS]) for domain in domains.names()}
         live.tickers = {key.decode() for key, _ in batches["news"][:EVENTS]}
         # Two scored readings past the default rules' threshold: the worker's alert agent fires.
-        streak = [reading(f"streak-{n}", n, 0.95, machine=ALERTED) for n in range(2)]
+        streak = [reading(f"streak-{n}", n, 0.95, machine=ALERTED) for n in range(STREAK_READINGS)]
         scored = [(ALERTED.encode(), result.model_dump_json().encode()) for result in streak]
         asyncio.run(produce(settings.kafka, settings.topics.sensors_scored.name, scored))
 
@@ -212,6 +213,25 @@ def test_consumer_lag_per_partition_drops_to_zero_once_committed(live: Live) -> 
     wait_for("lag 0 on every partition", lambda: set(lags().values()) == {0}, live.worker)
     partitions = {topic for topic, _ in lags()}
     assert partitions == set(raw), lags()
+
+
+def test_the_alert_state_held_per_domain_is_on_metrics(live: Live) -> None:
+    """What a worker's memory grows with: every result sits in its entity's windows."""
+
+    def held(name: str) -> dict[str, float]:
+        return {
+            dict(labels)["domain"]: sample
+            for (metric, labels), sample in live.metrics().items()
+            if metric == name
+        }
+
+    every = dict.fromkeys(domains.names(), float(EVENTS))
+    every["sensors"] += STREAK_READINGS  # crafted straight onto the scored topic
+    wait_for(
+        "every result held", lambda: held("signalyard_alert_results_held") == every, live.worker
+    )
+    entities = held("signalyard_alert_entities")
+    assert set(entities) == set(every) and all(1 <= n <= EVENTS for n in entities.values())
 
 
 def test_health_and_readiness(live: Live) -> None:
