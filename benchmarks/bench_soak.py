@@ -3,14 +3,16 @@ adaptation round and a replay along the way; is anything growing, lagging or los
 
 Every ``--sample-s`` the worker's process tree (the worker and its children: the explainer
 pool) is measured: resident memory, open file descriptors and threads (psutil), the consumer
-lag (its ``/metrics``), and the p50 / p99 of the end-to-end latency of the results that
-arrived since the last sample (from the raw record's Kafka timestamp to a ``read_committed``
-reader). Along the way, at a third of the run the live sensors model is swapped (a copy
-registered and promoted, ``models promote`` announcing it), at half a news adaptation round
-is asked for (``signalyard retrain news``; the trainer runs beside the worker and learns from
-the feedback labels the run publishes for one news event in five), and at two thirds the
-sensor readings so far are replayed through the worker (``signalyard replay``). At the end the
-feed stops, the worker drains and stops, and every event sent is counted in the store (FINAL).
+lag and the results held in the alert state's windows (its ``/metrics``: what the worker's
+memory grows with until the windows are full), and the p50 / p99 of the end-to-end latency of
+the results that arrived since the last sample (from the raw record's Kafka timestamp to a
+``read_committed`` reader). Along the way, at a third of the run the live sensors model is
+swapped (a copy registered and promoted, ``models promote`` announcing it), at half a news
+adaptation round is asked for (``signalyard retrain news``; the trainer runs beside the worker
+and learns from the feedback labels the run publishes for one news event in five), and at two
+thirds the sensor readings so far are replayed through the worker (``signalyard replay``). At
+the end the feed stops, the worker drains and stops, and every event sent is counted in the
+store (FINAL).
 
 Memory and descriptors are judged after warm-up (the first fifth of the samples): the slope
 of a least-squares line through the rest, per hour. The broker must be up (``signalyard stack
@@ -79,6 +81,7 @@ class Sample:
     fds: int
     threads: int
     lag: float
+    alert_results: float  # held in the alert state's windows (what memory grows with)
     results: int  # arrived since the last sample
     p50_ms: float | None
     p99_ms: float | None
@@ -103,14 +106,14 @@ def measure(pid: int) -> tuple[float, int, int]:
     return rss / 2**20, fds, threads
 
 
-def consumer_lag(port: int) -> float:
+def scrape(port: int) -> tuple[float, float]:
+    """The worker's consumer lag and the results its alert state holds (its ``/metrics``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         body = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-        if sample.name == "signalyard_consumer_lag"
+    samples = [s for family in text_string_to_metric_families(body) for s in family.samples]
+    return (
+        sum(s.value for s in samples if s.name == "signalyard_consumer_lag"),
+        sum(s.value for s in samples if s.name == "signalyard_alert_results_held"),
     )
 
 
@@ -260,7 +263,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
             samples.append(
                 Sample(
                     round((time.monotonic() - began) / 60, 2), round(rss, 1), fds, threads,
-                    consumer_lag(port), count, p50, p99, event,
+                    *scrape(port), count, p50, p99, event,
                 )
             )  # fmt: skip
             console.print(samples[-1])
@@ -268,7 +271,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         state.feeding = False
         await asyncio.gather(*tasks, return_exceptions=True)
     drained = time.monotonic() + DRAIN_TIMEOUT_S
-    while consumer_lag(port) > 0 and time.monotonic() < drained:
+    while scrape(port)[0] > 0 and time.monotonic() < drained:
         await asyncio.sleep(2)
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
@@ -323,13 +326,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="signalyard-soak-") as scratch:
         figures = asyncio.run(soak(arguments, Path(scratch)))
     table = Table(title="Signalyard soak", title_justify="left")
-    for column in ("minute", "RSS MB", "fds", "threads", "lag", "results", "p50 ms", "p99 ms"):
+    columns = ("minute", "RSS MB", "fds", "threads", "lag", "held", "results", "p50 ms", "p99 ms")
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_column("event")
     for s in figures["samples"]:
         table.add_row(
             f"{s['minute']:.1f}", f"{s['rss_mb']:.0f}", str(s["fds"]), str(s["threads"]),
-            f"{s['lag']:.0f}", str(s["results"]), "-" if s["p50_ms"] is None else
+            f"{s['lag']:.0f}", f"{s['alert_results']:.0f}", str(s["results"]),
+            "-" if s["p50_ms"] is None else
             f"{s['p50_ms']:.0f}", "-" if s["p99_ms"] is None else f"{s['p99_ms']:.0f}", s["event"],
         )  # fmt: skip
     console.print(table)
@@ -354,6 +359,7 @@ def main() -> None:
                     "descriptors",
                     "threads",
                     "lag",
+                    "alert results held",
                     "results",
                     "p50 ms",
                     "p99 ms",
@@ -366,6 +372,7 @@ def main() -> None:
                         s["fds"],
                         s["threads"],
                         s["lag"],
+                        s["alert_results"],
                         s["results"],
                         s["p50_ms"],
                         s["p99_ms"],
@@ -387,6 +394,12 @@ def main() -> None:
                 "x_label": "minute",
                 "y_label": "MB",
                 "series": {"RSS": [[s["minute"], s["rss_mb"]] for s in samples]},
+            },
+            {
+                "title": "Soak: results held in the alert windows",
+                "x_label": "minute",
+                "y_label": "results",
+                "series": {"held": [[s["minute"], s["alert_results"]] for s in samples]},
             },
         ],
         notes=[f"{slopes[0].upper()}{slopes[1:]}."],
