@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import domains
 from store.backtest_runs import RUNS_TABLE, scores_table
 from store.readonly import sql_list, sql_string
+from store.schema import TRIGGERS_TABLE
 
 
 def stored_events(domain: str, event_ids: Sequence[str]) -> str:
@@ -102,7 +103,7 @@ def labels_of_runs(domain: str, run_ids: Sequence[str]) -> str:
 def last_trigger(domain: str) -> str:
     """At most one row: ``ts`` and ``labels_total`` of the domain's last fired trigger."""
     return (
-        f"SELECT ts, labels_total FROM retrain_triggers FINAL WHERE domain = {sql_string(domain)} "
+        f"SELECT ts, labels_total FROM {TRIGGERS_TABLE} FINAL WHERE domain = {sql_string(domain)} "
         "ORDER BY ts DESC LIMIT 1"
     )
 

@@ -19,6 +19,7 @@ import domains
 from domains.base import Domain
 
 DEDUPLICATION_WINDOW = 1000  # inserted blocks per table whose hashes are remembered
+TRIGGERS_TABLE = "retrain_triggers"  # written by the retrain triggers, read by the next check
 
 
 def _ddl(table: str, columns: list[tuple[str, str]], version: str, order_by: str) -> str:
@@ -109,8 +110,8 @@ TABLES: dict[str, str] = {
     """,
     # One row per fired retrain trigger; ``labels_total`` is the domain's label count then,
     # which the next count trigger counts from.
-    "retrain_triggers": """
-        CREATE TABLE IF NOT EXISTS retrain_triggers (
+    TRIGGERS_TABLE: f"""
+        CREATE TABLE IF NOT EXISTS {TRIGGERS_TABLE} (
             request_id String,
             ts DateTime64(3, 'UTC'),
             domain LowCardinality(String),

@@ -30,12 +30,12 @@ from config.settings import AdaptationSettings, DomainName
 from models.registry import Registry
 from store import queries
 from store.readonly import ReadOnlyStore
+from store.schema import TRIGGERS_TABLE
 from streams.adaptation.messages import RetrainRequest, TriggerReason
 from streams.processor import ScorerHolder, Sink
 
 log = logging.getLogger(__name__)
 
-TRIGGERS_TABLE = "retrain_triggers"
 # Publishes a request on retrain.requests; returns once the broker has it.
 RequestSender = Callable[[RetrainRequest], Awaitable[None]]
 

@@ -34,7 +34,6 @@ def test_each_kind_of_message_passes_once_per_period_with_the_count_held_back(
 def test_every_kafka_client_logger_and_the_store_sink_are_limited() -> None:
     import aiokafka.consumer.fetcher  # noqa: F401 (the loggers must exist)
 
-    import store.readonly
     import store.sink  # noqa: F401
 
     limit = limit_client_logs()
@@ -42,7 +41,6 @@ def test_every_kafka_client_logger_and_the_store_sink_are_limited() -> None:
         assert limit in logging.getLogger("aiokafka.conn").filters
         assert limit in logging.getLogger("aiokafka.consumer.fetcher").filters
         assert limit in logging.getLogger("store.sink").filters
-        assert limit not in logging.getLogger("store.readonly").filters
         assert limit not in logging.getLogger("streams.scoring").filters
     finally:
         for name in list(logging.Logger.manager.loggerDict):
