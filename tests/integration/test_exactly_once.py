@@ -202,17 +202,23 @@ def test_a_worker_joining_and_leaving_mid_stream_doubles_nothing(
     joining = load_settings(home=tmp_path / "joining", topics=settings.topics.model_dump())
 
     async def stream_with_rebalances() -> Worker:
+        # The stream comes in two halves, so that each rebalance falls inside it however slow
+        # the machine: the second worker joins while the first half flows and leaves while
+        # the second half does.
+        half = READINGS // 2
         async with Tally(settings, scored_topics(settings, ["sensors"])) as scored:
             first = exactly_once_worker(workers, settings, registry_dir, app_id, "first")
             first.start("sensors")
-            feeding = asyncio.create_task(send(settings, "sensors", records, rate=150))
+            feeding = asyncio.create_task(send(settings, "sensors", records[:half], rate=150))
             assert await scored.at_least(READINGS // 5), first.tail()
             second = exactly_once_worker(workers, joining, registry_dir, app_id, "second")
             second.start("sensors")
             assert await all_joined(settings, app_id, members=2)
-            assert await scored.at_least(READINGS // 2), second.tail()
-            assert scored.total < READINGS, "the second worker must leave mid-stream"
+            await feeding
+            assert await scored.at_least(half), second.tail()
+            feeding = asyncio.create_task(send(settings, "sensors", records[half:], rate=100))
             assert second.stop() == 0, second.tail()
+            assert not feeding.done(), "the second worker must leave mid-stream"
             await feeding
             assert await scored.at_least(READINGS), first.tail()
         assert first.stop() == 0, first.tail()
