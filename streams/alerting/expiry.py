@@ -46,7 +46,10 @@ class Expiry:
         ):
             return []
         self._swept_ms = now
-        for state in states.values():
+        gone = []
+        for entity, state in states.items():
             if state.reached_ms is None:
                 state.reached_ms = now
-        return [e for e, state in states.items() if (state.reached_ms or now) < now - self.ttl_ms]
+            elif state.reached_ms < now - self.ttl_ms:
+                gone.append(entity)
+        return gone
