@@ -326,9 +326,8 @@ async def bench(arguments: argparse.Namespace, scratch: Path) -> tuple[float, li
     if arguments.sensors_only:
         return 0.0, await sensor_phases(arguments.sensor_events, base, scratch)
     threads = {"SIGNALYARD_PIPELINE__TORCH_THREADS": str(arguments.torch_threads)}
-    if arguments.torch_threads:
-        torch.set_num_threads(arguments.torch_threads)
-    ceiling = model_ceiling(base, arguments.news_events)
+    pipeline = base.pipeline.model_copy(update={"torch_threads": arguments.torch_threads})
+    ceiling = model_ceiling(base.model_copy(update={"pipeline": pipeline}), arguments.news_events)
     console.print(
         f"news model only: {ceiling:.1f} texts/s (torch threads {torch.get_num_threads()})"
     )

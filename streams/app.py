@@ -27,12 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
-import torch
 from mode import Service
 
 from config.settings import DomainName, Settings
 from models.base import Scorer
 from models.registry import Registry
+from models.serving.loading import use_scoring_threads
 from store.backtest_runs import BacktestWrites
 from store.connection import CHDB_SCHEME
 from store.readonly import ReadOnlyStore
@@ -212,18 +212,9 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(YOUNG_COLLECTION_ALLOCATIONS, middle, oldest)
 
 
-def limit_model_threads(settings: Settings) -> None:
-    """Set the threads per model operation (``pipeline.torch_threads``) before models load:
-    torch's for the process, and each ONNX Runtime session takes as many when it is made."""
-    if settings.pipeline.torch_threads:
-        # Torch's threads spin while they wait for work; on a busy machine more threads than
-        # free cores make small batches many times slower, not faster.
-        torch.set_num_threads(settings.pipeline.torch_threads)
-
-
 def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], loglevel: str) -> None:
     """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
-    limit_model_threads(settings)
+    use_scoring_threads(settings)
     runtime = ScoringRuntime(
         settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
     )

@@ -9,6 +9,7 @@
     load_version(settings: Settings, domain: DomainName, version: str) -> Scorer
     load_folder(settings: Settings, model_dir: Path, batch_size: int = 64,
                 precision: str | None = None) -> Scorer
+    use_scoring_threads(settings: Settings) -> None
 
 Only JSON, safetensors and LightGBM's text model files are read (never pickles) and nothing is
 downloaded. The scorer's ``version`` is the name of the folder it came from (``v3`` for
@@ -20,6 +21,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 from config.settings import DomainName, Settings
 from models.calibration import Calibration
@@ -43,6 +46,7 @@ __all__ = [
     "load_live_scorer",
     "load_scorer",
     "load_version",
+    "use_scoring_threads",
 ]
 
 LoadedScorer = SentimentScorer | TicketScorer | SensorScorer
@@ -165,8 +169,10 @@ def load_folder(
     settings: Settings, model_dir: Path, batch_size: int = 64, precision: str | None = None
 ) -> LoadedScorer:
     """A model folder set up for inference as the settings say (``precision`` overrides
-    theirs), taking what precision auto chose for it before on this machine, so that every
-    process scores it alike."""
+    theirs), taking what precision auto chose for it before on this machine and running with
+    the settings' threads (:func:`use_scoring_threads`), so that every process scores it
+    alike."""
+    use_scoring_threads(settings)
     return load_scorer(
         model_dir,
         settings.inference.device,
@@ -176,3 +182,17 @@ def load_folder(
         settings.inference.max_decision_change,
         settings.home_dir / PRECISION_CHOICES,
     )
+
+
+def use_scoring_threads(settings: Settings) -> None:
+    """Set torch's threads for the process to ``pipeline.torch_threads`` (0 leaves torch's
+    default, one per core); each ONNX Runtime session made later takes as many.
+
+    An event's scores depend on the threads as well as on its batch: matrix kernels split their
+    sums by thread, so a worker, a replay and a backtest that ran with different counts would
+    store different scores for one event. Every process that loads a model through the settings
+    therefore runs with the same count."""
+    if settings.pipeline.torch_threads:
+        # Torch's threads spin while they wait for work; on a busy machine more threads than
+        # free cores make small batches many times slower, not faster.
+        torch.set_num_threads(settings.pipeline.torch_threads)

@@ -36,12 +36,11 @@ def worker(chosen: tuple[DomainName, ...], loglevel: str) -> None:
     """
     # Imported here so that other commands start without loading torch and Faust.
     from models.serving.loading import load_live_scorer
-    from streams.app import limit_model_threads, run_worker
+    from streams.app import run_worker
     from streams.observability.log_limits import limit_client_logs
 
     settings = load_settings()
     names = chosen or domains.names()
-    limit_model_threads(settings)
     scorers = {domain: load_live_scorer(settings, domain) for domain in names}
     limit_client_logs()  # a broker that is away, or refuses the credentials, for minutes
     asyncio.run(wait_for_broker(settings.kafka, _say))

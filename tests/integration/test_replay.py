@@ -22,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
+import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from conftest import query
 from helpers import committed, free_port, run_cli
@@ -30,6 +31,7 @@ from config.settings import DomainName, Settings, settings_environment
 from domains.sensors import SensorScore
 from models.calibration import UNCALIBRATED
 from models.registry import Registry
+from models.serving.loading import load_version
 from models.training.options import TrainOptions
 from models.training.trainer import train_model
 from signalyard.demo.synthetic import World, events, write_training_csv
@@ -487,6 +489,25 @@ def test_replaying_one_range_twice_gives_identical_scores(kafka: Settings, regis
     runs = [news_scores(settings, run) for run in ("first", "second")]
     assert len(runs[0]) == len(values)
     assert runs[0] == runs[1]
+
+
+def test_a_version_scores_alike_whatever_threads_its_process_ran_with(
+    settings: Settings, registry: Path
+) -> None:
+    """Matrix kernels split their sums by thread, so a process's thread count changes some of
+    an event's scores in the last bits (in bf16, in the third digit). A replay run in its own
+    process and one run in a process that set other threads must store the same scores."""
+    inference = settings.inference.model_copy(update={"precision": "fp32"})  # auto may pick ONNX
+    settings = settings.model_copy(update={"registry_dir": registry, "inference": inference})
+    world = World(seed=4)
+    texts = [json.loads(value)["headline"] for _, value in islice(events(world, "news"), 120)]
+    scored = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)  # what the process ran with before it loaded the model
+        scorer = load_version(settings, "news", "v1")
+        assert torch.get_num_threads() == settings.pipeline.torch_threads
+        scored.append([scorer.predict_proba(texts[i : i + 16]) for i in range(0, 120, 16)])
+    assert all((a == b).all() for a, b in zip(*scored, strict=True))
 
 
 def news_scores(settings: Settings, run: str) -> list[tuple]:
