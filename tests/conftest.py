@@ -24,9 +24,17 @@ from aiokafka.errors import KafkaError
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 import domains
-from config.settings import DomainName, KafkaSettings, Settings, load_settings, with_topic_suffix
+from config.settings import (
+    DomainName,
+    KafkaSettings,
+    Settings,
+    StackSettings,
+    load_settings,
+    with_topic_suffix,
+)
 from models.registry import Registry
 from models.training.trainer import train_model
+from signalyard.local import local_kafka
 from signalyard.local.local_kafka import port_answers
 from signalyard.local.worker_process import WorkerProcess
 from store.connection import connect
@@ -76,6 +84,26 @@ def kafka(settings: Settings) -> Iterator[Settings]:
         pytest.fail(f"no Kafka broker on {host}:{port}: run `signalyard stack up` first")
     yield settings
     asyncio.run(delete_topics(settings.kafka, f".{settings.topics.suffix}"))
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[Settings, StackSettings, Path]]:
+    """A broker of the test's own, on free ports, for a test that stops and starts its broker
+    (so that the tests running beside it keep theirs): the test's settings pointed at it, the
+    broker's stack settings and its home (for ``local_kafka.down`` and ``up``)."""
+    from helpers import free_port  # helpers imports this module
+
+    home = tmp_path / "broker"
+    ports = {"port": free_port(), "controller_port": free_port(), "sasl_port": 0}
+    stack = load_settings(home=home).stack.model_copy(update=ports)
+    local_kafka.up(home, stack)
+    try:
+        settings = isolated_settings(tmp_path / "home")
+        servers = {"bootstrap_servers": f"127.0.0.1:{stack.port}"}
+        kafka = settings.kafka.model_copy(update=servers)
+        yield settings.model_copy(update={"kafka": kafka}), stack, home
+    finally:
+        local_kafka.down(home, stack)
 
 
 async def delete_topics(kafka: KafkaSettings, ending: str) -> None:

@@ -1,6 +1,6 @@
 """No broker at start, or gone while running: the worker waits with one clear line and starts
 by itself, and a stop asked for while the broker is gone ends within the shutdown timeout
-(real broker: the one the suite runs on, stopped and started again; a worker process)."""
+(real broker: the test's own, stopped and started again; a worker process)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import Worker, new_worker
 from helpers import ids_of, provision, read_until, send, synthetic
 
-from config.settings import Settings, load_settings
+from config.settings import Settings, StackSettings
 from signalyard.local import local_kafka
 from streams.groups import wait_until_stable
 from streams.shared import EXIT_FATAL
@@ -24,16 +24,15 @@ SHUTDOWN_TIMEOUT_S = 15
 
 
 def test_a_worker_waits_for_its_broker_and_stops_in_time_without_it(
-    kafka: Settings, registry_dir: Path, workers: list[Worker]
+    own_broker: tuple[Settings, StackSettings, Path], registry_dir: Path, workers: list[Worker]
 ) -> None:
-    settings = kafka
-    stack = load_settings()  # the suite's broker: its home and ports are the environment's
+    settings, stack, home = own_broker
     provision(settings)
     app_id = f"t-{uuid.uuid4().hex[:8]}"
     worker = new_worker(workers, settings, registry_dir, app_id, "w")
     worker.env["SIGNALYARD_PIPELINE__SHUTDOWN_TIMEOUT_S"] = str(SHUTDOWN_TIMEOUT_S)
 
-    assert local_kafka.down(stack.home_dir, stack.stack)
+    assert local_kafka.down(home, stack)
     try:
         worker.start("sensors")
         time.sleep(10)
@@ -41,7 +40,7 @@ def test_a_worker_waits_for_its_broker_and_stops_in_time_without_it(
         waiting = [line for line in worker.log.read_text().splitlines() if "no Kafka" in line]
         assert len(waiting) == 1 and "waiting for it" in waiting[0], waiting
     finally:
-        local_kafka.up(stack.home_dir, stack.stack)
+        local_kafka.up(home, stack)
 
     records = synthetic("sensors", 300, seed=3)
     asyncio.run(send(settings, "sensors", records))
@@ -55,13 +54,13 @@ def test_a_worker_waits_for_its_broker_and_stops_in_time_without_it(
     for group in (pipeline.scoring_group, f"{app_id}-feedback", app_id):
         assert asyncio.run(wait_until_stable(settings.kafka, group, 1, 120)), group
 
-    assert local_kafka.down(stack.home_dir, stack.stack)
+    assert local_kafka.down(home, stack)
     try:
         time.sleep(5)  # the worker finds its broker gone
         asked = time.monotonic()
         status = worker.stop(timeout_s=SHUTDOWN_TIMEOUT_S + 30)
         took = time.monotonic() - asked
     finally:
-        local_kafka.up(stack.home_dir, stack.stack)
+        local_kafka.up(home, stack)
     assert status in (0, EXIT_FATAL), worker.tail()
     assert took < SHUTDOWN_TIMEOUT_S + 5, f"stopped after {took:.0f}s\n{worker.tail()}"

@@ -23,7 +23,7 @@ from conftest import Worker, new_worker, query
 from helpers import ids_of, provision, send, synthetic
 
 import domains
-from config.settings import DomainName, Settings, TopicSettings, load_settings
+from config.settings import DomainName, Settings, StackSettings, TopicSettings, load_settings
 from signalyard.local import local_kafka
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
@@ -229,12 +229,10 @@ def test_a_worker_joining_and_leaving_mid_stream_doubles_nothing(
 
 
 def test_a_broker_restarted_mid_stream_loses_and_doubles_nothing(
-    kafka: Settings, registry_dir: Path, workers: list[Worker]
+    own_broker: tuple[Settings, StackSettings, Path], registry_dir: Path, workers: list[Worker]
 ) -> None:
-    """The broker the suite runs on (``signalyard stack up``: its home is the environment's)
-    goes down for a few seconds while the worker scores and sends."""
-    settings = kafka
-    stack = load_settings()
+    """The test's own broker goes down for a few seconds while the worker scores and sends."""
+    settings, stack, home = own_broker
     provision(settings)
     records = synthetic("sensors", READINGS, seed=80)
     expected = {"sensors": ids_of(records)}
@@ -247,9 +245,9 @@ def test_a_broker_restarted_mid_stream_loses_and_doubles_nothing(
         await send(settings, "sensors", records[:half], rate=2000)
         async with Tally(settings, scored_topics(settings, ["sensors"])) as scored:
             assert await scored.at_least(half // 2), worker.tail()
-        assert local_kafka.down(stack.home_dir, stack.stack)
+        assert local_kafka.down(home, stack)
         await asyncio.sleep(5)
-        local_kafka.up(stack.home_dir, stack.stack)
+        local_kafka.up(home, stack)
         await send(settings, "sensors", records[half:], rate=2000)
         async with Tally(settings, scored_topics(settings, ["sensors"])) as scored:
             if not await scored.at_least(READINGS, timeout_s=60) and not worker.running:
