@@ -39,7 +39,7 @@ lint: setup
 
 test: lint browser
 	$(TEST_ENV) $(BIN)/signalyard stack up
-	status=0; $(TEST_ENV) $(BIN)/pytest -q -p no:cacheprovider || status=$$?; \
+	status=0; $(TEST_ENV) $(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile || status=$$?; \
 		$(TEST_ENV) $(BIN)/signalyard stack down; exit $$status
 
 # Pipeline throughput and latency beside the model's own ceiling (minutes; not part of test).
