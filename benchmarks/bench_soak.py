@@ -15,8 +15,10 @@ the end the feed stops, the worker drains and stops, and every event sent is cou
 store (FINAL).
 
 Memory and descriptors are judged after warm-up (the first fifth of the samples): the slope
-of a least-squares line through the rest, per hour. The broker must be up (``signalyard stack
-up``); models are trained from the synthetic world when the registry has none.
+of a least-squares line through the rest, per hour, and what grew between the end of warm-up
+and the last sample, named (threads by name, descriptors by what they point at, from
+``/proc``). The broker must be up (``signalyard stack up``); models are trained from the
+synthetic world when the registry has none.
 
     .venv/bin/python benchmarks/bench_soak.py [--minutes 60] [--sample-s 60]
         [--rates news=20,tickets=10,reviews=10,sensors=200] [--out benchmarks/results/soak.json]
@@ -26,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -37,6 +41,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +77,7 @@ from streams.topics import project_topics, provision_topics
 console = Console(width=120)
 LABEL_EVERY = 5  # one news event in this many gets its true label as feedback
 DRAIN_TIMEOUT_S = 600
+DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,35 @@ def measure(pid: int) -> tuple[float, int, int]:
         except psutil.NoSuchProcess:
             continue
     return rss / 2**20, fds, threads
+
+
+def by_kind(pid: int) -> dict[str, Counter[str]]:
+    """The process tree's threads by name and descriptors by what they point at (digits read
+    as N), from ``/proc`` (Linux; empty elsewhere): what grew between two samples, named."""
+    threads: Counter[str] = Counter()
+    fds: Counter[str] = Counter()
+    for process in tree(pid):
+        base = Path(f"/proc/{process.pid}")
+        with contextlib.suppress(OSError):
+            for task in (base / "task").iterdir():
+                with contextlib.suppress(OSError):
+                    threads[DIGITS.sub("N", (task / "comm").read_text().strip())] += 1
+            for fd in (base / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    fds[DIGITS.sub("N", os.readlink(fd))] += 1
+    return {"threads": threads, "fds": fds}
+
+
+def grown(before: dict[str, Counter[str]], after: dict[str, Counter[str]]) -> dict:
+    """The kinds whose count changed, by how much."""
+    return {
+        what: {
+            name: after[what][name] - before[what][name]
+            for name in sorted(before[what].keys() | after[what].keys())
+            if after[what][name] != before[what][name]
+        }
+        for what in before
+    }
 
 
 def scrape(port: int) -> tuple[float, float]:
@@ -239,6 +274,8 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         max(1, arguments.samples // 2): "news adaptation round asked",
         max(1, 2 * arguments.samples // 3): "sensors replayed",
     }
+    warmed = max(1, arguments.samples // 5)  # the first fifth of the samples: warm-up
+    kinds = {}
     began = time.monotonic()
     try:
         for n in range(1, arguments.samples + 1):
@@ -259,6 +296,8 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
                     cli, env, "replay", "sensors", "--from", since, "--to", to, "--run-id", "soak"
                 )
             rss, fds, threads = measure(worker.process.pid)
+            if n in (warmed, arguments.samples):
+                kinds[n] = by_kind(worker.process.pid)
             count, p50, p99 = state.take()
             samples.append(
                 Sample(
@@ -283,7 +322,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
     finally:
         client.close()
     sent = {domain: len(ids) for domain, ids in state.sent.items()}
-    steady = samples[max(1, len(samples) // 5) :]
+    steady = samples[warmed:]
     minutes = [s.minute for s in steady]
     return {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count()},
@@ -293,6 +332,9 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         "rss_mb_per_hour": slope_per_hour(minutes, [s.rss_mb for s in steady]),
         "fds_per_hour": slope_per_hour(minutes, [float(s.fds) for s in steady]),
         "threads_per_hour": slope_per_hour(minutes, [float(s.threads) for s in steady]),
+        "grown_after_warm_up": grown(kinds[warmed], kinds[arguments.samples])
+        if len(kinds) == 2
+        else {},
         "max_lag": max((s.lag for s in samples), default=0.0),
         "sent": sent,
         "stored": stored,
@@ -344,6 +386,12 @@ def main() -> None:
         f"max lag {figures['max_lag']:.0f}; sent {figures['sent']}, stored {figures['stored']}"
     )
     console.print(slopes)
+    growth = "; ".join(
+        f"{what} {', '.join(f'{name} {change:+d}' for name, change in changes.items())}"
+        for what, changes in figures["grown_after_warm_up"].items()
+        if changes
+    )
+    console.print(f"grown after warm-up, by kind: {growth or 'nothing'}")
     samples = figures["samples"]
     record(
         "soak",
@@ -402,7 +450,10 @@ def main() -> None:
                 "series": {"held": [[s["minute"], s["alert_results"]] for s in samples]},
             },
         ],
-        notes=[f"{slopes[0].upper()}{slopes[1:]}."],
+        notes=[
+            f"{slopes[0].upper()}{slopes[1:]}.",
+            f"Grown from the end of warm-up to the last sample, by kind: {growth or 'nothing'}.",
+        ],
     )
     lost = {d: figures["sent"][d] - figures["stored"][d] for d in figures["sent"]}
     if any(lost.values()):
