@@ -20,6 +20,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -50,6 +51,9 @@ class Trainer:
         # When each domain's last finished round read its labels: a request made before that
         # asked for labels that round already used.
         self.labels_read: dict[DomainName, datetime] = {}
+        # The rounds train with torch's own threads (one per core); the gate's loads set the
+        # workers' count (``pipeline.torch_threads``) for judging, so each round sets it back.
+        self.training_threads = torch.get_num_threads()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume requests until ``stop`` is set."""
@@ -126,20 +130,22 @@ class Trainer:
         labeled = await loop.run_in_executor(None, self._labels, domain)
 
         def load(folder: Path) -> LoadedScorer:
-            # The gate judges the models as the workers will run them.
+            # The gate judges the models as the workers will run them, with their threads.
             return load_folder(self.settings, folder)
 
-        return await loop.run_in_executor(
-            None,
-            retrain,
-            domain,
-            self.registry,
-            labeled,
-            self.settings.adaptation,
-            load,
-            request.model_dump(mode="json"),
-            lambda limit: self._unlabeled(domain, limit),
-        )
+        def round_of_training() -> RetrainOutcome:
+            torch.set_num_threads(self.training_threads)
+            return retrain(
+                domain,
+                self.registry,
+                labeled,
+                self.settings.adaptation,
+                load,
+                request.model_dump(mode="json"),
+                lambda limit: self._unlabeled(domain, limit),
+            )
+
+        return await loop.run_in_executor(None, round_of_training)
 
     def _unlabeled(self, domain: DomainName, limit: int) -> list[str]:
         """Texts of the domain's most recent events that nobody labeled (for a teacher)."""
