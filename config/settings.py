@@ -160,7 +160,7 @@ class PipelineSettings(Section):
     # From SIGTERM to exit at most; past it the worker ends anyway (status 70), what it did
     # not commit to be read again.
     shutdown_timeout_s: float = Field(gt=0, le=3600)
-    torch_threads: int = Field(ge=0, le=1024)  # per worker; 0: torch's default, one per core
+    torch_threads: int = Field(ge=0, le=1024)  # per scoring process; 0: torch's, one per core
     web_port: int = Field(ge=0, lt=65536)  # 0 keeps Faust's web server off
     web_bind: str = Field(min_length=1)  # the address the web server listens on
     # The credential of /sql, /explain and the backtest writes; empty: each worker makes one
