@@ -129,7 +129,9 @@ def by_kind(pid: int) -> dict[str, Counter[str]]:
     return {"threads": threads, "fds": fds}
 
 
-def grown(before: dict[str, Counter[str]], after: dict[str, Counter[str]]) -> dict:
+def grown(
+    before: dict[str, Counter[str]], after: dict[str, Counter[str]]
+) -> dict[str, dict[str, int]]:
     """The kinds whose count changed, by how much."""
     return {
         what: {
@@ -275,7 +277,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         max(1, 2 * arguments.samples // 3): "sensors replayed",
     }
     warmed = max(1, arguments.samples // 5)  # the first fifth of the samples: warm-up
-    kinds = {}
+    kinds: dict[int, dict[str, Counter[str]]] = {}
     began = time.monotonic()
     try:
         for n in range(1, arguments.samples + 1):

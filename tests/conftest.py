@@ -1,7 +1,8 @@
 """Shared fixtures.
 
 Tests that need Kafka use the broker that ``signalyard stack up`` started (``.ci/run`` does
-that); they fail, not skip, when it is down. Each test gets its own ``SIGNALYARD_HOME``
+that); they fail, not skip, when it is down. A test that stops its broker starts one of its own
+(``own_broker``). Each test gets its own ``SIGNALYARD_HOME``
 (so its embedded ClickHouse is private) and topic names with a unique suffix, so tests and
 concurrent runs never see each other's records.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ from store.connection import connect
 from streams.connection import aiokafka_options
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+OWN_BROKER_PORT = 29110  # and up, ten apart per xdist worker: see ``own_broker``
 
 
 def isolated_settings(home: Path, **overrides: object) -> Settings:
@@ -88,16 +91,29 @@ def kafka(settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[tuple[Settings, StackSettings, Path]]:
-    """A broker of the test's own, on free ports, for a test that stops and starts its broker
-    (so that the tests running beside it keep theirs): the test's settings pointed at it, the
-    broker's stack settings and its home (for ``local_kafka.down`` and ``up``)."""
-    from helpers import free_port  # helpers imports this module
+    """A broker of the test's own, for a test that stops and starts its broker (so that the
+    tests running beside it keep theirs): the test's settings pointed at it, the broker's stack
+    settings and its home (for ``local_kafka.down`` and ``up``).
 
+    Its ports are fixed per xdist worker and, like the suite's (see the Makefile), below
+    Linux's ephemeral range: a client polling a port of that range while the broker is down
+    can be given that very port and connect to itself. It takes the suite broker's jars."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    port = OWN_BROKER_PORT + 10 * worker
+    ports = {"port": port, "controller_port": port + 1, "sasl_port": 0}
+    taken = [p for p in (port, port + 1) if port_answers(p)]
+    if taken:
+        pytest.fail(f"port {taken[0]} is taken: the own_broker fixture needs it")
     home = tmp_path / "broker"
-    ports = {"port": free_port(), "controller_port": free_port(), "sasl_port": 0}
     stack = load_settings(home=home).stack.model_copy(update=ports)
-    local_kafka.up(home, stack)
+    suite = load_settings().stack
+    jars = local_kafka.broker_paths(load_settings().home_dir, suite).libs
+    if jars.is_dir() and suite.kafka_version == stack.kafka_version:
+        libs = local_kafka.broker_paths(home, stack).libs
+        libs.parent.mkdir(parents=True)
+        libs.symlink_to(jars)
     try:
+        local_kafka.up(home, stack)
         settings = isolated_settings(tmp_path / "home")
         servers = {"bootstrap_servers": f"127.0.0.1:{stack.port}"}
         kafka = settings.kafka.model_copy(update=servers)

@@ -185,8 +185,10 @@ def load_folder(
 
 
 def use_scoring_threads(settings: Settings) -> None:
-    """Set torch's threads for the process to ``pipeline.torch_threads`` (0 leaves torch's
-    default, one per core); each ONNX Runtime session made later takes as many.
+    """Set torch's threads to ``pipeline.torch_threads`` (0 leaves torch's default, one per
+    core): for the calling thread and every thread that first runs torch after it (threads
+    already running torch keep their count); each ONNX Runtime session made later takes as
+    many.
 
     An event's scores depend on the threads as well as on its batch: matrix kernels split their
     sums by thread, so a worker, a replay and a backtest that ran with different counts would
