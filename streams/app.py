@@ -32,7 +32,6 @@ from mode import Service
 from config.settings import DomainName, Settings
 from models.base import Scorer
 from models.registry import Registry
-from models.serving.loading import use_scoring_threads
 from store.backtest_runs import BacktestWrites
 from store.connection import CHDB_SCHEME
 from store.readonly import ReadOnlyStore
@@ -214,7 +213,6 @@ def settle_garbage_collector() -> None:
 
 def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], loglevel: str) -> None:
     """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
-    use_scoring_threads(settings)
     runtime = ScoringRuntime(
         settings, ClickHouseSink(settings.clickhouse_dsn, settings.sink), scorers
     )
