@@ -334,9 +334,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         "rss_mb_per_hour": slope_per_hour(minutes, [s.rss_mb for s in steady]),
         "fds_per_hour": slope_per_hour(minutes, [float(s.fds) for s in steady]),
         "threads_per_hour": slope_per_hour(minutes, [float(s.threads) for s in steady]),
-        "grown_after_warm_up": grown(kinds[warmed], kinds[arguments.samples])
-        if len(kinds) == 2
-        else {},
+        "grown_after_warm_up": grown(kinds[warmed], kinds[arguments.samples]),
         "max_lag": max((s.lag for s in samples), default=0.0),
         "sent": sent,
         "stored": stored,
