@@ -106,9 +106,9 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[Settings, StackSettings, Path]]
         pytest.fail(f"port {taken[0]} is taken: the own_broker fixture needs it")
     home = tmp_path / "broker"
     stack = load_settings(home=home).stack.model_copy(update=ports)
-    suite = load_settings().stack
-    jars = local_kafka.broker_paths(load_settings().home_dir, suite).libs
-    if jars.is_dir() and suite.kafka_version == stack.kafka_version:
+    suite = load_settings()
+    jars = local_kafka.broker_paths(suite.home_dir, suite.stack).libs
+    if jars.is_dir() and suite.stack.kafka_version == stack.kafka_version:
         libs = local_kafka.broker_paths(home, stack).libs
         libs.parent.mkdir(parents=True)
         libs.symlink_to(jars)
