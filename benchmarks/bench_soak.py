@@ -14,6 +14,11 @@ thirds the sensor readings so far are replayed through the worker (``signalyard 
 the end the feed stops, the worker drains and stops, and every event sent is counted in the
 store (FINAL).
 
+A day is shrunk into the hour for the alert state too: every rule's window and cool-down are
+cut to ``--alert-window`` (5 minutes) and entities are forgotten after both, so the windows are
+full before warm-up ends and what grows after it is not state filling up (``--alert-window
+off`` keeps the rules as configured, whose hour-long and week-long windows fill all run).
+
 Memory and descriptors are judged after warm-up (the first fifth of the samples): the slope
 of a least-squares line through the rest, per hour, and what grew between the end of warm-up
 and the last sample, named (threads by name, descriptors by what they point at, from
@@ -43,7 +48,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -70,6 +75,7 @@ from signalyard.local.worker_process import WorkerProcess
 from store.connection import connect
 from store.sink import count_final
 from streams.adaptation.messages import FeedbackLabel
+from streams.alerting.rules import load_rules, parse_duration
 from streams.connection import aiokafka_options, consumer_options
 from streams.groups import wait_until_stable
 from streams.topics import project_topics, provision_topics
@@ -78,6 +84,7 @@ console = Console(width=120)
 LABEL_EVERY = 5  # one news event in this many gets its true label as feedback
 DRAIN_TIMEOUT_S = 600
 DIGITS = re.compile(r"\d+")
+DURATION_LINE = re.compile(r'^((?:window|cooldown)\s*=\s*)"([^"]*)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,24 @@ def slope_per_hour(minutes: list[float], values: list[float]) -> float:
     if len(minutes) < 2:
         return 0.0
     return statistics.linear_regression(minutes, values).slope * 60
+
+
+def with_alert_window(settings: Settings, cap: timedelta, folder: Path) -> Settings:
+    """The settings with every alert rule's window and cool-down cut to ``cap`` (a copy of the
+    rules file in ``folder``) and entities forgotten after both."""
+    text = settings.rules_path.read_text()
+    shown = f'"{cap.total_seconds():g}s"'
+    cut = DURATION_LINE.sub(
+        lambda line: line[0] if parse_duration(line[2]) <= cap else f"{line[1]}{shown}", text
+    )
+    rules = folder / "soak-alerts.toml"
+    rules.write_text(cut)
+    book = load_rules(rules)  # still valid, and nothing longer than the cap is left
+    assert all(rule.window <= cap and rule.cooldown <= cap for rule in book.rules)
+    alerts = settings.alerts.model_copy(
+        update={"rules_file": rules, "state_ttl_s": 2 * cap.total_seconds()}
+    )
+    return settings.model_copy(update={"alerts": alerts})
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -252,6 +277,9 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
     settings = with_topic_suffix(
         load_settings(home=scratch / "home", registry_dir=arguments.registry), run
     )
+    window = arguments.alert_window
+    if window is not None:
+        settings = with_alert_window(settings, window, scratch)
     ensure_models(settings, tuple(names))
     await provision_topics(settings.kafka, project_topics(settings))
     app_id = f"soak-{run}"
@@ -330,6 +358,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count()},
         "command": " ".join(sys.argv),
         "rates": arguments.rates,
+        "alert_window_s": window and window.total_seconds(),
         "samples": [asdict(s) for s in samples],
         "rss_mb_per_hour": slope_per_hour(minutes, [s.rss_mb for s in steady]),
         "fds_per_hour": slope_per_hour(minutes, [float(s.fds) for s in steady]),
@@ -341,6 +370,15 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         "worker_exit": status,
         "swaps": cli(env, "models", "list"),
     }
+
+
+def alert_window(text: str) -> timedelta | None:
+    if text == "off":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def rates(text: str) -> dict[DomainName, float]:
@@ -359,6 +397,12 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=60.0)
     parser.add_argument(
         "--rates", type=rates, default=rates("news=20,tickets=10,reviews=10,sensors=200")
+    )
+    parser.add_argument(
+        "--alert-window",
+        type=alert_window,
+        default=alert_window("5m"),
+        help="cut every alert window and cool-down to this (default 5m), or off",
     )
     parser.add_argument("--web-port", type=int, default=16066)
     parser.add_argument("--registry", type=Path, default=None, help="default: a scratch one")

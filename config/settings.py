@@ -7,7 +7,6 @@ every value can be overridden from the environment as ``SIGNALYARD_<SECTION>__<K
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -326,11 +325,11 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=config_file()),
         )
 
-    @cached_property
+    @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
-    @cached_property
+    @property
     def models_dir(self) -> Path:
         return (self.registry_dir or self.home_dir / "models").expanduser().resolve()
 
@@ -339,16 +338,16 @@ class Settings(BaseSettings):
         """Where a worker without a configured ``pipeline.web_token`` keeps the one it made."""
         return self.home_dir / f"web-token-{self.pipeline.web_port}"
 
-    @cached_property
+    @property
     def encoders_dir(self) -> Path:
         """Pretrained encoders fetched at setup (``signalyard encoders fetch``)."""
         return self.home_dir / "encoders"
 
-    @cached_property
+    @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse.dsn or f"chdb://{self.home_dir / 'clickhouse'}"
 
-    @cached_property
+    @property
     def rules_path(self) -> Path:
         """The alert rules file; relative to the config file's folder so that a site's config
         and rules travel together."""

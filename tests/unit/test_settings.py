@@ -165,3 +165,21 @@ def test_a_suffix_isolates_the_topics_of_domains_without_settings_too() -> None:
     assert isolated.topics.scored("weather").name == "weather.scored.run1"
     assert settings_environment(isolated)["SIGNALYARD_TOPICS__SUFFIX"] == "run1"
     assert len(isolated.topics.all()) == len(base.topics.all())
+
+
+def test_a_copy_with_other_places_names_the_new_places(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "first")
+    before = (settings.home_dir, settings.models_dir, settings.clickhouse_dsn, settings.rules_path)
+    rules = tmp_path / "other-alerts.toml"
+    copy = settings.model_copy(
+        update={
+            "home": tmp_path / "second",
+            "alerts": settings.alerts.model_copy(update={"rules_file": rules}),
+        }
+    )
+    assert copy.home_dir == (tmp_path / "second").resolve()
+    assert copy.models_dir == (tmp_path / "second" / "models").resolve()
+    assert copy.clickhouse_dsn == f"chdb://{(tmp_path / 'second').resolve() / 'clickhouse'}"
+    assert copy.rules_path == rules
+    assert (settings.home_dir, settings.models_dir) == before[:2]
+    assert (settings.clickhouse_dsn, settings.rules_path) == before[2:]
