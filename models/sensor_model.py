@@ -114,11 +114,18 @@ class SensorModel:
 
         One thread per call: the pipeline scores batches of a few hundred rows, for which
         LightGBM's thread pool costs more than it gains, and torch holds the other cores."""
-        failure = np.mean([m.predict(x, num_threads=1) for m in self.failure], axis=0)
-        if not self.mode:
-            return failure, np.full((len(x), len(FAILURE_MODES)), 1 / len(FAILURE_MODES))
+        return self.failure_probability(x), self.mode_probabilities(x)
+
+    def failure_probability(self, x: np.ndarray) -> np.ndarray:
+        """P(failure) (n,) for feature rows (n, len(FEATURES)), one thread per call."""
+        return np.mean([m.predict(x, num_threads=1) for m in self.failure], axis=0)
+
+    def mode_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """The failure-mode probabilities (n, 5) for feature rows (n, len(FEATURES))."""
+        if not self.mode or not len(x):
+            return np.full((len(x), len(FAILURE_MODES)), 1 / len(FAILURE_MODES))
         mode = np.mean([m.predict(x, num_threads=1) for m in self.mode], axis=0)
-        return failure, mode.reshape(len(x), len(FAILURE_MODES))
+        return mode.reshape(len(x), len(FAILURE_MODES))
 
     def config(self) -> dict[str, Any]:
         return {

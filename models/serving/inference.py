@@ -141,3 +141,18 @@ class SensorEngine:
         if not readings:
             return np.zeros(0), np.zeros((0, len(FAILURE_MODES)))
         return self.model.predict_proba(features(readings))
+
+    def decide(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, list[str]]:
+        """P(failure) (n,) and each reading's failure mode: the likeliest where P(failure)
+        reaches the threshold, ``"none"`` elsewhere. The mode head, four times the failure
+        head's trees, runs on the readings over the threshold only (a few in a hundred)."""
+        if not readings:
+            return np.zeros(0), []
+        x = features(readings)
+        failure = self.model.failure_probability(x)
+        over = np.flatnonzero(failure >= self.threshold)
+        modes = ["none"] * len(readings)
+        likeliest = self.model.mode_probabilities(x[over]).argmax(axis=1)
+        for row, mode in zip(over.tolist(), likeliest.tolist(), strict=True):
+            modes[row] = FAILURE_MODES[mode]
+        return failure, modes

@@ -11,7 +11,7 @@ import numpy as np
 from config.settings import DomainName
 from models.base import SensorPrediction, SensorReading, SentimentPrediction, TicketPrediction
 from models.calibration import UNCALIBRATED, Calibration, decision_confidence
-from models.data import FAILURE_MODES, SENTIMENT_LABELS
+from models.data import SENTIMENT_LABELS
 from models.serving.inference import SensorEngine, TextEngine
 from models.tasks import Task
 from models.taxonomy import RiskTaxonomy
@@ -130,11 +130,10 @@ class SensorScorer:
         return self.engine.predict_proba(readings)
 
     def score(self, inputs: Sequence[SensorReading]) -> list[SensorPrediction]:
-        failure, modes = self.predict_proba(inputs)
+        failure, modes = self.engine.decide(inputs)
         predictions = []
-        for p, mode_row in zip(failure.tolist(), modes, strict=True):
+        for p, mode in zip(failure.tolist(), modes, strict=True):
             defect = p >= self.engine.threshold
-            mode = FAILURE_MODES[int(np.argmax(mode_row))] if defect else "none"
             predictions.append(
                 SensorPrediction(
                     failure_probability=p,

@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from models.data import FAILURE_MODES, SensorData, read_readings
 from models.errors import DataError, ModelNotFoundError
 from models.sensor_model import CONFIG_FILE, features, load_sensor_model, save_sensor_model
+from models.serving.inference import SensorEngine
 from models.splits import subset
 from models.training.metrics import best_f1_threshold, failure_mode_metrics
 from models.training.options import TrainOptions
@@ -78,6 +79,22 @@ def test_failure_modes_are_learned_where_the_flag_is(readings: SensorData) -> No
     # The synthetic world's modes follow the AI4I limits exactly, so they can be learned.
     assert figures["mode_accuracy_given_flag"] > 0.8
     assert set(figures["mode_recall"]) <= set(FAILURE_MODES)
+
+
+def test_the_engine_decides_as_both_heads_on_every_reading_would(readings: SensorData) -> None:
+    model, _ = train_defect(readings, OPTIONS)
+    engine = SensorEngine(model)
+    failure, modes = model.predict_proba(features(readings.readings))
+    expected = [
+        FAILURE_MODES[int(np.argmax(row))] if p >= model.threshold else "none"
+        for p, row in zip(failure, modes, strict=True)
+    ]
+    decided_failure, decided = engine.decide(readings.readings)
+    np.testing.assert_array_equal(decided_failure, failure)
+    assert decided == expected
+    assert 0 < sum(mode != "none" for mode in decided) < len(decided)
+    none_failure, none_modes = engine.decide([])
+    assert none_failure.shape == (0,) and none_modes == []
 
 
 def test_too_few_failures_is_a_clear_error(readings: SensorData) -> None:
