@@ -8,10 +8,10 @@ For the alerts of one fetch (``attach``), before they are published:
    their way (a scored result can reach its topic a moment before its rows are queryable);
 2. each is explained in a process of its own at the lowest CPU priority, one at a time, and
    at most ``explanations.max_cpu_share`` of the time: after an explanation that took t
-   seconds the next one waits t * (1 / share - 1); an alert whose turn would come after its
-   fetch's budget is sent with ``explanation_error`` at once. Explained with the version
-   named by the alert, loaded once, toward the label the event was scored with, within
-   ``explanations.budget_s`` for the fetch;
+   seconds none starts for t * (1 / share - 1), and an alert met meanwhile is sent with
+   ``explanation_error`` at once rather than wait (waiting would hold its fetch, and every
+   alert after it). Explained with the version named by the alert, loaded once, toward the
+   label the event was scored with, within ``explanations.budget_s`` for the fetch;
 3. the explanations go to the ClickHouse ``explanations`` table, keyed by event id and model
    version (``ReplacingMergeTree``: a replay writes the same row again, which collapses), and
    the short form (the top words or columns for and against) goes into the alert's
@@ -125,23 +125,27 @@ class EventExplainer:
         return out
 
     async def explain(
-        self, wanted: set[Key], wait_s: float, budget_s: float
+        self, wanted: set[Key], wait_s: float, budget_s: float, wait_for_turn: bool = False
     ) -> tuple[dict[Key, Explanation], dict[Key, str]]:
         """Explain the events named by (domain, event id, model version) toward the label
         they were scored with, and store the explanations; return them, and for the others
         why not. Whatever fails for one event is that event's error: an explanation never
         holds back what it explains. Events not reached within ``budget_s`` are not
-        explained."""
+        explained; without ``wait_for_turn``, neither are those met while explaining has had
+        its ``max_cpu_share``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s
-        share = self.settings.max_cpu_share
-        if self._next_start > deadline:  # not even a lookup (a query in this process) then
-            return {}, dict.fromkeys(wanted, f"over explanations.max_cpu_share ({share:g})")
+        over_share = f"over explanations.max_cpu_share ({self.settings.max_cpu_share:g})"
+        # An alert does not wait for its turn (it would hold its fetch, and every alert after
+        # it); a request does, within its budget.
+        latest_start = deadline if wait_for_turn else loop.time()
+        if self._next_start > latest_start:  # not even a lookup (a query in this process) then
+            return {}, dict.fromkeys(wanted, over_share)
         inputs, errors = await self._inputs(wanted, min(wait_s, budget_s))
         explained: dict[Key, Explanation] = {}
         for key, (model_input, predicted) in inputs.items():
-            if self._next_start > deadline:
-                errors[key] = f"over explanations.max_cpu_share ({share:g})"
+            if self._next_start > (deadline if wait_for_turn else loop.time()):
+                errors[key] = over_share
                 continue
             await asyncio.sleep(max(0.0, self._next_start - loop.time()))
             if loop.time() >= deadline:
@@ -172,9 +176,10 @@ class EventExplainer:
             except Exception as error:  # one event's failure is reported, never raised
                 log.warning("explaining %s %s failed", key[0], key[1], exc_info=True)
                 errors[key] = f"explaining failed: {type(error).__name__}: {error}"
-            # The next explanation waits long enough for explaining to take at most ``share``
-            # of the time (a budget of CPU time, spent in bursts of one explanation).
-            self._next_start = loop.time() + (loop.time() - started) * (1 / share - 1)
+            # None starts again before explaining has taken at most ``max_cpu_share`` of the
+            # time (a budget of CPU time, spent in bursts of one explanation).
+            took = loop.time() - started
+            self._next_start = loop.time() + took * (1 / self.settings.max_cpu_share - 1)
         top_k = self.settings.top_k
         rows = [explanation_row(d, e, v, x, top_k) for (d, e, v), x in explained.items()]
         await self.sink.write(EXPLANATIONS_TABLE, rows)
@@ -189,7 +194,9 @@ class EventExplainer:
                 continue
             version = result.rows[0][0]
             key = (name, event_id, version)
-            explained, errors = await self.explain({key}, 0, self.settings.budget_s)
+            explained, errors = await self.explain(
+                {key}, 0, self.settings.budget_s, wait_for_turn=True
+            )
             head = {"domain": name, "event_id": event_id, "model_version": version}
             if key in explained:
                 return {**head, **explained[key].to_dict()}

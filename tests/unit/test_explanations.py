@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
 ) -> None:
     """The real embedded store and sink: the triggering event's text is read back, explained
     with the version that scored it, stored once, and put in the evidence; evaluating the
-    same alert again (a replay) gives the same evidence and no second row."""
+    same alert again (a replay) gives the same evidence and no second row. While explaining
+    has had its share of the time, an alert waits for nothing."""
     settings = isolated_settings(
         tmp_path / "home",
         registry_dir=keyword_model.parent.parent.parent,
@@ -119,13 +121,24 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
             replayed = await explainer.attach([alert("e-1")])
             found = await explainer.explain_event("e-1", None)
             unknown = await explainer.explain_event("no-such-event", "news")
+            # At 1 % of the time, an explanation of t seconds leaves the next 99 t seconds,
+            # well within the budget, to scoring: alerts then go out at once, unexplained.
+            explainer.settings = settings.explanations.model_copy(update={"max_cpu_share": 0.01})
+            await explainer.attach([alert("e-1")])
+            started = time.monotonic()
+            paused = await explainer.attach([alert("e-1")])
+            paused_s = time.monotonic() - started
+            asked = await explainer.explain_event("e-1", "news")  # a request waits its turn
         finally:
             explainer.close()
             await sink.stop()
-        return first, replayed, found, unknown
+        return first, replayed, found, unknown, paused, paused_s, asked
 
     create_tables_in(settings)
-    first, replayed, found, unknown = asyncio.run(run())
+    first, replayed, found, unknown, paused, paused_s, asked = asyncio.run(run())
+    assert paused[0].evidence["explanation_error"] == "over explanations.max_cpu_share (0.01)"
+    assert paused_s < 1.0
+    assert asked["attributions"][0]["feature"] == "bankruptcy"
     evidence = first[0].evidence
     assert "explanation_error" not in evidence, evidence
     assert evidence["explanation"].startswith("+bankruptcy")
