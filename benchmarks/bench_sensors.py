@@ -49,7 +49,7 @@ DETERMINISTIC_MODES = ("HDF", "PWF", "OSF")
 def project(options: TrainOptions) -> Candidate:
     def run(train: SensorData, test: SensorData) -> tuple[np.ndarray, float]:
         model, _ = train_defect(train, options)
-        return model.predict_proba(features(test.readings))[0], model.threshold
+        return model.failure_probability(features(test.readings)), model.threshold
 
     return run
 
@@ -101,7 +101,7 @@ def readings_per_second(engine: SensorEngine, data: SensorData, batch: int) -> f
     rows = (data.readings * (1 + 4096 // len(data.readings)))[: max(batch * 20, 2048)]
     started = time.perf_counter()
     for start in range(0, len(rows), batch):
-        engine.predict_proba(rows[start : start + batch])
+        engine.decide(rows[start : start + batch])
     return len(rows) / (time.perf_counter() - started)
 
 

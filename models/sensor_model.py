@@ -110,14 +110,15 @@ class SensorModel:
     reference: dict[str, float] = field(default_factory=lambda: dict(AI4I_MEDIANS))
 
     def predict_proba(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For feature rows (n, len(FEATURES)): P(failure) (n,) and mode probabilities (n, 5).
-
-        One thread per call: the pipeline scores batches of a few hundred rows, for which
-        LightGBM's thread pool costs more than it gains, and torch holds the other cores."""
+        """For feature rows (n, len(FEATURES)): P(failure) (n,) and mode probabilities (n, 5)."""
         return self.failure_probability(x), self.mode_probabilities(x)
 
+    # Both heads predict on one thread per call: the pipeline scores batches of a few hundred
+    # rows, for which LightGBM's thread pool costs more than it gains, and torch holds the
+    # other cores.
+
     def failure_probability(self, x: np.ndarray) -> np.ndarray:
-        """P(failure) (n,) for feature rows (n, len(FEATURES)), one thread per call."""
+        """P(failure) (n,) for feature rows (n, len(FEATURES))."""
         return np.mean([m.predict(x, num_threads=1) for m in self.failure], axis=0)
 
     def mode_probabilities(self, x: np.ndarray) -> np.ndarray:

@@ -192,7 +192,7 @@ def explain_readings(model: SensorModel, readings: Sequence[SensorReading]) -> l
                 {**reading, **dict(zip(SENSOR_INPUTS, map(float, row), strict=True))}  # type: ignore[typeddict-item]
                 for row in columns.tolist()
             ]
-            return torch.from_numpy(model.predict_proba(features(rows))[0])
+            return torch.from_numpy(model.failure_probability(features(rows)))
 
         values = torch.tensor([[reading[c] for c in SENSOR_INPUTS]], dtype=torch.float64)
         reference = torch.tensor([[model.reference[c] for c in SENSOR_INPUTS]], dtype=torch.float64)

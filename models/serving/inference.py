@@ -142,17 +142,18 @@ class SensorEngine:
             return np.zeros(0), np.zeros((0, len(FAILURE_MODES)))
         return self.model.predict_proba(features(readings))
 
-    def decide(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, list[str]]:
-        """P(failure) (n,) and each reading's failure mode: the likeliest where P(failure)
-        reaches the threshold, ``"none"`` elsewhere. The mode head, four times the failure
-        head's trees, runs on the readings over the threshold only (a few in a hundred)."""
+    def decide(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """P(failure) (n,), the defect flags (n,: P(failure) at or over the threshold) and each
+        reading's failure mode: the likeliest for a defect, ``"none"`` for the others. The
+        mode head, the larger one, runs only where its answer is used."""
         if not readings:
-            return np.zeros(0), []
+            return np.zeros(0), np.zeros(0, dtype=bool), []
         x = features(readings)
         failure = self.model.failure_probability(x)
-        over = np.flatnonzero(failure >= self.threshold)
+        defect = failure >= self.threshold
+        over = np.flatnonzero(defect)
         modes = ["none"] * len(readings)
         likeliest = self.model.mode_probabilities(x[over]).argmax(axis=1)
         for row, mode in zip(over.tolist(), likeliest.tolist(), strict=True):
             modes[row] = FAILURE_MODES[mode]
-        return failure, modes
+        return failure, defect, modes

@@ -130,10 +130,9 @@ class SensorScorer:
         return self.engine.predict_proba(readings)
 
     def score(self, inputs: Sequence[SensorReading]) -> list[SensorPrediction]:
-        failure, modes = self.engine.decide(inputs)
+        failure, defects, modes = self.engine.decide(inputs)
         predictions = []
-        for p, mode in zip(failure.tolist(), modes, strict=True):
-            defect = p >= self.engine.threshold
+        for p, defect, mode in zip(failure.tolist(), defects.tolist(), modes, strict=True):
             predictions.append(
                 SensorPrediction(
                     failure_probability=p,

@@ -38,7 +38,7 @@ def test_the_threshold_is_chosen_on_out_of_fold_predictions(readings: SensorData
         oof[held_out] = member.predict(x[held_out])
     assert model.threshold == best_f1_threshold(oof, y)
     # Tuned on the rows it is scored on, the threshold would be another one.
-    assert model.threshold != best_f1_threshold(model.predict_proba(x)[0], y)
+    assert model.threshold != best_f1_threshold(model.failure_probability(x), y)
     cv = model.cross_validation
     assert cv["folds"] == OPTIONS.folds == len(cv["per_fold"]) == len(model.failure)
     assert cv["rounds"] == fit.best_epoch <= fit.epochs_run <= OPTIONS.epochs
@@ -89,12 +89,13 @@ def test_the_engine_decides_as_both_heads_on_every_reading_would(readings: Senso
         FAILURE_MODES[int(np.argmax(row))] if p >= model.threshold else "none"
         for p, row in zip(failure, modes, strict=True)
     ]
-    decided_failure, decided = engine.decide(readings.readings)
+    decided_failure, defects, decided = engine.decide(readings.readings)
     np.testing.assert_array_equal(decided_failure, failure)
+    np.testing.assert_array_equal(defects, failure >= model.threshold)
     assert decided == expected
-    assert 0 < sum(mode != "none" for mode in decided) < len(decided)
-    none_failure, none_modes = engine.decide([])
-    assert none_failure.shape == (0,) and none_modes == []
+    assert 0 < defects.sum() < len(decided)
+    none_failure, none_defects, none_modes = engine.decide([])
+    assert none_failure.shape == none_defects.shape == (0,) and none_modes == []
 
 
 def test_too_few_failures_is_a_clear_error(readings: SensorData) -> None:
