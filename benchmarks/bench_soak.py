@@ -26,7 +26,8 @@ and the last sample, named (threads by name, descriptors by what they point at, 
 synthetic world when the registry has none.
 
     .venv/bin/python benchmarks/bench_soak.py [--minutes 60] [--sample-s 60]
-        [--rates news=20,tickets=10,reviews=10,sensors=200] [--out benchmarks/results/soak.json]
+        [--rates news=20,tickets=10,reviews=10,sensors=200] [--alert-window 5m | off]
+        [--registry DIR] [--out benchmarks/results/soak.json]
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def with_alert_window(settings: Settings, cap: timedelta, folder: Path) -> Setti
     """The settings with every alert rule's window and cool-down cut to ``cap`` (a copy of the
     rules file in ``folder``) and entities forgotten after both."""
     text = settings.rules_path.read_text()
-    shown = f'"{cap.total_seconds():g}s"'
+    shown = f'"{round(cap.total_seconds() * 1000)}ms"'
     cut = DURATION_LINE.sub(
         lambda line: line[0] if parse_duration(line[2]) <= cap else f"{line[1]}{shown}", text
     )
@@ -297,9 +298,9 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
     state = Run(settings, arguments.rates)
     started_at = datetime.now(UTC)
     # One world for every feed: its clock steps 1-40 ms an event, held back to the present,
-    # so at the run's total rate event time keeps up with the wall clock. A world per feed
-    # would lag it (news at 20 events/s: 0.4 s of event time a second), and windows of event
-    # time would take that much longer to fill.
+    # so above about 50 events/s in all (the default rates) event time keeps up with the wall
+    # clock. A world per feed lags it where that feed is slower, and windows of event time
+    # then take that much longer to fill.
     world = World(seed=1)
     tasks = [asyncio.create_task(state.feed(domain, world)) for domain in names]
     reader = asyncio.create_task(state.read())
@@ -363,7 +364,7 @@ async def soak(arguments: argparse.Namespace, scratch: Path) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count()},
         "command": " ".join(sys.argv),
         "rates": arguments.rates,
-        "alert_window_s": window and window.total_seconds(),
+        "alert_window_s": None if window is None else window.total_seconds(),
         "samples": [asdict(s) for s in samples],
         "rss_mb_per_hour": slope_per_hour(minutes, [s.rss_mb for s in steady]),
         "fds_per_hour": slope_per_hour(minutes, [float(s.fds) for s in steady]),
@@ -381,9 +382,12 @@ def alert_window(text: str) -> timedelta | None:
     if text == "off":
         return None
     try:
-        return parse_duration(text)
+        window = parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    if window <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a window must be longer than 0")
+    return window
 
 
 def rates(text: str) -> dict[DomainName, float]:

@@ -180,6 +180,6 @@ def test_a_copy_with_other_places_names_the_new_places(tmp_path: Path) -> None:
     assert copy.home_dir == (tmp_path / "second").resolve()
     assert copy.models_dir == (tmp_path / "second" / "models").resolve()
     assert copy.clickhouse_dsn == f"chdb://{(tmp_path / 'second').resolve() / 'clickhouse'}"
-    assert copy.rules_path == rules
+    assert copy.rules_path == rules.resolve()
     assert (settings.home_dir, settings.models_dir) == before[:2]
     assert (settings.clickhouse_dsn, settings.rules_path) == before[2:]
