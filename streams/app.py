@@ -101,6 +101,7 @@ class ScoringRuntime(Service):
             sink,
             self.producer,
             scoring,
+            self.metrics,
             self.explainer if explains_alerts(settings, scoring) else None,
         )
 

@@ -20,9 +20,12 @@ For the alerts of one fetch (``attach``), before they are published:
 Explanations are deterministic, so a replayed alert carries the same evidence (unless the first
 attempt could not explain it: then the replay's evidence, under the same alert id, replaces
 it). An event that cannot be explained (not in the store in time, its version gone from the
-registry, the budget spent, any failure of the explainer) does not hold its alert back: the
-alert goes out with ``evidence["explanation_error"]`` saying why. An alerting-only worker on
-an embedded store never holds the scoring workers' events, so it does not explain.
+registry, the budget spent, explaining over its share of the time, any failure of the
+explainer) does not hold its alert back: the alert goes out with
+``evidence["explanation_error"]`` saying why. An alert waits at most for an explanation
+already under way (of another alert of its fetch, or of an ``/explain`` request). An
+alerting-only worker on an embedded store never holds the scoring workers' events, so it does
+not explain.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ from streams.stored_events import find_events
 log = logging.getLogger(__name__)
 
 EXPLANATIONS_TABLE = "explanations"
+# The evidence keys of an alert's explanation, or of why it has none.
+EXPLAINED, UNEXPLAINED = "explanation", "explanation_error"
 Key = tuple[DomainName, str, str]  # domain, event id, model version
 
 
@@ -73,6 +78,14 @@ def explanation_row(
         "attributions": json.dumps(explanation.to_dict()["attributions"]),
         "explained_at": datetime.now(UTC),
     }
+
+
+def explanation_outcome(alert: Alert) -> str:
+    """``explained``, ``unexplained`` (the evidence says why) or ``not_asked`` (explanations
+    off, or a worker that cannot read the scoring workers' events)."""
+    if EXPLAINED in alert.evidence:
+        return "explained"
+    return "unexplained" if UNEXPLAINED in alert.evidence else "not_asked"
 
 
 def explainer_pool() -> ProcessPoolExecutor:
@@ -117,9 +130,9 @@ class EventExplainer:
         for alert in alerts:
             key = (alert.domain, alert.evidence["trigger_event_id"], alert.model_version)
             extra = (
-                {"explanation": explained[key].short(top_k)}
+                {EXPLAINED: explained[key].short(top_k)}
                 if key in explained
-                else {"explanation_error": errors.get(key, "not explained")}
+                else {UNEXPLAINED: errors.get(key, "not explained")}
             )
             out.append(alert.model_copy(update={"evidence": {**alert.evidence, **extra}}))
         return out

@@ -53,8 +53,9 @@ from streams.alerting.expiry import Expiry
 from streams.alerting.rules import Rule, load_rules
 from streams.connection import consumer_options
 from streams.deadletter import DeadLetter
-from streams.explaining import EventExplainer
+from streams.explaining import EventExplainer, explanation_outcome
 from streams.group_consumer import Fetched, GroupConsumer
+from streams.observability.metrics import PipelineMetrics
 from streams.processor import Sink, kafka_time
 from streams.shared import Send, SharedProducer
 from streams.validation import describe
@@ -120,6 +121,7 @@ class AlertConsumer(GroupConsumer):
         rules: dict[DomainName, list[Rule]],
         publisher: AlertPublisher,
         producer: SharedProducer,
+        metrics: PipelineMetrics,
         explainer: EventExplainer | None = None,
         **kwargs: Any,
     ) -> None:
@@ -135,6 +137,7 @@ class AlertConsumer(GroupConsumer):
         self.rules = rules
         self.publisher = publisher
         self.producer = producer
+        self.metrics = metrics
         self.explainer = explainer
         self.changelogs = {domain: state_changelog(settings, domain) for domain in rules}
         self.states: dict[TopicPartition, dict[str, EntityState]] = {}
@@ -205,6 +208,9 @@ class AlertConsumer(GroupConsumer):
             alerts = await self.explainer.attach(alerts)
         if alerts:
             await self.publisher.publish(alerts)
+            for a in alerts:
+                outcome = explanation_outcome(a)
+                self.metrics.alerts_sent.labels(a.domain, a.rule, a.severity, outcome).inc()
         if letters:
             await self.publisher.dead_letter(letters)
         writes = forgotten
@@ -278,6 +284,7 @@ def alert_consumer(
     sink: Sink,
     producer: SharedProducer,
     scoring: bool,
+    metrics: PipelineMetrics,
     explainer: EventExplainer | None,
 ) -> AlertConsumer | None:
     """The worker's alert consumer: for the domains the rules file has rules for, unless the
@@ -296,4 +303,4 @@ def alert_consumer(
     publisher = AlertPublisher(
         producer.send, sink, settings.topics.alerts.name, settings.topics.deadletter.name
     )
-    return AlertConsumer(settings, rules, publisher, producer, explainer)
+    return AlertConsumer(settings, rules, publisher, producer, metrics, explainer)

@@ -102,6 +102,13 @@ class PipelineMetrics:
             "Announced model versions refused (broken or unloadable); the current one scores on",
             **by_domain,
         )
+        self.alerts_sent = Counter(
+            "signalyard_alerts_sent",
+            "Alerts published (resends after a restart included), by rule and by whether their "
+            "triggering event was explained, unexplained or not_asked",
+            labelnames=["domain", "rule", "severity", "explanation"],
+            registry=self.registry,
+        )
 
     def scored(self, domain: str, events: int, seconds: float) -> None:
         """A micro-batch of ``events`` raw events was validated and scored in ``seconds``."""

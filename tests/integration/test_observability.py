@@ -215,8 +215,9 @@ def test_consumer_lag_per_partition_drops_to_zero_once_committed(live: Live) -> 
     assert partitions == set(raw), lags()
 
 
-def test_the_alert_state_held_per_domain_is_on_metrics(live: Live) -> None:
-    """What a worker's memory grows with: every result sits in its entity's windows."""
+def test_the_alert_state_held_per_domain_and_the_alerts_sent_are_on_metrics(live: Live) -> None:
+    """What a worker's memory grows with: every result sits in its entity's windows; and the
+    alerts it sent, by rule."""
 
     def held(name: str) -> dict[str, float]:
         return {
@@ -232,6 +233,17 @@ def test_the_alert_state_held_per_domain_is_on_metrics(live: Live) -> None:
     )
     entities = held("signalyard_alert_entities")
     assert set(entities) == set(every) and all(1 <= n <= EVENTS for n in entities.values())
+
+    def streak_alerts() -> float:
+        return sum(
+            sample
+            for (metric, labels), sample in live.metrics().items()
+            if metric == "signalyard_alerts_sent_total"
+            and dict(labels).items() >= {("domain", "sensors"), ("rule", "machine-defect-streak")}
+        )
+
+    # Published once its explanation is attached (or given up on), after the fold.
+    wait_for("the crafted streak's alert sent", lambda: streak_alerts() >= 1, live.worker)
 
 
 def test_health_and_readiness(live: Live) -> None:

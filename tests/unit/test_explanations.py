@@ -121,23 +121,25 @@ def test_an_alert_carries_its_explanation_once_after_a_replay_too(
             replayed = await explainer.attach([alert("e-1")])
             found = await explainer.explain_event("e-1", None)
             unknown = await explainer.explain_event("no-such-event", "news")
-            # At 1 % of the time, an explanation of t seconds leaves the next 99 t seconds,
-            # well within the budget, to scoring: alerts then go out at once, unexplained.
-            explainer.settings = settings.explanations.model_copy(update={"max_cpu_share": 0.01})
-            await explainer.attach([alert("e-1")])
+            # Explaining has had its share of the time for the next two seconds (as after an
+            # explanation of t s at a share of t / (t + 2)): an alert waits for nothing, a
+            # request waits its turn.
+            explainer._next_start = asyncio.get_running_loop().time() + 2
             started = time.monotonic()
             paused = await explainer.attach([alert("e-1")])
             paused_s = time.monotonic() - started
-            asked = await explainer.explain_event("e-1", "news")  # a request waits its turn
+            asked = await explainer.explain_event("e-1", "news")
+            asked_s = time.monotonic() - started
         finally:
             explainer.close()
             await sink.stop()
-        return first, replayed, found, unknown, paused, paused_s, asked
+        return first, replayed, found, unknown, paused, paused_s, asked, asked_s
 
     create_tables_in(settings)
-    first, replayed, found, unknown, paused, paused_s, asked = asyncio.run(run())
-    assert paused[0].evidence["explanation_error"] == "over explanations.max_cpu_share (0.01)"
+    first, replayed, found, unknown, paused, paused_s, asked, asked_s = asyncio.run(run())
+    assert paused[0].evidence["explanation_error"] == "over explanations.max_cpu_share (1)"
     assert paused_s < 1.0
+    assert "error" not in asked and asked_s >= 2.0
     assert asked["attributions"][0]["feature"] == "bankruptcy"
     evidence = first[0].evidence
     assert "explanation_error" not in evidence, evidence
