@@ -97,6 +97,11 @@ def commit() -> str:
     return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+# The code a run measures is the code it started with: a commit made while an hour-long run
+# goes on must not be named as its source.
+STARTED_AT = commit()
+
+
 def dict_table(rows: list[dict[str, Any]], title: str = "") -> dict[str, Any]:
     """A table of records with the same keys: one column per scalar key, in the first
     record's order (lists and mappings stay in the figures only)."""
@@ -133,7 +138,7 @@ def record(
         "benchmark": name,
         "title": title,
         "command": command_line(),
-        "commit": commit(),
+        "commit": STARTED_AT,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(),
