@@ -19,8 +19,10 @@ allows one process per data directory, so embedded workers each need their own
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import resource
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -192,6 +194,9 @@ def create_app(settings: Settings, runtime: ScoringRuntime) -> faust.App:
     return app
 
 
+# The soft limit of open descriptors asked for where the hard limit is unlimited.
+OPEN_FILES_WITHOUT_LIMIT = 65_536
+
 # Collections of the youngest generation: every this many allocations net of frees, instead of
 # Python's default 700 (a few events' worth of objects).
 YOUNG_COLLECTION_ALLOCATIONS = 50_000
@@ -212,6 +217,21 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(YOUNG_COLLECTION_ALLOCATIONS, middle, oldest)
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open descriptors to its hard limit; return it.
+
+    A worker with the embedded ClickHouse holds hundreds of descriptors (three per ClickHouse
+    thread, parts, sockets), and the engine's first exception opens every loaded library to
+    symbolize its stack trace, a few hundred more: near the common default soft limit of 1,024.
+    The hard limit is what the administrator allows; raising the soft one needs no privilege."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WITHOUT_LIMIT if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # a system that refuses keeps its limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], loglevel: str) -> None:
     """Run a scoring worker until it is stopped (SIGTERM or SIGINT); does not return."""
     runtime = ScoringRuntime(
@@ -219,6 +239,7 @@ def run_worker(settings: Settings, scorers: Mapping[DomainName, Scorer], logleve
     )
     app = create_app(settings, runtime)
     limit_client_logs()
+    raise_open_files_limit()
     settle_garbage_collector()
     worker = Worker(
         app,
