@@ -11,9 +11,16 @@ from sklearn.model_selection import StratifiedKFold
 
 from models.data import FAILURE_MODES, SensorData, read_readings
 from models.errors import DataError, ModelNotFoundError
-from models.sensor_model import CONFIG_FILE, features, load_sensor_model, save_sensor_model
+from models.sensor_model import (
+    CONFIG_FILE,
+    SensorModel,
+    features,
+    load_sensor_model,
+    save_sensor_model,
+)
 from models.serving.inference import SensorEngine
 from models.splits import subset
+from models.training.fitting import FitResult
 from models.training.metrics import best_f1_threshold, failure_mode_metrics
 from models.training.options import TrainOptions
 from models.training.train_defect import train_defect
@@ -28,8 +35,16 @@ def readings(tmp_path_factory: pytest.TempPathFactory) -> SensorData:
     return read_readings(write_training_csv("sensors", path, 1500))
 
 
-def test_the_threshold_is_chosen_on_out_of_fold_predictions(readings: SensorData) -> None:
-    model, fit = train_defect(readings, OPTIONS)
+@pytest.fixture(scope="module")
+def trained(readings: SensorData) -> tuple[SensorModel, FitResult]:
+    """The model of every reading, and how its training went (one training for the module)."""
+    return train_defect(readings, OPTIONS)
+
+
+def test_the_threshold_is_chosen_on_out_of_fold_predictions(
+    readings: SensorData, trained: tuple[SensorModel, FitResult]
+) -> None:
+    model, fit = trained
     x, y = features(readings.readings), np.asarray(readings.failure)
     # Member k is the model of fold k; each predicts the rows it did not train on.
     folds = StratifiedKFold(OPTIONS.folds, shuffle=True, random_state=OPTIONS.seed).split(x, y)
@@ -73,16 +88,20 @@ def test_a_saved_model_loads_without_pickle_and_predicts_the_same(
         load_sensor_model(tmp_path)
 
 
-def test_failure_modes_are_learned_where_the_flag_is(readings: SensorData) -> None:
-    model, _ = train_defect(readings, OPTIONS)
+def test_failure_modes_are_learned_where_the_flag_is(
+    trained: tuple[SensorModel, FitResult],
+) -> None:
+    model, _ = trained
     figures = model.cross_validation["out_of_fold"]
     # The synthetic world's modes follow the AI4I limits exactly, so they can be learned.
     assert figures["mode_accuracy_given_flag"] > 0.8
     assert set(figures["mode_recall"]) <= set(FAILURE_MODES)
 
 
-def test_the_engine_decides_as_both_heads_on_every_reading_would(readings: SensorData) -> None:
-    model, _ = train_defect(readings, OPTIONS)
+def test_the_engine_decides_as_both_heads_on_every_reading_would(
+    readings: SensorData, trained: tuple[SensorModel, FitResult]
+) -> None:
+    model, _ = trained
     engine = SensorEngine(model)
     failure, modes = model.predict_proba(features(readings.readings))
     expected = [
