@@ -138,7 +138,7 @@ class EventExplainer:
         return out
 
     async def explain(
-        self, wanted: set[Key], wait_s: float, budget_s: float, wait_for_turn: bool = False
+        self, wanted: set[Key], wait_s: float, budget_s: float, *, wait_for_turn: bool = False
     ) -> tuple[dict[Key, Explanation], dict[Key, str]]:
         """Explain the events named by (domain, event id, model version) toward the label
         they were scored with, and store the explanations; return them, and for the others
@@ -149,15 +149,18 @@ class EventExplainer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s
         over_share = f"over explanations.max_cpu_share ({self.settings.max_cpu_share:g})"
-        # An alert does not wait for its turn (it would hold its fetch, and every alert after
-        # it); a request does, within its budget.
-        latest_start = deadline if wait_for_turn else loop.time()
-        if self._next_start > latest_start:  # not even a lookup (a query in this process) then
+
+        def over_its_share() -> bool:
+            # An alert does not wait for its turn (it would hold its fetch, and every alert
+            # after it); a request does, within its budget.
+            return self._next_start > (deadline if wait_for_turn else loop.time())
+
+        if over_its_share():  # not even a lookup (a query in this process) then
             return {}, dict.fromkeys(wanted, over_share)
         inputs, errors = await self._inputs(wanted, min(wait_s, budget_s))
         explained: dict[Key, Explanation] = {}
         for key, (model_input, predicted) in inputs.items():
-            if self._next_start > (deadline if wait_for_turn else loop.time()):
+            if over_its_share():
                 errors[key] = over_share
                 continue
             await asyncio.sleep(max(0.0, self._next_start - loop.time()))
