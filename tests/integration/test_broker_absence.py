@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Worker, new_worker
-from helpers import ids_of, provision, read_until, send, synthetic
+from helpers import ids_of, provision, read_until, send, synthetic, wait_for
 
 from config.settings import Settings, StackSettings
 from signalyard.local import local_kafka
@@ -35,10 +35,16 @@ def test_a_worker_waits_for_its_broker_and_stops_in_time_without_it(
     assert local_kafka.down(home, stack)
     try:
         worker.start("sensors")
-        time.sleep(10)
+
+        def waiting() -> list[str]:
+            return [line for line in worker.log.read_text().splitlines() if "no Kafka" in line]
+
+        # A loaded machine takes its time to import the worker; the line says once, at once,
+        # what it waits for, and again only a minute later.
+        wait_for("the worker's line about its missing broker", lambda: bool(waiting()), worker)
+        time.sleep(5)
         assert worker.running, worker.tail()
-        waiting = [line for line in worker.log.read_text().splitlines() if "no Kafka" in line]
-        assert len(waiting) == 1 and "waiting for it" in waiting[0], waiting
+        assert len(waiting()) == 1 and "waiting for it" in waiting()[0], waiting()
     finally:
         local_kafka.up(home, stack)
 
