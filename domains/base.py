@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
+from operator import attrgetter
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -112,10 +114,6 @@ class Column:
     sql: str
     attribute: str | None = None
     optional: bool = False
-
-    def value(self, event: RawEvent) -> Any:
-        value = getattr(event, self.attribute or self.name)
-        return "" if value is None and self.optional else value
 
     @property
     def select(self) -> str:
@@ -230,8 +228,24 @@ class Domain:
 
     def event_row(self, event: RawEvent, ingested_at: datetime) -> dict[str, Any]:
         """The event as a row of ``<name>_events``."""
-        own = {column.name: column.value(event) for column in self.event_columns}
-        return {"event_id": event.id, "ts": event.ts, **own, "ingested_at": ingested_at}
+        names, values, optional = self._event_row_plan
+        row = dict(zip(names, values(event), strict=True))
+        for name in optional:
+            if row[name] is None:
+                row[name] = ""
+        row["ingested_at"] = ingested_at
+        return row
+
+    @cached_property
+    def _event_row_plan(self) -> tuple[tuple[str, ...], attrgetter[Any], tuple[str, ...]]:
+        """Column names, one getter of all their values (a call per event, not per column: a
+        worker builds thousands of rows a second) and the optional columns."""
+        attributes = (column.attribute or column.name for column in self.event_columns)
+        return (
+            ("event_id", "ts", *(column.name for column in self.event_columns)),
+            attrgetter("id", "ts", *attributes),
+            tuple(column.name for column in self.event_columns if column.optional),
+        )
 
     @property
     def stored_fields(self) -> str:
@@ -253,23 +267,25 @@ class Domain:
         Validated like any message: pydantic's compiled validation costs less than building the
         model unvalidated, and it keeps a model's stray output type off the wire.
         """
-        return self.result(
-            event_id=event.id,
-            ts=event.ts,
-            **{self.entity: event.entity},
-            **(self.result_fields(event) if self.result_fields else {}),
-            **prediction,
-            model_name=scorer.model_name,
-            model_version=scorer.version,
-            batch_size=batch_size,
-            latency_ms=(scored_at - ingested_at).total_seconds() * 1000.0,
-            scored_at=scored_at,
-            model_sha256=scorer.model_sha256,
-            source_topic=lineage.source_topic,
-            source_partition=lineage.source_partition,
-            source_offset=lineage.source_offset,
-            processing_guarantee=lineage.processing_guarantee,
-        )
+        fields = {
+            "event_id": event.id,
+            "ts": event.ts,
+            self.entity: event.entity,
+            "model_name": scorer.model_name,
+            "model_version": scorer.version,
+            "batch_size": batch_size,
+            "latency_ms": (scored_at - ingested_at).total_seconds() * 1000.0,
+            "scored_at": scored_at,
+            "model_sha256": scorer.model_sha256,
+            "source_topic": lineage.source_topic,
+            "source_partition": lineage.source_partition,
+            "source_offset": lineage.source_offset,
+            "processing_guarantee": lineage.processing_guarantee,
+        }
+        if self.result_fields:
+            fields.update(self.result_fields(event))
+        fields.update(prediction)
+        return self.result.model_validate(fields)
 
     def events_columns_sql(self) -> list[tuple[str, str]]:
         """(name, ClickHouse type) of every ``<name>_events`` column, in table order."""

@@ -25,7 +25,7 @@ from domains.base import Lineage, RawEvent, ScoredResult
 from models.base import ModelInput, Prediction, Scorer
 from streams.deadletter import DeadLetter
 from streams.publishing import Outgoing, Publish
-from streams.validation import EventLimits, Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_events
 
 log = logging.getLogger(__name__)
 
@@ -103,27 +103,28 @@ class BatchProcessor:
     async def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         batch = PreparedBatch()
         valid: list[tuple[SourceRecord, RawEvent, datetime]] = []
-        for record in records:
-            ingested_at = kafka_time(record.timestamp)
-            try:
-                event = parse_event(self.domain, record.value, self.limits, ingested_at)
-            except Rejected as rejected:
-                batch.dead_letters.append(dead_letter(record, rejected, ingested_at))
-                continue
-            valid.append((record, event, ingested_at))
+        arrivals = [kafka_time(record.timestamp) for record in records]
+        payloads = [record.value for record in records]
+        parsed = parse_events(self.domain, payloads, self.limits, arrivals)
+        for record, outcome, ingested_at in zip(records, parsed, arrivals, strict=True):
+            if isinstance(outcome, Rejected):
+                batch.dead_letters.append(dead_letter(record, outcome, ingested_at))
+            else:
+                valid.append((record, outcome, ingested_at))
         if not valid:
             return batch
         scorer = self.scorer.current
-        inputs = [domains.get(self.domain).model_input(event) for _, event, _ in valid]
+        domain = domains.get(self.domain)
+        inputs = [domain.model_input(event) for _, event, _ in valid]
         outcomes = await predict(self.executor, scorer, inputs, self.domain)
         scored_at = datetime.now(UTC)
         for (record, event, ingested_at), outcome in zip(valid, outcomes, strict=True):
             if isinstance(outcome, Rejected):
                 batch.dead_letters.append(dead_letter(record, outcome, ingested_at))
                 continue
-            batch.event_rows.append(domains.get(self.domain).event_row(event, ingested_at))
+            batch.event_rows.append(domain.event_row(event, ingested_at))
             batch.results.append(
-                domains.get(self.domain).scored_result(
+                domain.scored_result(
                     event,
                     outcome,
                     scorer,
@@ -138,13 +139,16 @@ class BatchProcessor:
     async def deliver(self, batch: PreparedBatch) -> None:
         """Publish and store the batch; returns once Kafka and ClickHouse both have it."""
         where = self.destinations
-        entity = domains.get(self.domain).entity
+        domain = domains.get(self.domain)
+        # The model's compiled serializer, called straight: bytes, without model_dump_json's
+        # Python-level options and the copy of encoding its string.
+        to_json = domain.result.__pydantic_serializer__.to_json
         results = await self.publish(
             where.scored_topic,
             [
                 Outgoing(
-                    getattr(result, entity).encode(),
-                    result.model_dump_json().encode(),
+                    getattr(result, domain.entity).encode(),
+                    to_json(result),
                     source=(result.source_topic, result.source_partition),
                 )
                 for result in batch.results

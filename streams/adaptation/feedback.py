@@ -110,7 +110,7 @@ class FeedbackJoin:
     def _parse(self, record: SourceRecord) -> FeedbackLabel:
         try:
             label = FeedbackLabel.model_validate_json(record.value or b"")
-            reject_repeated_keys((record.value or b"").decode("utf-8"))
+            reject_repeated_keys(record.value or b"")
         except ValidationError as error:
             raise ValueError(f"not a feedback label: {describe(error)}") from None
         except Rejected as repeated:

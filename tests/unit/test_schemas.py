@@ -13,7 +13,7 @@ from domains.news import NewsEvent
 from domains.sensors import SensorEvent
 from domains.tickets import TicketEvent
 from streams.deadletter import HEADER_KIND, HEADER_REASON, DeadLetter, kind_from_headers
-from streams.validation import EventLimits, Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_event, parse_events
 
 LIMIT = EventLimits(65536)
 NEWS = {
@@ -212,3 +212,47 @@ def test_the_future_skew_is_a_setting() -> None:
     loose = EventLimits(65536, max_age=timedelta(days=60))
     stale = encode({**NEWS, "ts": "2024-04-01T10:00:00Z"})
     assert parse_event("news", stale, loose, ARRIVAL).id == "n-1"
+
+
+def outcome(domain: DomainName, payload: bytes | None, arrival: datetime) -> object:
+    try:
+        return parse_event(domain, payload, LIMIT, arrival)
+    except Rejected as error:
+        return (error.kind, str(error))
+
+
+def test_a_batch_parses_as_each_of_its_payloads_would_alone() -> None:
+    good = [encode({**SENSOR, "id": f"s-{n}", "rpm": 1500 + n}) for n in range(5)]
+    bad = [
+        b"",
+        b'{"id": "x", "machine_id": "\xff"}',
+        b'{"id": "x",',
+        encode({**SENSOR, "rpm": "1551"}),
+        encode(SENSOR)[:-1] + b', "id": "s-9"}',
+        encode({**SENSOR, "domain": "news"}),
+        encode({**SENSOR, "ts": "2199-01-01T00:00:00Z"}),
+    ]
+    arrivals = [ARRIVAL] * 5
+    together = parse_events("sensors", good, LIMIT, arrivals)
+    assert together == [parse_event("sensors", p, LIMIT, ARRIVAL) for p in good]
+    # A valid event out of place is refused in the fast path too.
+    late = [*good, bad[-1]]
+    *events, refused = parse_events("sensors", late, LIMIT, [ARRIVAL] * 6)
+    assert events == together and isinstance(refused, Rejected)
+    # Every other fault sends the batch down the one-by-one path, with each reason exact.
+    for fault in bad:
+        payloads = [*good[:2], fault, *good[2:]]
+        parsed = parse_events("sensors", payloads, LIMIT, [ARRIVAL] * 6)
+        for got, payload in zip(parsed, payloads, strict=True):
+            want = outcome("sensors", payload, ARRIVAL)
+            assert (got.kind, str(got)) == want if isinstance(got, Rejected) else got == want
+
+
+def test_payloads_that_would_split_or_merge_in_one_array_stay_apart() -> None:
+    """Two events in one payload and one event split over two: joined with commas they make
+    as many valid events as there are payloads, none of which any payload holds."""
+    first, second = encode({**SENSOR, "id": "a"}), encode({**SENSOR, "id": "b"})
+    split = encode({**SENSOR, "id": "c", "message": "x,y"})
+    head, tail = split.split(b",y")[0], b'y"' + split.split(b',y"')[1]
+    parsed = parse_events("sensors", [first + b"," + second, head, tail], LIMIT, [ARRIVAL] * 3)
+    assert [p.kind for p in parsed if isinstance(p, Rejected)] == ["not JSON"] * 3
