@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Worker, isolated_settings, new_worker
-from helpers import free_port, ids_of, provision, read_until, run, synthetic
+from helpers import free_port, ids_of, provision, read_until, run, synthetic, wait_for
 
 from config.settings import Settings, load_settings, settings_environment
 from signalyard.local.local_kafka import port_answers
@@ -111,13 +111,22 @@ def test_a_worker_refused_its_credentials_waits_and_says_so_without_a_flood(
     settings = sasl_settings(tmp_path / "home", password="not-the-password")
     worker = new_worker(workers, settings, registry_dir, f"t-{uuid.uuid4().hex[:8]}", "refused")
     worker.start("sensors")
-    time.sleep(15)  # a retry every second
+
+    def said(words: str) -> list[str]:
+        return [line for line in worker.log.read_text().splitlines() if words in line]
+
+    # However long the worker takes to start on a loaded machine: its first lines, then ten
+    # seconds of retries, one a second, that say nothing more.
+    wait_for(
+        "the worker's lines about its refused credentials",
+        lambda: bool(said("accepts the credentials") and said("SaslAuthenticationFailed")),
+        worker,
+    )
+    time.sleep(10)
     assert worker.running, worker.tail()
-    lines = worker.log.read_text().splitlines()
-    waiting = [line for line in lines if "accepts the credentials" in line]
+    waiting = said("accepts the credentials")
     assert len(waiting) == 1 and "waiting for it" in waiting[0], worker.tail()
-    refused = [line for line in lines if "SaslAuthenticationFailed" in line]
-    assert len(refused) == 1, worker.tail()
+    assert len(said("SaslAuthenticationFailed")) == 1, worker.tail()
     # Before its consumers start, the worker ends by SIGTERM's default action: there is
     # nothing to deliver or commit yet. Not killed after the timeout (that would be -9).
     assert worker.stop(timeout_s=30) in (0, -signal.SIGTERM), worker.tail()
