@@ -265,7 +265,8 @@ class Domain:
         """The result of one event: a message of ``<name>.scored``, a row of ``<name>_scores``.
 
         Validated like any message: pydantic's compiled validation costs less than building the
-        model unvalidated, and it keeps a model's stray output type off the wire.
+        model unvalidated, and it keeps a model's stray output type off the wire. Raises
+        TypeError when the prediction or ``result_fields`` name a field already given.
         """
         fields = {
             "event_id": event.id,
@@ -282,10 +283,14 @@ class Domain:
             "source_offset": lineage.source_offset,
             "processing_guarantee": lineage.processing_guarantee,
         }
-        if self.result_fields:
-            fields.update(self.result_fields(event))
-        fields.update(prediction)
-        return self.result.model_validate(fields)
+        own = self.result_fields(event) if self.result_fields else {}
+        values = {**fields, **own, **prediction}
+        if len(values) != len(fields) + len(own) + len(prediction):
+            # A model's output or the domain's fields must not overwrite lineage or timing.
+            f, o, p = fields.keys(), own.keys(), prediction.keys()
+            taken = (f & o) | (f & p) | (o & p)
+            raise TypeError(f"{self.name}: result fields given twice: {sorted(taken)}")
+        return self.result.model_validate(values)
 
     def events_columns_sql(self) -> list[tuple[str, str]]:
         """(name, ClickHouse type) of every ``<name>_events`` column, in table order."""

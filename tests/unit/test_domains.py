@@ -43,6 +43,16 @@ def test_a_result_takes_fields_from_its_event_and_stores_them_as_typed() -> None
     assert order.index("flagged") + 1 == order.index("model_name")
 
 
+def test_a_prediction_cannot_overwrite_what_the_pipeline_fills_in() -> None:
+    news = domains.get("news")
+    event = NewsEvent(id="n1", ts=NOW, source="s", ticker="NOK", headline="up", body="more")
+    prediction = {"label": "positive", "confidence": 0.9, "p_negative": 0.05,
+                  "p_neutral": 0.05, "p_positive": 0.9, "sentiment": 0.85}  # fmt: skip
+    for stray in ({"source_offset": 7}, {"ticker": "OTHER"}):
+        with pytest.raises(TypeError, match=f"given twice: .'{next(iter(stray))}'"):
+            news.scored_result(event, prediction | stray, Scorer(), 1, NOW, NOW, ORIGIN)  # type: ignore[arg-type]
+
+
 def test_a_field_without_a_clickhouse_type_is_named() -> None:
     assert column_type(list[float]) == "Array(Float32)"
     with pytest.raises(TypeError, match="optional"):
