@@ -45,7 +45,7 @@ from streams.alerting.engine import EntityState
 from streams.alerting.rules import Rule
 from streams.processor import SourceRecord, kafka_time, predict
 from streams.replay import RangeReader, TimeRange, format_time
-from streams.validation import EventLimits, Rejected, parse_event
+from streams.validation import EventLimits, Rejected, parse_events
 
 LIVE = "live"  # in a comparison: the live ``<domain>_scores`` rows of the other run's events
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -177,15 +177,18 @@ async def replay(
         async with RangeReader(settings.kafka, topic, time_range) as reader:
             writer.forget(run_id)  # once the range is found: a failed start keeps the old run
             async for fetched in reader.fetch():
-                for record in fetched.records:
-                    try:
-                        event = parse_event(
-                            domain, record.value, limits, kafka_time(record.timestamp)
-                        )
-                    except Rejected as rejected:
-                        report.reject(record, rejected)
-                        continue
-                    pending.append((record, event))
+                records = fetched.records
+                parsed = parse_events(
+                    domain,
+                    [record.value for record in records],
+                    limits,
+                    [kafka_time(record.timestamp) for record in records],
+                )
+                for record, outcome in zip(records, parsed, strict=True):
+                    if isinstance(outcome, Rejected):
+                        report.reject(record, outcome)
+                    else:
+                        pending.append((record, outcome))
                 while len(pending) >= batch_size:
                     await score(pending[:batch_size])
                     del pending[:batch_size]
