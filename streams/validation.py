@@ -161,7 +161,7 @@ def check_domain_and_time(
     check_event_time(event.ts, limits, arrival)
 
 
-DUPLICATE = "Detected duplicate key "  # how jiter's error names the key, quoted as in JSON
+DUPLICATE = "Detected duplicate key "  # how jiter's error starts; the key follows, quoted
 
 
 def reject_repeated_keys(payload: bytes) -> None:
