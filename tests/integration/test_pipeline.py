@@ -100,19 +100,24 @@ def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     expected = ids_of(records)
     app_id = f"t-{uuid.uuid4().hex[:8]}"
 
-    async def feed_and_kill() -> tuple[int, int]:
+    async def feed_and_kill() -> tuple[int, int, bool]:
         first = new_worker(workers, settings, registry_dir, app_id, "first").start("sensors")
-        feeding = asyncio.create_task(send(settings, "sensors", records, rate=800))
+        # Ten seconds of sending: the reader may lag the worker, which scores as fast as the
+        # events come, so only events still unsent at the kill are sure to be left to the
+        # second worker.
+        feeding = asyncio.create_task(send(settings, "sensors", records, rate=400))
         progress = await read_until(
             settings, lambda s: len(s.ids["sensors"]) >= 1000, names=("sensors",)
         )
+        sending = not feeding.done()
         status = first.kill()
         await feeding
-        return len(progress.ids["sensors"]), status
+        return len(progress.ids["sensors"]), status, sending
 
-    scored_before_kill, status = asyncio.run(feed_and_kill())
+    scored_before_kill, status, sending = asyncio.run(feed_and_kill())
     assert status == -signal.SIGKILL
     assert 1000 <= scored_before_kill < len(expected), "the kill must come mid-stream"
+    assert sending, "the kill must come while events are still being sent"
 
     second = new_worker(workers, settings, registry_dir, app_id, "second").start("sensors")
     scored = asyncio.run(
