@@ -76,7 +76,7 @@ def main() -> None:
             labels = (
                 scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else SENTIMENT_LABELS
             )
-            data = read_text(args.data, scorer.task, tuple(labels))
+            data = read_text(args.data, scorer.task, tuple(labels), scorer.domain)
             quality = evaluate_data(scorer, data)
             rate = texts_per_second(scorer, data.texts, args.seconds)
             parameters = stored_parameters(Path(folder) / WEIGHTS_FILE, Path(folder) / HEAD_FILE)

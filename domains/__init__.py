@@ -21,6 +21,7 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from domains.base import Domain
+from models.data import register_row_input
 
 ENTRY_POINT_GROUP = "signalyard.domains"
 
@@ -37,6 +38,7 @@ def register(domain: Domain) -> Domain:
     if known is not None and known is not domain:
         raise ValueError(f"two domains are named {domain.name!r}")
     _REGISTERED[domain.name] = domain
+    register_row_input(domain.name, domain.row_input if domain.labeled_fields else None)
     return domain
 
 

@@ -18,16 +18,18 @@ import random
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from operator import attrgetter
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from models.base import ModelInput, Prediction, Scorer
+from models.data import labeled_inputs, read_labeled, read_rows
 from models.tasks import Task
 
 
@@ -50,6 +52,7 @@ Measure = Annotated[float, Field(allow_inf_nan=False)]
 Category = Annotated[str, ColumnType("LowCardinality(String)")]
 
 DATETIME = "DateTime64(3, 'UTC')"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RawEvent(BaseModel):
@@ -189,9 +192,11 @@ class Domain:
     ``panel`` is its chart on the dashboard. For the demo, the tests and an empty registry:
     ``simulation`` makes the domain's part of the synthetic world; ``event_fields(model_input,
     source, rng)`` makes the fields of an event (all but ``id`` and ``ts``) that carries a
-    labeled row's model input, its entity drawn from ``rng``; ``data_sets`` names the folders
-    of a data directory laid out as ../shared/data that ``signalyard demo --data`` streams,
-    and ``taxonomy_file`` (intent_risk) the risk taxonomy in it.
+    labeled row's model input, its entity drawn from ``rng``, and ``labeled_fields(row)`` the
+    fields a row of the labeled file carries beside its text (a review's title), which then
+    make the model input of training and evaluation as they make an event's. ``data_sets``
+    names the folders of a data directory laid out as ../shared/data that ``signalyard demo
+    --data`` streams, and ``taxonomy_file`` (intent_risk) the risk taxonomy in it.
     """
 
     name: str
@@ -213,6 +218,7 @@ class Domain:
     # Fields of the result taken from the event rather than the model (say, what the event's
     # author said of it); default: none.
     result_fields: Callable[[Any], dict[str, Any]] | None = None
+    labeled_fields: Callable[[Mapping[str, str]], dict[str, Any]] | None = None
 
     @property
     def events_table(self) -> str:
@@ -225,6 +231,31 @@ class Domain:
     @property
     def predicted_sql(self) -> str:
         return self.predicted_class or self.feedback_field
+
+    def labeled_event(
+        self, model_input: Any, row: Mapping[str, str], source: str, rng: random.Random
+    ) -> dict[str, Any]:
+        """The fields of an event (all but ``id`` and ``ts``) that is a labeled row: the one
+        ``event_fields`` makes of its model input, with ``labeled_fields`` of the row."""
+        fields = self.event_fields(model_input, source, rng)
+        return {**fields, **self.labeled_fields(row)} if self.labeled_fields else fields
+
+    def labeled_rows(
+        self, path: Path, labels: Sequence[str]
+    ) -> list[tuple[Any, Mapping[str, str], str]]:
+        """Each row of a labeled file as ``labeled_event`` takes it: its model input as
+        ``event_fields`` takes one (a text, a reading), the row, and its label. Raises
+        DataError for a malformed file or a label not in ``labels``."""
+        inputs = labeled_inputs(read_labeled(self.task, path, labels))
+        rows = read_rows(path) if self.labeled_fields else [{}] * len(inputs)
+        return [(given, row, label) for (given, label), row in zip(inputs, rows, strict=True)]
+
+    def row_input(self, row: Mapping[str, str]) -> ModelInput:
+        """The model input of a row of the labeled file (``text`` and ``labeled_fields``): what
+        the model reads of the event the row makes. Raises ValueError for a field the event
+        schema refuses."""
+        fields = self.labeled_event(row["text"].strip(), row, "labeled", random.Random(0))
+        return self.model_input(self.event.model_validate({"id": "labeled", "ts": EPOCH, **fields}))
 
     def event_row(self, event: RawEvent, ingested_at: datetime) -> dict[str, Any]:
         """The event as a row of ``<name>_events``."""

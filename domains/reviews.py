@@ -3,14 +3,17 @@
 ``reviews.raw`` carries ``id, ts, product_id, text, title?, rating?, department?,
 recommended?``; ``reviews.scored`` the sentiment label, its probabilities (negative, neutral,
 positive), ``sentiment = p_positive - p_negative`` in [-1, 1], and the reviewer's own
-recommendation where the review gives one. The model reads the review's text (what the
-labeled data's ``text`` column holds, ../shared/data/reviews); a run of negative reviews of
-one product is what a merchandising or quality team wants an alert for (config/alerts.toml).
+recommendation where the review gives one. The model reads what the reviewer wrote: the
+recommendation (where given), the title (where given) and the text, as the labeled data's
+columns hold them (../shared/data/reviews), never the star rating its label is made from; a
+run of negative reviews of one product is what a merchandising or quality team wants an alert
+for (config/alerts.toml).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -54,7 +57,38 @@ class ReviewScore(ScoredResult):
 
 
 def model_input(event: ReviewEvent) -> str:
-    return event.text
+    """``"Recommended. Love it! Soft and flattering."``: the reviewer's recommendation and title,
+    each where given, before the text. A flag or title left out leaves just the rest."""
+    parts = []
+    if event.recommended is not None:
+        parts.append("Recommended." if event.recommended else "Not recommended.")
+    title = (event.title or "").strip()
+    if title:
+        parts.append(title if title[-1] in ".!?" else f"{title}.")
+    parts.append(event.text)
+    return " ".join(parts)
+
+
+def labeled_fields(row: Mapping[str, str]) -> dict[str, Any]:
+    """A labeled row's product, title, department, rating and recommendation (``1`` or ``0``),
+    each where the row has it; raises ValueError for a recommendation or rating of another
+    form."""
+    fields: dict[str, Any] = {}
+    for name in ("product_id", "title", "department"):
+        value = (row.get(name) or "").strip()
+        if value:
+            fields[name] = value
+    flag = (row.get("recommended") or "").strip()
+    if flag:
+        if flag not in ("0", "1"):
+            raise ValueError(f"recommended must be 1 or 0, not {flag!r}")
+        fields["recommended"] = flag == "1"
+    rating = (row.get("rating") or "").strip()
+    if rating:
+        if rating not in ("1", "2", "3", "4", "5"):
+            raise ValueError(f"rating must be 1 to 5, not {rating!r}")
+        fields["rating"] = int(rating)
+    return fields
 
 
 # The synthetic world: each product has a quality that shifts now and then (a bad batch, a
@@ -145,6 +179,7 @@ REVIEWS_DOMAIN = register(
             Column("recommended", "Nullable(Bool)"),
         ),
         model_input=model_input,
+        labeled_fields=labeled_fields,
         summary_field="label",
         feedback_field="label",
         score_field="sentiment",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,17 @@ SENSOR_COLUMNS: dict[str, str] = {
     "torque_nm": "Torque [Nm]",
     "tool_wear_min": "Tool wear [min]",
 }
+
+
+# The model input of a labeled row, for a domain whose model reads more of a row than its
+# ``text`` (a review's title): registered by the domain (domains.register), so that training,
+# evaluation and validation read a row as the worker reads the event it makes.
+RowInput = Callable[[Mapping[str, str]], str]
+_ROW_INPUTS: dict[str, RowInput | None] = {}  # None: the model reads the row's text alone
+
+
+def register_row_input(domain: str, row_input: RowInput | None) -> None:
+    _ROW_INPUTS[domain] = row_input
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,8 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+def read_rows(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """A CSV file's rows by column name; raises DataError if it is empty or lacks ``required``."""
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found")
     with path.open(newline="", encoding="utf-8") as handle:
@@ -73,11 +85,19 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     return rows
 
 
-def read_text(path: Path, task: Task, known_labels: tuple[str, ...]) -> TextData:
+def read_text(
+    path: Path, task: Task, known_labels: tuple[str, ...], domain: str | None = None
+) -> TextData:
     """Read a text task's file: ``text`` and the task's label column (``text,label`` for
-    sentiment, ``text,intent`` for intent_risk); labels must be known."""
+    sentiment, ``text,intent`` for intent_risk); labels must be known. Each row's model input
+    is its text, or what ``domain``'s registered row input makes of the row."""
     text_column, label_column = "text", LABEL_COLUMNS[task]
-    rows = _read_rows(path, (text_column, label_column))
+    rows = read_rows(path, (text_column, label_column))
+    if domain is not None and domain not in _ROW_INPUTS:
+        # Read as text alone, a domain's rows could train or judge a model on other inputs
+        # than its events give it.
+        raise DataError(f"domain {domain!r} is not registered (import and load domains first)")
+    row_input = _ROW_INPUTS.get(domain or "")
     known = set(known_labels)
     texts: list[str] = []
     labels: list[str] = []
@@ -87,6 +107,12 @@ def read_text(path: Path, task: Task, known_labels: tuple[str, ...]) -> TextData
             raise DataError(f"{path}:{line}: empty {text_column}")
         if label not in known:
             raise DataError(f"{path}:{line}: unknown {label_column} {label!r}")
+        if row_input is not None:
+            try:
+                text = row_input(row)
+            except ValueError as error:
+                reason = str(error).splitlines()
+                raise DataError(f"{path}:{line}: {' '.join(reason[:3])}") from None
         texts.append(text)
         labels.append(label)
     return TextData(texts, labels)
@@ -108,7 +134,7 @@ def _flag(path: Path, line: int, column: str, value: str | None) -> int:
 def read_readings(path: Path) -> SensorData:
     """Read an AI4I 2020 file (its original column names) into readings and labels."""
     required = ("Type", *SENSOR_COLUMNS.values(), "Machine failure", *FAILURE_MODES)
-    rows = _read_rows(path, required)
+    rows = read_rows(path, required)
     readings: list[SensorReading] = []
     failure: list[int] = []
     modes: list[tuple[str, ...]] = []
@@ -142,7 +168,7 @@ def read_texts(path: Path, column: str = "text") -> list[str]:
                     raise DataError(f"{path}:{line}: no {column!r} field")
                 texts.append(str(row[column]).strip())
     else:
-        texts = [(row[column] or "").strip() for row in _read_rows(path, (column,))]
+        texts = [(row[column] or "").strip() for row in read_rows(path, (column,))]
     texts = [text for text in texts if text]
     if not texts:
         raise DataError(f"{path} has no {column} values")
@@ -176,9 +202,14 @@ def ai4i_row(udi: int, reading: SensorReading, label: str) -> list[Any]:
     return [udi, f"{kind}{udi:05d}", kind, *measures, int(label != "none"), *flags]
 
 
-def read_labeled(task: Task, path: Path, labels: Sequence[str]) -> TextData | SensorData:
-    """A labeled file of ``task``; text labels must be among ``labels``."""
-    return read_readings(path) if task == "defect" else read_text(path, task, tuple(labels))
+def read_labeled(
+    task: Task, path: Path, labels: Sequence[str], domain: str | None = None
+) -> TextData | SensorData:
+    """A labeled file of ``task`` (of ``domain``, see ``read_text``); text labels must be among
+    ``labels``."""
+    if task == "defect":
+        return read_readings(path)
+    return read_text(path, task, tuple(labels), domain)
 
 
 def labeled_inputs(data: TextData | SensorData) -> list[tuple[str | SensorReading, str]]:

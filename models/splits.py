@@ -125,7 +125,8 @@ def read_source(
             return f"source data {path} changed since the model was trained"
     task = task_of(model_dir)
     labels = [] if task == "defect" else json.loads((model_dir / LABELS_FILE).read_text("utf-8"))
-    read = [read_labeled(task, Path(record["path"]), labels) for record in files]
+    domain = metadata.get("domain")
+    read = [read_labeled(task, Path(record["path"]), labels, domain) for record in files]
     seed, fraction = source_split(metadata)
     return split_source(read[0], read[1] if len(read) > 1 else None, fraction, seed)
 

@@ -202,8 +202,8 @@ def distill_model(
         )
     given = train_options.validation_data
     rows, train_rows, val_rows = split_source(
-        read_labeled(task, Path(data), labels),
-        None if given is None else read_labeled(task, given, labels),
+        read_labeled(task, Path(data), labels, domain),
+        None if given is None else read_labeled(task, given, labels, domain),
         train_options.validation_fraction,
         train_options.seed,
     )

@@ -30,7 +30,7 @@ def evaluate(scorer: LoadedScorer, data: Path) -> dict:
     if isinstance(scorer, SensorScorer):
         return evaluate_data(scorer, read_readings(data))
     labels = scorer.taxonomy.intents if isinstance(scorer, TicketScorer) else SENTIMENT_LABELS
-    return evaluate_data(scorer, read_text(data, scorer.task, tuple(labels)))
+    return evaluate_data(scorer, read_text(data, scorer.task, tuple(labels), scorer.domain))
 
 
 def evaluate_data(scorer: LoadedScorer, data: TextData | SensorData) -> dict:

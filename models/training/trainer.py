@@ -132,8 +132,8 @@ def _train_into(
         labels = list(taxonomy.intents)
     given = options.validation_data
     rows, train_rows, val_rows = split_source(
-        read_labeled(task, data, labels),
-        None if given is None else read_labeled(task, given, labels),
+        read_labeled(task, data, labels, domain),
+        None if given is None else read_labeled(task, given, labels, domain),
         options.validation_fraction,
         options.seed,
     )

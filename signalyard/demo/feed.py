@@ -27,7 +27,7 @@ from typing import Any
 
 import domains
 from config.settings import DomainName
-from models.data import SENTIMENT_LABELS, labeled_inputs, read_labeled
+from models.data import SENTIMENT_LABELS
 from models.errors import DataError
 from models.taxonomy import RiskTaxonomy
 from signalyard.demo.synthetic import World, malform
@@ -113,8 +113,8 @@ def _stream_rows(
     spec = domains.get(domain)
     known = SENTIMENT_LABELS if taxonomy is None else RiskTaxonomy.load(taxonomy).intents
     return [
-        (spec.event_fields(model_input, name, rng), label)
-        for model_input, label in labeled_inputs(read_labeled(spec.task, path, known))
+        (spec.labeled_event(model_input, row, name, rng), label)
+        for model_input, row, label in spec.labeled_rows(path, known)
     ]
 
 

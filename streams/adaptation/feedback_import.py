@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import domains
 from config.settings import DomainName
-from models.data import SENTIMENT_LABELS, labeled_inputs, read_labeled
+from models.data import SENTIMENT_LABELS
 from streams.adaptation.messages import FeedbackLabel
 from streams.producer import Record
 
@@ -40,8 +41,8 @@ def labeled_events(
     spec = domains.get(domain)
     known = SENTIMENT_LABELS if spec.task == "sentiment" else intents
     return [
-        _labeled_event(domain, model_input, label, ts)
-        for model_input, label in labeled_inputs(read_labeled(spec.task, path, known))
+        _labeled_event(domain, model_input, row, label, ts)
+        for model_input, row, label in spec.labeled_rows(path, known)
     ]
 
 
@@ -51,12 +52,14 @@ def label_record(item: LabeledEvent, domain: DomainName, labeler: str, ts: datet
     return item.event_id.encode(), label.model_dump_json().encode()
 
 
-def _labeled_event(domain: DomainName, model_input: Any, label: str, ts: datetime) -> LabeledEvent:
+def _labeled_event(
+    domain: DomainName, model_input: Any, row: Mapping[str, str], label: str, ts: datetime
+) -> LabeledEvent:
     """The same content is the same event, with the same key, on every import."""
     spec = domains.get(domain)
     text = isinstance(model_input, str)
     content = model_input if text else json.dumps(model_input, sort_keys=True)
     event_id = f"{domain}-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
-    fields = spec.event_fields(model_input, SOURCE, random.Random(event_id))
+    fields = spec.labeled_event(model_input, row, SOURCE, random.Random(event_id))
     value = json.dumps({"id": event_id, "ts": ts.isoformat(), **fields}).encode()
     return LabeledEvent(event_id, (str(fields[spec.entity]).encode(), value), label)

@@ -3,7 +3,10 @@ that flags a product whose recent reviews turn negative (pure logic, no broker).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import domains
 from config.settings import load_settings
 from domains.base import Lineage
 from domains.reviews import ReviewScore
+from models.data import SENTIMENT_LABELS, read_text
+from models.errors import DataError
 from signalyard.demo.synthetic import World, write_training_csv
 from streams.alerting.engine import EntityState
 from streams.alerting.rules import load_rules
@@ -47,7 +52,8 @@ def score(event_id: str, minute: float, label: str, product: str = "1078") -> Re
 def test_a_review_is_scored_on_its_text_and_keeps_the_reviewers_recommendation() -> None:
     reviews = domains.get("reviews")
     event = parse_event("reviews", encode(REVIEW), LIMITS)
-    assert event.entity == "1078" and reviews.model_input(event) == "Soft and flattering."
+    assert event.entity == "1078"
+    assert reviews.model_input(event) == "Recommended. Love it. Soft and flattering."
     prediction = {"label": "positive", "confidence": 0.8, "p_negative": 0.1, "p_neutral": 0.1,
                   "p_positive": 0.8, "sentiment": 0.7}  # fmt: skip
     result = reviews.scored_result(event, prediction, Scorer(), 1, T0, T0, ORIGIN)  # type: ignore[arg-type]
@@ -58,6 +64,65 @@ def test_a_review_is_scored_on_its_text_and_keeps_the_reviewers_recommendation()
     assert reviews.scored_result(bare, prediction, Scorer(), 1, T0, T0, ORIGIN).recommended is None  # type: ignore[arg-type]
     row = reviews.event_row(bare, T0)
     assert row["title"] == "" and row["rating"] is None and row["recommended"] is None
+    assert reviews.model_input(bare) == "Soft and flattering."
+
+
+LABELED = """text,label,product_id,rating,recommended,title,department
+Runs small and the zipper broke.,negative,1078,1,0,Not worth it,Dresses
+"Nice color, odd fit.",neutral,862,3,1,,Tops
+Love the fabric!,positive,862,5,,Perfect!,
+"""
+
+
+def test_a_labeled_review_is_read_as_the_event_it_makes(tmp_path: Path) -> None:
+    reviews, path = domains.get("reviews"), tmp_path / "reviews.csv"
+    path.write_text(LABELED)
+    read = read_text(path, "sentiment", SENTIMENT_LABELS, "reviews")
+    assert read.texts == [
+        "Not recommended. Not worth it. Runs small and the zipper broke.",
+        "Recommended. Nice color, odd fit.",
+        "Perfect! Love the fabric!",
+    ]
+    # What the demo streams and feedback import sends of the same rows: the model reads of
+    # each event what it was trained and evaluated on.
+    streamed = [
+        reviews.event.model_validate_json(encode({"id": "x", "ts": REVIEW["ts"], **fields}))
+        for fields in (
+            reviews.labeled_event(given, row, "test", random.Random(0))
+            for given, row, _ in reviews.labeled_rows(path, SENTIMENT_LABELS)
+        )
+    ]
+    assert [reviews.model_input(event) for event in streamed] == read.texts
+    assert [(e.product_id, e.rating) for e in streamed] == [("1078", 1), ("862", 3), ("862", 5)]
+    # Another domain's rows are their text alone.
+    assert read_text(path, "sentiment", SENTIMENT_LABELS, "news").texts[0] == (
+        "Runs small and the zipper broke."
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [("recommended", "yes", "recommended must be 1 or 0"), ("rating", "6", "rating must be")],
+)
+def test_a_labeled_review_with_a_bad_field_is_refused_with_its_line(
+    tmp_path: Path, column: str, value: str, reason: str
+) -> None:
+    path = tmp_path / "reviews.csv"
+    rows = list(csv.DictReader(io.StringIO(LABELED)))
+    rows[1][column] = value
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(DataError, match=f"reviews.csv:3: .*{reason}"):
+        read_text(path, "sentiment", SENTIMENT_LABELS, "reviews")
+
+
+def test_rows_of_a_domain_nobody_registered_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(LABELED)
+    with pytest.raises(DataError, match="'nowhere' is not registered"):
+        read_text(path, "sentiment", SENTIMENT_LABELS, "nowhere")
 
 
 @pytest.mark.parametrize(
