@@ -46,6 +46,7 @@ from recording import dict_table
 from rich.console import Console
 from rich.table import Table
 
+import domains  # noqa: F401  (registers the domains, whose labeled rows models read)
 from config.settings import load_settings
 from models.data import SENTIMENT_LABELS, TextData, read_text
 from models.registry import Registry, read_metadata

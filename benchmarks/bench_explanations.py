@@ -23,6 +23,7 @@ from recording import record
 from rich.console import Console
 from rich.table import Table
 
+import domains  # noqa: F401  (registers the domains, whose labeled rows models read)
 from models.data import read_texts
 from models.serving.explanations import Attribution, Explainer
 from models.serving.inference import TextEngine
@@ -58,7 +59,7 @@ def main() -> None:
 
     drops: dict[str, dict[int, list[float]]] = {"attributed": {}, "random": {}}
     seconds, deltas, used = [], [], 0
-    for text in read_texts(args.data):
+    for text in read_texts(args.data, domain=explainer.domain):
         if used >= args.rows:
             break
         started = time.perf_counter()

@@ -25,6 +25,7 @@ from recording import record
 from rich.console import Console
 from rich.table import Table
 
+import domains  # noqa: F401  (registers the domains, whose labeled rows models read)
 from models.data import SENTIMENT_LABELS, read_text
 from models.serving.loading import load_scorer
 from models.serving.scorers import SentimentScorer, TicketScorer

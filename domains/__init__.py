@@ -38,7 +38,7 @@ def register(domain: Domain) -> Domain:
     if known is not None and known is not domain:
         raise ValueError(f"two domains are named {domain.name!r}")
     _REGISTERED[domain.name] = domain
-    register_row_input(domain.name, domain.row_input if domain.labeled_fields else None)
+    register_row_input(domain.name, domain.row_input if domain.labeled_columns else None)
     return domain
 
 
@@ -79,3 +79,8 @@ def _registered(name: str) -> str:
 
 # A field of a message that names a domain: only a registered one validates.
 RegisteredName = Annotated[str, AfterValidator(_registered)]
+
+
+# Every domain registers at import: models/ reads a domain's labeled rows through what the
+# domain registered there (models.data.register_row_input) and may not import this package.
+_load()

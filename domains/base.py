@@ -26,7 +26,14 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from models.base import ModelInput, Prediction, Scorer
 from models.data import labeled_inputs, read_labeled, read_rows
@@ -192,9 +199,10 @@ class Domain:
     ``panel`` is its chart on the dashboard. For the demo, the tests and an empty registry:
     ``simulation`` makes the domain's part of the synthetic world; ``event_fields(model_input,
     source, rng)`` makes the fields of an event (all but ``id`` and ``ts``) that carries a
-    labeled row's model input, its entity drawn from ``rng``, and ``labeled_fields(row)`` the
-    fields a row of the labeled file carries beside its text (a review's title), which then
-    make the model input of training and evaluation as they make an event's. ``data_sets``
+    labeled row's model input, its entity drawn from ``rng``, and ``labeled_columns`` the
+    columns of the labeled file that are event fields beside its text (a review's title): a
+    row's cells then make its event's fields, and its model input in training and evaluation
+    as in the worker. ``data_sets``
     names the folders of a data directory laid out as ../shared/data that ``signalyard demo
     --data`` streams, and ``taxonomy_file`` (intent_risk) the risk taxonomy in it.
     """
@@ -218,7 +226,7 @@ class Domain:
     # Fields of the result taken from the event rather than the model (say, what the event's
     # author said of it); default: none.
     result_fields: Callable[[Any], dict[str, Any]] | None = None
-    labeled_fields: Callable[[Mapping[str, str]], dict[str, Any]] | None = None
+    labeled_columns: tuple[str, ...] = ()
 
     @property
     def events_table(self) -> str:
@@ -235,27 +243,53 @@ class Domain:
     def labeled_event(
         self, model_input: Any, row: Mapping[str, str], source: str, rng: random.Random
     ) -> dict[str, Any]:
-        """The fields of an event (all but ``id`` and ``ts``) that is a labeled row: the one
-        ``event_fields`` makes of its model input, with ``labeled_fields`` of the row."""
+        """The fields of an event (all but ``id`` and ``ts``) that is a labeled row: the ones
+        ``event_fields`` makes of its model input, and the row's non-empty ``labeled_columns``
+        cells as the event schema reads them (loosely, as ``signalyard produce`` reads a CSV:
+        ``1``, ``true`` and ``True`` are all true). Raises ValueError, in one line, for a cell
+        the schema refuses."""
         fields = self.event_fields(model_input, source, rng)
-        return {**fields, **self.labeled_fields(row)} if self.labeled_fields else fields
+        cells = {
+            name: row[name].strip()
+            for name in self.labeled_columns
+            if (row.get(name) or "").strip()
+        }
+        if not cells:
+            return fields
+        event = self._labeled({**fields, **cells})
+        return {**fields, **event.model_dump(include=set(cells))}
 
     def labeled_rows(
         self, path: Path, labels: Sequence[str]
     ) -> list[tuple[Any, Mapping[str, str], str]]:
         """Each row of a labeled file as ``labeled_event`` takes it: its model input as
         ``event_fields`` takes one (a text, a reading), the row, and its label. Raises
-        DataError for a malformed file or a label not in ``labels``."""
-        inputs = labeled_inputs(read_labeled(self.task, path, labels))
-        rows = read_rows(path) if self.labeled_fields else [{}] * len(inputs)
-        return [(given, row, label) for (given, label), row in zip(inputs, rows, strict=True)]
+        DataError naming the line for a malformed file, a label not in ``labels`` or a cell the
+        event schema refuses."""
+        if not self.labeled_columns:
+            return [
+                (given, {}, label)
+                for given, label in labeled_inputs(read_labeled(self.task, path, labels))
+            ]
+        # Reading the rows as this domain's checks every cell, each error with its line.
+        read = labeled_inputs(read_labeled(self.task, path, labels, self.name))
+        rows = read_rows(path)
+        return [
+            (row["text"].strip(), row, label) for (_, label), row in zip(read, rows, strict=True)
+        ]
 
     def row_input(self, row: Mapping[str, str]) -> ModelInput:
-        """The model input of a row of the labeled file (``text`` and ``labeled_fields``): what
-        the model reads of the event the row makes. Raises ValueError for a field the event
-        schema refuses."""
+        """The model input of a row of the labeled file (``text`` and ``labeled_columns``): what
+        the model reads of the event the row makes. Raises ValueError as ``labeled_event``."""
         fields = self.labeled_event(row["text"].strip(), row, "labeled", random.Random(0))
-        return self.model_input(self.event.model_validate({"id": "labeled", "ts": EPOCH, **fields}))
+        return self.model_input(self._labeled(fields))
+
+    def _labeled(self, fields: dict[str, Any]) -> RawEvent:
+        try:
+            return self.event.model_validate({"id": "labeled", "ts": EPOCH, **fields}, strict=False)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
     def event_row(self, event: RawEvent, ingested_at: datetime) -> dict[str, Any]:
         """The event as a row of ``<name>_events``."""

@@ -13,7 +13,6 @@ for (config/alerts.toml).
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -69,28 +68,6 @@ def model_input(event: ReviewEvent) -> str:
     return " ".join(parts)
 
 
-def labeled_fields(row: Mapping[str, str]) -> dict[str, Any]:
-    """A labeled row's product, title, department, rating and recommendation (``1`` or ``0``),
-    each where the row has it; raises ValueError for a recommendation or rating of another
-    form."""
-    fields: dict[str, Any] = {}
-    for name in ("product_id", "title", "department"):
-        value = (row.get(name) or "").strip()
-        if value:
-            fields[name] = value
-    flag = (row.get("recommended") or "").strip()
-    if flag:
-        if flag not in ("0", "1"):
-            raise ValueError(f"recommended must be 1 or 0, not {flag!r}")
-        fields["recommended"] = flag == "1"
-    rating = (row.get("rating") or "").strip()
-    if rating:
-        if rating not in ("1", "2", "3", "4", "5"):
-            raise ValueError(f"rating must be 1 to 5, not {rating!r}")
-        fields["rating"] = int(rating)
-    return fields
-
-
 # The synthetic world: each product has a quality that shifts now and then (a bad batch, a
 # fixed one); reviews are drawn from templates of a star rating that follows the quality.
 PRODUCTS = 30
@@ -122,6 +99,9 @@ REVIEWS: dict[int, tuple[str, ...]] = {
     ),
 }
 TITLES = {1: "Disappointed", 2: "Not for me", 3: "Just okay", 4: "Nice", 5: "Love it!"}
+# Half the titles only name the item, as many real ones do, so the title does not give the
+# rating away (the model reads it).
+PLAIN_TITLES = ("My new {item}", "The {item}", "{item} review")
 # Star ratings drawn for a product of good or bad quality.
 RATING_WEIGHTS = {"good": (2, 3, 8, 30, 57), "bad": (45, 25, 15, 10, 5)}
 
@@ -145,14 +125,16 @@ class ReviewsWorld(Simulation):
         if rng.random() < 0.01:
             self.products[product] = rng.choice(("good", "good", "bad"))
         rating = rng.choices(range(1, 6), weights=RATING_WEIGHTS[self.products[product]])[0]
+        item = rng.choice(ITEMS)
         event: dict[str, Any] = {
             "product_id": product,
-            "text": rng.choice(REVIEWS[rating]).format(item=rng.choice(ITEMS)),
+            "text": rng.choice(REVIEWS[rating]).format(item=item),
             "rating": rating,
             "department": self.departments[product],
         }
         if rng.random() < 0.8:
-            event["title"] = TITLES[rating]
+            plain = rng.choice(PLAIN_TITLES).format(item=item).capitalize()
+            event["title"] = TITLES[rating] if rng.random() < 0.5 else plain
         if rng.random() < 0.9:
             event["recommended"] = rating >= 4 or (rating == 3 and rng.random() < 0.5)
         return event, sentiment_of(rating)
@@ -179,7 +161,7 @@ REVIEWS_DOMAIN = register(
             Column("recommended", "Nullable(Bool)"),
         ),
         model_input=model_input,
-        labeled_fields=labeled_fields,
+        labeled_columns=("product_id", "title", "department", "rating", "recommended"),
         summary_field="label",
         feedback_field="label",
         score_field="sentiment",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.base import SensorReading
+from models.base import ModelInput, SensorReading
 from models.errors import DataError
 from models.tasks import LABEL_COLUMNS, Task
 
@@ -34,12 +34,27 @@ SENSOR_COLUMNS: dict[str, str] = {
 # The model input of a labeled row, for a domain whose model reads more of a row than its
 # ``text`` (a review's title): registered by the domain (domains.register), so that training,
 # evaluation and validation read a row as the worker reads the event it makes.
-RowInput = Callable[[Mapping[str, str]], str]
+RowInput = Callable[[Mapping[str, str]], ModelInput]
 _ROW_INPUTS: dict[str, RowInput | None] = {}  # None: the model reads the row's text alone
 
 
 def register_row_input(domain: str, row_input: RowInput | None) -> None:
     _ROW_INPUTS[domain] = row_input
+
+
+def _row_input(domain: str | None) -> RowInput | None:
+    if domain is not None and domain not in _ROW_INPUTS:
+        # Read as text alone, a domain's rows could train or judge a model on other inputs
+        # than its events give it.
+        raise DataError(f"domain {domain!r} is not registered (import domains first)")
+    return _ROW_INPUTS.get(domain or "")
+
+
+def _input_of(row_input: RowInput, row: Mapping[str, str], path: Path, line: int) -> str:
+    try:
+        return str(row_input(row))
+    except ValueError as error:
+        raise DataError(f"{path}:{line}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -93,11 +108,7 @@ def read_text(
     is its text, or what ``domain``'s registered row input makes of the row."""
     text_column, label_column = "text", LABEL_COLUMNS[task]
     rows = read_rows(path, (text_column, label_column))
-    if domain is not None and domain not in _ROW_INPUTS:
-        # Read as text alone, a domain's rows could train or judge a model on other inputs
-        # than its events give it.
-        raise DataError(f"domain {domain!r} is not registered (import and load domains first)")
-    row_input = _ROW_INPUTS.get(domain or "")
+    row_input = _row_input(domain)
     known = set(known_labels)
     texts: list[str] = []
     labels: list[str] = []
@@ -108,11 +119,7 @@ def read_text(
         if label not in known:
             raise DataError(f"{path}:{line}: unknown {label_column} {label!r}")
         if row_input is not None:
-            try:
-                text = row_input(row)
-            except ValueError as error:
-                reason = str(error).splitlines()
-                raise DataError(f"{path}:{line}: {' '.join(reason[:3])}") from None
+            text = _input_of(row_input, row, path, line)
         texts.append(text)
         labels.append(label)
     return TextData(texts, labels)
@@ -149,9 +156,10 @@ def read_readings(path: Path) -> SensorData:
     return SensorData(readings, failure, modes)
 
 
-def read_texts(path: Path, column: str = "text") -> list[str]:
+def read_texts(path: Path, column: str = "text", domain: str | None = None) -> list[str]:
     """The non-empty ``column`` values of a CSV file or a JSON-lines file (``.jsonl``, one
-    object per line), e.g. unlabeled in-domain text for distillation."""
+    object per line), e.g. unlabeled in-domain text for distillation; of a CSV file, what
+    ``domain``'s registered row input makes of each such row (see ``read_text``)."""
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found")
     if path.suffix in (".jsonl", ".ndjson"):
@@ -168,7 +176,14 @@ def read_texts(path: Path, column: str = "text") -> list[str]:
                     raise DataError(f"{path}:{line}: no {column!r} field")
                 texts.append(str(row[column]).strip())
     else:
-        texts = [(row[column] or "").strip() for row in read_rows(path, (column,))]
+        rows = read_rows(path, (column,))
+        row_input = _row_input(domain)
+        texts = [
+            (row[column] or "").strip()
+            if row_input is None or not (row[column] or "").strip()
+            else _input_of(row_input, row, path, line)
+            for line, row in enumerate(rows, start=2)
+        ]
     texts = [text for text in texts if text]
     if not texts:
         raise DataError(f"{path} has no {column} values")

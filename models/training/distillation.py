@@ -146,11 +146,13 @@ def _student(
     return model, tokenizer, {"from": "encoder", "path": str(student)}
 
 
-def _transfer_files(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, Any]]]:
+def _transfer_files(
+    paths: Sequence[Path], domain: DomainName
+) -> tuple[list[str], list[dict[str, Any]]]:
     texts: list[str] = []
     lineage = []
     for path in map(Path, paths):
-        found = read_texts(path)
+        found = read_texts(path, domain=domain)
         texts += found
         source = {"path": str(path.resolve()), "sha256": fingerprint(path)}
         lineage.append({**source, "rows": len(found)})
@@ -209,7 +211,7 @@ def distill_model(
     )
     train_data, validation = subset(rows, train_rows), subset(rows, val_rows)
     assert isinstance(train_data, TextData) and isinstance(validation, TextData)
-    extra, transfer_lineage = _transfer_files(unlabeled)
+    extra, transfer_lineage = _transfer_files(unlabeled, domain)
     # The split follows the teacher's seed; what the student draws follows its own.
     copies = augmented(train_data.texts, options.augment, options.train.seed)
 

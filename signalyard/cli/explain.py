@@ -45,7 +45,8 @@ def stored_input(settings: Settings, domain: DomainName, event_id: str) -> tuple
 def _inputs(domain: DomainName, text: str | None, file: Path | None) -> list[Any]:
     from models.data import read_readings, read_texts
 
-    if domains.get(domain).task == "defect":
+    spec = domains.get(domain)
+    if spec.task == "defect":
         if text is not None:
             raise click.UsageError(
                 f"{domain} models are explained by --event-id or --file (AI4I columns)"
@@ -57,7 +58,7 @@ def _inputs(domain: DomainName, text: str | None, file: Path | None) -> list[Any
             raise click.UsageError("--text is empty")
         return [text.strip()]
     assert file is not None
-    return read_texts(file)
+    return read_texts(file, domain=domain)
 
 
 def _print(title: str, explanation: Explanation, top_k: int) -> None:
@@ -81,7 +82,8 @@ def _print(title: str, explanation: Explanation, top_k: int) -> None:
 @click.option(
     "--file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV (or JSONL) of texts with a text column, or of AI4I readings (defect models).",
+    help="CSV (or JSONL) of texts with a text column (and the domain's other labeled columns,"
+    " read as in training), or of AI4I readings (defect models).",
 )
 @click.option("--version", help="Registry version (default: the one that scored it, or live).")
 @click.option("--target", help="Explain toward this label instead of the predicted one.")

@@ -55,10 +55,14 @@ def label_record(item: LabeledEvent, domain: DomainName, labeler: str, ts: datet
 def _labeled_event(
     domain: DomainName, model_input: Any, row: Mapping[str, str], label: str, ts: datetime
 ) -> LabeledEvent:
-    """The same content is the same event, with the same key, on every import."""
+    """The same content is the same event, with the same key, on every import: the text (or
+    reading) and the row's cells of the domain's ``labeled_columns``."""
     spec = domains.get(domain)
     text = isinstance(model_input, str)
     content = model_input if text else json.dumps(model_input, sort_keys=True)
+    cells = {name: (row.get(name) or "").strip() for name in spec.labeled_columns}
+    if any(cells.values()):
+        content += json.dumps(cells, sort_keys=True)
     event_id = f"{domain}-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     fields = spec.labeled_event(model_input, row, SOURCE, random.Random(event_id))
     value = json.dumps({"id": event_id, "ts": ts.isoformat(), **fields}).encode()

@@ -18,7 +18,9 @@ from domains.base import Lineage
 from domains.reviews import ReviewScore
 from models.data import SENTIMENT_LABELS, read_text
 from models.errors import DataError
+from signalyard.cli.explain import _inputs as explained_inputs
 from signalyard.demo.synthetic import World, write_training_csv
+from streams.adaptation.feedback_import import labeled_events
 from streams.alerting.engine import EntityState
 from streams.alerting.rules import load_rules
 from streams.validation import EventLimits, Rejected, parse_event
@@ -94,6 +96,10 @@ def test_a_labeled_review_is_read_as_the_event_it_makes(tmp_path: Path) -> None:
     ]
     assert [reviews.model_input(event) for event in streamed] == read.texts
     assert [(e.product_id, e.rating) for e in streamed] == [("1078", 1), ("862", 3), ("862", 5)]
+    # Cells as other writers spell them (pandas: True, 5.0) read as the same event.
+    spelled = path.with_name("spelled.csv")
+    spelled.write_text(LABELED.replace(",1,0,", ",1.0,False,").replace(",3,1,", ",3,True,"))
+    assert read_text(spelled, "sentiment", SENTIMENT_LABELS, "reviews").texts == read.texts
     # Another domain's rows are their text alone.
     assert read_text(path, "sentiment", SENTIMENT_LABELS, "news").texts[0] == (
         "Runs small and the zipper broke."
@@ -102,7 +108,11 @@ def test_a_labeled_review_is_read_as_the_event_it_makes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
-    [("recommended", "yes", "recommended must be 1 or 0"), ("rating", "6", "rating must be")],
+    [
+        ("recommended", "maybe", "recommended: Input should be a valid boolean"),
+        ("rating", "6", "rating: Input should be less than or equal to 5"),
+        ("product_id", "p" * 300, "product_id: String should have at most 256 characters"),
+    ],
 )
 def test_a_labeled_review_with_a_bad_field_is_refused_with_its_line(
     tmp_path: Path, column: str, value: str, reason: str
@@ -116,6 +126,31 @@ def test_a_labeled_review_with_a_bad_field_is_refused_with_its_line(
         writer.writerows(rows)
     with pytest.raises(DataError, match=f"reviews.csv:3: .*{reason}"):
         read_text(path, "sentiment", SENTIMENT_LABELS, "reviews")
+
+
+def test_imported_feedback_keeps_each_reviews_fields_and_tells_apart_same_texts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "reviews.csv"
+    # The same text twice, recommended once and not the other time: two events.
+    path.write_text(LABELED + "Love the fabric!,negative,862,2,0,,\n")
+    imported = labeled_events("reviews", path, (), T0)
+    events = [parse_event("reviews", item.event[1], LIMITS) for item in imported]
+    assert len({item.event_id for item in imported}) == 4
+    assert [(e.product_id, e.recommended, e.title) for e in events] == [
+        ("1078", False, "Not worth it"), ("862", True, None), ("862", None, "Perfect!"),
+        ("862", False, None),
+    ]  # fmt: skip
+    assert [item.label for item in imported] == ["negative", "neutral", "positive", "negative"]
+
+
+def test_a_file_of_reviews_is_explained_as_the_events_its_rows_make(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(LABELED)
+    assert (
+        explained_inputs("reviews", None, path)
+        == read_text(path, "sentiment", SENTIMENT_LABELS, "reviews").texts
+    )
 
 
 def test_rows_of_a_domain_nobody_registered_are_refused(tmp_path: Path) -> None:
