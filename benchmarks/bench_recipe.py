@@ -11,7 +11,7 @@ a model this recipe already trained into ``--registry`` instead of training that
 
     .venv/bin/python benchmarks/bench_recipe.py DOMAIN --data TRAIN --held-out NAME=CSV ...
         [--seeds 13,14,15] [--precision fp32] [--registry DIR] [--trained SEED=VERSION ...]
-        [--goal accuracy=0.87 ...]
+        [--goal accuracy=0.87 ...] [--note TEXT ...]
         [--out benchmarks/results/<DOMAIN>_recipe.json] -- TRAIN_OPTIONS...
 
 e.g. ``... reviews --data /tmp/splits/reviews/train.csv --held-out held-out=/tmp/splits/
@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, help="default: a temporary folder")
     parser.add_argument("--trained", action="append", default=[], help="SEED=VERSION")
     parser.add_argument("--title", default="")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a paragraph the results file keeps with them"
+    )
     parser.add_argument("--out", type=Path)
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -207,6 +210,7 @@ def main() -> None:
                 "rows": rows,
             },
         ],
+        notes=args.note,
     )
     for name, summary_ in held_out.items():
         print(name, json.dumps(summary_))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -118,7 +119,7 @@ def command_line() -> str:
         if not skip and word != "--note" and not word.startswith("--note="):
             words.append(word)
         skip = word == "--note"
-    return " ".join(["python", *words])
+    return shlex.join(["python", *words])
 
 
 def record(
