@@ -61,6 +61,9 @@ def _input_of(row_input: RowInput, row: Mapping[str, str], path: Path, line: int
 class TextData:
     texts: list[str]
     labels: list[str]
+    # Each row's model input from its text alone, where the domain's model reads more of a
+    # row (the input of an event that lacks the other fields); None where it reads the text.
+    text_alone: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def read_text(
     known = set(known_labels)
     texts: list[str] = []
     labels: list[str] = []
+    text_alone: list[str] = []
     for line, row in enumerate(rows, start=2):
         text, label = (row[text_column] or "").strip(), (row[label_column] or "").strip()
         if not text:
@@ -119,10 +123,11 @@ def read_text(
         if label not in known:
             raise DataError(f"{path}:{line}: unknown {label_column} {label!r}")
         if row_input is not None:
+            text_alone.append(_input_of(row_input, {text_column: text}, path, line))
             text = _input_of(row_input, row, path, line)
         texts.append(text)
         labels.append(label)
-    return TextData(texts, labels)
+    return TextData(texts, labels, text_alone if row_input is not None else None)
 
 
 def _number(path: Path, line: int, column: str, value: str | None) -> float:

@@ -13,6 +13,7 @@ validation rows) read these, so they sit beside the data types rather than in ei
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +56,8 @@ def subset(data: TextData | SensorData, rows: Sequence[int]) -> TextData | Senso
             [data.failure[i] for i in rows],
             [data.modes[i] for i in rows],
         )
-    return TextData([data.texts[i] for i in rows], [data.labels[i] for i in rows])
+    alone = None if data.text_alone is None else [data.text_alone[i] for i in rows]
+    return TextData([data.texts[i] for i in rows], [data.labels[i] for i in rows], alone)
 
 
 def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextData | SensorData:
@@ -67,7 +69,26 @@ def concat(first: TextData | SensorData, second: TextData | SensorData) -> TextD
             first.modes + second.modes,
         )
     assert isinstance(first, TextData) and isinstance(second, TextData)
-    return TextData(first.texts + second.texts, first.labels + second.labels)
+    alone = None
+    if first.text_alone is not None and second.text_alone is not None:
+        alone = first.text_alone + second.text_alone
+    return TextData(first.texts + second.texts, first.labels + second.labels, alone)
+
+
+def with_text_alone(data: TextData, share: float, seed: int) -> TextData:
+    """``data`` and, after it, a seeded ``share`` of its rows again as their text alone
+    (``TextData.text_alone``), so a model whose domain reads more of an event than its text
+    learns events that lack the other fields too. ``data`` itself where it has no such inputs."""
+    if data.text_alone is None or share <= 0:
+        return data
+    rows = sorted(
+        random.Random(seed).sample(range(len(data.texts)), round(share * len(data.texts)))
+    )
+    return TextData(
+        data.texts + [data.text_alone[i] for i in rows],
+        data.labels + [data.labels[i] for i in rows],
+        data.text_alone + [data.text_alone[i] for i in rows],
+    )
 
 
 def split_source(

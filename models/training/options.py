@@ -46,6 +46,9 @@ class TrainOptions(BaseModel):
     validation_data: Path | None = None  # a labeled file to validate on instead of a cut split
     class_weight: Literal["none", "sqrt", "balanced"] = "sqrt"
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    # Text domains whose model reads more of a row than its text (a review's flag and title):
+    # the share of training rows also trained on as their text alone (models.splits).
+    text_alone_share: float = Field(default=0.0, ge=0, le=1)
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     lora_r: int = Field(default=8, gt=0)

@@ -36,7 +36,7 @@ from models.data import SENTIMENT_LABELS, SensorData, TextData, fingerprint, rea
 from models.errors import DataError
 from models.registry import METADATA_FILE, METRICS_FILE, Registry
 from models.sensor_model import save_sensor_model
-from models.splits import label_counts, split_source, subset
+from models.splits import label_counts, split_source, subset, with_text_alone
 from models.tasks import TAXONOMY_FILE, TREES_KIND, Task
 from models.taxonomy import RiskTaxonomy
 from models.text_model import save_text_classifier
@@ -138,6 +138,8 @@ def _train_into(
         options.seed,
     )
     train_data, val_data = subset(rows, train_rows), subset(rows, val_rows)
+    if isinstance(train_data, TextData):
+        train_data = with_text_alone(train_data, options.text_alone_share, options.seed)
     selection: dict[str, Any] = {}
     calibration: dict[str, Any] = {}
     if isinstance(train_data, SensorData):

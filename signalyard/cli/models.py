@@ -82,6 +82,13 @@ def _version_folder(domain: DomainName, version: str | None) -> Path:
 )
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0)
 @click.option(
+    "--text-alone-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of training rows also trained on as their text alone, for a domain whose "
+    "model reads more of a row (so events lacking those fields score well too).",
+)
+@click.option(
     "--freeze-embeddings/--train-embeddings",
     default=False,
     show_default=True,

@@ -18,6 +18,7 @@ from domains.base import Lineage
 from domains.reviews import ReviewScore
 from models.data import SENTIMENT_LABELS, read_text
 from models.errors import DataError
+from models.splits import with_text_alone
 from signalyard.cli.explain import _inputs as explained_inputs
 from signalyard.demo.synthetic import World, write_training_csv
 from streams.adaptation.feedback_import import labeled_events
@@ -126,6 +127,25 @@ def test_a_labeled_review_with_a_bad_field_is_refused_with_its_line(
         writer.writerows(rows)
     with pytest.raises(DataError, match=f"reviews.csv:3: .*{reason}"):
         read_text(path, "sentiment", SENTIMENT_LABELS, "reviews")
+
+
+def test_a_share_of_rows_also_trains_as_text_alone(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text(LABELED)
+    read = read_text(path, "sentiment", SENTIMENT_LABELS, "reviews")
+    assert read.text_alone == [
+        "Runs small and the zipper broke.", "Nice color, odd fit.", "Love the fabric!",
+    ]  # fmt: skip
+    assert with_text_alone(read, 0.0, 1) == read
+    grown = with_text_alone(read, 0.67, 1)
+    assert grown.texts[:3] == read.texts and len(grown.texts) == 5
+    assert set(grown.texts[3:]) <= set(read.text_alone)
+    assert [read.text_alone.index(t) for t in grown.texts[3:]] == [
+        read.labels.index(label) for label in grown.labels[3:]
+    ]
+    # A domain whose model reads the text alone has nothing to add.
+    news = read_text(path, "sentiment", SENTIMENT_LABELS, "news")
+    assert news.text_alone is None and with_text_alone(news, 0.5, 1) == news
 
 
 def test_imported_feedback_keeps_each_reviews_fields_and_tells_apart_same_texts(
