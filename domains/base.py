@@ -202,9 +202,9 @@ class Domain:
     labeled row's model input, its entity drawn from ``rng``, and ``labeled_columns`` the
     columns of the labeled file that are event fields beside its text (a review's title): a
     row's cells then make its event's fields, and its model input in training and evaluation
-    as in the worker. ``data_sets``
-    names the folders of a data directory laid out as ../shared/data that ``signalyard demo
-    --data`` streams, and ``taxonomy_file`` (intent_risk) the risk taxonomy in it.
+    as in the worker. ``data_sets`` names the folders of a data directory laid out as
+    ../shared/data that ``signalyard demo --data`` streams, and ``taxonomy_file``
+    (intent_risk) the risk taxonomy in it.
     """
 
     name: str
@@ -249,15 +249,16 @@ class Domain:
         ``1``, ``true`` and ``True`` are all true). Raises ValueError, in one line, for a cell
         the schema refuses."""
         fields = self.event_fields(model_input, source, rng)
-        cells = {
-            name: row[name].strip()
-            for name in self.labeled_columns
-            if (row.get(name) or "").strip()
-        }
+        cells = self.labeled_cells(row)
         if not cells:
             return fields
         event = self._labeled({**fields, **cells})
         return {**fields, **event.model_dump(include=set(cells))}
+
+    def labeled_cells(self, row: Mapping[str, str]) -> dict[str, str]:
+        """The row's non-empty cells of ``labeled_columns``, stripped."""
+        cells = ((name, (row.get(name) or "").strip()) for name in self.labeled_columns)
+        return {name: value for name, value in cells if value}
 
     def labeled_rows(
         self, path: Path, labels: Sequence[str]

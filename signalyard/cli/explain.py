@@ -45,8 +45,7 @@ def stored_input(settings: Settings, domain: DomainName, event_id: str) -> tuple
 def _inputs(domain: DomainName, text: str | None, file: Path | None) -> list[Any]:
     from models.data import read_readings, read_texts
 
-    spec = domains.get(domain)
-    if spec.task == "defect":
+    if domains.get(domain).task == "defect":
         if text is not None:
             raise click.UsageError(
                 f"{domain} models are explained by --event-id or --file (AI4I columns)"

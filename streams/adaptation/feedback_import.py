@@ -60,8 +60,8 @@ def _labeled_event(
     spec = domains.get(domain)
     text = isinstance(model_input, str)
     content = model_input if text else json.dumps(model_input, sort_keys=True)
-    cells = {name: (row.get(name) or "").strip() for name in spec.labeled_columns}
-    if any(cells.values()):
+    cells = spec.labeled_cells(row)
+    if cells:
         content += json.dumps(cells, sort_keys=True)
     event_id = f"{domain}-{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     fields = spec.labeled_event(model_input, row, SOURCE, random.Random(event_id))
