@@ -96,15 +96,15 @@ def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
 ) -> None:
     settings = kafka
     provision(settings)
-    records = synthetic("sensors", 4000, seed=21)
+    records = synthetic("sensors", 8000, seed=21)
     expected = ids_of(records)
     app_id = f"t-{uuid.uuid4().hex[:8]}"
 
     async def feed_and_kill() -> tuple[int, int, bool]:
         first = new_worker(workers, settings, registry_dir, app_id, "first").start("sensors")
-        # Ten seconds of sending: the reader may lag the worker, which scores as fast as the
-        # events come, so only events still unsent at the kill are sure to be left to the
-        # second worker.
+        # Twenty seconds of sending (a loaded machine took over ten to read 1,000 results):
+        # the reader may lag the worker, which scores as fast as the events come, so only
+        # events still unsent at the kill are sure to be left to the second worker.
         feeding = asyncio.create_task(send(settings, "sensors", records, rate=400))
         progress = await read_until(
             settings, lambda s: len(s.ids["sensors"]) >= 1000, names=("sensors",)
