@@ -3,7 +3,7 @@ same labeled rows: texts per second at the pipeline's batch size and quality.
 
     python benchmarks/bench_serving.py --model teacher=DIR --model student=DIR \
         --data HELD_OUT_CSV [--precisions fp32,int8] [--batch-size 32] [--seconds 20] \
-        [--threads N] [--out benchmarks/results/serving.json]
+        [--threads N] [--title TEXT] [--note TEXT ...] [--out benchmarks/results/serving.json]
 
 Throughput is measured on the data's own texts (their real lengths, length-bucketed as the
 pipeline does), cycling through them for at least ``--seconds`` after one warm-up batch.
@@ -59,6 +59,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--title", default="Models and runtimes side by side: speed and quality")
+    parser.add_argument(
+        "--note", action="append", default=[], help="a paragraph the results file keeps with them"
+    )
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/serving.json")
     args = parser.parse_args()
     if args.threads:
@@ -121,7 +125,7 @@ def main() -> None:
     models = dict.fromkeys(row["model"] for row in rows)
     record(
         "serving",
-        "Models and runtimes side by side: speed and quality",
+        args.title,
         result,
         out=args.out,
         tables=[{"title": "", "columns": columns, "rows": cells}],
@@ -140,7 +144,7 @@ def main() -> None:
                 },
             }
         ],
-        notes=[f"On {rows[0]['n']:,} rows of `{args.data}`."],
+        notes=[f"On {rows[0]['n']:,} rows of `{args.data}`.", *args.note],
     )
 
 
