@@ -133,10 +133,11 @@ def record(
     notes: list[str] | None = None,
 ) -> Path:
     """Write the run's figures and provenance to ``out`` (default: the results folder's
-    ``<name>.json``); returns the path written."""
+    ``<name>.json``); returns the path written. The file's stem names the result on the results
+    page and its plots, so a second run written elsewhere stands beside the first."""
     path = out or results_path(name)
     document = {
-        "benchmark": name,
+        "benchmark": path.stem,
         "title": title,
         "command": command_line(),
         "commit": STARTED_AT,
