@@ -7,7 +7,8 @@ rows moves by a point or more from seed to seed, so a recipe is judged by the me
 and their spread, never by its best run. The trainer still chooses its epoch on its own
 validation cut of TRAIN; the held-out files are only scored. ``--trained SEED=VERSION`` scores
 a model this recipe already trained into ``--registry`` instead of training that seed again
-(its metadata must give the same seed and training file).
+(its metadata must give the same seed and training file). The results file is written
+again after every seed, so a run stopped early keeps the seeds it finished (``seeds_done``).
 
     .venv/bin/python benchmarks/bench_recipe.py DOMAIN --data TRAIN --held-out NAME=CSV ...
         [--seeds 13,14,15] [--precision fp32] [--registry DIR] [--trained SEED=VERSION ...]
@@ -95,6 +96,74 @@ def summary(runs: list[dict[str, Any]], held_out: str) -> dict[str, dict[str, fl
     return out
 
 
+def write(
+    args: argparse.Namespace, options: list[str], seeds: list[int], runs: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, bool]]:
+    """Record the runs finished so far with their means; returns the means per held-out file
+    and whether each goal is met. Written after every seed, so a run stopped early keeps the
+    seeds it finished."""
+    done = f"{len(runs)} seeds" if len(runs) == len(seeds) else f"{len(runs)} of {len(seeds)} seeds"
+    held_out = {name: summary(runs, name) for name, _ in args.held_out}
+    goals = {name: bound for name, bound in args.goal}
+    first = args.held_out[0][0]
+    met = {f: held_out[first][f]["mean"] >= bound for f, bound in goals.items()}
+    rows = [
+        [
+            run["seed"],
+            run["version"],
+            name,
+            *(f"{run['held_out'][name][f]:.3f}" for f in FIGURES[:2]),
+            f"{run['held_out'][name]['estimated_accuracy'] or 0:.3f}",
+            run["train_minutes"],
+        ]
+        for run in runs
+        for name, _ in args.held_out
+    ]
+    means = [
+        [name, *(f"{s[f]['mean']:.3f} ({s[f]['min']:.3f}-{s[f]['max']:.3f})" for f in FIGURES[:2])]
+        for name, s in held_out.items()
+    ]
+    record(
+        f"{args.domain}_recipe",
+        args.title or f"{args.domain}: a recipe over {len(seeds)} seeds, held out",
+        {
+            "domain": args.domain,
+            "data": str(args.data),
+            "seeds": seeds,
+            "seeds_done": [run["seed"] for run in runs],
+            "precision": args.precision,
+            "train_options": options,
+            "runs": runs,
+            "held_out": held_out,
+            "goals": goals,
+            "goals_met": met,
+        },
+        out=args.out or results_path(f"{args.domain}_recipe"),
+        tables=[
+            {
+                "title": f"Mean of {done} (min-max)",
+                "columns": ["held-out rows", "accuracy", "macro-F1"],
+                "rows": means,
+            },
+            {
+                "title": "Each run",
+                "columns": [
+                    "seed",
+                    "version",
+                    "held-out rows",
+                    "accuracy",
+                    "macro-F1",
+                    "label-free estimate",
+                    "train minutes",
+                ],
+                "rows": rows,
+            },
+        ],
+        notes=args.note,
+    )
+    return held_out, met
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("domain")
@@ -154,67 +223,11 @@ def main() -> None:
             run["held_out"][name] = {figure: scored.get(figure) for figure in FIGURES}
         runs.append(run)
         print(json.dumps(run), file=sys.stderr, flush=True)
+        held_out, met = write(args, options, seeds, runs)
 
-    held_out = {name: summary(runs, name) for name, _ in args.held_out}
-    goals = {name: bound for name, bound in args.goal}
-    first = args.held_out[0][0]
-    met = {f: held_out[first][f]["mean"] >= bound for f, bound in goals.items()}
-    rows = [
-        [
-            run["seed"],
-            run["version"],
-            name,
-            *(f"{run['held_out'][name][f]:.3f}" for f in FIGURES[:2]),
-            f"{run['held_out'][name]['estimated_accuracy'] or 0:.3f}",
-            run["train_minutes"],
-        ]
-        for run in runs
-        for name, _ in args.held_out
-    ]
-    means = [
-        [name, *(f"{s[f]['mean']:.3f} ({s[f]['min']:.3f}-{s[f]['max']:.3f})" for f in FIGURES[:2])]
-        for name, s in held_out.items()
-    ]
-    record(
-        f"{args.domain}_recipe",
-        args.title or f"{args.domain}: the served recipe over {len(seeds)} seeds, held out",
-        {
-            "domain": args.domain,
-            "data": str(args.data),
-            "seeds": seeds,
-            "precision": args.precision,
-            "train_options": options,
-            "runs": runs,
-            "held_out": held_out,
-            "goals": goals,
-            "goals_met": met,
-        },
-        out=args.out or results_path(f"{args.domain}_recipe"),
-        tables=[
-            {
-                "title": f"Mean of {len(seeds)} seeds (min-max)",
-                "columns": ["held-out rows", "accuracy", "macro-F1"],
-                "rows": means,
-            },
-            {
-                "title": "Each run",
-                "columns": [
-                    "seed",
-                    "version",
-                    "held-out rows",
-                    "accuracy",
-                    "macro-F1",
-                    "label-free estimate",
-                    "train minutes",
-                ],
-                "rows": rows,
-            },
-        ],
-        notes=args.note,
-    )
     for name, summary_ in held_out.items():
         print(name, json.dumps(summary_))
-    if goals:
+    if args.goal:
         print("goals met" if all(met.values()) else f"goals not met: {met}")
 
 
