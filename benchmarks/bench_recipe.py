@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recording import record, results_path
+from recording import record
 
 BIN = Path(sys.executable).parent
 FIGURES = ("accuracy", "macro_f1", "estimated_accuracy")
@@ -138,7 +138,7 @@ def write(
             "goals": goals,
             "goals_met": met,
         },
-        out=args.out or results_path(f"{args.domain}_recipe"),
+        out=args.out,
         tables=[
             {
                 "title": f"Mean of {done} (min-max)",
@@ -187,7 +187,9 @@ def main() -> None:
     signalyard = str(BIN / "signalyard")
     trained_before = {int(s): v for s, _, v in (given.partition("=") for given in args.trained)}
 
-    runs = []
+    runs: list[dict[str, Any]] = []
+    held_out: dict[str, dict[str, dict[str, float]]] = {}
+    met: dict[str, bool] = {}
     for seed in seeds:
         started = time.monotonic()
         train = [signalyard, "train", args.domain, "--data", str(args.data), "--seed", str(seed)]
