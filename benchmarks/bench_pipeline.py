@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 from aiokafka import AIOKafkaConsumer
-from recording import record
+from recording import add_note_option, record
 from rich.console import Console
 from rich.table import Table
 
@@ -405,9 +405,7 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="default: benchmarks/results/pipeline[_MODE].json"
     )
-    parser.add_argument(
-        "--note", action="append", default=[], help="a paragraph the results file keeps with them"
-    )
+    add_note_option(parser)
     explaining = parser.add_mutually_exclusive_group()
     explaining.add_argument(
         "--explanations",

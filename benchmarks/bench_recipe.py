@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recording import record
+from recording import add_note_option, record
 
 BIN = Path(sys.executable).parent
 FIGURES = ("accuracy", "macro_f1", "estimated_accuracy")
@@ -175,9 +175,7 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, help="default: a temporary folder")
     parser.add_argument("--trained", action="append", default=[], help="SEED=VERSION")
     parser.add_argument("--title", default="")
-    parser.add_argument(
-        "--note", action="append", default=[], help="a paragraph the results file keeps with them"
-    )
+    add_note_option(parser)
     parser.add_argument("--out", type=Path)
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)

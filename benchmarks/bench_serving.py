@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import record
+from recording import add_note_option, record
 from rich.console import Console
 from rich.table import Table
 
@@ -60,9 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--title", default="Models and runtimes side by side: speed and quality")
-    parser.add_argument(
-        "--note", action="append", default=[], help="a paragraph the results file keeps with them"
-    )
+    add_note_option(parser)
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/serving.json")
     args = parser.parse_args()
     if args.threads:

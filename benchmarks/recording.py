@@ -15,6 +15,7 @@ run (what it does not show, what differed) goes to ``notes``, one paragraph per 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+NOTE = "--note"
 # CPU features that decide which precisions and runtimes run natively.
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 PACKAGES = (
@@ -112,13 +114,21 @@ def dict_table(rows: list[dict[str, Any]], title: str = "") -> dict[str, Any]:
     return {"title": title, "columns": columns, "rows": [[r.get(k) for k in columns] for r in rows]}
 
 
+def add_note_option(parser: argparse.ArgumentParser) -> None:
+    """``--note TEXT``, repeatable: a paragraph the results file keeps with the figures, as
+    ``record(notes=...)``; ``command_line`` leaves it out."""
+    parser.add_argument(
+        NOTE, action="append", default=[], help="a paragraph the results file keeps with them"
+    )
+
+
 def command_line() -> str:
     """How this benchmark was started, less any ``--note`` (the notes are kept as notes)."""
     words, skip = [], False
     for word in sys.argv:
-        if not skip and word != "--note" and not word.startswith("--note="):
+        if not skip and word != NOTE and not word.startswith(f"{NOTE}="):
             words.append(word)
-        skip = word == "--note"
+        skip = word == NOTE
     return shlex.join(["python", *words])
 
 
