@@ -30,8 +30,9 @@ from models.data import TextData
 from models.errors import BrokenModelError, ModelNotFoundError
 from models.registry import CONTENT_HASH, Registry, content_sha256, read_metadata
 from models.sensor_model import load_sensor_model
+from models.serving.cpu_features import cpu_flags
 from models.serving.inference import SensorEngine, TextEngine, resolve_device
-from models.serving.precision_choice import MAX_ROWS, Choices, choose, cpu_flags, describe
+from models.serving.precision_choice import MAX_ROWS, Choices, choose, describe
 from models.serving.quantization import UnknownLayersError, kept_fp32
 from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation

@@ -1,11 +1,16 @@
 """A text classifier run by ONNX Runtime instead of torch, in fp32 or int8, on the CPU.
 
 The model is exported to ONNX when it is loaded (TorchScript exporter, opset 17, batch and
-sequence dimensions dynamic) and, for int8, quantized dynamically: weights to int8 once,
-activations per batch (ONNX Runtime's ``quantize_dynamic``). ONNX Runtime's CPU kernels use the
-int8 dot-product instructions where the CPU has them (AVX512-VNNI, AVX-VNNI, AMX) and AVX2
-otherwise, so int8 is a fast path on CPUs without bf16 too. Nothing is written next to the
-model: the files live in a temporary folder only while the session is made.
+sequence dimensions dynamic) and, for int8, quantized dynamically (ONNX Runtime's
+``quantize_dynamic``): the linear layers' weights to int8 once, one scale per output channel,
+their inputs per batch. The layers the model's int8 plan keeps in fp32
+(``models.serving.quantization``) stay fp32 here too. ONNX Runtime's CPU kernels use the int8
+dot-product instructions where the CPU has them (AVX512-VNNI, AVX-VNNI, AMX) and AVX2
+otherwise, so int8 is a fast path on CPUs without bf16 too. Without VNNI the weights are
+quantized to 7 bits (``reduce_range``): those kernels add pairs of unsigned-by-signed byte
+products into 16 bits, which 8-bit weights can saturate (ONNX Runtime's quantization guide,
+"When to use reduce-range"). Nothing is written next to the model: the files live in a
+temporary folder only while the session is made.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from models.serving.cpu_features import VNNI, cpu_flags
+from models.serving.quantization import check_linear_layers
 from models.text_model import TextClassifier
 
 OPSET = 17
@@ -39,9 +48,19 @@ logging.getLogger().addFilter(_NoPreprocessingAdvice())
 
 class OnnxClassifier:
     """Logits of a :class:`TextClassifier`, computed by an ONNX Runtime session on ``threads``
-    CPU threads (0: ONNX Runtime's default, one per core)."""
+    CPU threads (0: ONNX Runtime's default, one per core). In int8, the linear layers named in
+    ``keep_fp32`` (names from ``model.named_modules()``) stay fp32, and ``reduce_range`` (by
+    default: when the CPU lacks VNNI) quantizes weights to 7 bits. Raises UnknownLayersError
+    for a name that is not a linear layer of ``model``."""
 
-    def __init__(self, model: TextClassifier, int8: bool, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: TextClassifier,
+        int8: bool,
+        threads: int = 0,
+        keep_fp32: Collection[str] = (),
+        reduce_range: bool | None = None,
+    ) -> None:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -49,8 +68,20 @@ class OnnxClassifier:
         with tempfile.TemporaryDirectory(prefix="signalyard-onnx-") as folder:
             path = export(model, Path(folder) / "model.onnx")
             if int8:
+                check_linear_layers(model, keep_fp32)
+                if reduce_range is None:
+                    reduce_range = not cpu_flags() & VNNI
                 quantized = path.with_name("model.int8.onnx")
-                quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+                quantize_dynamic(
+                    path,
+                    quantized,
+                    # Linear layers only, as torch's dynamic int8: not the embedding tables.
+                    op_types_to_quantize=["MatMul"],
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    reduce_range=reduce_range,
+                    nodes_to_exclude=layer_nodes(onnx.load(str(path)), keep_fp32),
+                )
                 path = quantized
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
@@ -81,3 +112,20 @@ def export(model: TextClassifier, path: Path) -> Path:
             dynamo=False,
         )
     return path
+
+
+def layer_nodes(graph: onnx.ModelProto, layers: Collection[str]) -> list[str]:
+    """The names, as ``quantize_dynamic`` knows them, of the matrix products in ``graph`` that
+    compute the linear layers named ``layers`` (torch module names). The TorchScript exporter
+    names a module's nodes by its path: ``/encoder/layer.0/output/dense/MatMul`` computes
+    ``encoder.layer.0.output.dense``. The quantizer turns a Gemm into a MatMul named
+    ``<Gemm's name>_MatMul`` before it quantizes, so a Gemm is listed under both names. A layer
+    the forward pass never runs (an unused pooler) has no node."""
+    wanted = set(layers)
+    names = []
+    for node in graph.graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        if node.name.strip("/").rpartition("/")[0].replace("/", ".") in wanted:
+            names += [node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm" else [node.name]
+    return names

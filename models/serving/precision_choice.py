@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.serving.cpu_features import NATIVE_BF16, VNNI, cpu_flags
 from models.serving.inference import TextEngine
 
-NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 MAX_ROWS = 512  # validation rows scored per candidate: enough to see a 1 % change
 
 
@@ -40,18 +40,6 @@ class Trial:
     precision: str
     texts_per_s: float
     changed: float
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU's feature flags (Linux); none known elsewhere."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 class Choices:
@@ -66,7 +54,7 @@ class Choices:
         """What a choice depends on: the model's bytes, the CPU and the allowance. Not the
         thread count: every process on a machine, however many threads it runs, must score a
         model alike, or two replays of one range would differ."""
-        flags = ",".join(sorted(cpu_flags() & (NATIVE_BF16 | {"avx512_vnni", "avx_vnni"})))
+        flags = ",".join(sorted(cpu_flags() & (NATIVE_BF16 | VNNI)))
         cpu = platform.processor() or platform.machine()
         return f"{model_sha256}:{cpu}:{flags}:{max_changed:g}"
 

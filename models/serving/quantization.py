@@ -1,12 +1,13 @@
 """Dynamic int8 for a text classifier on the CPU, and the plan of which linear layers stay fp32.
 
     from models.serving.quantization import (
-        fit_int8_plan, kept_fp32, layer_sensitivity, quantize_int8)
+        check_linear_layers, fit_int8_plan, kept_fp32, layer_sensitivity, quantize_int8)
 
     quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Module
     layer_sensitivity(model, logits, texts) -> dict[str, float]   # KL per linear layer
     fit_int8_plan(model, logits, texts, truth, labels, max_changed=0.005, ...) -> dict
     kept_fp32(metadata: dict) -> tuple[str, ...]   # what a loaded model applies
+    check_linear_layers(model, names) -> list[str]   # UnknownLayersError for other names
 
 torch's dynamic quantization stores each linear layer's weight in int8 (one scale per output
 channel) and quantizes its input per batch with one scale for the whole tensor. A layer whose
@@ -42,6 +43,7 @@ from models.progress import progress_bar
 __all__ = [
     "Logits",
     "UnknownLayersError",
+    "check_linear_layers",
     "fit_int8_plan",
     "kept_fp32",
     "layer_sensitivity",
@@ -67,19 +69,27 @@ def quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Modul
     of accuracy on 582 held-out fpb rows, one per channel 0.5. Raises UnknownLayersError for a
     name that is not a linear layer of ``model``, ValueError for a bare string instead of a
     collection."""
-    if isinstance(keep_fp32, str):
-        raise ValueError("keep_fp32 takes a collection of layer names, not one string")
     with warnings.catch_warnings():
         # torch points eager quantization users to torchao; the eager API still works.
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        linear = _linear_layers(model)
-        unknown = sorted(set(keep_fp32) - set(linear))
-        if unknown:
-            raise UnknownLayersError(f"not linear layers of the model: {', '.join(unknown)}")
+        linear = check_linear_layers(model, keep_fp32)
         spec = {name: per_channel_dynamic_qconfig for name in linear if name not in keep_fp32}
         return quantize_dynamic(model, spec, dtype=torch.qint8)  # a copy: inplace=False
+
+
+def check_linear_layers(model: nn.Module, names: Collection[str]) -> list[str]:
+    """The model's linear layers (names from ``model.named_modules()``). Raises
+    UnknownLayersError when one of ``names`` is not among them, ValueError for a bare string
+    instead of a collection."""
+    if isinstance(names, str):
+        raise ValueError("keep_fp32 takes a collection of layer names, not one string")
+    linear = _linear_layers(model)
+    unknown = sorted(set(names) - set(linear))
+    if unknown:
+        raise UnknownLayersError(f"not linear layers of the model: {', '.join(unknown)}")
+    return linear
 
 
 def kept_fp32(metadata: dict[str, Any]) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """A text model run by ONNX Runtime: fp32 gives torch's probabilities, int8 its decisions on
-the keyword model's sentences, and both refuse a GPU; precision auto keeps the fastest runtime
-whose decisions stay within the allowed share of fp32's."""
+the keyword model's sentences and keeps the int8 plan's layers in fp32, and both refuse a
+GPU; precision auto keeps the fastest runtime whose decisions stay within the allowed share
+of fp32's."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import pytest
 import torch
 from helpers import FILLER, KEYWORDS
 
+from models.serving.cpu_features import cpu_flags
 from models.serving.inference import TextEngine, resolve_precision
 from models.serving.loading import load_scorer
-from models.serving.precision_choice import candidates, choose, cpu_flags
+from models.serving.onnx_runtime import OnnxClassifier
+from models.serving.precision_choice import candidates, choose
+from models.serving.quantization import UnknownLayersError, check_linear_layers
 from models.text_model import load_text_classifier
 
 
@@ -45,6 +49,21 @@ def test_onnx_fp32_gives_torchs_probabilities_and_int8_its_decisions(keyword_mod
     assert not np.array_equal(onnx_int8, reference)  # quantized: not the same numbers
     agreement = (onnx_int8.argmax(1) == reference.argmax(1)).mean()
     assert agreement >= 0.95, agreement
+
+
+def test_onnx_int8_keeps_the_plans_layers_in_fp32(keyword_model: Path) -> None:
+    model, tokenizer, _ = load_text_classifier(keyword_model)
+    batches = TextEngine(model, tokenizer, "cpu", 64, 32, "fp32").sub_batches(sentences(32))
+    _, padded = next(batches)
+    ids, mask = padded["input_ids"], padded["attention_mask"]
+    linear = check_linear_layers(model, ())
+    fp32 = OnnxClassifier(model, int8=False, threads=1)(ids, mask)
+    kept = OnnxClassifier(model, int8=True, threads=1, keep_fp32=linear)(ids, mask)
+    assert np.abs(kept - fp32).max() < 1e-4  # every layer kept: no int8 product left
+    quantized = OnnxClassifier(model, int8=True, threads=1, keep_fp32=linear[1:])(ids, mask)
+    assert np.abs(quantized - fp32).max() > 1e-4  # one layer in int8 changes the numbers
+    with pytest.raises(UnknownLayersError, match="not linear layers"):
+        OnnxClassifier(model, int8=True, keep_fp32=["encoder.no_such_layer"])
 
 
 @pytest.mark.parametrize("precision", ["onnx-fp32", "onnx-int8"])
