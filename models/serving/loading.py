@@ -112,7 +112,7 @@ def _build_scorer(
     model, tokenizer, labels = load_text_classifier(model_dir)
 
     def build(chosen: str) -> TextEngine:
-        plan = kept_fp32(metadata)
+        plan = kept_fp32(metadata, chosen)
         return TextEngine(model, tokenizer, device, max_seq_length, batch_size, chosen, plan)
 
     try:

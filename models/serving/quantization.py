@@ -4,9 +4,9 @@
         check_linear_layers, fit_int8_plan, kept_fp32, layer_sensitivity, quantize_int8)
 
     quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Module
-    layer_sensitivity(model, logits, texts) -> dict[str, float]   # KL per linear layer
+    layer_sensitivity(model, logits, texts, quantize=quantize_int8) -> dict[str, float]
     fit_int8_plan(model, logits, texts, truth, labels, max_changed=0.005, ...) -> dict
-    kept_fp32(metadata: dict) -> tuple[str, ...]   # what a loaded model applies
+    kept_fp32(metadata: dict, precision: str = "int8") -> tuple[str, ...]   # what a load applies
     check_linear_layers(model, names) -> list[str]   # UnknownLayersError for other names
 
 torch's dynamic quantization stores each linear layer's weight in int8 (one scale per output
@@ -21,8 +21,10 @@ The plan is fitted on the model's own validation split: each linear layer's sens
 KL divergence of the model's class probabilities when that layer alone is quantized (on the
 first ``probe_rows`` texts); the most sensitive layers are kept in fp32, one more at a time,
 until int8 changes at most ``max_changed`` of the decisions fp32 takes on the validation rows.
-The record (``metadata.json`` ``quantization``) lists the kept layers with what they were
-chosen on.
+Each int8 runtime has its plan, fitted with its own quantizer, because the runtimes round
+differently and the same layers do not suffice for both: torch's ``"int8"`` (recorded as
+``metadata.json`` ``quantization``) and ONNX Runtime's ``"onnx-int8"`` (``onnx_quantization``,
+``models.serving.onnx_runtime``). A record lists the kept layers with what they were chosen on.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from models.labels import label_indices
 from models.progress import progress_bar
 
 __all__ = [
+    "PLAN_KEYS",
     "Logits",
+    "Quantizer",
     "UnknownLayersError",
     "check_linear_layers",
     "fit_int8_plan",
@@ -50,7 +54,9 @@ __all__ = [
     "quantize_int8",
 ]
 
-Logits = Callable[[nn.Module, Sequence[str]], np.ndarray]
+Logits = Callable[[Any, Sequence[str]], np.ndarray]  # (a model or its quantized copy, texts)
+Quantizer = Callable[[nn.Module, Collection[str]], Any]  # (model, layers kept in fp32)
+PLAN_KEYS = {"int8": "quantization", "onnx-int8": "onnx_quantization"}  # runtime: metadata key
 
 
 class UnknownLayersError(ValueError):
@@ -92,9 +98,12 @@ def check_linear_layers(model: nn.Module, names: Collection[str]) -> list[str]:
     return linear
 
 
-def kept_fp32(metadata: dict[str, Any]) -> tuple[str, ...]:
-    """The layers a model's int8 plan keeps in fp32; none when it has no plan."""
-    return tuple(metadata.get("quantization", {}).get("keep_fp32", ()))
+def kept_fp32(metadata: dict[str, Any], precision: str = "int8") -> tuple[str, ...]:
+    """The layers the model's plan for ``precision`` (a key of ``PLAN_KEYS``) keeps in fp32;
+    none when it has no such plan or ``precision`` quantizes nothing."""
+    if precision not in PLAN_KEYS:
+        return ()
+    return tuple(metadata.get(PLAN_KEYS[precision], {}).get("keep_fp32", ()))
 
 
 def _kl(reference: np.ndarray, other: np.ndarray) -> float:
@@ -105,16 +114,21 @@ def _kl(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def layer_sensitivity(
-    model: nn.Module, logits: Logits, texts: Sequence[str], show_progress: bool = False
+    model: nn.Module,
+    logits: Logits,
+    texts: Sequence[str],
+    show_progress: bool = False,
+    quantize: Quantizer = quantize_int8,
 ) -> dict[str, float]:
     """Each linear layer's KL divergence (nats, mean over ``texts``) of the class
-    probabilities from fp32 when that layer alone runs in int8; most sensitive first."""
+    probabilities from fp32 when that layer alone runs in int8 (``quantize(model, kept)``
+    makes the int8 copy); most sensitive first."""
     reference = logits(model, texts)
     linear = _linear_layers(model)
     scores = {}
     with progress_bar(show_progress) as bar:
         for name in bar.track(linear, description="int8 sensitivity, layer by layer"):
-            alone = quantize_int8(model, keep_fp32=[other for other in linear if other != name])
+            alone = quantize(model, [other for other in linear if other != name])
             scores[name] = _kl(reference, logits(alone, texts))
     return dict(sorted(scores.items(), key=lambda item: -item[1]))
 
@@ -129,6 +143,8 @@ def fit_int8_plan(
     probe_rows: int = 128,
     max_kept: int | None = None,
     show_progress: bool = False,
+    quantize: Quantizer = quantize_int8,
+    scheme: str = "torch dynamic int8, per-channel weights",
 ) -> dict[str, Any]:
     """The int8 plan of ``model`` on labeled validation rows: ``texts`` with their ``truth``
     among ``labels`` (the order of the model's outputs); ``logits(model, texts)`` gives the
@@ -139,8 +155,9 @@ def fit_int8_plan(
     Returns the record: kept layers, rows, share changed, both accuracies, both rates
     (texts/s on these rows, this machine, one pass each after a warm-up batch: rough), the
     sensitivities of the kept layers. ``max_kept`` (default: half the linear layers) bounds
-    the search. Raises DataError without rows, on unknown labels, or when ``max_kept`` layers
-    are not enough."""
+    the search. ``quantize(model, kept)`` makes the int8 copy of the runtime the plan is for,
+    named in the record by ``scheme``. Raises DataError without rows, on unknown labels, or
+    when ``max_kept`` layers are not enough."""
     if not texts:
         raise DataError("an int8 plan needs validation rows")
     target = label_indices(truth, labels)
@@ -151,7 +168,7 @@ def fit_int8_plan(
         decided = logits(candidate, texts).argmax(axis=-1)
         return decided, len(texts) / (time.perf_counter() - started)
 
-    sensitivity = layer_sensitivity(model, logits, texts[:probe_rows], show_progress)
+    sensitivity = layer_sensitivity(model, logits, texts[:probe_rows], show_progress, quantize)
     ranked = list(sensitivity)
     max_kept = len(ranked) // 2 if max_kept is None else min(max_kept, len(ranked))
     fp32, fp32_rate = decisions(model)
@@ -159,7 +176,7 @@ def fit_int8_plan(
     with progress_bar(show_progress) as bar:
         search = bar.add_task("int8 plan, one more fp32 layer at a time", total=max_kept + 1)
         for kept in range(max_kept + 1):
-            int8, rate = decisions(quantize_int8(model, ranked[:kept]))
+            int8, rate = decisions(quantize(model, ranked[:kept]))
             changed = float((int8 != fp32).mean())
             tried.append({"kept": kept, "changed": round(changed, 4)})
             bar.advance(search)
@@ -171,7 +188,7 @@ def fit_int8_plan(
                 f"{max_kept} most sensitive layers in fp32 (tried: {tried})"
             )
     return {
-        "scheme": "torch dynamic int8, per-channel weights",
+        "scheme": scheme,
         "keep_fp32": ranked[:kept],
         "sensitivity": {name: round(sensitivity[name], 6) for name in ranked[:kept]},
         "rows": len(texts),

@@ -50,6 +50,7 @@ from models.data import SensorData, TextData
 from models.errors import DataError
 from models.registry import read_metadata
 from models.sensor_model import save_sensor_model
+from models.serving.quantization import PLAN_KEYS
 from models.splits import (
     concat,
     label_counts,
@@ -331,10 +332,11 @@ def adapt_model(
             extra.pop("calibration")
             if live.get("calibration"):
                 extra["calibration"] = {**live["calibration"], "carried_from": live_dir.name}
-        if "quantization" in live:
-            # Same layers, so the same few carry outlier features: under precision int8 the gate
-            # then judges the candidate as it would serve. `models quantize` refits it.
-            extra["quantization"] = {**live["quantization"], "carried_from": live_dir.name}
+        for plan in PLAN_KEYS.values():
+            if plan in live:
+                # Same layers, so the same few carry outlier features: under an int8 precision
+                # the gate judges the candidate as it would serve. `models quantize` refits.
+                extra[plan] = {**live[plan], "carried_from": live_dir.name}
 
     seed, fraction = source_split(live)
     metadata = {

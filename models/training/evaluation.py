@@ -4,11 +4,12 @@ fitting its int8 plan."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from models.calibration import decision_confidence, fit_calibration
@@ -17,11 +18,12 @@ from models.errors import DataError
 from models.registry import METADATA_FILE, read_metadata, write_json_atomic
 from models.serving.inference import TextEngine
 from models.serving.loading import LoadedScorer, load_scorer
-from models.serving.quantization import fit_int8_plan
+from models.serving.onnx_runtime import OnnxClassifier
+from models.serving.quantization import PLAN_KEYS, Quantizer, fit_int8_plan, quantize_int8
 from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TEXT_TASKS, task_of
-from models.text_model import load_text_classifier
+from models.text_model import TextClassifier, load_text_classifier
 from models.training.metrics import sensor_figures, sentiment_metrics, ticket_metrics
 
 
@@ -95,20 +97,34 @@ def calibrate_folder(model_dir: Path) -> dict[str, Any]:
     return record
 
 
+def _onnx_int8(model: nn.Module, keep_fp32: Collection[str]) -> OnnxClassifier:
+    assert isinstance(model, TextClassifier)
+    return OnnxClassifier(model, True, torch.get_num_threads(), keep_fp32)
+
+
+QUANTIZERS: dict[str, tuple[Quantizer, str]] = {  # runtime: its int8 copy and scheme
+    "int8": (quantize_int8, "torch dynamic int8, per-channel weights"),
+    "onnx-int8": (_onnx_int8, "ONNX Runtime dynamic int8, per-channel weights"),
+}
+
+
 def quantize_folder(
-    model_dir: Path, max_changed: float = 0.005, show_progress: bool = False
+    model_dir: Path, max_changed: float = 0.005, show_progress: bool = False, runtime: str = "int8"
 ) -> dict[str, Any]:
-    """Fit the int8 plan of a text model folder on its source validation split (which linear
-    layers stay fp32 so that int8 changes at most ``max_changed`` of the decisions there; see
+    """Fit the int8 plan of a text model folder for ``runtime`` (``"int8"``: torch,
+    ``"onnx-int8"``: ONNX Runtime) on its source validation split (which linear layers stay
+    fp32 so that int8 changes at most ``max_changed`` of the decisions there; see
     ``models.serving.quantization``) and record it in its ``metadata.json``, replacing an older
-    plan; return the record. Raises DataError for a sensors model, when the source data is gone or
-    changed, or when no plan within ``max_changed`` exists."""
+    plan for that runtime; return the record. Raises DataError for a sensors model, when the
+    source data is gone or changed, or when no plan within ``max_changed`` exists."""
     metadata, validation, length = _text_validation(model_dir, "an int8 plan")
     model, tokenizer, labels = load_text_classifier(model_dir)
+    # The serving batch size, so the recorded rates compare with the pipeline's.
+    engine = TextEngine(model, tokenizer, "cpu", length, 32, "fp32")
+    quantize, scheme = QUANTIZERS[runtime]
 
-    def logits(candidate: nn.Module, texts: Sequence[str]) -> np.ndarray:
-        # The serving batch size, so the recorded rates compare with the pipeline's.
-        engine = TextEngine(candidate, tokenizer, "cpu", length, 32, "fp32")
+    def logits(candidate: nn.Module | OnnxClassifier, texts: Sequence[str]) -> np.ndarray:
+        engine.model = candidate  # the same tokenization and batches for every candidate
         return engine.predict_logits(texts)
 
     record = fit_int8_plan(
@@ -119,6 +135,9 @@ def quantize_folder(
         labels,
         max_changed,
         show_progress=show_progress,
+        quantize=quantize,
+        scheme=scheme,
     )
-    write_json_atomic(Path(model_dir) / METADATA_FILE, {**metadata, "quantization": record})
+    record = {"runtime": runtime, **record}
+    write_json_atomic(Path(model_dir) / METADATA_FILE, {**metadata, PLAN_KEYS[runtime]: record})
     return record

@@ -227,21 +227,29 @@ def calibrate(domain: DomainName, version: str | None) -> None:
     show_default=True,
     help="Share of the validation decisions int8 may change (bounds the accuracy it loses).",
 )
-def quantize(domain: DomainName, version: str | None, max_changed: float) -> None:
-    """Fit a text model's int8 plan on its own validation split: the fewest most sensitive
-    linear layers kept in fp32 so that int8 changes at most --max-changed of fp32's decisions.
-    Workers apply it when inference.precision is int8. The last line is the record, as JSON."""
+@click.option(
+    "--runtime",
+    type=click.Choice(["int8", "onnx-int8"]),
+    default="int8",
+    show_default=True,
+    help="The int8 runtime the plan is for: torch's or ONNX Runtime's.",
+)
+def quantize(domain: DomainName, version: str | None, max_changed: float, runtime: str) -> None:
+    """Fit a text model's int8 plan for one runtime on its own validation split: the fewest
+    most sensitive linear layers kept in fp32 so that int8 changes at most --max-changed of
+    fp32's decisions. Workers apply it when they run the model in that precision (set, or
+    chosen by precision auto). The last line is the record, as JSON."""
     from models.errors import DataError
     from models.training.evaluation import quantize_folder
 
     folder = _version_folder(domain, version)
     try:
-        record = quantize_folder(folder, max_changed, show_progress=True)
+        record = quantize_folder(folder, max_changed, show_progress=True, runtime=runtime)
     except DataError as error:
         raise click.ClickException(str(error)) from None
     console.print(
-        f"{domain} {folder.name}: {len(record['keep_fp32'])} linear layers kept in fp32; "
-        f"{record['changed']:.2%} of the decisions changed; validation accuracy fp32 "
+        f"{domain} {folder.name}, {runtime}: {len(record['keep_fp32'])} linear layers kept in "
+        f"fp32; {record['changed']:.2%} of the decisions changed; validation accuracy fp32 "
         f"{record['accuracy_fp32']:.4f}, int8 {record['accuracy_int8']:.4f}; "
         f"{record['texts_per_s_fp32']:.1f} -> "
         f"{record['texts_per_s_int8']:.1f} texts/s on {record['rows']} rows"
