@@ -11,7 +11,8 @@ Quality is each runtime's own predictions on every row. ``int8`` is torch's dyna
 quantization of the linear layers (CPU), but for those the model's int8 plan keeps in fp32
 (``signalyard models quantize``; the ``fp32 layers`` column counts them); ``bf16`` is autocast,
 native on CUDA and on CPUs with AVX512-BF16 or AMX; ``onnx-fp32`` and ``onnx-int8`` run the
-model with ONNX Runtime (int8: its dynamic quantization of every MatMul).
+model with ONNX Runtime (int8: its dynamic quantization of the linear layers, but for those
+the model's plan for ONNX Runtime keeps in fp32: ``models quantize --runtime onnx-int8``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rich.table import Table
 import domains  # noqa: F401  (registers the domains, whose labeled rows models read)
 from models.data import SENTIMENT_LABELS, read_text
 from models.serving.loading import load_scorer
+from models.serving.quantization import PLAN_KEYS
 from models.serving.scorers import SentimentScorer, TicketScorer
 from models.text_model import HEAD_FILE
 from models.training.encoders import WEIGHTS_FILE, stored_parameters
@@ -91,7 +93,7 @@ def main() -> None:
                     if precision != "auto"
                     else f"auto ({scorer.engine.precision})",
                     "fp32_layers": len(scorer.engine.keep_fp32)
-                    if scorer.engine.precision == "int8"
+                    if scorer.engine.precision in PLAN_KEYS
                     else None,
                     "parameters": parameters,
                     "texts_per_s": round(rate, 1),

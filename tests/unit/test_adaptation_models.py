@@ -99,14 +99,16 @@ def test_adapted_model_registers_loads_and_keeps_its_source(
 
     # Adapting the adapted model still replays the original source, and carries its int8 plan
     # so that an int8 gate judges the candidate as it would serve.
-    assert "quantization" not in stored
+    assert "quantization" not in stored and "onnx_quantization" not in stored
     plan = {"keep_fp32": ["head"], "changed": 0.0}
-    (folder / "metadata.json").write_text(json.dumps({**stored, "quantization": plan}))
+    plans = {"quantization": plan, "onnx_quantization": {**plan, "runtime": "onnx-int8"}}
+    (folder / "metadata.json").write_text(json.dumps({**stored, **plans}))
     options = head_options(epochs=2, replay_ratio=0.5)
     again = adapt_model("news", folder, target, tmp_path / "again", options)
     assert again["adapted_from"] == "v2" and again["data"]["path"] == live["data"]["path"]
     assert again["data"]["replay"]["rows"] == 18 and again["mode"] == "head"
-    assert again["quantization"] == {**plan, "carried_from": "v2"}
+    for key, carried in plans.items():
+        assert again[key] == {**carried, "carried_from": "v2"}
     int8 = load_scorer(tmp_path / "again", device="cpu", max_seq_length=16, precision="int8")
     assert int8.engine.keep_fp32 == ("head",) and type(int8.engine.model.head) is torch.nn.Linear
 

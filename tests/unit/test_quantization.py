@@ -17,7 +17,13 @@ from models.errors import DataError, ModelNotFoundError
 from models.registry import Registry
 from models.serving.inference import resolve_precision
 from models.serving.loading import load_scorer
-from models.serving.quantization import Logits, fit_int8_plan, kept_fp32, quantize_int8
+from models.serving.quantization import (
+    Logits,
+    check_linear_layers,
+    fit_int8_plan,
+    kept_fp32,
+    quantize_int8,
+)
 from signalyard.cli import main
 
 
@@ -137,3 +143,27 @@ def test_a_loaded_model_applies_its_plan_and_the_command_records_one(
         main(["models", "quantize", "news", "v9"])
     assert exit_info.value.code == 2
     assert "news has no version 'v9'" in capsys.readouterr().err
+
+
+def test_each_int8_runtime_applies_its_own_plan(
+    teacher_home: tuple[Registry, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry, _, _ = teacher_home
+    folder = registry.version_dir("news", "v1")
+    main(["models", "quantize", "news", "v1", "--runtime", "onnx-int8", "--max-changed", "1"])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metadata = registry.metadata("news", "v1")
+    assert metadata["onnx_quantization"] == record and "quantization" not in metadata
+    assert record["runtime"] == "onnx-int8" and record["scheme"].startswith("ONNX Runtime")
+
+    # A plan keeping every linear layer: ONNX Runtime then computes fp32's probabilities,
+    # and torch's int8, which has no plan of its own, ignores it.
+    model = load_scorer(folder, "cpu", 16, "fp32")
+    every = check_linear_layers(model.engine.model, ())
+    plan = {**record, "keep_fp32": every}
+    (folder / "metadata.json").write_text(json.dumps({**metadata, "onnx_quantization": plan}))
+    onnx = load_scorer(folder, "cpu", 16, "onnx-int8")
+    assert onnx.engine.keep_fp32 == tuple(every)
+    texts = ["profit soars 3", "loss widens 4", "shares flat 5"]
+    assert np.abs(onnx.predict_proba(texts) - model.predict_proba(texts)).max() < 1e-4
+    assert load_scorer(folder, "cpu", 16, "int8").engine.keep_fp32 == ()
