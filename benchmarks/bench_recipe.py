@@ -102,7 +102,12 @@ def write(
     """Record the runs finished so far with their means; returns the means per held-out file
     and whether each goal is met. Written after every seed, so a run stopped early keeps the
     seeds it finished."""
-    done = f"{len(runs)} seeds" if len(runs) == len(seeds) else f"{len(runs)} of {len(seeds)} seeds"
+    plural = "seed" if len(seeds) == 1 else "seeds"
+    done = (
+        f"{len(runs)} of {len(seeds)} {plural}"
+        if len(runs) < len(seeds)
+        else f"{len(runs)} {plural}"
+    )
     held_out = {name: summary(runs, name) for name, _ in args.held_out}
     goals = {name: bound for name, bound in args.goal}
     first = args.held_out[0][0]
