@@ -7,8 +7,8 @@ otherwise; on CPU fp32 by default, bf16 autocast when asked for (native on CPUs 
 or AMX, emulated and slow on others), dynamic int8 of the linear layers
 (``precision="int8"``, with the layers the model's int8 plan keeps in fp32:
 ``models.serving.quantization``), or the model run by ONNX Runtime in fp32 or dynamic int8
-(``"onnx-fp32"``, ``"onnx-int8"``: ``models.serving.onnx_runtime``, with the same plan),
-whose int8 kernels use VNNI where the CPU has it and AVX2 otherwise.
+(``"onnx-fp32"``, ``"onnx-int8"``: ``models.serving.onnx_runtime``, with the model's plan for
+that runtime), whose int8 kernels use VNNI where the CPU has it and AVX2 otherwise.
 ``benchmarks/bench_serving.py`` measures their speed and accuracy.
 """
 
@@ -56,8 +56,9 @@ def resolve_precision(device: torch.device, precision: Precision | str) -> str:
 
 class TextEngine:
     """Class probabilities for texts from a :class:`TextClassifier`. ``keep_fp32`` names the
-    linear layers that stay fp32 under ``precision="int8"`` and ``"onnx-int8"`` (the model's
-    int8 plan); other precisions ignore it, and ``self.keep_fp32`` is then empty."""
+    linear layers that stay fp32 under ``precision="int8"`` or ``"onnx-int8"`` (the model's
+    plan for that runtime: ``models.serving.quantization.kept_fp32``); other precisions ignore
+    it, and ``self.keep_fp32`` is then empty."""
 
     def __init__(
         self,

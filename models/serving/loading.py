@@ -18,9 +18,11 @@ registry versions). Each returned class satisfies the :class:`models.base.Scorer
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,8 +34,9 @@ from models.registry import CONTENT_HASH, Registry, content_sha256, read_metadat
 from models.sensor_model import load_sensor_model
 from models.serving.cpu_features import cpu_flags
 from models.serving.inference import SensorEngine, TextEngine, resolve_device
+from models.serving.onnx_runtime import default_reduce_range, int8_scheme
 from models.serving.precision_choice import MAX_ROWS, Choices, choose, describe
-from models.serving.quantization import UnknownLayersError, kept_fp32
+from models.serving.quantization import PLAN_KEYS, UnknownLayersError, kept_fp32
 from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TAXONOMY_FILE, task_of
@@ -112,12 +115,12 @@ def _build_scorer(
     model, tokenizer, labels = load_text_classifier(model_dir)
 
     def build(chosen: str) -> TextEngine:
-        plan = kept_fp32(metadata, chosen)
+        plan = _plan(model_dir, metadata, chosen)
         return TextEngine(model, tokenizer, device, max_seq_length, batch_size, chosen, plan)
 
     try:
         if precision == "auto" and resolve_device(device).type == "cpu":
-            engine = _fastest_faithful(model_dir, build, max_decision_change, *remembered)
+            engine = _fastest_faithful(model_dir, build, max_decision_change, *remembered, metadata)
         else:
             engine = build(precision)
     except UnknownLayersError as error:
@@ -132,14 +135,36 @@ def _build_scorer(
     return TicketScorer(domain, engine, labels, taxonomy, name, version, calibration=calibration)
 
 
+def _plan(model_dir: Path, metadata: dict[str, Any], precision: str) -> tuple[str, ...]:
+    """The layers the model's plan for ``precision`` keeps in fp32, with a warning when an ONNX
+    plan was fitted under other quantizer settings than this CPU gets (7- or 8-bit weights)."""
+    record = metadata.get(PLAN_KEYS.get(precision, ""), {})
+    here = int8_scheme(default_reduce_range())
+    if precision == "onnx-int8" and record and record.get("scheme") != here:
+        log.warning(
+            "%s: its onnx-int8 plan was fitted for %s, this CPU runs %s; refit it here with "
+            "signalyard models quantize --runtime onnx-int8",
+            model_dir, record.get("scheme"), here,
+        )  # fmt: skip
+    return kept_fp32(metadata, precision)
+
+
 def _fastest_faithful(
     model_dir: Path,
     build: Callable[[str], TextEngine],
     max_decision_change: float,
     choices: Choices | None,
     digest: str,
+    metadata: dict[str, Any],
 ) -> TextEngine:
-    key = Choices.key(digest, max_decision_change)
+    # A choice holds while what the candidates compute holds: the ONNX quantizer's settings on
+    # this CPU and the model's int8 plans (kept in its metadata, outside its content hash).
+    runtimes = json.dumps(
+        {"onnx-int8": int8_scheme(default_reduce_range())}
+        | {plan: metadata.get(plan, {}).get("keep_fp32") for plan in PLAN_KEYS.values()},
+        sort_keys=True,
+    )
+    key = Choices.key(digest, max_decision_change, runtimes)
     if choices is not None and (chosen := choices.get(key)):
         return build(chosen)
     validation = source_validation(model_dir)

@@ -3,8 +3,9 @@
 The model is exported to ONNX when it is loaded (TorchScript exporter, opset 17, batch and
 sequence dimensions dynamic) and, for int8, quantized dynamically (ONNX Runtime's
 ``quantize_dynamic``): the linear layers' weights to int8 once, one scale per output channel,
-their inputs per batch. The layers the model's int8 plan keeps in fp32
-(``models.serving.quantization``) stay fp32 here too. ONNX Runtime's CPU kernels use the int8
+their inputs per batch. The layers the model's plan for this runtime keeps in fp32
+(``onnx_quantization``, fitted by ``models.serving.quantization.fit_int8_plan`` with this
+quantizer) stay fp32. ONNX Runtime's CPU kernels use the int8
 dot-product instructions where the CPU has them (AVX512-VNNI, AVX-VNNI, AMX) and AVX2
 otherwise, so int8 is a fast path on CPUs without bf16 too. Without VNNI the weights are
 quantized to 7 bits (``reduce_range``): those kernels add pairs of unsigned-by-signed byte
@@ -28,7 +29,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from models.serving.cpu_features import VNNI, cpu_flags
-from models.serving.quantization import check_linear_layers
+from models.serving.quantization import UnknownLayersError, check_linear_layers
 from models.text_model import TextClassifier
 
 OPSET = 17
@@ -46,12 +47,24 @@ class _NoPreprocessingAdvice(logging.Filter):
 logging.getLogger().addFilter(_NoPreprocessingAdvice())
 
 
+def default_reduce_range() -> bool:
+    """Whether int8 weights are quantized to 7 bits on this CPU: when it lacks VNNI."""
+    return not cpu_flags() & VNNI
+
+
+def int8_scheme(reduce_range: bool) -> str:
+    """The quantizer's settings in words, recorded with a plan fitted under them."""
+    bits = 7 if reduce_range else 8
+    return f"ONNX Runtime dynamic int8 of the linear layers, per-channel {bits}-bit weights"
+
+
 class OnnxClassifier:
     """Logits of a :class:`TextClassifier`, computed by an ONNX Runtime session on ``threads``
     CPU threads (0: ONNX Runtime's default, one per core). In int8, the linear layers named in
     ``keep_fp32`` (names from ``model.named_modules()``) stay fp32, and ``reduce_range`` (by
     default: when the CPU lacks VNNI) quantizes weights to 7 bits. Raises UnknownLayersError
-    for a name that is not a linear layer of ``model``."""
+    for a name that is not a linear layer of ``model``, or when the exported graph's names do
+    not say which product computes which layer (``kept_nodes``)."""
 
     def __init__(
         self,
@@ -68,19 +81,20 @@ class OnnxClassifier:
         with tempfile.TemporaryDirectory(prefix="signalyard-onnx-") as folder:
             path = export(model, Path(folder) / "model.onnx")
             if int8:
-                check_linear_layers(model, keep_fp32)
-                if reduce_range is None:
-                    reduce_range = not cpu_flags() & VNNI
+                linear = check_linear_layers(model, keep_fp32)
+                kept = kept_nodes(onnx.load(str(path)), keep_fp32, linear)
                 quantized = path.with_name("model.int8.onnx")
                 quantize_dynamic(
                     path,
                     quantized,
-                    # Linear layers only, as torch's dynamic int8: not the embedding tables.
+                    # Linear layers only, as torch's dynamic int8: not the embedding tables
+                    # (Gather) nor the attention products of two activations.
                     op_types_to_quantize=["MatMul"],
+                    extra_options={"MatMulConstBOnly": True},
                     weight_type=QuantType.QInt8,
                     per_channel=True,
-                    reduce_range=reduce_range,
-                    nodes_to_exclude=layer_nodes(onnx.load(str(path)), keep_fp32),
+                    reduce_range=default_reduce_range() if reduce_range is None else reduce_range,
+                    nodes_to_exclude=kept,
                 )
                 path = quantized
             self.session = onnxruntime.InferenceSession(
@@ -114,18 +128,26 @@ def export(model: TextClassifier, path: Path) -> Path:
     return path
 
 
-def layer_nodes(graph: onnx.ModelProto, layers: Collection[str]) -> list[str]:
-    """The names, as ``quantize_dynamic`` knows them, of the matrix products in ``graph`` that
-    compute the linear layers named ``layers`` (torch module names). The TorchScript exporter
-    names a module's nodes by its path: ``/encoder/layer.0/output/dense/MatMul`` computes
-    ``encoder.layer.0.output.dense``. The quantizer turns a Gemm into a MatMul named
-    ``<Gemm's name>_MatMul`` before it quantizes, so a Gemm is listed under both names. A layer
-    the forward pass never runs (an unused pooler) has no node."""
-    wanted = set(layers)
-    names = []
+def kept_nodes(
+    graph: onnx.ModelProto, layers: Collection[str], linear: Collection[str]
+) -> list[str]:
+    """The names, as ``quantize_dynamic`` knows them, of the weight products in ``graph`` that
+    compute the linear layers named ``layers``, among the model's linear layers ``linear``
+    (torch module names). The TorchScript exporter names a module's nodes by its path:
+    ``/encoder/layer.0/output/dense/MatMul`` computes ``encoder.layer.0.output.dense``. The
+    quantizer turns a Gemm into a MatMul named ``<Gemm's name>_MatMul`` before it quantizes, so
+    a Gemm is listed under both names. A layer whose output nothing uses (a pooler beside mean
+    pooling) is pruned from the graph and has no node. Raises UnknownLayersError when a weight
+    product is named for no linear layer: the names no longer say which layer is which, and
+    the plan cannot be honoured."""
+    weights = {initializer.name for initializer in graph.graph.initializer}
+    wanted, known, names = set(layers), set(linear), []
     for node in graph.graph.node:
-        if node.op_type not in ("MatMul", "Gemm"):
-            continue
-        if node.name.strip("/").rpartition("/")[0].replace("/", ".") in wanted:
+        if node.op_type not in ("MatMul", "Gemm") or node.input[1] not in weights:
+            continue  # a product of two activations (attention) is not a linear layer
+        layer = node.name.strip("/").rpartition("/")[0].replace("/", ".")
+        if layer not in known:
+            raise UnknownLayersError(f"the exported graph's {node.name} is named for no layer")
+        if layer in wanted:
             names += [node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm" else [node.name]
     return names

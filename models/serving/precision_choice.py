@@ -15,6 +15,7 @@ hash, the CPU and the allowance) and every later load there takes it, whatever i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -50,13 +51,16 @@ class Choices:
         self.path = path
 
     @staticmethod
-    def key(model_sha256: str, max_changed: float) -> str:
-        """What a choice depends on: the model's bytes, the CPU and the allowance. Not the
+    def key(model_sha256: str, max_changed: float, runtimes: str) -> str:
+        """What a choice depends on: the model's bytes, the CPU, the allowance and
+        ``runtimes``, what the candidate runtimes compute beyond the model's bytes (their
+        quantizers' settings and the model's int8 plans, in any text: it is hashed). Not the
         thread count: every process on a machine, however many threads it runs, must score a
         model alike, or two replays of one range would differ."""
         flags = ",".join(sorted(cpu_flags() & (NATIVE_BF16 | VNNI)))
         cpu = platform.processor() or platform.machine()
-        return f"{model_sha256}:{cpu}:{flags}:{max_changed:g}"
+        settings = hashlib.sha256(runtimes.encode()).hexdigest()[:12]
+        return f"{model_sha256}:{cpu}:{flags}:{max_changed:g}:{settings}"
 
     def get(self, key: str) -> str | None:
         try:

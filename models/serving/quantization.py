@@ -6,7 +6,7 @@
     quantize_int8(model: nn.Module, keep_fp32: Collection[str] = ()) -> nn.Module
     layer_sensitivity(model, logits, texts, quantize=quantize_int8) -> dict[str, float]
     fit_int8_plan(model, logits, texts, truth, labels, max_changed=0.005, ...) -> dict
-    kept_fp32(metadata: dict, precision: str = "int8") -> tuple[str, ...]   # what a load applies
+    kept_fp32(metadata: dict, precision: str) -> tuple[str, ...]   # what a load applies
     check_linear_layers(model, names) -> list[str]   # UnknownLayersError for other names
 
 torch's dynamic quantization stores each linear layer's weight in int8 (one scale per output
@@ -44,6 +44,7 @@ from models.progress import progress_bar
 
 __all__ = [
     "PLAN_KEYS",
+    "SCHEME",
     "Logits",
     "Quantizer",
     "UnknownLayersError",
@@ -57,6 +58,7 @@ __all__ = [
 Logits = Callable[[Any, Sequence[str]], np.ndarray]  # (a model or its quantized copy, texts)
 Quantizer = Callable[[nn.Module, Collection[str]], Any]  # (model, layers kept in fp32)
 PLAN_KEYS = {"int8": "quantization", "onnx-int8": "onnx_quantization"}  # runtime: metadata key
+SCHEME = "torch dynamic int8, per-channel weights"  # quantize_int8's, as a plan records it
 
 
 class UnknownLayersError(ValueError):
@@ -98,7 +100,7 @@ def check_linear_layers(model: nn.Module, names: Collection[str]) -> list[str]:
     return linear
 
 
-def kept_fp32(metadata: dict[str, Any], precision: str = "int8") -> tuple[str, ...]:
+def kept_fp32(metadata: dict[str, Any], precision: str) -> tuple[str, ...]:
     """The layers the model's plan for ``precision`` (a key of ``PLAN_KEYS``) keeps in fp32;
     none when it has no such plan or ``precision`` quantizes nothing."""
     if precision not in PLAN_KEYS:
@@ -144,7 +146,7 @@ def fit_int8_plan(
     max_kept: int | None = None,
     show_progress: bool = False,
     quantize: Quantizer = quantize_int8,
-    scheme: str = "torch dynamic int8, per-channel weights",
+    scheme: str = SCHEME,
 ) -> dict[str, Any]:
     """The int8 plan of ``model`` on labeled validation rows: ``texts`` with their ``truth``
     among ``labels`` (the order of the model's outputs); ``logits(model, texts)`` gives the

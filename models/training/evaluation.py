@@ -18,8 +18,8 @@ from models.errors import DataError
 from models.registry import METADATA_FILE, read_metadata, write_json_atomic
 from models.serving.inference import TextEngine
 from models.serving.loading import LoadedScorer, load_scorer
-from models.serving.onnx_runtime import OnnxClassifier
-from models.serving.quantization import PLAN_KEYS, Quantizer, fit_int8_plan, quantize_int8
+from models.serving.onnx_runtime import OnnxClassifier, default_reduce_range, int8_scheme
+from models.serving.quantization import PLAN_KEYS, SCHEME, Quantizer, fit_int8_plan, quantize_int8
 from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TEXT_TASKS, task_of
@@ -102,10 +102,12 @@ def _onnx_int8(model: nn.Module, keep_fp32: Collection[str]) -> OnnxClassifier:
     return OnnxClassifier(model, True, torch.get_num_threads(), keep_fp32)
 
 
-QUANTIZERS: dict[str, tuple[Quantizer, str]] = {  # runtime: its int8 copy and scheme
-    "int8": (quantize_int8, "torch dynamic int8, per-channel weights"),
-    "onnx-int8": (_onnx_int8, "ONNX Runtime dynamic int8, per-channel weights"),
-}
+def _quantizers() -> dict[str, tuple[Quantizer, str]]:
+    """Each int8 runtime's quantizer and scheme, on this CPU; keyed as ``PLAN_KEYS``."""
+    return {
+        "int8": (quantize_int8, SCHEME),
+        "onnx-int8": (_onnx_int8, int8_scheme(default_reduce_range())),
+    }
 
 
 def quantize_folder(
@@ -116,12 +118,16 @@ def quantize_folder(
     fp32 so that int8 changes at most ``max_changed`` of the decisions there; see
     ``models.serving.quantization``) and record it in its ``metadata.json``, replacing an older
     plan for that runtime; return the record. Raises DataError for a sensors model, when the
-    source data is gone or changed, or when no plan within ``max_changed`` exists."""
+    source data is gone or changed, or when no plan within ``max_changed`` exists; ValueError
+    for another runtime."""
     metadata, validation, length = _text_validation(model_dir, "an int8 plan")
     model, tokenizer, labels = load_text_classifier(model_dir)
     # The serving batch size, so the recorded rates compare with the pipeline's.
     engine = TextEngine(model, tokenizer, "cpu", length, 32, "fp32")
-    quantize, scheme = QUANTIZERS[runtime]
+    quantizers = _quantizers()
+    if runtime not in quantizers:
+        raise ValueError(f"no int8 plan for runtime {runtime!r}; one of {', '.join(quantizers)}")
+    quantize, scheme = quantizers[runtime]
 
     def logits(candidate: nn.Module | OnnxClassifier, texts: Sequence[str]) -> np.ndarray:
         engine.model = candidate  # the same tokenization and batches for every candidate

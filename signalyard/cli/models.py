@@ -229,7 +229,9 @@ def calibrate(domain: DomainName, version: str | None) -> None:
 )
 @click.option(
     "--runtime",
-    type=click.Choice(["int8", "onnx-int8"]),
+    type=click.Choice(
+        ["int8", "onnx-int8"]
+    ),  # PLAN_KEYS's, named here: the CLI starts without torch
     default="int8",
     show_default=True,
     help="The int8 runtime the plan is for: torch's or ONNX Runtime's.",
@@ -237,8 +239,9 @@ def calibrate(domain: DomainName, version: str | None) -> None:
 def quantize(domain: DomainName, version: str | None, max_changed: float, runtime: str) -> None:
     """Fit a text model's int8 plan for one runtime on its own validation split: the fewest
     most sensitive linear layers kept in fp32 so that int8 changes at most --max-changed of
-    fp32's decisions. Workers apply it when they run the model in that precision (set, or
-    chosen by precision auto). The last line is the record, as JSON."""
+    fp32's decisions. Workers apply it when they run the model in that precision (int8 when
+    set; onnx-int8 when set or chosen by precision auto). The last line is the record, as
+    JSON."""
     from models.errors import DataError
     from models.training.evaluation import quantize_folder
 

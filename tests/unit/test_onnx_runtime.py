@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from helpers import FILLER, KEYWORDS
@@ -18,7 +20,7 @@ from helpers import FILLER, KEYWORDS
 from models.serving.cpu_features import cpu_flags
 from models.serving.inference import TextEngine, resolve_precision
 from models.serving.loading import load_scorer
-from models.serving.onnx_runtime import OnnxClassifier
+from models.serving.onnx_runtime import OnnxClassifier, export, kept_nodes
 from models.serving.precision_choice import candidates, choose
 from models.serving.quantization import UnknownLayersError, check_linear_layers
 from models.text_model import load_text_classifier
@@ -107,3 +109,27 @@ def test_the_first_choice_is_remembered_and_later_loads_take_it(
     choices.write_text(json.dumps(dict.fromkeys(remembered, "onnx-fp32")))
     later = load_scorer(keyword_model, "cpu", 64, "auto", 16, choices=choices)
     assert later.engine.precision == "onnx-fp32"
+
+    # A new int8 plan changes what onnx-int8 computes: the remembered choice no longer holds.
+    copy = shutil.copytree(keyword_model, tmp_path / "model")
+    metadata = json.loads((copy / "metadata.json").read_text())
+    plan = {"runtime": "onnx-int8", "keep_fp32": ["head"]}
+    (copy / "metadata.json").write_text(json.dumps({**metadata, "onnx_quantization": plan}))
+    replanned = load_scorer(copy, "cpu", 64, "auto", 16, choices=choices)
+    assert replanned.engine.precision != "onnx-fp32"  # chosen afresh, not remembered
+    assert len(json.loads(choices.read_text())) == 2
+
+
+def test_a_graph_whose_names_do_not_say_which_layer_is_which_is_refused(
+    keyword_model: Path, tmp_path: Path
+) -> None:
+    model, _, _ = load_text_classifier(keyword_model)
+    graph = onnx.load(str(export(model, tmp_path / "model.onnx")))
+    linear = check_linear_layers(model, ())
+    names = kept_nodes(graph, ["head", "encoder.pooler.dense"], linear)
+    assert names == ["/head/Gemm", "/head/Gemm_MatMul"]  # the unused pooler has no node
+    for node in graph.graph.node:  # as if another exporter had named the head's product
+        if node.name == "/head/Gemm":
+            node.name = "/classifier/Gemm"
+    with pytest.raises(UnknownLayersError, match="/classifier/Gemm is named for no layer"):
+        kept_nodes(graph, ["head"], linear)

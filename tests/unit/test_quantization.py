@@ -18,13 +18,14 @@ from models.registry import Registry
 from models.serving.inference import resolve_precision
 from models.serving.loading import load_scorer
 from models.serving.quantization import (
+    PLAN_KEYS,
     Logits,
     check_linear_layers,
     fit_int8_plan,
     kept_fp32,
     quantize_int8,
 )
-from signalyard.cli import main
+from signalyard.cli import cli, main
 
 
 class Outlier(nn.Module):
@@ -122,7 +123,8 @@ def test_a_loaded_model_applies_its_plan_and_the_command_records_one(
     (folder / "metadata.json").write_text(
         json.dumps({**metadata, "quantization": {**record, "keep_fp32": ["head"]}})
     )
-    assert kept_fp32(registry.metadata("news", "v1")) == ("head",)
+    assert kept_fp32(registry.metadata("news", "v1"), "int8") == ("head",)
+    assert kept_fp32(registry.metadata("news", "v1"), "onnx-int8") == ()  # another runtime's
     model = load_scorer(folder, "cpu", 16, "int8").engine.model
     linear = [n for n, m in model.named_modules() if type(m) is nn.Linear]
     assert linear == ["head"]
@@ -167,3 +169,9 @@ def test_each_int8_runtime_applies_its_own_plan(
     texts = ["profit soars 3", "loss widens 4", "shares flat 5"]
     assert np.abs(onnx.predict_proba(texts) - model.predict_proba(texts)).max() < 1e-4
     assert load_scorer(folder, "cpu", 16, "int8").engine.keep_fp32 == ()
+
+
+def test_the_command_offers_a_plan_for_each_int8_runtime() -> None:
+    command = cli.commands["models"].commands["quantize"]  # type: ignore[attr-defined]
+    runtime = next(param for param in command.params if param.name == "runtime")
+    assert list(runtime.type.choices) == list(PLAN_KEYS)
