@@ -139,8 +139,11 @@ def _plan(model_dir: Path, metadata: dict[str, Any], precision: str) -> tuple[st
     """The layers the model's plan for ``precision`` keeps in fp32, with a warning when an ONNX
     plan was fitted under other quantizer settings than this CPU gets (7- or 8-bit weights)."""
     record = metadata.get(PLAN_KEYS.get(precision, ""), {})
-    here = int8_scheme(default_reduce_range())
-    if precision == "onnx-int8" and record and record.get("scheme") != here:
+    if (
+        precision == "onnx-int8"
+        and record
+        and record.get("scheme") != (here := int8_scheme(default_reduce_range()))
+    ):
         log.warning(
             "%s: its onnx-int8 plan was fitted for %s, this CPU runs %s; refit it here with "
             "signalyard models quantize --runtime onnx-int8",
@@ -158,11 +161,13 @@ def _fastest_faithful(
     metadata: dict[str, Any],
 ) -> TextEngine:
     # A choice holds while what the candidates compute holds: the ONNX quantizer's settings on
-    # this CPU and the model's int8 plans (kept in its metadata, outside its content hash).
+    # this CPU and the model's plan for it (in its metadata, outside its content hash). torch's
+    # int8 is no candidate, so its plan is not part of the key.
     runtimes = json.dumps(
-        {"onnx-int8": int8_scheme(default_reduce_range())}
-        | {plan: metadata.get(plan, {}).get("keep_fp32") for plan in PLAN_KEYS.values()},
-        sort_keys=True,
+        {
+            "scheme": int8_scheme(default_reduce_range()),
+            "keep_fp32": kept_fp32(metadata, "onnx-int8"),
+        }
     )
     key = Choices.key(digest, max_decision_change, runtimes)
     if choices is not None and (chosen := choices.get(key)):

@@ -29,7 +29,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from models.serving.cpu_features import VNNI, cpu_flags
-from models.serving.quantization import UnknownLayersError, check_linear_layers
+from models.serving.quantization import check_linear_layers
 from models.text_model import TextClassifier
 
 OPSET = 17
@@ -63,8 +63,7 @@ class OnnxClassifier:
     CPU threads (0: ONNX Runtime's default, one per core). In int8, the linear layers named in
     ``keep_fp32`` (names from ``model.named_modules()``) stay fp32, and ``reduce_range`` (by
     default: when the CPU lacks VNNI) quantizes weights to 7 bits. Raises UnknownLayersError
-    for a name that is not a linear layer of ``model``, or when the exported graph's names do
-    not say which product computes which layer (``kept_nodes``)."""
+    for a name that is not a linear layer of ``model``."""
 
     def __init__(
         self,
@@ -131,23 +130,21 @@ def export(model: TextClassifier, path: Path) -> Path:
 def kept_nodes(
     graph: onnx.ModelProto, layers: Collection[str], linear: Collection[str]
 ) -> list[str]:
-    """The names, as ``quantize_dynamic`` knows them, of the weight products in ``graph`` that
-    compute the linear layers named ``layers``, among the model's linear layers ``linear``
-    (torch module names). The TorchScript exporter names a module's nodes by its path:
-    ``/encoder/layer.0/output/dense/MatMul`` computes ``encoder.layer.0.output.dense``. The
-    quantizer turns a Gemm into a MatMul named ``<Gemm's name>_MatMul`` before it quantizes, so
-    a Gemm is listed under both names. A layer whose output nothing uses (a pooler beside mean
-    pooling) is pruned from the graph and has no node. Raises UnknownLayersError when a weight
-    product is named for no linear layer: the names no longer say which layer is which, and
-    the plan cannot be honoured."""
+    """The names, as ``quantize_dynamic`` knows them, of the weight products in ``graph`` to
+    keep in fp32: those computing the linear layers named ``layers``, and those named for none
+    of the model's linear layers ``linear`` (torch module names), which torch's dynamic int8
+    would not quantize either and which a plan cannot name. The TorchScript exporter names a
+    module's nodes by its path: ``/encoder/layer.0/output/dense/MatMul`` computes
+    ``encoder.layer.0.output.dense``. The quantizer turns a Gemm into a MatMul named ``<Gemm's
+    name>_MatMul`` before it quantizes, so a Gemm is listed under both names. A layer whose
+    output nothing uses (a pooler beside mean pooling) is pruned from the graph and has no
+    node."""
     weights = {initializer.name for initializer in graph.graph.initializer}
-    wanted, known, names = set(layers), set(linear), []
+    kept, known, names = set(layers), set(linear), []
     for node in graph.graph.node:
         if node.op_type not in ("MatMul", "Gemm") or node.input[1] not in weights:
             continue  # a product of two activations (attention) is not a linear layer
         layer = node.name.strip("/").rpartition("/")[0].replace("/", ".")
-        if layer not in known:
-            raise UnknownLayersError(f"the exported graph's {node.name} is named for no layer")
-        if layer in wanted:
+        if layer in kept or layer not in known:
             names += [node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm" else [node.name]
     return names

@@ -10,7 +10,8 @@ compared with fp32's. With no validation rows to check against, fp32 is kept.
 Timings on a busy machine vary, so two processes could choose differently and score the same
 event differently (a replay beside a live worker, or a replay run twice). The first choice for
 a model on a machine is therefore remembered (``Choices``: a JSON file, by the model's content
-hash, the CPU and the allowance) and every later load there takes it, whatever its threads.
+hash, the CPU, the allowance and what ONNX int8 computes: its quantizer's settings and the
+model's plan for it) and every later load there takes it, whatever its threads.
 """
 
 from __future__ import annotations

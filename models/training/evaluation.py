@@ -120,14 +120,14 @@ def quantize_folder(
     plan for that runtime; return the record. Raises DataError for a sensors model, when the
     source data is gone or changed, or when no plan within ``max_changed`` exists; ValueError
     for another runtime."""
-    metadata, validation, length = _text_validation(model_dir, "an int8 plan")
-    model, tokenizer, labels = load_text_classifier(model_dir)
-    # The serving batch size, so the recorded rates compare with the pipeline's.
-    engine = TextEngine(model, tokenizer, "cpu", length, 32, "fp32")
     quantizers = _quantizers()
     if runtime not in quantizers:
         raise ValueError(f"no int8 plan for runtime {runtime!r}; one of {', '.join(quantizers)}")
     quantize, scheme = quantizers[runtime]
+    metadata, validation, length = _text_validation(model_dir, "an int8 plan")
+    model, tokenizer, labels = load_text_classifier(model_dir)
+    # The serving batch size, so the recorded rates compare with the pipeline's.
+    engine = TextEngine(model, tokenizer, "cpu", length, 32, "fp32")
 
     def logits(candidate: nn.Module | OnnxClassifier, texts: Sequence[str]) -> np.ndarray:
         engine.model = candidate  # the same tokenization and batches for every candidate

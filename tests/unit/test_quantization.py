@@ -5,6 +5,7 @@ it cannot."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models.errors import DataError, ModelNotFoundError
 from models.registry import Registry
 from models.serving.inference import resolve_precision
 from models.serving.loading import load_scorer
+from models.serving.onnx_runtime import default_reduce_range, int8_scheme
 from models.serving.quantization import (
     PLAN_KEYS,
     Logits,
@@ -148,7 +150,9 @@ def test_a_loaded_model_applies_its_plan_and_the_command_records_one(
 
 
 def test_each_int8_runtime_applies_its_own_plan(
-    teacher_home: tuple[Registry, Path, Path], capsys: pytest.CaptureFixture[str]
+    teacher_home: tuple[Registry, Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry, _, _ = teacher_home
     folder = registry.version_dir("news", "v1")
@@ -156,7 +160,8 @@ def test_each_int8_runtime_applies_its_own_plan(
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     metadata = registry.metadata("news", "v1")
     assert metadata["onnx_quantization"] == record and "quantization" not in metadata
-    assert record["runtime"] == "onnx-int8" and record["scheme"].startswith("ONNX Runtime")
+    assert record["runtime"] == "onnx-int8"
+    assert record["scheme"] == int8_scheme(default_reduce_range())
 
     # A plan keeping every linear layer: ONNX Runtime then computes fp32's probabilities,
     # and torch's int8, which has no plan of its own, ignores it.
@@ -169,6 +174,16 @@ def test_each_int8_runtime_applies_its_own_plan(
     texts = ["profit soars 3", "loss widens 4", "shares flat 5"]
     assert np.abs(onnx.predict_proba(texts) - model.predict_proba(texts)).max() < 1e-4
     assert load_scorer(folder, "cpu", 16, "int8").engine.keep_fp32 == ()
+
+    # A plan fitted under other quantizer settings (the other kind of CPU) warns once a load.
+    other = int8_scheme(not default_reduce_range())
+    (folder / "metadata.json").write_text(
+        json.dumps({**metadata, "onnx_quantization": {**plan, "scheme": other}})
+    )
+    with caplog.at_level(logging.WARNING, logger="models.serving.loading"):
+        load_scorer(folder, "cpu", 16, "onnx-int8")
+        load_scorer(folder, "cpu", 16, "int8")  # torch's runtime: not its plan
+    assert [r.getMessage().count(other) for r in caplog.records] == [1]
 
 
 def test_the_command_offers_a_plan_for_each_int8_runtime() -> None:
