@@ -27,7 +27,7 @@ from models.base import SensorReading
 from models.data import FAILURE_MODES
 from models.sensor_model import SensorModel, features
 from models.serving.onnx_runtime import OnnxClassifier
-from models.serving.quantization import quantize_int8
+from models.serving.quantization import PLAN_KEYS, quantize_int8
 from models.text_model import TextClassifier
 
 DeviceName = Literal["auto", "cpu", "cuda"]
@@ -77,15 +77,12 @@ class TextEngine:
         self.precision = resolve_precision(self.device, precision)
         model = model.eval()
         self.num_labels = model.head.out_features
-        self.keep_fp32: tuple[str, ...] = ()
+        self.keep_fp32 = tuple(keep_fp32) if self.precision in PLAN_KEYS else ()
         self.model: torch.nn.Module | OnnxClassifier
         if self.precision == "int8":
-            self.keep_fp32 = tuple(keep_fp32)
             self.model = quantize_int8(model, self.keep_fp32)
         elif self.precision in ONNX_PRECISIONS:
             int8 = ONNX_PRECISIONS[self.precision]
-            if int8:
-                self.keep_fp32 = tuple(keep_fp32)
             self.model = OnnxClassifier(
                 model, int8, threads or torch.get_num_threads(), self.keep_fp32
             )

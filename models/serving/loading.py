@@ -34,9 +34,9 @@ from models.registry import CONTENT_HASH, Registry, content_sha256, read_metadat
 from models.sensor_model import load_sensor_model
 from models.serving.cpu_features import cpu_flags
 from models.serving.inference import SensorEngine, TextEngine, resolve_device
-from models.serving.onnx_runtime import default_reduce_range, int8_scheme
+from models.serving.onnx_runtime import int8_scheme
 from models.serving.precision_choice import MAX_ROWS, Choices, choose, describe
-from models.serving.quantization import PLAN_KEYS, UnknownLayersError, kept_fp32
+from models.serving.quantization import UnknownLayersError, kept_fp32, plan_of
 from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
 from models.tasks import TAXONOMY_FILE, task_of
@@ -138,12 +138,8 @@ def _build_scorer(
 def _plan(model_dir: Path, metadata: dict[str, Any], precision: str) -> tuple[str, ...]:
     """The layers the model's plan for ``precision`` keeps in fp32, with a warning when an ONNX
     plan was fitted under other quantizer settings than this CPU gets (7- or 8-bit weights)."""
-    record = metadata.get(PLAN_KEYS.get(precision, ""), {})
-    if (
-        precision == "onnx-int8"
-        and record
-        and record.get("scheme") != (here := int8_scheme(default_reduce_range()))
-    ):
+    record = plan_of(metadata, precision)
+    if precision == "onnx-int8" and record and record.get("scheme") != (here := int8_scheme()):
         log.warning(
             "%s: its onnx-int8 plan was fitted for %s, this CPU runs %s; refit it here with "
             "signalyard models quantize --runtime onnx-int8",
@@ -165,7 +161,7 @@ def _fastest_faithful(
     # int8 is no candidate, so its plan is not part of the key.
     runtimes = json.dumps(
         {
-            "scheme": int8_scheme(default_reduce_range()),
+            "scheme": int8_scheme(),
             "keep_fp32": kept_fp32(metadata, "onnx-int8"),
         }
     )

@@ -52,9 +52,10 @@ def default_reduce_range() -> bool:
     return not cpu_flags() & VNNI
 
 
-def int8_scheme(reduce_range: bool) -> str:
-    """The quantizer's settings in words, recorded with a plan fitted under them."""
-    bits = 7 if reduce_range else 8
+def int8_scheme(reduce_range: bool | None = None) -> str:
+    """The quantizer's settings in words (``reduce_range`` None: this CPU's), recorded with a
+    plan fitted under them."""
+    bits = 7 if (default_reduce_range() if reduce_range is None else reduce_range) else 8
     return f"ONNX Runtime dynamic int8 of the linear layers, per-channel {bits}-bit weights"
 
 

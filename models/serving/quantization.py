@@ -7,6 +7,7 @@
     layer_sensitivity(model, logits, texts, quantize=quantize_int8) -> dict[str, float]
     fit_int8_plan(model, logits, texts, truth, labels, max_changed=0.005, ...) -> dict
     kept_fp32(metadata: dict, precision: str) -> tuple[str, ...]   # what a load applies
+    plan_of(metadata: dict, precision: str) -> dict   # the plan's whole record
     check_linear_layers(model, names) -> list[str]   # UnknownLayersError for other names
 
 torch's dynamic quantization stores each linear layer's weight in int8 (one scale per output
@@ -52,6 +53,7 @@ __all__ = [
     "fit_int8_plan",
     "kept_fp32",
     "layer_sensitivity",
+    "plan_of",
     "quantize_int8",
 ]
 
@@ -100,12 +102,16 @@ def check_linear_layers(model: nn.Module, names: Collection[str]) -> list[str]:
     return linear
 
 
+def plan_of(metadata: dict[str, Any], precision: str) -> dict[str, Any]:
+    """The record of the model's plan for ``precision`` (a key of ``PLAN_KEYS``); empty when
+    it has no such plan or ``precision`` quantizes nothing."""
+    return metadata.get(PLAN_KEYS[precision], {}) if precision in PLAN_KEYS else {}
+
+
 def kept_fp32(metadata: dict[str, Any], precision: str) -> tuple[str, ...]:
-    """The layers the model's plan for ``precision`` (a key of ``PLAN_KEYS``) keeps in fp32;
-    none when it has no such plan or ``precision`` quantizes nothing."""
-    if precision not in PLAN_KEYS:
-        return ()
-    return tuple(metadata.get(PLAN_KEYS[precision], {}).get("keep_fp32", ()))
+    """The layers the model's plan for ``precision`` keeps in fp32 (``plan_of``); none
+    without a plan."""
+    return tuple(plan_of(metadata, precision).get("keep_fp32", ()))
 
 
 def _kl(reference: np.ndarray, other: np.ndarray) -> float:

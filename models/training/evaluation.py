@@ -18,7 +18,7 @@ from models.errors import DataError
 from models.registry import METADATA_FILE, read_metadata, write_json_atomic
 from models.serving.inference import TextEngine
 from models.serving.loading import LoadedScorer, load_scorer
-from models.serving.onnx_runtime import OnnxClassifier, default_reduce_range, int8_scheme
+from models.serving.onnx_runtime import OnnxClassifier, int8_scheme
 from models.serving.quantization import PLAN_KEYS, SCHEME, Quantizer, fit_int8_plan, quantize_int8
 from models.serving.scorers import SensorScorer, SentimentScorer, TicketScorer
 from models.splits import source_validation
@@ -106,7 +106,7 @@ def _quantizers() -> dict[str, tuple[Quantizer, str]]:
     """Each int8 runtime's quantizer and scheme, on this CPU; keyed as ``PLAN_KEYS``."""
     return {
         "int8": (quantize_int8, SCHEME),
-        "onnx-int8": (_onnx_int8, int8_scheme(default_reduce_range())),
+        "onnx-int8": (_onnx_int8, int8_scheme()),
     }
 
 

@@ -161,7 +161,7 @@ def test_each_int8_runtime_applies_its_own_plan(
     metadata = registry.metadata("news", "v1")
     assert metadata["onnx_quantization"] == record and "quantization" not in metadata
     assert record["runtime"] == "onnx-int8"
-    assert record["scheme"] == int8_scheme(default_reduce_range())
+    assert record["scheme"] == int8_scheme()
 
     # A plan keeping every linear layer: ONNX Runtime then computes fp32's probabilities,
     # and torch's int8, which has no plan of its own, ignores it.
