@@ -179,6 +179,13 @@ def test_labels_trigger_a_gated_candidate_that_workers_swap_in_while_events_flow
             wait_for_processes(
                 lambda: registry.live_version("news") == "v2", "a promotion", processes
             )
+
+            def swapped() -> bool:
+                # The worker loads the promoted version in the background: on a busy machine
+                # that takes seconds after the promotion, and events until then are v1's.
+                return worker_counters(port).get(("signalyard_model_swaps_total", "news"), 0) > 0
+
+            wait_for_processes(swapped, "the worker to swap the promoted model in", processes)
             swapped_at = len(flow.sent)
             wait_for_processes(
                 lambda: len(flow.sent) > swapped_at + 50, "events after the swap", processes

@@ -27,6 +27,7 @@ from config.settings import DomainName, Settings, StackSettings, TopicSettings, 
 from signalyard.local import local_kafka
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
+from streams.producer import produce
 from streams.shared import EXIT_FATAL
 
 pytestmark = pytest.mark.kafka
@@ -38,6 +39,7 @@ EXACTLY_ONCE = {
 }
 WAIT_S = 180
 READINGS = 5000  # events per domain of each stream
+HEIR_SHARE = 2000  # readings of the zombie test sent only after the zombie's pause
 
 
 def exactly_once_worker(
@@ -283,13 +285,22 @@ def test_a_fenced_zombie_commits_nothing(
         async with Tally(settings, scored_topics(settings, ["sensors"])) as scored:
             zombie = exactly_once_worker(workers, settings, registry_dir, app_id, "zombie")
             zombie.start("sensors")
-            feeding = asyncio.create_task(send(settings, "sensors", records, rate=500))
+            # The zombie is paused while readings still arrive (batches uncommitted), and the
+            # last HEIR_SHARE are sent only then: on a busy machine the zombie could otherwise
+            # score them all before its pause, and the heir be stopped before it started.
+            pause = asyncio.Event()
+            topic = settings.topics.raw("sensors").name
+            feeding = asyncio.create_task(
+                produce(settings.kafka, topic, records[:-HEIR_SHARE], rate=500, stop=pause)
+            )
             assert await scored.at_least(1000), zombie.tail()
             assert zombie.process is not None
-            zombie.process.send_signal(signal.SIGSTOP)  # mid-stream: batches uncommitted
+            zombie.process.send_signal(signal.SIGSTOP)
+            pause.set()
+            sent_before_pause = await feeding
             heir = exactly_once_worker(workers, other, registry_dir, app_id, "heir")
             heir.start("sensors")
-            await feeding
+            await send(settings, "sensors", records[sent_before_pause:])
             assert await scored.at_least(READINGS), heir.tail()
         zombie.process.send_signal(signal.SIGCONT)
         await asyncio.sleep(10)  # the zombie runs on: whatever it still had, it tries to commit
