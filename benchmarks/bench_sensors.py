@@ -34,7 +34,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from models.data import SensorData, read_readings
 from models.sensor_model import features
-from models.serving.inference import SensorEngine
+from models.serving.sensor_inference import SensorEngine
 from models.splits import subset
 from models.training.metrics import best_f1_threshold
 from models.training.options import TrainOptions

@@ -24,8 +24,7 @@ from sklearn.model_selection import train_test_split
 from models.data import SensorData, TextData, fingerprint, read_labeled
 from models.errors import DataError
 from models.registry import read_metadata
-from models.tasks import task_of
-from models.text_model import LABELS_FILE
+from models.tasks import LABELS_FILE, task_of
 
 
 def split_indices(strata: list[Any], fraction: float, seed: int) -> tuple[list[int], list[int]]:

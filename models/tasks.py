@@ -23,6 +23,7 @@ TASKS: tuple[Task, ...] = ("sentiment", "intent_risk", "defect")
 TEXT_TASKS: tuple[Task, ...] = ("sentiment", "intent_risk")
 
 TAXONOMY_FILE = "taxonomy.json"  # an intent_risk model's risk taxonomy, in its folder
+LABELS_FILE = "labels.json"  # a text model's labels in the order of its head, in its folder
 TREES_KIND = "sensor-gbdt"  # metadata ``kind`` of a defect model; text models: text-classifier
 
 # The figure early stopping and the gate watch, and the figures a listing shows first.

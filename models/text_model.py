@@ -23,13 +23,13 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from models.errors import BrokenModelError, ModelNotFoundError, one_line
+from models.tasks import LABELS_FILE
 
 # Loading reads local folders only; a model id must already be in the local Hugging Face cache.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 HEAD_FILE = "head.safetensors"
-LABELS_FILE = "labels.json"
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -39,20 +39,22 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import domains
 from config.settings import DomainName, ExplanationSettings
 from models.base import ModelInput
 from models.errors import RegistryError
 from models.registry import Registry
-from models.serving.explanations import Explanation
 from store import queries
 from store.readonly import ReadOnlyStore
 from streams.alerting.alert import Alert
 from streams.explainer_process import explain_in_process, start_explainer_process, warm_up
 from streams.processor import Sink
 from streams.stored_events import find_events
+
+if TYPE_CHECKING:  # explaining runs in the explainer's process, which imports the runtimes
+    from models.serving.explanations import Explanation
 
 log = logging.getLogger(__name__)
 

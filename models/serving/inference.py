@@ -1,4 +1,4 @@
-"""The inference engine: batched, padded per sub-batch, under ``torch.inference_mode``.
+"""The text inference engine: batched, padded per sub-batch, under ``torch.inference_mode``.
 
 Texts are tokenized once without padding, sorted by length and cut into sub-batches, so each
 sub-batch is padded only to its own longest text (length bucketing within a batch); results
@@ -23,9 +23,6 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from config.settings import Precision
-from models.base import SensorReading
-from models.data import FAILURE_MODES
-from models.sensor_model import SensorModel, features
 from models.serving.onnx_runtime import OnnxClassifier
 from models.serving.quantization import PLAN_KEYS, quantize_int8
 from models.text_model import TextClassifier
@@ -128,34 +125,3 @@ class TextEngine:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities (n, labels), in input order."""
         return torch.softmax(torch.from_numpy(self.predict_logits(texts)), dim=-1).numpy()
-
-
-class SensorEngine:
-    """Failure probabilities and failure-mode probabilities for sensor readings (trees, on
-    the CPU whatever the device: a batch of readings takes a few milliseconds)."""
-
-    def __init__(self, model: SensorModel) -> None:
-        self.model = model
-        self.threshold = model.threshold
-
-    def predict_proba(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, np.ndarray]:
-        """P(failure) (n,) and failure-mode probabilities (n, 5), in input order."""
-        if not readings:
-            return np.zeros(0), np.zeros((0, len(FAILURE_MODES)))
-        return self.model.predict_proba(features(readings))
-
-    def decide(self, readings: Sequence[SensorReading]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """P(failure) (n,), the defect flags (n,: P(failure) at or over the threshold) and each
-        reading's failure mode: the likeliest for a defect, ``"none"`` for the others. The
-        mode head, the larger one, runs only where its answer is used."""
-        if not readings:
-            return np.zeros(0), np.zeros(0, dtype=bool), []
-        x = features(readings)
-        failure = self.model.failure_probability(x)
-        defect = failure >= self.threshold
-        over = np.flatnonzero(defect)
-        modes = ["none"] * len(readings)
-        likeliest = self.model.mode_probabilities(x[over]).argmax(axis=1)
-        for row, mode in zip(over.tolist(), likeliest.tolist(), strict=True):
-            modes[row] = FAILURE_MODES[mode]
-        return failure, defect, modes

@@ -5,6 +5,7 @@ Each scorer carries the name of the domain it serves (from its model's metadata)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,9 +13,12 @@ from config.settings import DomainName
 from models.base import SensorPrediction, SensorReading, SentimentPrediction, TicketPrediction
 from models.calibration import UNCALIBRATED, Calibration, decision_confidence
 from models.data import SENTIMENT_LABELS
-from models.serving.inference import SensorEngine, TextEngine
+from models.serving.sensor_inference import SensorEngine
 from models.tasks import Task
 from models.taxonomy import RiskTaxonomy
+
+if TYPE_CHECKING:  # the text runtime (torch) is imported where a text model is loaded
+    from models.serving.inference import TextEngine
 
 
 class SentimentScorer:

@@ -60,10 +60,9 @@ from models.splits import (
     strata,
     subset,
 )
-from models.tasks import TAXONOMY_FILE, Task, task_of
+from models.tasks import LABELS_FILE, TAXONOMY_FILE, Task, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
-    LABELS_FILE,
     TextClassifier,
     load_text_classifier,
     save_text_classifier,

@@ -56,10 +56,9 @@ from models.errors import DataError
 from models.registry import read_metadata
 from models.serving.inference import TextEngine, resolve_device, resolve_precision
 from models.splits import split_source, subset
-from models.tasks import TAXONOMY_FILE, TEXT_TASKS, Task, task_of
+from models.tasks import LABELS_FILE, TAXONOMY_FILE, TEXT_TASKS, Task, task_of
 from models.taxonomy import RiskTaxonomy
 from models.text_model import (
-    LABELS_FILE,
     TextClassifier,
     load_encoder,
     load_text_classifier,

@@ -48,7 +48,8 @@ from config.settings import AdaptationSettings, DomainName
 from models.calibration import Calibration, decision_confidence
 from models.registry import Registry, read_metadata
 from models.serving.inference import TextEngine, resolve_device
-from models.text_model import LABELS_FILE, load_text_classifier
+from models.tasks import LABELS_FILE
+from models.text_model import load_text_classifier
 from models.training.adaptation import AdaptOptions
 
 __all__ = ["StreamTransfer", "round_options", "select_confident", "stream_transfer", "teacher_of"]

@@ -92,7 +92,7 @@ def test_precision_auto_keeps_the_fastest_runtime_that_decides_as_fp32(
     engine, trials = choose(build, texts, 1.0, flags)
     assert engine.precision == max(trials, key=lambda t: t.texts_per_s).precision
 
-    with caplog.at_level(logging.INFO, logger="models.serving.loading"):
+    with caplog.at_level(logging.INFO, logger="models.serving.text_loading"):
         scorer = load_scorer(keyword_model, "cpu", 64, "auto", batch_size=16)
     assert scorer.engine.precision in candidates(cpu_flags())
     assert "precision auto chose" in caplog.text

@@ -180,7 +180,7 @@ def test_each_int8_runtime_applies_its_own_plan(
     (folder / "metadata.json").write_text(
         json.dumps({**metadata, "onnx_quantization": {**plan, "scheme": other}})
     )
-    with caplog.at_level(logging.WARNING, logger="models.serving.loading"):
+    with caplog.at_level(logging.WARNING, logger="models.serving.text_loading"):
         load_scorer(folder, "cpu", 16, "onnx-int8")
         load_scorer(folder, "cpu", 16, "int8")  # torch's runtime: not its plan
     assert [r.getMessage().count(other) for r in caplog.records] == [1]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from models.sensor_model import (
     load_sensor_model,
     save_sensor_model,
 )
-from models.serving.inference import SensorEngine
+from models.serving.sensor_inference import SensorEngine
 from models.splits import subset
 from models.training.fitting import FitResult
 from models.training.metrics import best_f1_threshold, failure_mode_metrics
@@ -137,3 +139,26 @@ def test_failure_mode_figures() -> None:
     assert figures["mode_recall"]["TWF"] == {"n": 1, "recall": 0.0}
     assert figures["mode_recall"]["OSF"] == {"n": 1, "recall": 1.0}
     assert figures["mode_recall"]["PWF"] == {"n": 1, "recall": 1.0}
+
+
+def test_a_sensor_model_loads_and_scores_without_the_text_runtime(registry_dir: Path) -> None:
+    """A worker that scores sensors alone imports neither torch, transformers nor ONNX
+    Runtime: a fresh interpreter imports the worker and loads and runs the live defect model."""
+    program = f"""
+import sys
+import streams.app
+from models.registry import Registry
+from models.serving.loading import load_scorer
+scorer = load_scorer(Registry({str(registry_dir)!r}).live_dir("sensors"))
+reading = dict(machine_type="M", air_temp_k=300.1, process_temp_k=310.2, rpm=1500.0,
+               torque_nm=40.0, tool_wear_min=100.0)
+print(scorer.score([reading])[0])
+print(sorted({{"torch", "transformers", "onnxruntime"}} & sys.modules.keys()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    prediction, imported = done.stdout.strip().splitlines()[-2:]
+    assert "failure_probability" in prediction
+    assert imported == "[]"
