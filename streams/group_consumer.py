@@ -12,6 +12,11 @@ A fetch that cannot be decoded (``streams.undecodable``) is handled up to the un
 record batch, whose offsets become one dead letter (``undecodable``); the partition goes on
 after it.
 
+A stop waits for the fetch being handled, except where ``handle`` is only waiting for
+something (the feedback join waits for its labels' events to be stored) and has written
+nothing: seeing ``stopping`` set, it raises ``Interrupted``, and the fetch is left uncommitted
+for the group to read again.
+
 Before partitions go to another member the fetch being handled is finished and committed
 (``revoked`` runs after that); ``assigned`` runs before any record of a new partition is
 handled: the partitions are paused meanwhile, and a record fetched before the pause is read
@@ -47,6 +52,11 @@ log = logging.getLogger(__name__)
 Fetched = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
 
+class Interrupted(Exception):
+    """Raised by a ``handle`` that stopped because the consumer is stopping, having written
+    nothing of its fetch: the fetch is not committed, and the group reads it again."""
+
+
 class GroupConsumer(Service):
     """Reads ``topics`` in ``group``; subclasses implement ``handle`` (and the hooks)."""
 
@@ -78,6 +88,7 @@ class GroupConsumer(Service):
         self._handled: dict[TopicPartition, int] = {}  # the next offset after handled records
         self._committed: dict[TopicPartition, int] = {}
         self._ready: set[TopicPartition] = set()  # assigned, and ``assigned`` has run
+        self.stopping = asyncio.Event()  # set when a stop begins; see ``Interrupted``
         self.transactions = (
             PartitionTransactions(kafka, group) if guarantee == "exactly_once" else None
         )
@@ -123,6 +134,7 @@ class GroupConsumer(Service):
         self._reader.add_done_callback(exit_on_failure)
 
     async def on_stop(self) -> None:
+        self.stopping.set()
         if self._reader is not None:
             # Never mid-handle: the fetch being handled is finished first. Records fetched and
             # not handled yet are not committed, so the group reads them again.
@@ -154,11 +166,16 @@ class GroupConsumer(Service):
                         self._consumer.seek(tp, records[0].offset)
                         continue
                     mine[tp] = records
-                if mine and self.transactions is None:
-                    await self.handle(mine)
-                for tp, records in mine.items() if self.transactions is not None else ():
-                    with self.transactions.scope(tp):
-                        await self.handle({tp: records})
+                try:
+                    if mine and self.transactions is None:
+                        await self.handle(mine)
+                    for tp, records in mine.items() if self.transactions is not None else ():
+                        with self.transactions.scope(tp):
+                            await self.handle({tp: records})
+                except Interrupted as interrupted:
+                    log.info("%s: stopping; a fetch is left to read again: %s", self.group,
+                             interrupted)  # fmt: skip
+                    return
                 # Every record returned is handled: the positions (past transaction markers and
                 # aborted records too) are safe to commit.
                 for tp in owned & self._ready:

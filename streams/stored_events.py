@@ -54,7 +54,10 @@ class Lookup:
 
 
 async def find_events(
-    store: ReadOnlyStore, wanted: Iterable[tuple[DomainName, str]], wait_s: float
+    store: ReadOnlyStore,
+    wanted: Iterable[tuple[DomainName, str]],
+    wait_s: float,
+    until: asyncio.Event | None = None,
 ) -> Lookup:
     """Look the wanted (domain, event id) pairs up in ``store``, one query per domain, and
     again every ``LOOKUP_INTERVAL_S`` for those still missing until ``wait_s`` seconds have
@@ -62,7 +65,7 @@ async def find_events(
     alert can name an event whose rows the sink has not written yet. A row that no longer
     parses as its event schema is ``invalid`` and not looked up again. A query error (busy,
     over a ``[queries]`` limit) is logged and tried again; the last attempt's are returned in
-    ``errors``, not raised."""
+    ``errors``, not raised. ``until``, once set, ends the wait early."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     missing = set(wanted)
@@ -89,7 +92,7 @@ async def find_events(
                     reason = f"the stored event is invalid: {describe(error)}"
                     invalid[(domain, row["id"])] = reason
         missing -= found.keys() | invalid.keys()
-        if not missing or loop.time() >= deadline:
+        if not missing or loop.time() >= deadline or (until is not None and until.is_set()):
             break
         await asyncio.sleep(LOOKUP_INTERVAL_S)
     return Lookup(found, invalid, errors)

@@ -11,7 +11,8 @@ event.
 
 Labels are read by ``FeedbackConsumer`` in the group ``<app_id>-feedback``, a fetch at a
 time (one store lookup per fetch), and committed only after their rows and dead letters are
-written (``streams.group_consumer``).
+written (``streams.group_consumer``). A stop does not wait for a label's event: the fetch is
+left uncommitted, and the group reads it again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from config.settings import DomainName, KafkaSettings
 from store.readonly import ReadOnlyStore
 from streams.adaptation.messages import FeedbackLabel, known_labels
 from streams.deadletter import DeadLetter
-from streams.group_consumer import Fetched, GroupConsumer
+from streams.group_consumer import Fetched, GroupConsumer, Interrupted
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder, Sink, SourceRecord, dead_letter
 from streams.shared import Send
@@ -60,8 +61,12 @@ class FeedbackJoin:
         self.deadletter_topic = deadletter_topic
         self.event_wait_s = event_wait_s
 
-    async def handle(self, records: Sequence[SourceRecord]) -> None:
-        """Write the batch's feedback rows and dead letters; returns once both are stored."""
+    async def handle(
+        self, records: Sequence[SourceRecord], stopping: asyncio.Event | None = None
+    ) -> None:
+        """Write the batch's feedback rows and dead letters; returns once both are stored.
+        Raises ``Interrupted``, having written nothing, when ``stopping`` is set while a label
+        still waits for its event: it is not unknown yet, and is read again."""
         now = datetime.now(UTC)
         labels: list[tuple[SourceRecord, FeedbackLabel]] = []
         dead: list[DeadLetter] = []
@@ -70,9 +75,11 @@ class FeedbackJoin:
                 labels.append((record, self._parse(record)))
             except ValueError as error:
                 dead.append(dead_letter(record, Rejected("invalid feedback", str(error)), now))
-        lookup = await find_events(
-            self.store, {(label.domain, label.event_id) for _, label in labels}, self.event_wait_s
-        )
+        wanted = {(label.domain, label.event_id) for _, label in labels}
+        lookup = await find_events(self.store, wanted, self.event_wait_s, stopping)
+        waiting = wanted - lookup.found.keys() - lookup.invalid.keys()
+        if waiting and stopping is not None and stopping.is_set():
+            raise Interrupted(f"{len(waiting)} labels wait for their events")
         if lookup.errors:
             # The last lookup, past the wait, failed (busy, over a [queries] limit): the error
             # ends the worker and the labels are read again, rather than dead-lettered as
@@ -158,7 +165,7 @@ class FeedbackConsumer(GroupConsumer):
 
     async def handle(self, fetched: Fetched) -> None:
         records = [r for batch in fetched.values() for r in batch]
-        await self.agent.handle(records)
+        await self.agent.handle(records, self.stopping)
 
     async def undecodable(self, letter: DeadLetter) -> None:
         await self.agent.dead_letter([letter])

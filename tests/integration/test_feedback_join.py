@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from aiokafka import ConsumerRecord
-from conftest import query
-from helpers import create_tables_in, read_topic, write_events
+from conftest import Worker, new_worker, query
+from helpers import committed, create_tables_in, provision, read_topic, write_events
 
 import domains
 from config.settings import Settings
@@ -22,9 +25,12 @@ from models.serving.loading import load_scorer
 from store.readonly import ReadOnlyStore
 from store.sink import ClickHouseSink
 from streams.adaptation.feedback import FeedbackJoin
+from streams.adaptation.messages import FeedbackLabel
 from streams.deadletter import HEADER_REASON, kind_from_headers
+from streams.groups import wait_until_stable
 from streams.observability.metrics import PipelineMetrics
 from streams.processor import ScorerHolder
+from streams.producer import produce
 from streams.shared import SharedProducer
 from streams.topics import provision_topics
 
@@ -87,3 +93,37 @@ def test_labels_of_invalid_or_missing_stored_events_are_dead_lettered_with_the_r
         if sample.name.endswith("_total")
     }
     assert counted == {"joined": 1.0, "invalid stored event": 1.0, "unknown event": 1.0}
+
+
+@pytest.mark.kafka
+def test_a_worker_stopped_while_a_label_waits_for_its_event_stops_at_once_and_keeps_the_label(
+    kafka: Settings, registry_dir: Path, workers: list[Worker]
+) -> None:
+    """A label whose event is not stored yet waits for it up to ``adaptation.event_wait_s``;
+    a stop meanwhile ends the worker at once and cleanly (not after the wait, nor killed by its
+    shutdown deadline), and the label, neither joined nor dead-lettered, is left uncommitted
+    for the group to read again."""
+    settings = kafka
+    provision(settings)
+    app_id = f"t-{uuid.uuid4().hex[:8]}"
+    worker = new_worker(workers, settings, registry_dir, app_id, "w")
+    worker.env["SIGNALYARD_ADAPTATION__EVENT_WAIT_S"] = "300"  # longer than any stop may take
+    worker.start("sensors")
+    label = FeedbackLabel(
+        event_id="s-not-stored-yet", domain="sensors", label="none", labeler="ana",
+        ts=datetime.now(UTC),
+    )  # fmt: skip
+    topic = settings.topics.feedback_labels.name
+    asyncio.run(
+        produce(settings.kafka, topic, [(b"s-not-stored-yet", label.model_dump_json().encode())])
+    )
+    group = f"{app_id}-feedback"
+    assert asyncio.run(wait_until_stable(settings.kafka, group, 1, timeout_s=120)), worker.tail()
+    time.sleep(5)  # the label fetched, its event looked up again and again
+    stopping = time.monotonic()
+    assert worker.stop() == 0, worker.tail()
+    assert time.monotonic() - stopping < 20, worker.tail()
+    offsets = asyncio.run(committed(settings, group))
+    assert all(offset <= 0 for offset in offsets.values()), f"the label was committed: {offsets}"
+    assert query(settings, "SELECT count() FROM deadletter") == [(0,)]
+    assert query(settings, "SELECT count() FROM feedback") == [(0,)]
