@@ -11,9 +11,9 @@ its longest text, and matrix kernels may add up in another order for another bat
 the batches are the same every time: the valid events in (partition, offset) order, cut into
 batches of ``batch_size``. They also depend on the threads the kernels split their sums over,
 so the model is loaded as every scoring process loads it, with the settings' threads
-(``models.serving.loading.use_scoring_threads``). Inference runs under ``torch.inference_mode``
-in eval mode (``models/serving/inference.py``), so one range, one version and one batch size
-give the same scores.
+(``models.serving.loading.load_folder``, ``pipeline.torch_threads``). Inference runs under
+``torch.inference_mode`` in eval mode (``models/serving/inference.py``), so one range, one
+version and one batch size give the same scores.
 
 ``compare`` puts two runs side by side (pure): counts by label, how often the two agree on the
 events both scored, accuracy and macro F1 against feedback labels on those events, and the

@@ -95,7 +95,8 @@ class GroupConsumer(Service):
 
     async def handle(self, fetched: Fetched) -> None:
         """Process one fetch; return once its effects are written. Under ``exactly_once`` a
-        fetch holds one partition, and ``SharedProducer`` sends in its transaction."""
+        fetch holds one partition, and ``SharedProducer`` sends in its transaction. May raise
+        ``Interrupted``, having written nothing, once ``stopping`` is set."""
         raise NotImplementedError
 
     async def undecodable(self, letter: DeadLetter) -> None:
@@ -149,41 +150,47 @@ class GroupConsumer(Service):
             await self.transactions.stop()
 
     async def _read_until_cancelled(self) -> None:
-        assert self._consumer is not None
         while True:
             try:
-                fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
-            except DECODE_ERRORS as error:
-                await self._step_past(error)
-                continue
-            async with self._handling:
-                owned = self._consumer.assignment()
-                mine = {}
-                for tp, records in fetched.items():
-                    if tp not in owned:  # revoked while the fetch was on its way: not ours
-                        continue
-                    if tp not in self._ready:  # fetched before its take-over: read it again
-                        self._consumer.seek(tp, records[0].offset)
-                        continue
-                    mine[tp] = records
+                await self._read_one_fetch()
+            except Interrupted as interrupted:
+                log.info("%s: stopping; a fetch is left to read again: %s", self.group,
+                         interrupted)  # fmt: skip
+                return
+
+    async def _read_one_fetch(self) -> None:
+        assert self._consumer is not None
+        try:
+            fetched = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+        except DECODE_ERRORS as error:
+            await self._step_past(error)
+            return
+        async with self._handling:
+            owned = self._consumer.assignment()
+            mine = {}
+            for tp, records in fetched.items():
+                if tp not in owned:  # revoked while the fetch was on its way: not ours
+                    continue
+                if tp not in self._ready:  # fetched before its take-over: read it again
+                    self._consumer.seek(tp, records[0].offset)
+                    continue
+                mine[tp] = records
+            if mine and self.transactions is None:
+                await self.handle(mine)
+            for tp, records in mine.items() if self.transactions is not None else ():
+                with self.transactions.scope(tp):
+                    await self.handle({tp: records})
+                # Its transaction holds the partition's outputs: should a later partition's
+                # handle be interrupted, the stop's commit carries this offset with them.
+                self._handled[tp] = records[-1].offset + 1
+            # Every record returned is handled: the positions (past transaction markers and
+            # aborted records too) are safe to commit.
+            for tp in owned & self._ready:
                 try:
-                    if mine and self.transactions is None:
-                        await self.handle(mine)
-                    for tp, records in mine.items() if self.transactions is not None else ():
-                        with self.transactions.scope(tp):
-                            await self.handle({tp: records})
-                except Interrupted as interrupted:
-                    log.info("%s: stopping; a fetch is left to read again: %s", self.group,
-                             interrupted)  # fmt: skip
-                    return
-                # Every record returned is handled: the positions (past transaction markers and
-                # aborted records too) are safe to commit.
-                for tp in owned & self._ready:
-                    try:
-                        self._handled[tp] = await self._consumer.position(tp)
-                    except KafkaError:  # unassigned meanwhile: its new owner commits it
-                        continue
-                await self.commit()
+                    self._handled[tp] = await self._consumer.position(tp)
+                except KafkaError:  # unassigned meanwhile: its new owner commits it
+                    continue
+            await self.commit()
 
     async def _step_past(self, error: Exception) -> None:
         """Handle the records before an undecodable batch, dead-letter its range, seek past."""

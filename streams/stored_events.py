@@ -1,6 +1,6 @@
 """Scored events read back from the store: what the model saw and what it said.
 
-    await find_events(store, wanted, wait_s) -> Lookup   # ``queries.stored_events`` until found
+    await find_events(store, wanted, wait_s, until=None) -> Lookup   # until found or ``until``
     stored_event(domain, row) -> StoredEvent   # a row of ``queries.stored_events``
     event_input(domain, row) -> ModelInput     # a row of it or of ``queries.unlabeled_events``
 
@@ -14,6 +14,7 @@ teacher to label).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -94,7 +95,13 @@ async def find_events(
         missing -= found.keys() | invalid.keys()
         if not missing or loop.time() >= deadline or (until is not None and until.is_set()):
             break
-        await asyncio.sleep(LOOKUP_INTERVAL_S)
+        if until is None:
+            await asyncio.sleep(LOOKUP_INTERVAL_S)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), LOOKUP_INTERVAL_S)
+        if until.is_set():
+            break
     return Lookup(found, invalid, errors)
 
 

@@ -67,7 +67,7 @@ TORCH_THREADS = torch.get_num_threads()
 
 @pytest.fixture(autouse=True)
 def torch_threads_as_found() -> Iterator[None]:
-    """Loading a model sets the process's torch threads to the settings' count (one): each
+    """Loading a text model sets the process's torch threads to the settings' count (one): each
     test gets torch's own count back, so that a replay run in this process does not leave the
     trainings of the tests after it with one thread."""
     yield

@@ -2,8 +2,8 @@
 its int8 plan for that runtime applied, its labels and calibration read.
 
 Only :mod:`models.serving.loading` imports this module, and only when it loads a text model:
-with it come torch, transformers and ONNX Runtime, which a worker that scores sensors alone
-does without (about a gigabyte of memory and seconds of start-up).
+with it come torch, transformers and ONNX Runtime, most of a worker's memory and start-up,
+which a worker that scores sensors alone does without.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def replay(
                     f"writing through the worker on port {settings.pipeline.web_port}, "
                     "which holds the embedded store; replaying at low CPU priority"
                 )
-            from models.serving.loading import load_folder  # loads torch: once the store is known
+            from models.serving.loading import load_folder  # torch (text models): after the store
 
             with console.status(f"loading {domain} {version}"):
                 scorer = load_folder(settings, registry.version_dir(domain, version), batch_size)

@@ -119,7 +119,7 @@ def agreement(
     settings: Settings, domain: DomainName, events: int, seed: int = 7, batch_size: int = 64
 ) -> Agreement:
     """Score ``events`` draws of ``World(seed)`` with ``domain``'s live model."""
-    from models.serving.loading import load_live_scorer  # loads torch
+    from models.serving.loading import load_live_scorer  # torch, for a text model
 
     scorer = load_live_scorer(settings, domain)
     world = World(seed=seed)
