@@ -69,6 +69,7 @@ async def find_events(
     ``errors``, not raised. ``until``, once set, ends the wait early."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
+    until = until or asyncio.Event()
     missing = set(wanted)
     found: dict[tuple[DomainName, str], StoredEvent] = {}
     invalid: dict[tuple[DomainName, str], str] = {}
@@ -93,12 +94,9 @@ async def find_events(
                     reason = f"the stored event is invalid: {describe(error)}"
                     invalid[(domain, row["id"])] = reason
         missing -= found.keys() | invalid.keys()
-        if not missing or loop.time() >= deadline or (until is not None and until.is_set()):
+        if not missing or loop.time() >= deadline or until.is_set():
             break
-        if until is None:
-            await asyncio.sleep(LOOKUP_INTERVAL_S)
-            continue
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError):  # the interval passed, ``until`` still unset
             await asyncio.wait_for(until.wait(), LOOKUP_INTERVAL_S)
         if until.is_set():
             break

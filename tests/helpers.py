@@ -444,9 +444,14 @@ def ids_of(records: list[tuple[bytes, bytes]]) -> set[str]:
 
 
 async def send(
-    settings: Settings, domain: DomainName, records: list, rate: float | None = None
-) -> None:
-    await produce(settings.kafka, settings.topics.raw(domain).name, records, rate)
+    settings: Settings,
+    domain: DomainName,
+    records: list,
+    rate: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Send ``records`` to the domain's raw topic until they or ``stop`` end; how many went."""
+    return await produce(settings.kafka, settings.topics.raw(domain).name, records, rate, stop)
 
 
 def provision(settings: Settings) -> None:

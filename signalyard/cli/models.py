@@ -227,11 +227,10 @@ def calibrate(domain: DomainName, version: str | None) -> None:
     show_default=True,
     help="Share of the validation decisions int8 may change (bounds the accuracy it loses).",
 )
+# The runtimes of quantization.PLAN_KEYS, named here: the CLI starts without torch.
 @click.option(
     "--runtime",
-    type=click.Choice(
-        ["int8", "onnx-int8"]
-    ),  # PLAN_KEYS's, named here: the CLI starts without torch
+    type=click.Choice(["int8", "onnx-int8"]),
     default="int8",
     show_default=True,
     help="The int8 runtime the plan is for: torch's or ONNX Runtime's.",

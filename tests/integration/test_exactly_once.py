@@ -27,7 +27,6 @@ from config.settings import DomainName, Settings, StackSettings, TopicSettings, 
 from signalyard.local import local_kafka
 from streams.connection import consumer_options
 from streams.groups import wait_until_stable
-from streams.producer import produce
 from streams.shared import EXIT_FATAL
 
 pytestmark = pytest.mark.kafka
@@ -153,10 +152,7 @@ async def send_all(
     """Send each domain's records (at ``rate`` a second each) until they or ``stop`` end; how
     many of each were sent."""
     sent = await asyncio.gather(
-        *(
-            produce(settings.kafka, settings.topics.raw(domain).name, batch, rate, stop)
-            for domain, batch in records.items()
-        )
+        *(send(settings, domain, batch, rate, stop) for domain, batch in records.items())
     )
     return dict(zip(records, sent, strict=True))
 
@@ -312,9 +308,8 @@ def test_a_fenced_zombie_commits_nothing(
             # last HEIR_SHARE are sent only then: on a busy machine the zombie could otherwise
             # score them all before its pause, and the heir be stopped before it started.
             pause = asyncio.Event()
-            topic = settings.topics.raw("sensors").name
             feeding = asyncio.create_task(
-                produce(settings.kafka, topic, records[:-HEIR_SHARE], rate=500, stop=pause)
+                send(settings, "sensors", records[:-HEIR_SHARE], rate=500, stop=pause)
             )
             assert await scored.at_least(1000), zombie.tail()
             assert zombie.process is not None
