@@ -72,9 +72,14 @@ async def _provision(admin: AIOKafkaAdminClient, topic: TopicSettings) -> TopicS
         await _wait_until_visible(admin, topic.name, partitions=topic.partitions)
         action = "grown"
     if await _configs_differ(admin, topic):
-        await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic.name, configs=topic_configs(topic))]
+        wanted = topic_configs(topic)
+        (response,) = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic.name, configs=wanted)]
         )
+        for error_code, message, *_ in response.resources:
+            if error_code != 0:
+                raise RuntimeError(f"changing the configuration of {topic.name} failed: {message}")
+        await _wait_until_visible(admin, topic.name, topic.partitions, configs=wanted)
         action = "updated" if action == "unchanged" else action
     return TopicState(topic.name, max(current, topic.partitions), action)
 
@@ -90,17 +95,26 @@ async def partition_count(admin: AIOKafkaAdminClient, name: str) -> int | None:
 
 
 async def _wait_until_visible(
-    admin: AIOKafkaAdminClient, name: str, partitions: int = 1, timeout_s: float = 15
+    admin: AIOKafkaAdminClient,
+    name: str,
+    partitions: int = 1,
+    configs: dict[str, str] | None = None,
+    timeout_s: float = 15,
 ) -> None:
-    # New topics and partitions reach the broker's metadata a moment after the request;
-    # callers of init expect to use them right away.
+    # New topics, partitions and configurations reach the broker's metadata a moment after
+    # the controller accepts them; callers of init expect to use them right away.
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
         count = await partition_count(admin, name)
-        if count is not None and count >= partitions and await topic_config(admin, name):
-            return
+        if count is not None and count >= partitions:
+            current = await topic_config(admin, name)
+            if current and all(current.get(key) == value for key, value in (configs or {}).items()):
+                return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {name} did not show {partitions} partitions within {timeout_s:g}s")
+    raise RuntimeError(
+        f"topic {name} did not show {partitions} partitions"
+        f"{' and its new configuration' if configs else ''} within {timeout_s:g}s"
+    )
 
 
 async def topic_config(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:

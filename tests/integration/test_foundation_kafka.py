@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -98,3 +99,14 @@ def test_provisioning_grows_partitions_and_fixes_configs(kafka: Settings) -> Non
         topic.partitions + 2,
         {"retention.ms": "3600000", "cleanup.policy": "delete"},
     )
+
+
+def test_a_configuration_the_broker_refuses_is_an_error_naming_the_topic(kafka: Settings) -> None:
+    topic = kafka.topics.alerts
+    asyncio.run(provision_topics(kafka.kafka, [topic]))
+    # Settings validation allows no such value; a broker's own limits can refuse valid ones.
+    refused = topic.model_copy(update={"retention_ms": -5})
+    with pytest.raises(RuntimeError, match=rf"changing the configuration of {topic.name} failed"):
+        asyncio.run(provision_topics(kafka.kafka, [refused]))
+    described = asyncio.run(_describe(kafka, [topic]))[topic.name]
+    assert described[1]["retention.ms"] == str(topic.retention_ms)
