@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from config.settings import Precision
-from models.serving.onnx_runtime import OnnxClassifier
+from models.serving.onnx_runtime import CompiledModels, OnnxClassifier
 from models.serving.quantization import PLAN_KEYS, quantize_int8
 from models.text_model import TextClassifier
 
@@ -67,9 +67,11 @@ class TextEngine:
         precision: Precision | str = "auto",
         keep_fp32: Collection[str] = (),
         threads: int = 0,
+        compiled: CompiledModels | None = None,
     ) -> None:
         """``threads``: CPU threads of an ONNX Runtime session (0: as many as torch uses,
-        which ``torch.set_num_threads`` sets for the process)."""
+        which ``torch.set_num_threads`` sets for the process); ``compiled``: where the ONNX
+        runtimes keep the files they build, to load them next time instead."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision)
         model = model.eval()
@@ -81,7 +83,7 @@ class TextEngine:
         elif self.precision in ONNX_PRECISIONS:
             int8 = ONNX_PRECISIONS[self.precision]
             self.model = OnnxClassifier(
-                model, int8, threads or torch.get_num_threads(), self.keep_fp32
+                model, int8, threads or torch.get_num_threads(), self.keep_fp32, compiled=compiled
             )
         else:
             self.model = model.to(self.device)

@@ -5,7 +5,7 @@
     load_scorer(model_dir: Path, device: str = "auto", max_seq_length: int = 128,
                 precision: str = "auto", batch_size: int = 64,
                 max_decision_change: float = 0.01, choices: Path | None = None,
-                threads: int = 0) -> Scorer
+                threads: int = 0, compiled: Path | None = None) -> Scorer
     load_live_scorer(settings: Settings, domain: DomainName) -> Scorer
     load_version(settings: Settings, domain: DomainName, version: str) -> Scorer
     load_folder(settings: Settings, model_dir: Path, batch_size: int = 64,
@@ -41,6 +41,7 @@ __all__ = [
 
 LoadedScorer = SentimentScorer | TicketScorer | SensorScorer
 PRECISION_CHOICES = "precision-choices.json"  # in the home: what precision auto chose, per model
+COMPILED = "compiled"  # in the home: the ONNX files built for models, loaded again next time
 
 
 def load_scorer(
@@ -52,6 +53,7 @@ def load_scorer(
     max_decision_change: float = 0.01,
     choices: Path | None = None,
     threads: int = 0,
+    compiled: Path | None = None,
 ) -> LoadedScorer:
     """The model in ``model_dir``, its files checked against the content hash recorded when it
     was registered. Raises ModelNotFoundError when the folder is not a model, BrokenModelError
@@ -62,7 +64,8 @@ def load_scorer(
     ``max_decision_change`` of them (``models.serving.precision_choice``); the choice is logged and
     remembered in ``choices`` (a JSON file), which later loads of the model take. ``threads``:
     torch's threads for a text model (0 leaves torch's default; see
-    :func:`models.serving.text_loading.load_text_scorer`)."""
+    :func:`models.serving.text_loading.load_text_scorer`). ``compiled``: a folder where the ONNX
+    runtimes keep the files they build for a model, and load them from on later loads."""
     model_dir = Path(model_dir)
     digest = verified_sha256(model_dir)
     metadata = read_metadata(model_dir)
@@ -78,7 +81,7 @@ def load_scorer(
 
         scorer = load_text_scorer(
             model_dir, metadata, task, device, max_seq_length, precision, batch_size,
-            max_decision_change, choices, digest, threads,
+            max_decision_change, choices, digest, threads, compiled,
         )  # fmt: skip
     scorer.model_sha256 = digest
     return scorer
@@ -114,7 +117,7 @@ def load_folder(
     """A model folder set up for inference as the settings say (``precision`` overrides
     theirs), taking what precision auto chose for it before on this machine and running with
     the settings' threads (``pipeline.torch_threads``), so that every process scores it
-    alike."""
+    alike; the ONNX files built for it are kept in the home for the next load."""
     return load_scorer(
         model_dir,
         settings.inference.device,
@@ -124,4 +127,5 @@ def load_folder(
         settings.inference.max_decision_change,
         settings.home_dir / PRECISION_CHOICES,
         settings.pipeline.torch_threads,
+        settings.home_dir / COMPILED,
     )

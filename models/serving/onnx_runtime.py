@@ -10,16 +10,24 @@ dot-product instructions where the CPU has them (AVX512-VNNI, AVX-VNNI, AMX) and
 otherwise, so int8 is a fast path on CPUs without bf16 too. Without VNNI the weights are
 quantized to 7 bits (``reduce_range``): those kernels add pairs of unsigned-by-signed byte
 products into 16 bits, which 8-bit weights can saturate (ONNX Runtime's quantization guide,
-"When to use reduce-range"). Nothing is written next to the model: the files live in a
-temporary folder only while the session is made.
+"When to use reduce-range"). Nothing is written next to the model: the files are built in a
+temporary folder and, given a :class:`CompiledModels` folder, the finished one is kept there,
+so that the next load of the same model with the same settings skips the export and the
+quantizer (seconds per model on a small CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +42,8 @@ from models.text_model import TextClassifier
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask")
+
+log = logging.getLogger(__name__)
 
 
 class _NoPreprocessingAdvice(logging.Filter):
@@ -59,12 +69,63 @@ def int8_scheme(reduce_range: bool | None = None) -> str:
     return f"ONNX Runtime dynamic int8 of the linear layers, per-channel {bits}-bit weights"
 
 
+@dataclass(frozen=True)
+class CompiledModels:
+    """A folder of the ONNX files built for models, each named for the model's content hash
+    (``model_sha256``) and for everything else its bytes depend on: int8 or not, the layers
+    kept fp32, the weights' bits, the opset and the torch and ONNX Runtime versions. Files
+    are written whole, by rename, so concurrent loads never read half a file; only the
+    ``KEPT`` most recently used stay, so that a registry's every adapted version does not
+    leave its copy behind."""
+
+    folder: Path
+    model_sha256: str
+
+    KEPT = 12  # a few live text models per machine, each with a candidate or two beside it
+
+    def file(self, int8: bool, keep_fp32: Collection[str], reduce_range: bool) -> Path:
+        recipe = json.dumps(
+            {
+                "int8": int8,
+                "keep_fp32": sorted(keep_fp32) if int8 else [],
+                "reduce_range": reduce_range if int8 else None,
+                "opset": OPSET,
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            },
+            sort_keys=True,
+        )
+        digest = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+        return self.folder / f"{self.model_sha256[:16]}-{digest}.onnx"
+
+    def keep(self, built: Path, path: Path) -> None:
+        """Move ``built`` to ``path`` and drop the least recently used beyond ``KEPT``; a
+        folder that cannot be written is logged and left alone (the model still loads)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            shutil.copyfile(built, partial)
+            os.replace(partial, path)
+            files = sorted(self.folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime)
+            for stale in files[: -self.KEPT]:
+                stale.unlink(missing_ok=True)
+        except OSError as error:
+            log.warning("%s: the compiled model is not kept (%s)", self.folder, error)
+
+    def used(self, path: Path) -> None:
+        """Mark ``path`` as just used, for ``keep``'s order."""
+        # Read-only, or just dropped by another process: only the order suffers.
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+
 class OnnxClassifier:
     """Logits of a :class:`TextClassifier`, computed by an ONNX Runtime session on ``threads``
     CPU threads (0: ONNX Runtime's default, one per core). In int8, the linear layers named in
     ``keep_fp32`` (names from ``model.named_modules()``) stay fp32, and ``reduce_range`` (by
-    default: when the CPU lacks VNNI) quantizes weights to 7 bits. Raises UnknownLayersError
-    for a name that is not a linear layer of ``model``."""
+    default: when the CPU lacks VNNI) quantizes weights to 7 bits. With ``compiled``, a file
+    built before for the same model and settings is loaded instead of built, and a new one is
+    kept there. Raises UnknownLayersError for a name that is not a linear layer of ``model``."""
 
     def __init__(
         self,
@@ -73,16 +134,28 @@ class OnnxClassifier:
         threads: int = 0,
         keep_fp32: Collection[str] = (),
         reduce_range: bool | None = None,
+        compiled: CompiledModels | None = None,
     ) -> None:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: the quantizer's advice is not for users
+        reduce_range = default_reduce_range() if reduce_range is None else reduce_range
+        if int8:
+            linear = check_linear_layers(model, keep_fp32)
+        saved = compiled.file(int8, keep_fp32, reduce_range) if compiled is not None else None
+        if compiled is not None and saved is not None and saved.is_file():
+            try:
+                self.session = self._session(saved, options)
+                compiled.used(saved)
+                return
+            # ONNX Runtime's own errors (InvalidProtobuf, Fail, ...) derive from Exception alone.
+            except Exception as error:
+                log.warning("%s: a kept compiled model does not load (%s); rebuilt", saved, error)
         with tempfile.TemporaryDirectory(prefix="signalyard-onnx-") as folder:
             path = export(model, Path(folder) / "model.onnx")
             if int8:
-                linear = check_linear_layers(model, keep_fp32)
-                kept = kept_nodes(onnx.load(str(path)), keep_fp32, linear)
+                excluded = kept_nodes(onnx.load(str(path)), keep_fp32, linear)
                 quantized = path.with_name("model.int8.onnx")
                 quantize_dynamic(
                     path,
@@ -93,13 +166,17 @@ class OnnxClassifier:
                     extra_options={"MatMulConstBOnly": True},
                     weight_type=QuantType.QInt8,
                     per_channel=True,
-                    reduce_range=default_reduce_range() if reduce_range is None else reduce_range,
-                    nodes_to_exclude=kept,
+                    reduce_range=reduce_range,
+                    nodes_to_exclude=excluded,
                 )
                 path = quantized
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = self._session(path, options)
+            if compiled is not None and saved is not None:
+                compiled.keep(path, saved)
+
+    @staticmethod
+    def _session(path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.InferenceSession:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         """Logits (batch, labels) for token ids and their mask (batch, sequence)."""

@@ -21,7 +21,7 @@ from models.data import TextData
 from models.errors import ModelNotFoundError
 from models.serving.cpu_features import cpu_flags
 from models.serving.inference import TextEngine, resolve_device
-from models.serving.onnx_runtime import int8_scheme
+from models.serving.onnx_runtime import CompiledModels, int8_scheme
 from models.serving.precision_choice import MAX_ROWS, Choices, choose, describe
 from models.serving.quantization import UnknownLayersError, kept_fp32, plan_of
 from models.serving.scorers import SentimentScorer, TicketScorer
@@ -45,12 +45,14 @@ def load_text_scorer(
     choices: Path | None,
     digest: str,
     threads: int,
+    compiled: Path | None = None,
 ) -> SentimentScorer | TicketScorer:
     """The text model in ``model_dir`` (``metadata`` read from it, ``digest`` its verified
     content hash), as :func:`models.serving.loading.load_scorer` describes. ``threads`` sets
     torch's threads first (0 leaves torch's default, one per core): for the calling thread and
     every thread that first runs torch after it (threads already running torch keep their
-    count); each ONNX Runtime session made later takes as many.
+    count); each ONNX Runtime session made later takes as many. ``compiled``: the folder where
+    the ONNX runtimes keep what they build for the model (``CompiledModels``), or None.
 
     An event's scores depend on the threads as well as on its batch: matrix kernels split their
     sums by thread, so a worker, a replay and a backtest that ran with different counts would
@@ -64,10 +66,13 @@ def load_text_scorer(
     domain, name, version = metadata["domain"], metadata["model_name"], model_dir.name
     remembered = Choices(choices) if choices is not None else None
     model, tokenizer, labels = load_text_classifier(model_dir)
+    kept = CompiledModels(compiled, digest) if compiled is not None else None
 
     def build(chosen: str) -> TextEngine:
         plan = _plan(model_dir, metadata, chosen)
-        return TextEngine(model, tokenizer, device, max_seq_length, batch_size, chosen, plan)
+        return TextEngine(
+            model, tokenizer, device, max_seq_length, batch_size, chosen, plan, compiled=kept
+        )
 
     try:
         if precision == "auto" and resolve_device(device).type == "cpu":

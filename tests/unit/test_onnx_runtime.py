@@ -17,6 +17,8 @@ import pytest
 import torch
 from helpers import FILLER, KEYWORDS
 
+from models.registry import CONTENT_HASH, content_sha256
+from models.serving import onnx_runtime
 from models.serving.cpu_features import cpu_flags
 from models.serving.inference import TextEngine, resolve_precision
 from models.serving.loading import load_scorer
@@ -137,3 +139,34 @@ def test_the_plans_layers_and_products_named_for_no_layer_stay_fp32(
             node.name = "/classifier/Gemm"
     # Not a layer a plan could name: fp32, as torch's int8 leaves what is not nn.Linear.
     assert kept_nodes(graph, [], linear) == ["/classifier/Gemm", "/classifier/Gemm_MatMul"]
+
+
+def test_an_onnx_model_is_built_once_and_then_loaded_from_the_compiled_folder(
+    keyword_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled, texts = tmp_path / "compiled", sentences(32)
+    built = load_scorer(keyword_model, "cpu", 64, "onnx-int8", 16, compiled=compiled)
+    load_scorer(keyword_model, "cpu", 64, "onnx-fp32", 16, compiled=compiled)
+    int8_file, fp32_file = sorted(compiled.glob("*.onnx"), key=lambda f: f.stat().st_mtime)
+
+    def no_export(*_: object) -> Path:
+        raise AssertionError("exported again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_runtime, "export", no_export)
+        loaded = load_scorer(keyword_model, "cpu", 64, "onnx-int8", 16, compiled=compiled)
+    assert np.array_equal(loaded.predict_proba(texts), built.predict_proba(texts))
+    assert int8_file.stat().st_mtime > fp32_file.stat().st_mtime  # used last, dropped last
+
+    int8_file.write_bytes(b"half a file")  # a damaged copy is rebuilt, not trusted
+    rebuilt = load_scorer(keyword_model, "cpu", 64, "onnx-int8", 16, compiled=compiled)
+    assert np.array_equal(rebuilt.predict_proba(texts), built.predict_proba(texts))
+    assert onnx.load(str(int8_file)).graph.node
+
+    monkeypatch.setattr(onnx_runtime.CompiledModels, "KEPT", 1)
+    another = shutil.copytree(keyword_model, tmp_path / "another")  # other bytes, other file
+    (another / "notes.txt").write_text("a file more")
+    metadata = json.loads((another / "metadata.json").read_text())
+    (another / "metadata.json").write_text(json.dumps(metadata | {CONTENT_HASH: None}))
+    load_scorer(another, "cpu", 64, "onnx-int8", 16, compiled=compiled)
+    assert [f.name[:16] for f in compiled.glob("*.onnx")] == [content_sha256(another)[:16]]
