@@ -67,8 +67,7 @@ def compiled_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One folder of the ONNX files built for models for the whole run, as one machine's home
     keeps it: the tests' workers load the same registry's models, and building them again in
     each test's home was a good part of every worker's start."""
-    base = tmp_path_factory.getbasetemp()
-    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "compiled"
+    folder = run_root(tmp_path_factory) / "compiled"
     folder.mkdir(exist_ok=True)
     COMPILED_MODELS.append(folder)
     yield
@@ -161,12 +160,16 @@ async def delete_topics(kafka: KafkaSettings, ending: str) -> None:
             await admin.close()
 
 
+def run_root(factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder of the whole run, which every xdist worker shares."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
     """A folder that ``build`` fills once per test run and every xdist worker then reads: each
     worker would otherwise spend the same minute of CPU on the same bytes. Read only."""
-    base = factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    folder = root / f"built-once-{name}"
+    folder = run_root(factory) / f"built-once-{name}"
     with FileLock(f"{folder}.lock"):
         if not (folder / ".built").exists():
             shutil.rmtree(folder, ignore_errors=True)
@@ -376,6 +379,7 @@ def student_home(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Registry:
-    """Teacher v1, and v2 live: a one-layer student distilled from it (``teacher_home``'s
-    files beside it)."""
+    """Teacher v1, and v2 live: a one-layer student distilled from it. It comes after
+    ``teacher_home``, whose labeled and unlabeled files a test takes beside it, and replaces
+    that home with its own."""
     return home_copy(distilled_student, tmp_path, monkeypatch)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+import transformers
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from models.serving.cpu_features import VNNI, cpu_flags
@@ -69,54 +71,92 @@ def int8_scheme(reduce_range: bool | None = None) -> str:
     return f"ONNX Runtime dynamic int8 of the linear layers, per-channel {bits}-bit weights"
 
 
+# The code that builds a compiled model, beside the versions of what it calls: this module
+# (export, quantizer options) and the classifier's forward pass.
+_BUILD_CODE = hashlib.sha256(
+    Path(__file__).read_bytes() + Path(inspect.getfile(TextClassifier)).read_bytes()
+).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class CompiledModels:
-    """A folder of the ONNX files built for models, each named for the model's content hash
+    """A folder of the ONNX files built for models. Each is named for the model's content hash
     (``model_sha256``) and for everything else its bytes depend on: int8 or not, the layers
-    kept fp32, the weights' bits, the opset and the torch and ONNX Runtime versions. Files
-    are written whole, by rename, so concurrent loads never read half a file; only the
-    ``KEPT`` most recently used stay, so that a registry's every adapted version does not
-    leave its copy behind."""
+    kept fp32, the weights' bits, the opset, the versions of torch, transformers, onnx and ONNX
+    Runtime, and the code that builds it (this module and the classifier's). Files are
+    written whole, by rename, so concurrent loads never read half a file; only the ``KEPT``
+    most recently used stay, so that a registry's every adapted version does not leave its
+    copy behind. Deleting the folder is always safe: what is missing is built again."""
 
     folder: Path
     model_sha256: str
 
     KEPT = 12  # a few live text models per machine, each with a candidate or two beside it
 
-    def file(self, int8: bool, keep_fp32: Collection[str], reduce_range: bool) -> Path:
+    def path_for(self, int8: bool, keep_fp32: Collection[str], reduce_range: bool) -> Path:
+        """The file this model is kept in when built with these settings; it may not exist."""
         recipe = json.dumps(
             {
                 "int8": int8,
                 "keep_fp32": sorted(keep_fp32) if int8 else [],
                 "reduce_range": reduce_range if int8 else None,
                 "opset": OPSET,
-                "torch": torch.__version__,
-                "onnxruntime": onnxruntime.__version__,
+                "versions": [lib.__version__ for lib in (torch, transformers, onnx, onnxruntime)],
+                "code": _BUILD_CODE,
             },
             sort_keys=True,
         )
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:16]
         return self.folder / f"{self.model_sha256[:16]}-{digest}.onnx"
 
+    def load(
+        self, path: Path, options: onnxruntime.SessionOptions
+    ) -> onnxruntime.InferenceSession | None:
+        """A session of the file kept at ``path``, marked as just used; None when there is none
+        or it does not load (a damaged copy is then built again)."""
+        try:
+            if not path.is_file():
+                return None
+            session = _session(path, options)
+        # ONNX Runtime's own errors (InvalidProtobuf, Fail, ...) derive from Exception alone.
+        except Exception as error:
+            log.warning("%s: a kept compiled model does not load (%s); built again", path, error)
+            return None
+        # Read-only, or just dropped by another process: only the order of use suffers.
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return session
+
     def keep(self, built: Path, path: Path) -> None:
-        """Move ``built`` to ``path`` and drop the least recently used beyond ``KEPT``; a
+        """Copy ``built`` to ``path`` and drop the least recently used beyond ``KEPT``; a
         folder that cannot be written is logged and left alone (the model still loads)."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{os.getpid()}")
-            shutil.copyfile(built, partial)
-            os.replace(partial, path)
-            files = sorted(self.folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime)
-            for stale in files[: -self.KEPT]:
-                stale.unlink(missing_ok=True)
+            handle, partial = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.")
+            os.close(handle)
+            try:
+                shutil.copyfile(built, partial)
+                os.replace(partial, path)
+            finally:
+                Path(partial).unlink(missing_ok=True)
         except OSError as error:
             log.warning("%s: the compiled model is not kept (%s)", self.folder, error)
+            return
+        for stale in _by_last_use(self.folder.glob("*.onnx"))[: -self.KEPT]:
+            stale.unlink(missing_ok=True)
 
-    def used(self, path: Path) -> None:
-        """Mark ``path`` as just used, for ``keep``'s order."""
-        # Read-only, or just dropped by another process: only the order suffers.
+
+def _by_last_use(files: Iterable[Path]) -> list[Path]:
+    """``files`` from the least to the most recently used, leaving out any gone meanwhile."""
+    used = []
+    for file in files:
         with contextlib.suppress(OSError):
-            os.utime(path)
+            used.append((file.stat().st_mtime, file))
+    return [file for _, file in sorted(used)]
+
+
+def _session(path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxClassifier:
@@ -141,42 +181,19 @@ class OnnxClassifier:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: the quantizer's advice is not for users
         reduce_range = default_reduce_range() if reduce_range is None else reduce_range
-        if int8:
-            linear = check_linear_layers(model, keep_fp32)
-        saved = compiled.file(int8, keep_fp32, reduce_range) if compiled is not None else None
-        if compiled is not None and saved is not None and saved.is_file():
-            try:
-                self.session = self._session(saved, options)
-                compiled.used(saved)
-                return
-            # ONNX Runtime's own errors (InvalidProtobuf, Fail, ...) derive from Exception alone.
-            except Exception as error:
-                log.warning("%s: a kept compiled model does not load (%s); rebuilt", saved, error)
-        with tempfile.TemporaryDirectory(prefix="signalyard-onnx-") as folder:
-            path = export(model, Path(folder) / "model.onnx")
-            if int8:
-                excluded = kept_nodes(onnx.load(str(path)), keep_fp32, linear)
-                quantized = path.with_name("model.int8.onnx")
-                quantize_dynamic(
-                    path,
-                    quantized,
-                    # Linear layers only, as torch's dynamic int8: not the embedding tables
-                    # (Gather) nor the attention products of two activations.
-                    op_types_to_quantize=["MatMul"],
-                    extra_options={"MatMulConstBOnly": True},
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    reduce_range=reduce_range,
-                    nodes_to_exclude=excluded,
-                )
-                path = quantized
-            self.session = self._session(path, options)
-            if compiled is not None and saved is not None:
-                compiled.keep(path, saved)
-
-    @staticmethod
-    def _session(path: Path, options: onnxruntime.SessionOptions) -> onnxruntime.InferenceSession:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        linear = check_linear_layers(model, keep_fp32) if int8 else []
+        kept = compiled.path_for(int8, keep_fp32, reduce_range) if compiled else None
+        session = compiled.load(kept, options) if compiled and kept else None
+        if session is None:
+            with tempfile.TemporaryDirectory(prefix="signalyard-onnx-") as folder:
+                path = export(model, Path(folder) / "model.onnx")
+                if int8:
+                    excluded = kept_nodes(onnx.load(str(path)), keep_fp32, linear)
+                    path = _quantized(path, excluded, reduce_range)
+                session = _session(path, options)
+                if compiled and kept:
+                    compiled.keep(path, kept)
+        self.session = session
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
         """Logits (batch, labels) for token ids and their mask (batch, sequence)."""
@@ -203,6 +220,25 @@ def export(model: TextClassifier, path: Path) -> Path:
             dynamo=False,
         )
     return path
+
+
+def _quantized(path: Path, excluded: list[str], reduce_range: bool) -> Path:
+    """The ONNX model at ``path`` with dynamic int8 linear layers, beside it; the weight
+    products named in ``excluded`` (``kept_nodes``) stay fp32."""
+    quantized = path.with_name(f"{path.stem}.int8.onnx")
+    quantize_dynamic(
+        path,
+        quantized,
+        # Linear layers only, as torch's dynamic int8: not the embedding tables (Gather) nor
+        # the attention products of two activations.
+        op_types_to_quantize=["MatMul"],
+        extra_options={"MatMulConstBOnly": True},
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=reduce_range,
+        nodes_to_exclude=excluded,
+    )
+    return quantized
 
 
 def kept_nodes(

@@ -163,6 +163,12 @@ def test_an_onnx_model_is_built_once_and_then_loaded_from_the_compiled_folder(
     assert np.array_equal(rebuilt.predict_proba(texts), built.predict_proba(texts))
     assert onnx.load(str(int8_file)).graph.node
 
+    unwritable = tmp_path / "a file, not a folder"
+    unwritable.write_text("")
+    load_scorer(
+        keyword_model, "cpu", 64, "onnx-int8", 16, compiled=unwritable
+    )  # loads all the same
+
     monkeypatch.setattr(onnx_runtime.CompiledModels, "KEPT", 1)
     another = shutil.copytree(keyword_model, tmp_path / "another")  # other bytes, other file
     (another / "notes.txt").write_text("a file more")
@@ -170,3 +176,12 @@ def test_an_onnx_model_is_built_once_and_then_loaded_from_the_compiled_folder(
     (another / "metadata.json").write_text(json.dumps(metadata | {CONTENT_HASH: None}))
     load_scorer(another, "cpu", 64, "onnx-int8", 16, compiled=compiled)
     assert [f.name[:16] for f in compiled.glob("*.onnx")] == [content_sha256(another)[:16]]
+
+
+def test_each_setting_that_changes_a_compiled_model_names_another_file(tmp_path: Path) -> None:
+    compiled = onnx_runtime.CompiledModels(tmp_path, "ab" * 32)
+    settings = [(True, ["head"], False), (True, [], False), (True, [], True), (False, [], True)]
+    paths = {compiled.path_for(*setting) for setting in settings}
+    assert len(paths) == len(settings)
+    assert compiled.path_for(False, ["head"], False) == compiled.path_for(False, [], True)  # fp32
+    assert onnx_runtime.CompiledModels(tmp_path, "cd" * 32).path_for(*settings[0]) not in paths
