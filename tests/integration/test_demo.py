@@ -111,6 +111,9 @@ def test_the_demo_streams_real_rows_shows_accuracy_and_publishes_feedback(
     data = data_folder(tmp_path / "data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALYARD_")}
     env |= settings_environment(kafka) | {"COLUMNS": "200"}
+    # The runtime choice has tests of its own; measuring it for three fresh models took a
+    # third of the worker's start.
+    env["SIGNALYARD_INFERENCE__PRECISION"] = "fp32"
     done = subprocess.run(
         [sys.executable, "-m", "signalyard", "demo", "--data", str(data), "--duration", "14",
          "--rate", "8", "--feedback", "0.5", "--retrain-after", "100000", "--malformed", "0"],
