@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import domains
@@ -26,6 +26,11 @@ from models.base import ModelInput, Prediction, Scorer
 from streams.deadletter import DeadLetter
 from streams.publishing import Outgoing, Publish
 from streams.validation import EventLimits, Rejected, parse_events
+
+# Epoch milliseconds of 9999-12-31T23:59:59.999Z, the last time a datetime can hold.
+LAST_MS = (datetime.max.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+    milliseconds=1
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +209,11 @@ async def _score(executor: Executor, scorer: Scorer, inputs: list[ModelInput]) -
 
 
 def kafka_time(timestamp_ms: int) -> datetime:
-    """A record's Kafka timestamp (milliseconds) as a time; one without (-1) counts as now."""
-    return (
-        datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms > 0 else datetime.now(UTC)
-    )
+    """A record's Kafka timestamp (milliseconds) as a time. One without (-1), or past the last
+    date a time can name (a producer may set any CreateTime), counts as now."""
+    if 0 < timestamp_ms <= LAST_MS:
+        return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    return datetime.now(UTC)
 
 
 def dead_letter(record: SourceRecord, rejected: Rejected, at: datetime) -> DeadLetter:

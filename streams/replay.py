@@ -26,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from config.settings import KafkaSettings
 from streams.connection import aiokafka_options, consumer_options
-from streams.processor import SourceRecord
+from streams.processor import LAST_MS, SourceRecord
 from streams.topics import partition_count
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,9 +39,12 @@ class UnknownTopicError(Exception):
 
 def parse_time(text: str) -> int:
     """Epoch milliseconds of an ISO 8601 time (``2026-11-28T10:00:00Z``; UTC when it has no
-    zone), a date (``2026-11-28``, midnight UTC) or epoch milliseconds (``1795860000000``)."""
+    zone), a date (``2026-11-28``, midnight UTC) or epoch milliseconds (``1795860000000``).
+    Raises ValueError for anything else, epoch milliseconds after 9999-12-31 included."""
     text = text.strip()
     if text.isdigit():
+        if int(text) > LAST_MS:
+            raise ValueError(f"{text} ms is after 9999-12-31, the last date a time can name")
         return int(text)
     try:
         value = datetime.fromisoformat(text)

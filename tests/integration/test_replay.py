@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from conftest import query
 from helpers import committed, free_port, run_cli
 
-from config.settings import DomainName, Settings, settings_environment
+from config.settings import DomainName, Settings, load_settings, settings_environment
 from domains.sensors import SensorScore
 from models.calibration import UNCALIBRATED
 from models.registry import Registry
@@ -79,8 +79,23 @@ def test_times_parse_as_iso_8601_dates_or_epoch_milliseconds() -> None:
     for bad in ("yesterday", "2026-13-01", "", "-5", "1.5"):
         with pytest.raises(ValueError, match="not an ISO 8601 time"):
             parse_time(bad)
+    last = parse_time("9999-12-31T23:59:59.999Z")
+    assert format_time(last) == "9999-12-31T23:59:59.999Z"
+    for beyond in (str(last + 1), "9" * 20):  # past any date: refused, not an overflow
+        with pytest.raises(ValueError, match="after 9999-12-31"):
+            parse_time(beyond)
     assert format_time(1_795_860_000_000) == "2026-11-28T10:00:00Z"
     assert format_time(1_795_860_000_250) == "2026-11-28T10:00:00.250Z"
+
+
+def test_a_time_past_any_date_is_one_line_of_the_command(
+    tmp_path: Path, registry_dir: Path
+) -> None:
+    settings = load_settings(home=tmp_path / "home")
+    refused = run_cli(settings, registry_dir, "replay", "news", "--from", "1", "--to", "9" * 20)
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for --to" in refused.output and "after 9999-12-31" in refused.output
+    assert isinstance(refused.exception, SystemExit)  # a refusal, not a crash
 
 
 def test_a_range_holds_its_start_and_not_its_end() -> None:

@@ -14,6 +14,7 @@ from models.base import SentimentPrediction
 from signalyard.demo.monitor import LiveStats, percentile
 from signalyard.demo.synthetic import World, events
 from streams.batching import MicroBatcher
+from streams.processor import kafka_time
 from streams.validation import EventLimits, Rejected, parse_event
 
 
@@ -159,3 +160,10 @@ def test_the_synthetic_world_is_seeded_valid_and_breaks_the_requested_fraction()
     for domain in ("news", "tickets"):
         for _, value in itertools.islice(events(World(seed=1), domain), 300):
             parse_event(domain, value, EventLimits(65536))
+
+
+def test_a_record_time_past_any_date_counts_as_arrival_now_instead_of_failing_the_batch() -> None:
+    # Brokers before Kafka 4.0 take any CreateTime a producer sets, far future included.
+    assert kafka_time(1_795_860_000_000) == datetime(2026, 11, 28, 10, tzinfo=UTC)
+    for unknown in (-1, 0, 9_000_000_000_000_000, 2**63 - 1):
+        assert abs(kafka_time(unknown) - datetime.now(UTC)) < timedelta(seconds=5)
