@@ -199,8 +199,10 @@ def _free_port(preferred: int) -> int:
 def _feeds(
     data: dict[DomainName, DomainData], seed: int, malformed: float
 ) -> dict[DomainName, Iterator[Fed]]:
-    world = World(seed=seed)
-    run = uuid.uuid4().hex[:8]  # event ids of this demo run: rows streamed again are new events
+    # Event ids of this demo run: rows streamed again, and the world's events drawn again by a
+    # later run of the same seed, are new events.
+    run = uuid.uuid4().hex[:8]
+    world = World(seed=seed, run=run)
     rng = random.Random(seed)
     return {
         domain: (

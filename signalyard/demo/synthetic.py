@@ -39,9 +39,12 @@ MALFORMATIONS = (
 @dataclass
 class World:
     """The state of the synthetic world: each domain's simulation draws from a generator of its
-    own, the ids and times of events from the world's; all seeded by ``seed``."""
+    own, the ids and times of events from the world's; all seeded by ``seed``. Event ids are
+    ``<d>-<seed>-<n>``, or ``<d>-<seed>-<run>-<n>`` given a ``run``: two runs of one seed draw
+    the same events, and only a run of its own keeps their ids apart in one store."""
 
     seed: int = 7
+    run: str = ""
     rng: random.Random = field(init=False)
     simulations: dict[DomainName, Simulation] = field(init=False)
     counter: int = 0
@@ -57,7 +60,8 @@ class World:
 
     def _next_id(self, domain: DomainName) -> str:
         self.counter += 1
-        return f"{domain[0]}-{self.seed}-{self.counter:09d}"
+        run = f"{self.run}-" if self.run else ""
+        return f"{domain[0]}-{self.seed}-{run}{self.counter:09d}"
 
     def _tick(self) -> str:
         step = timedelta(milliseconds=self.rng.randint(1, 40))

@@ -8,10 +8,13 @@ once, against 33 % in truth), so the risk levels are held to the truth as well a
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pytest
 
 import domains
 from config.settings import DomainName, Settings, load_settings
+from signalyard.cli.demo import _feeds
 from signalyard.demo.bootstrap import agreement, ensure_models
 from signalyard.demo.synthetic import World
 
@@ -41,3 +44,11 @@ def test_the_world_fails_machines_near_the_ai4i_rate() -> None:
     failed = sum(mode != "none" for mode in modes) / len(modes)
     assert 0.025 <= failed <= 0.045  # AI4I 2020: 339 of 10,000 readings
     assert {"TWF", "HDF", "PWF", "RNF"} <= set(modes)
+
+
+def test_two_demo_runs_of_one_seed_draw_the_same_events_under_ids_of_their_own() -> None:
+    first, second = (_feeds({}, seed=7, malformed=0.0)["news"] for _ in range(2))
+    one, two = list(islice(first, 50)), list(islice(second, 50))
+    assert [fed.key for fed in one] == [fed.key for fed in two]  # the same world
+    assert [fed.truth for fed in one] == [fed.truth for fed in two]
+    assert not {fed.event_id for fed in one} & {fed.event_id for fed in two}
