@@ -45,7 +45,7 @@ def load_text_scorer(
     choices: Path | None,
     digest: str,
     threads: int,
-    compiled: Path | None = None,
+    compiled: Path | None,
 ) -> SentimentScorer | TicketScorer:
     """The text model in ``model_dir`` (``metadata`` read from it, ``digest`` its verified
     content hash), as :func:`models.serving.loading.load_scorer` describes. ``threads`` sets
